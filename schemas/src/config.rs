@@ -1,0 +1,136 @@
+//! Where ClickHouse is and how long each table keeps its data.
+//!
+//! Sources, later wins: built-in defaults, the `[clickhouse]` and `[retention]` sections of the
+//! TOML file named by `FLYWHEEL_CONFIG`, then the `FLYWHEEL_CLICKHOUSE_*` environment variables.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::StoreError;
+
+pub const DEFAULT_DATABASE: &str = "flywheel";
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// `None` means "no server configured": commands that need one start the local engine.
+    pub url: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub database: String,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig { url: None, user: None, password: None, database: DEFAULT_DATABASE.to_string() }
+    }
+}
+
+impl ClickHouseConfig {
+    /// Applies `FLYWHEEL_CLICKHOUSE_URL`, `_USER`, `_PASSWORD` and `_DATABASE` over `self`.
+    pub fn with_env(mut self) -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(url) = var("FLYWHEEL_CLICKHOUSE_URL") {
+            self.url = Some(url);
+        }
+        if let Some(user) = var("FLYWHEEL_CLICKHOUSE_USER") {
+            self.user = Some(user);
+        }
+        if let Some(password) = var("FLYWHEEL_CLICKHOUSE_PASSWORD") {
+            self.password = Some(password);
+        }
+        if let Some(database) = var("FLYWHEEL_CLICKHOUSE_DATABASE") {
+            self.database = database;
+        }
+        self
+    }
+}
+
+/// Retention in days per table. Tables not listed keep their data until deleted by hand
+/// (patterns, triage state, exports and keys are small and long-lived).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    pub spans: u32,
+    pub llm_calls: u32,
+    pub signals: u32,
+    pub failures: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { spans: 30, llm_calls: 90, signals: 365, failures: 180 }
+    }
+}
+
+impl Retention {
+    pub fn days(&self, table: &str) -> Option<u32> {
+        match table {
+            "spans" => Some(self.spans),
+            "llm_calls" => Some(self.llm_calls),
+            "signals" => Some(self.signals),
+            "failures" => Some(self.failures),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> BTreeMap<&'static str, u32> {
+        BTreeMap::from([("spans", self.spans), ("llm_calls", self.llm_calls), ("signals", self.signals), ("failures", self.failures)])
+    }
+}
+
+/// The storage part of flywheel's configuration file. Other sections belong to other crates
+/// and are ignored here.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct StorageConfig {
+    pub clickhouse: ClickHouseConfig,
+    pub retention: Retention,
+}
+
+impl StorageConfig {
+    /// Reads `FLYWHEEL_CONFIG` (if set) then the environment.
+    pub fn load() -> Result<Self, StoreError> {
+        let mut cfg = match std::env::var_os("FLYWHEEL_CONFIG") {
+            Some(path) if !path.is_empty() => Self::from_file(Path::new(&path))?,
+            _ => StorageConfig::default(),
+        };
+        cfg.clickhouse = cfg.clickhouse.with_env();
+        Ok(cfg)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, StoreError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| StoreError::Config(format!("cannot read FLYWHEEL_CONFIG file {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| StoreError::Config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_sections_override_defaults_and_unknown_sections_are_left_to_others() {
+        let cfg = StorageConfig::from_toml(
+            "[clickhouse]\nurl = \"http://ch:8123\"\ndatabase = \"prod\"\n[retention]\nspans = 7\n[collector]\nhttp = \"0.0.0.0:4318\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.clickhouse.url.as_deref(), Some("http://ch:8123"));
+        assert_eq!(cfg.clickhouse.database, "prod");
+        assert_eq!(cfg.retention.spans, 7);
+        assert_eq!(cfg.retention.signals, 365);
+    }
+
+    #[test]
+    fn a_misspelt_retention_key_is_an_error_not_a_silent_default() {
+        let err = StorageConfig::from_toml("[retention]\nspan = 7\n").unwrap_err();
+        assert!(err.contains("span"), "{err}");
+    }
+}

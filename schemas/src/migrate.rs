@@ -1,0 +1,282 @@
+//! Versioned, append-only schema migrations (`schemas/sql/NNNN_name.sql`).
+//!
+//! `migrate` is idempotent: it creates the database and the `schema_migrations` ledger if
+//! needed, applies each migration not yet recorded (statements are `IF NOT EXISTS`, so a run
+//! interrupted half-way is safe to repeat), refuses to continue if an applied migration was
+//! edited since, then brings each table's TTL in line with the configured retention.
+//!
+//! With a cluster name, tables are created `ON CLUSTER` as `Replicated*MergeTree` tables named
+//! `<table>_local`, and `<table>` becomes a `Distributed` table over them: every query in
+//! flywheel stays the same on one node and on a cluster.
+
+use std::sync::LazyLock;
+
+use clickhouse::Row;
+use regex::Regex;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::Retention;
+use crate::error::StoreError;
+use crate::store::Store;
+
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in order. Append only: an applied migration must never change.
+pub const MIGRATIONS: &[Migration] = &[Migration { version: 1, name: "initial", sql: include_str!("../sql/0001_initial.sql") }];
+
+#[derive(Debug, Clone, Default)]
+pub struct MigrateOptions {
+    pub cluster: Option<String>,
+    pub retention: Retention,
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct MigrationReport {
+    pub database: String,
+    /// `(version, name)` of the migrations applied by this run.
+    pub applied: Vec<(u32, String)>,
+    /// Migrations that were already recorded.
+    pub already_applied: usize,
+    /// `(table, old days, new days)` for each TTL changed by this run.
+    pub retention_changes: Vec<(String, u32, u32)>,
+}
+
+impl Migration {
+    /// A short fingerprint of the template, recorded when applied. Retention values and the
+    /// cluster name are rendered in later, so configuration changes do not alter it.
+    pub fn checksum(&self) -> String {
+        hex::encode(&Sha256::digest(self.sql.as_bytes())[..8])
+    }
+}
+
+static RETENTION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\{\{retention:([a-z_]+)\}\}").unwrap());
+static CREATE_TABLE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?is)^CREATE TABLE IF NOT EXISTS\s+([A-Za-z_][A-Za-z0-9_]*)\s*(.*)$").unwrap());
+static ENGINE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"ENGINE\s*=\s*(\w*MergeTree)").unwrap());
+static TTL_DAYS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"TTL toDateTime\((\w+)\) \+ toIntervalDay\((\d+)\)").unwrap());
+
+/// Renders a migration into the statements to run, in order.
+pub fn render(migration: &Migration, database: &str, cluster: Option<&str>, retention: &Retention) -> Result<Vec<String>, StoreError> {
+    let without_comments: String = migration.sql.lines().filter(|l| !l.trim_start().starts_with("--")).map(|l| format!("{l}\n")).collect();
+    let mut missing = None;
+    let text = RETENTION.replace_all(&without_comments, |c: &regex::Captures| match retention_key(&c[1]).and_then(|k| retention.days(k)) {
+        Some(days) => days.to_string(),
+        None => {
+            missing = Some(c[1].to_string());
+            String::new()
+        }
+    });
+    if let Some(table) = missing {
+        return Err(StoreError::Config(format!("migration {} asks for the retention of unknown table `{table}`", migration.version)));
+    }
+    let mut out = Vec::new();
+    for statement in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        match cluster {
+            None => out.push(statement.to_string()),
+            Some(cluster) => out.extend(
+                on_cluster(statement, database, cluster)
+                    .map_err(|e| StoreError::Config(format!("migration {} cannot run on a cluster: {e}", migration.version)))?,
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// Which retention setting governs a table's TTL.
+fn retention_key(table: &str) -> Option<&'static str> {
+    match table {
+        "spans" => Some("spans"),
+        "llm_calls" | "contents" => Some("llm_calls"),
+        "signals" => Some("signals"),
+        "failures" | "pattern_members" => Some("failures"),
+        _ => None,
+    }
+}
+
+fn on_cluster(statement: &str, database: &str, cluster: &str) -> Result<Vec<String>, String> {
+    let Some(c) = CREATE_TABLE.captures(statement) else {
+        return Err(format!("only CREATE TABLE IF NOT EXISTS is rendered for clusters, got `{}`", statement.lines().next().unwrap_or("")));
+    };
+    let (table, rest) = (&c[1], &c[2]);
+    let local = format!("{table}_local");
+    let rest = ENGINE.replace(rest, "ENGINE = Replicated$1");
+    Ok(vec![
+        format!("CREATE TABLE IF NOT EXISTS {local} ON CLUSTER `{cluster}` {rest}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {table} ON CLUSTER `{cluster}` AS {local} ENGINE = Distributed(`{cluster}`, `{database}`, {local}, rand())"
+        ),
+    ])
+}
+
+#[derive(Row, Deserialize)]
+struct Applied {
+    version: u32,
+    name: String,
+    checksum: String,
+}
+
+#[derive(Row, Deserialize)]
+struct TableDdl {
+    name: String,
+    create_table_query: String,
+}
+
+/// Applies every pending migration to the store's database. Safe to run any number of times.
+pub async fn migrate(store: &Store, options: &MigrateOptions) -> Result<MigrationReport, StoreError> {
+    let database = store.database().to_string();
+    let cluster = options.cluster.as_deref();
+    let on_cluster = cluster.map(|c| format!(" ON CLUSTER `{c}`")).unwrap_or_default();
+    store.with_database("default").execute(&format!("CREATE DATABASE IF NOT EXISTS `{database}`{on_cluster}")).await?;
+    let ledger_engine = if cluster.is_some() { "ReplicatedReplacingMergeTree(applied_at)" } else { "ReplacingMergeTree(applied_at)" };
+    store
+        .execute(&format!(
+            "CREATE TABLE IF NOT EXISTS schema_migrations{on_cluster} (version UInt32, name String, checksum String, \
+             applied_at DateTime64(9, 'UTC')) ENGINE = {ledger_engine} ORDER BY version"
+        ))
+        .await?;
+
+    let applied: Vec<Applied> =
+        store.query("SELECT version, name, checksum FROM schema_migrations FINAL ORDER BY version").fetch_all().await?;
+    let mut report = MigrationReport { database, ..Default::default() };
+    for migration in MIGRATIONS {
+        if let Some(done) = applied.iter().find(|a| a.version == migration.version) {
+            if done.checksum != migration.checksum() {
+                return Err(StoreError::MigrationChanged {
+                    version: migration.version,
+                    name: done.name.clone(),
+                    applied: done.checksum.clone(),
+                    current: migration.checksum(),
+                });
+            }
+            report.already_applied += 1;
+            continue;
+        }
+        for statement in render(migration, store.database(), cluster, &options.retention)? {
+            store.execute(&statement).await?;
+        }
+        store
+            .query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, now64(9))")
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(migration.checksum())
+            .execute()
+            .await?;
+        tracing::info!(version = migration.version, name = migration.name, "migration applied");
+        report.applied.push((migration.version, migration.name.to_string()));
+    }
+    report.retention_changes = apply_retention(store, cluster, &options.retention).await?;
+    Ok(report)
+}
+
+/// Brings each table's TTL to the configured number of days. Only metadata changes: existing
+/// parts are not rewritten (`materialize_ttl_after_modify = 0`), they expire as parts are merged
+/// or dropped whole (`ttl_only_drop_parts`).
+async fn apply_retention(store: &Store, cluster: Option<&str>, retention: &Retention) -> Result<Vec<(String, u32, u32)>, StoreError> {
+    let tables: Vec<TableDdl> = store
+        .query("SELECT name, create_table_query FROM system.tables WHERE database = currentDatabase() ORDER BY name")
+        .fetch_all()
+        .await?;
+    let mut changes = Vec::new();
+    for t in tables {
+        let base = t.name.strip_suffix("_local").unwrap_or(&t.name);
+        if cluster.is_some() && !t.name.ends_with("_local") {
+            continue; // Distributed tables hold no data and no TTL
+        }
+        let (Some(key), Some(c)) = (retention_key(base), TTL_DAYS.captures(&t.create_table_query)) else { continue };
+        let Some(want) = retention.days(key) else { continue };
+        let have: u32 = c[2].parse().unwrap_or(0);
+        if have == want {
+            continue;
+        }
+        let on_cluster = cluster.map(|c| format!(" ON CLUSTER `{c}`")).unwrap_or_default();
+        store
+            .query(&format!("ALTER TABLE {}{on_cluster} MODIFY TTL toDateTime({}) + toIntervalDay({want})", t.name, &c[1]))
+            .with_setting("materialize_ttl_after_modify", "0")
+            .execute()
+            .await?;
+        changes.push((t.name.clone(), have, want));
+    }
+    Ok(changes)
+}
+
+#[derive(Row, Deserialize)]
+struct TableInfo {
+    name: String,
+    engine: String,
+    total_rows: Option<u64>,
+}
+
+/// A human summary of a migration run and of the tables it left, for `flywheel migrate`.
+pub async fn describe(store: &Store, report: &MigrationReport) -> Result<String, StoreError> {
+    use std::fmt::Write;
+    let version = store.server_version().await?;
+    let tables: Vec<TableInfo> = store
+        .query("SELECT name, engine, total_rows FROM system.tables WHERE database = currentDatabase() ORDER BY name")
+        .fetch_all()
+        .await?;
+    let mut out = String::new();
+    let _ = writeln!(out, "database `{}` on {} (ClickHouse {version})", report.database, store.url());
+    for (v, name) in &report.applied {
+        let _ = writeln!(out, "applied migration {v:04} {name}");
+    }
+    if report.applied.is_empty() {
+        let _ = writeln!(out, "schema up to date ({} migrations already applied)", report.already_applied);
+    }
+    for (table, old, new) in &report.retention_changes {
+        let _ = writeln!(out, "retention of {table}: {old} -> {new} days");
+    }
+    for t in tables {
+        let _ = writeln!(out, "  {:<18} {:<30} {:>10} rows", t.name, t.engine, t.total_rows.unwrap_or(0));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_retention_per_table() {
+        let retention = Retention { spans: 7, ..Retention::default() };
+        let statements = render(&MIGRATIONS[0], "flywheel", None, &retention).unwrap();
+        let spans = statements.iter().find(|s| s.contains("TABLE IF NOT EXISTS spans")).unwrap();
+        assert!(spans.contains("toIntervalDay(7)"), "{spans}");
+        let calls = statements.iter().find(|s| s.contains("TABLE IF NOT EXISTS llm_calls")).unwrap();
+        assert!(calls.contains("toIntervalDay(90)"), "{calls}");
+        assert!(statements.iter().all(|s| !s.contains("{{")));
+    }
+
+    #[test]
+    fn every_table_orders_by_project_first() {
+        for s in render(&MIGRATIONS[0], "flywheel", None, &Retention::default()).unwrap() {
+            let order = s.split("ORDER BY").nth(1).unwrap_or_else(|| panic!("no ORDER BY in {s}"));
+            assert!(order.trim_start().starts_with("(project_id"), "{s}");
+        }
+    }
+
+    #[test]
+    fn cluster_rendering_makes_replicated_local_tables_and_distributed_fronts() {
+        let statements = render(&MIGRATIONS[0], "fw", Some("prod"), &Retention::default()).unwrap();
+        assert_eq!(statements.len(), 2 * crate::rows::TABLES.len());
+        let local = &statements[0];
+        assert!(local.starts_with("CREATE TABLE IF NOT EXISTS spans_local ON CLUSTER `prod`"), "{local}");
+        assert!(local.contains("ENGINE = ReplicatedReplacingMergeTree(ingested_at)"), "{local}");
+        assert_eq!(
+            statements[1],
+            "CREATE TABLE IF NOT EXISTS spans ON CLUSTER `prod` AS spans_local ENGINE = Distributed(`prod`, `fw`, spans_local, rand())"
+        );
+    }
+
+    #[test]
+    fn checksums_are_stable_and_distinct() {
+        assert_eq!(MIGRATIONS[0].checksum(), MIGRATIONS[0].checksum());
+        assert_eq!(MIGRATIONS[0].checksum().len(), 16);
+        let versions: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert!(versions.windows(2).all(|w| w[0] < w[1]), "versions must increase: {versions:?}");
+    }
+}

@@ -1,0 +1,266 @@
+//! One Rust type per ClickHouse table, in column order (`schemas/sql/`). Inserts validate these
+//! types against the live schema, so a drift between the two is an error at the first insert,
+//! never silently wrong data.
+//!
+//! Conventions: ids are lowercase hex strings (trace 32, span 16 characters; empty when absent);
+//! timestamps are UTC with nanosecond precision; attribute maps keep every key as received.
+
+use std::collections::BTreeMap;
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub type Attributes = BTreeMap<String, String>;
+
+/// Serde helpers for `DateTime64(9)` columns (single, nullable and arrays).
+pub mod ts {
+    pub use clickhouse::serde::time::datetime64::nanos;
+    pub use clickhouse::serde::time::datetime64::nanos::option;
+
+    /// `Array(DateTime64(9))`: the crate ships no helper for arrays of timestamps.
+    pub mod vec {
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+        use time::OffsetDateTime;
+
+        pub fn serialize<S: Serializer>(v: &[OffsetDateTime], s: S) -> Result<S::Ok, S::Error> {
+            let nanos: Result<Vec<i64>, _> = v
+                .iter()
+                .map(|t| {
+                    i64::try_from(t.unix_timestamp_nanos())
+                        .map_err(|_| serde::ser::Error::custom(format!("{t} is out of DateTime64(9) range")))
+                })
+                .collect();
+            nanos?.serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OffsetDateTime>, D::Error> {
+            Vec::<i64>::deserialize(d)?
+                .into_iter()
+                .map(|n| OffsetDateTime::from_unix_timestamp_nanos(n.into()).map_err(serde::de::Error::custom))
+                .collect()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct SpanRow {
+    pub project_id: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub trace_state: String,
+    pub name: String,
+    pub kind: String,
+    #[serde(with = "ts::nanos")]
+    pub start_time: OffsetDateTime,
+    #[serde(with = "ts::nanos")]
+    pub end_time: OffsetDateTime,
+    pub duration_ns: u64,
+    pub status_code: String,
+    pub status_message: String,
+    pub service_name: String,
+    pub scope_name: String,
+    pub scope_version: String,
+    pub resource_attributes: Attributes,
+    pub scope_attributes: Attributes,
+    pub attributes: Attributes,
+    pub dropped_attributes_count: u32,
+    #[serde(with = "ts::vec")]
+    pub event_times: Vec<OffsetDateTime>,
+    pub event_names: Vec<String>,
+    pub event_attributes: Vec<Attributes>,
+    pub dropped_events_count: u32,
+    pub link_trace_ids: Vec<String>,
+    pub link_span_ids: Vec<String>,
+    pub link_attributes: Vec<Attributes>,
+    pub dropped_links_count: u32,
+    #[serde(with = "ts::nanos")]
+    pub ingested_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct LlmCallRow {
+    pub project_id: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub session_id: String,
+    pub user_id: String,
+    pub feature: String,
+    pub service_name: String,
+    pub operation: String,
+    pub provider: String,
+    pub request_model: String,
+    pub response_model: String,
+    pub response_id: String,
+    #[serde(with = "ts::nanos")]
+    pub start_time: OffsetDateTime,
+    #[serde(with = "ts::nanos")]
+    pub end_time: OffsetDateTime,
+    pub duration_ns: u64,
+    pub time_to_first_token_ns: Option<u64>,
+    pub input_messages: String,
+    pub output_messages: String,
+    pub system_instructions_hash: String,
+    pub tool_definitions_hash: String,
+    pub input_text: String,
+    pub output_text: String,
+    pub tool_names: Vec<String>,
+    pub finish_reasons: Vec<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost_usd: Option<f64>,
+    pub cost_source: String,
+    pub status: String,
+    pub error_type: String,
+    pub error_message: String,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub seed: Option<i64>,
+    pub is_stream: bool,
+    pub prompt_template_id: String,
+    pub prompt_template_version: String,
+    pub convention: String,
+    pub input_hash: String,
+    pub metadata: Attributes,
+    #[serde(with = "ts::nanos")]
+    pub ingested_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct ContentRow {
+    pub project_id: String,
+    pub hash: String,
+    pub kind: String,
+    pub content: String,
+    #[serde(with = "ts::nanos")]
+    pub last_seen: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct SignalRow {
+    pub project_id: String,
+    pub signal_id: String,
+    pub idempotency_key: String,
+    pub kind: String,
+    pub name: String,
+    pub source: String,
+    #[serde(with = "ts::nanos")]
+    pub timestamp: OffsetDateTime,
+    pub trace_id: String,
+    pub span_id: String,
+    pub session_id: String,
+    pub message_id: String,
+    pub user_id: String,
+    pub feature: String,
+    pub value: Option<f64>,
+    pub scale: Option<f64>,
+    pub comment: String,
+    pub text: String,
+    pub edit_distance: Option<u64>,
+    pub edit_ratio: Option<f64>,
+    pub link_status: String,
+    pub attributes: Attributes,
+    #[serde(with = "ts::nanos")]
+    pub ingested_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct FailureRow {
+    pub project_id: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub session_id: String,
+    pub user_id: String,
+    pub feature: String,
+    pub model: String,
+    #[serde(with = "ts::nanos")]
+    pub call_time: OffsetDateTime,
+    pub reasons: Vec<String>,
+    pub categories: Vec<String>,
+    pub severity: f32,
+    pub details: String,
+    pub run_id: String,
+    #[serde(with = "ts::nanos")]
+    pub detected_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct PatternRow {
+    pub project_id: String,
+    pub pattern_id: String,
+    pub label: String,
+    pub description: String,
+    pub terms: Vec<String>,
+    pub facets: Attributes,
+    pub status: String,
+    pub trend: String,
+    pub size: u64,
+    pub previous_size: u64,
+    pub calls: u64,
+    pub traces: u64,
+    pub sessions: u64,
+    pub users: u64,
+    pub severity: f32,
+    pub cost_usd: f64,
+    pub mean_latency_ms: f64,
+    pub signal_mix: BTreeMap<String, u64>,
+    pub centroid: Vec<f32>,
+    #[serde(with = "ts::nanos")]
+    pub first_seen: OffsetDateTime,
+    #[serde(with = "ts::nanos")]
+    pub last_seen: OffsetDateTime,
+    pub run_id: String,
+    #[serde(with = "ts::nanos")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct PatternMemberRow {
+    pub project_id: String,
+    pub pattern_id: String,
+    pub run_id: String,
+    pub trace_id: String,
+    pub span_id: String,
+    #[serde(with = "ts::nanos")]
+    pub call_time: OffsetDateTime,
+    pub distance: f32,
+    #[serde(with = "ts::nanos")]
+    pub added_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct EvalExportRow {
+    pub project_id: String,
+    pub case_hash: String,
+    pub format: String,
+    pub pattern_id: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub path: String,
+    #[serde(with = "ts::nanos")]
+    pub exported_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct ApiKeyRow {
+    pub project_id: String,
+    pub key_id: String,
+    pub key_hash: String,
+    pub name: String,
+    #[serde(with = "ts::nanos")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "ts::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+    #[serde(with = "ts::nanos")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// The tables every row type above belongs to, for code that walks all of them.
+pub const TABLES: &[&str] =
+    &["spans", "llm_calls", "contents", "signals", "failures", "patterns", "pattern_members", "eval_exports", "api_keys"];

@@ -1,0 +1,285 @@
+//! The `flywheel` command line: argument parsing and dispatch to the workspace crates, nothing
+//! else. The contract of every subcommand is in DESIGN.md ("CLI contract"); each exits non-zero
+//! with a one-line reason on failure.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use flywheel_schemas::config::StorageConfig;
+use flywheel_schemas::engine::{self, StartOptions};
+use flywheel_schemas::migrate::{self, MigrateOptions};
+use flywheel_schemas::{bench, store};
+
+#[derive(Parser)]
+#[command(name = "flywheel", version, about = "See how your LLM features fail in production, and turn the failures into evals.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage the local ClickHouse engine (development, demo, CI).
+    #[command(subcommand)]
+    Clickhouse(ClickhouseCmd),
+    /// Create or upgrade the ClickHouse schema (idempotent).
+    Migrate {
+        /// Create Replicated tables ON CLUSTER, with Distributed tables in front.
+        #[arg(long)]
+        cluster: Option<String>,
+    },
+    /// Manage project API keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Run the collector: OTLP/HTTP, OTLP/gRPC and the signals API.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:4318")]
+        http: String,
+        #[arg(long, default_value = "127.0.0.1:4317")]
+        grpc: String,
+    },
+    /// Play a realistic LLM application against a collector.
+    Simulate {
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value = "30s")]
+        duration: String,
+        #[arg(long)]
+        truth: Option<PathBuf>,
+    },
+    /// Detect failures and cluster them into patterns.
+    Analyze {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, default_value = "7d")]
+        since: String,
+    },
+    /// List the current failure patterns.
+    Patterns {
+        #[arg(long)]
+        project: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Include the member trace ids.
+        #[arg(long)]
+        members: bool,
+    },
+    /// Export failure patterns as eval cases.
+    #[command(subcommand)]
+    Export(ExportCmd),
+    /// Write the weekly error-analysis review.
+    Report {
+        #[arg(long, conflicts_with = "since")]
+        week: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Open the terminal UI.
+    Tui {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        no_color: bool,
+    },
+    /// Run the whole loop on a simulated application: engine, collector, traffic, analysis, TUI.
+    Demo {
+        #[arg(long)]
+        no_tui: bool,
+    },
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand)]
+enum ClickhouseCmd {
+    /// Start the engine in the background; prints its URL on the last line.
+    Start {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long, default_value_t = engine::DEFAULT_PORT)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+    },
+    /// Stop the engine of a data directory.
+    Stop {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Tell whether the engine of a data directory runs (exit status 3 when it does not).
+    Status {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Args)]
+struct DataDir {
+    /// Data directory [default: $FLYWHEEL_HOME/clickhouse]
+    #[arg(long = "data")]
+    dir: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn path(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(engine::default_data_dir)
+    }
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a key for a project; prints the key alone on the last line.
+    Create {
+        #[arg(long)]
+        project: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportCmd {
+    /// Eval cases from one pattern or from every open pattern.
+    Evals {
+        #[arg(long, required_unless_present = "all_open")]
+        pattern: Option<String>,
+        #[arg(long)]
+        all_open: bool,
+        #[arg(long, value_enum, default_value_t = EvalFormat::Jsonl)]
+        format: EvalFormat,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Insert and query throughput of the storage boundary.
+    Storage {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Rows per INSERT; repeat for several sizes.
+        #[arg(long, default_values_t = vec![1_000usize, 10_000, 100_000])]
+        batch: Vec<usize>,
+    },
+    /// Collector throughput over OTLP.
+    Ingest,
+    /// Analyzer time, memory and quality.
+    Analyze,
+    /// TUI query latencies.
+    Tui,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Md,
+    Html,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EvalFormat {
+    Jsonl,
+    OpenaiEvals,
+    Promptfoo,
+    Csv,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FLYWHEEL_LOG").unwrap_or_else(|_| "warn".into()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the chain of causes joined, as scripts and tests expect.
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Clickhouse(cmd) => clickhouse(cmd),
+        Command::Migrate { cluster } => {
+            let cfg = StorageConfig::load()?;
+            let store = store::open(&cfg).await?;
+            let report = migrate::migrate(&store, &MigrateOptions { cluster, retention: cfg.retention.clone() }).await?;
+            print!("{}", migrate::describe(&store, &report).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCmd::Storage { rows, batch }) => {
+            let cfg = StorageConfig::load()?;
+            let store = store::open(&cfg).await?;
+            let report = bench::storage(&store, rows, &batch).await?;
+            print!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCmd::Create { .. }) => not_built("keys create", "#3 (collector auth)"),
+        Command::Serve { .. } => not_built("serve", "#3 (collector)"),
+        Command::Simulate { .. } => not_built("simulate", "#9 (simulator)"),
+        Command::Analyze { .. } => not_built("analyze", "#6 (analyzer)"),
+        Command::Patterns { .. } => not_built("patterns", "#6 (analyzer)"),
+        Command::Export(ExportCmd::Evals { .. }) => not_built("export evals", "#7 (eval export)"),
+        Command::Report { .. } => not_built("report", "#7 (weekly report)"),
+        Command::Tui { .. } => not_built("tui", "#8 (TUI)"),
+        Command::Demo { .. } => not_built("demo", "#9 (demo); meanwhile `flywheel clickhouse start && flywheel migrate`"),
+        Command::Bench(BenchCmd::Ingest) => not_built("bench ingest", "#3 (collector)"),
+        Command::Bench(BenchCmd::Analyze) => not_built("bench analyze", "#6 (analyzer)"),
+        Command::Bench(BenchCmd::Tui) => not_built("bench tui", "#8 (TUI)"),
+    }
+}
+
+fn not_built(what: &str, issue: &str) -> Result<ExitCode> {
+    bail!("`flywheel {what}` is not built yet: it lands with issue {issue}")
+}
+
+fn clickhouse(cmd: ClickhouseCmd) -> Result<ExitCode> {
+    match cmd {
+        ClickhouseCmd::Start { data, port, host } => {
+            let opts = StartOptions { host, port, ..StartOptions::new(data.path()) };
+            let engine = engine::start(&opts)?;
+            println!("engine: {} (pid {})", engine.state.engine, engine.state.pid);
+            println!("data: {}", engine.data_dir.display());
+            println!("log: {}", engine.data_dir.join(engine::LOG_FILE).display());
+            println!("{}", engine.url());
+            Ok(ExitCode::SUCCESS)
+        }
+        ClickhouseCmd::Stop { data } => {
+            let dir = data.path();
+            match engine::stop(&dir).with_context(|| format!("stopping the engine of {}", dir.display()))? {
+                Some(state) => println!("stopped the engine on {} (pid {}, data {})", state.url, state.pid, dir.display()),
+                None => println!("no engine runs on {}", dir.display()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClickhouseCmd::Status { data } => {
+            let dir = data.path();
+            match engine::status(&dir) {
+                Some(state) => {
+                    println!("running: {} (pid {}, {}, data {})", state.url, state.pid, state.engine, dir.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    println!("not running (data {})", dir.display());
+                    Ok(ExitCode::from(3))
+                }
+            }
+        }
+    }
+}

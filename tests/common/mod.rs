@@ -1,0 +1,119 @@
+//! Shared harness for the end-to-end tests: one real local ClickHouse engine per test binary
+//! (fresh data directory, free port, stopped when the test process exits) and one fresh
+//! database per test, so tests run in parallel without seeing each other's rows.
+//!
+//! With `FLYWHEEL_CLICKHOUSE_URL` set, the tests use that server instead (databases are still
+//! per test).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use flywheel_schemas::config::{ClickHouseConfig, StorageConfig};
+use flywheel_schemas::engine::{self, RunningEngine, StartOptions};
+use flywheel_schemas::migrate::{self, MigrateOptions};
+use flywheel_schemas::store::Store;
+
+static ENGINE: OnceLock<(String, Option<RunningEngine>)> = OnceLock::new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+/// A scratch directory under cargo's target tmp dir, unique to this test process.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The URL of the engine shared by this test binary, started on first use.
+pub fn engine_url() -> String {
+    ENGINE
+        .get_or_init(|| {
+            if let Ok(url) = std::env::var("FLYWHEEL_CLICKHOUSE_URL")
+                && !url.is_empty()
+            {
+                return (url, None);
+            }
+            remove_stale_scratch();
+            let opts = StartOptions { port: 0, exit_with_parent: true, ..StartOptions::new(scratch_dir("engine")) };
+            let running = engine::start(&opts).unwrap_or_else(|e| panic!("cannot start the local ClickHouse engine: {e}"));
+            (running.url().to_string(), Some(running))
+        })
+        .0
+        .clone()
+}
+
+/// Engines of earlier test runs have exited with their process; their data need not stay.
+fn remove_stale_scratch() {
+    let Ok(entries) = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// A fresh, empty database for one test.
+pub struct TestDb {
+    pub url: String,
+    pub database: String,
+}
+
+impl TestDb {
+    pub fn new(test: &str) -> TestDb {
+        let n = NEXT_DB.fetch_add(1, Ordering::SeqCst);
+        let database = format!("t_{}_{}_{n}", test.replace(|c: char| !c.is_ascii_alphanumeric(), "_"), std::process::id());
+        TestDb { url: engine_url(), database }
+    }
+
+    pub fn config(&self) -> StorageConfig {
+        StorageConfig {
+            clickhouse: ClickHouseConfig { url: Some(self.url.clone()), database: self.database.clone(), ..Default::default() },
+            ..Default::default()
+        }
+    }
+
+    /// A store on this database (created lazily by `migrate`). Build one per test runtime: a
+    /// client's pooled connections belong to the runtime that opened them.
+    pub fn store(&self) -> Store {
+        Store::new(&self.url, &self.config().clickhouse)
+    }
+
+    pub async fn migrated(&self) -> Store {
+        let store = self.store();
+        migrate::migrate(&store, &MigrateOptions::default()).await.expect("migrations apply");
+        store
+    }
+
+    /// Runs the real `flywheel` binary against this database.
+    pub fn flywheel(&self, args: &[&str]) -> Output {
+        flywheel_cmd()
+            .args(args)
+            .env("FLYWHEEL_CLICKHOUSE_URL", &self.url)
+            .env("FLYWHEEL_CLICKHOUSE_DATABASE", &self.database)
+            .output()
+            .unwrap()
+    }
+}
+
+/// The `flywheel` binary with no ClickHouse configuration inherited from the environment.
+pub fn flywheel_cmd() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flywheel"));
+    for var in ["FLYWHEEL_CLICKHOUSE_URL", "FLYWHEEL_CLICKHOUSE_DATABASE", "FLYWHEEL_CONFIG"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
