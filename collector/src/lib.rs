@@ -1,9 +1,13 @@
 //! flywheel's collector: the front door for LLM traces and feedback signals.
 //!
-//! Contract (DESIGN.md, Ingestion and Durability): OTLP/HTTP and OTLP/gRPC receivers and the
-//! signals API decode requests, normalise every GenAI convention into `llm_calls` rows, keep
-//! every span raw in `spans`, and acknowledge a request only once its data is durable (in the
-//! write-ahead log, fsynced, or in ClickHouse). Nothing is dropped silently.
+//! Contract (DESIGN.md, Ingestion and Durability): the OTLP/HTTP and OTLP/gRPC receivers decode
+//! requests ([`otlp`]), keep every span raw in `spans`, normalise each model call of every GenAI
+//! convention into an `llm_calls` row ([`normalize`]), and acknowledge a request only once its
+//! rows are stored ([`writer`]). Nothing is dropped silently: a span refused for bad ids is
+//! reported back as OTLP partial success.
 //!
-//! Status: the receivers, normalisation, WAL and writer land with issues #3–#5; until then
-//! `flywheel serve` says so and exits non-zero.
+//! Data path: `receiver` → `otlp` (decode) → `pipeline` (normalize, redact, price, join log
+//! events) → `writer` (ClickHouse).
+
+pub mod normalize;
+pub mod otlp;

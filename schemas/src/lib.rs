@@ -16,6 +16,7 @@ pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod messages;
 pub mod migrate;
 pub mod rows;
 pub mod store;

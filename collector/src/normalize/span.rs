@@ -1,0 +1,186 @@
+//! From an OTLP trace request to owned spans: ids checked, attributes typed, raw rows built.
+//!
+//! A span whose ids have the wrong length is rejected (counted and reported as OTLP partial
+//! success); every other span is kept, whatever its attributes.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
+use time::OffsetDateTime;
+
+use flywheel_schemas::rows::SpanRow;
+
+use super::{Attrs, Event, SpanIds, SpanView};
+use crate::otlp::{attributes, flat, flat_map, hex_id};
+
+/// One decoded span with everything the normaliser and the raw `spans` row need.
+#[derive(Debug, Clone)]
+pub struct DecodedSpan {
+    pub ids: SpanIds,
+    pub name: String,
+    pub kind: &'static str,
+    pub trace_state: String,
+    pub scope_name: String,
+    pub scope_version: String,
+    pub scope_attrs: Attrs,
+    pub resource: Attrs,
+    pub attrs: Attrs,
+    pub events: Vec<Event>,
+    pub links: Vec<(String, String, Attrs)>,
+    pub status: &'static str,
+    pub status_message: String,
+    pub dropped: (u32, u32, u32),
+}
+
+impl DecodedSpan {
+    pub fn view(&self) -> SpanView<'_> {
+        SpanView {
+            name: &self.name,
+            scope_name: &self.scope_name,
+            resource: &self.resource,
+            attrs: &self.attrs,
+            events: &self.events,
+            is_error: self.status == "error",
+            status_message: &self.status_message,
+        }
+    }
+
+    /// The raw row: every attribute, event and link as received (values flattened to strings).
+    pub fn row(&self, project: &str, now: OffsetDateTime) -> SpanRow {
+        SpanRow {
+            project_id: project.to_string(),
+            trace_id: self.ids.trace_id.clone(),
+            span_id: self.ids.span_id.clone(),
+            parent_span_id: self.ids.parent_span_id.clone(),
+            trace_state: self.trace_state.clone(),
+            name: self.name.clone(),
+            kind: self.kind.to_string(),
+            start_time: self.ids.start,
+            end_time: self.ids.end,
+            duration_ns: (self.ids.end - self.ids.start).whole_nanoseconds().max(0) as u64,
+            status_code: self.status.to_string(),
+            status_message: self.status_message.clone(),
+            service_name: self.ids.service_name.clone(),
+            scope_name: self.scope_name.clone(),
+            scope_version: self.scope_version.clone(),
+            resource_attributes: flat_map(&self.resource.0),
+            scope_attributes: flat_map(&self.scope_attrs.0),
+            attributes: flat_map(&self.attrs.0),
+            dropped_attributes_count: self.dropped.0,
+            event_times: self.events.iter().map(|e| e.time).collect(),
+            event_names: self.events.iter().map(|e| e.name.clone()).collect(),
+            event_attributes: self.events.iter().map(|e| flat_map(&e.attrs.0)).collect(),
+            dropped_events_count: self.dropped.1,
+            link_trace_ids: self.links.iter().map(|l| l.0.clone()).collect(),
+            link_span_ids: self.links.iter().map(|l| l.1.clone()).collect(),
+            link_attributes: self.links.iter().map(|l| flat_map(&l.2.0)).collect(),
+            dropped_links_count: self.dropped.2,
+            ingested_at: now,
+        }
+    }
+}
+
+/// A span refused for a reason the client must hear about (OTLP partial success).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub span_name: String,
+    pub reason: String,
+}
+
+pub fn nanos(ts: u64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(ts as i128).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match span::SpanKind::try_from(kind) {
+        Ok(span::SpanKind::Internal) => "internal",
+        Ok(span::SpanKind::Server) => "server",
+        Ok(span::SpanKind::Client) => "client",
+        Ok(span::SpanKind::Producer) => "producer",
+        Ok(span::SpanKind::Consumer) => "consumer",
+        _ => "unspecified",
+    }
+}
+
+/// Every span of a request, in order, and the ones refused.
+pub fn decode_spans(request: &ExportTraceServiceRequest) -> (Vec<DecodedSpan>, Vec<Rejected>) {
+    let mut spans = Vec::new();
+    let mut rejected = Vec::new();
+    for rs in &request.resource_spans {
+        let resource = Attrs::new(rs.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default());
+        let service_name = resource.get("service.name").map(flat).unwrap_or_default();
+        for ss in &rs.scope_spans {
+            let (scope_name, scope_version, scope_attrs) = match &ss.scope {
+                Some(s) => (s.name.clone(), s.version.clone(), Attrs::new(attributes(&s.attributes))),
+                None => Default::default(),
+            };
+            for s in &ss.spans {
+                match decode_span(s, &resource, &service_name, &scope_name, &scope_version, &scope_attrs) {
+                    Ok(span) => spans.push(span),
+                    Err(reason) => rejected.push(Rejected { span_name: s.name.clone(), reason }),
+                }
+            }
+        }
+    }
+    (spans, rejected)
+}
+
+fn decode_span(s: &Span, resource: &Attrs, service: &str, scope: &str, version: &str, scope_attrs: &Attrs) -> Result<DecodedSpan, String> {
+    let trace_id = hex_id(&s.trace_id, 16).ok_or_else(|| format!("trace_id must be 16 non-zero bytes, got {}", s.trace_id.len()))?;
+    let span_id = hex_id(&s.span_id, 8).ok_or_else(|| format!("span_id must be 8 non-zero bytes, got {}", s.span_id.len()))?;
+    let parent_span_id = if s.parent_span_id.is_empty() {
+        String::new()
+    } else {
+        hex_id(&s.parent_span_id, 8).ok_or_else(|| format!("parent_span_id must be empty or 8 bytes, got {}", s.parent_span_id.len()))?
+    };
+    let start = nanos(s.start_time_unix_nano);
+    let end = if s.end_time_unix_nano >= s.start_time_unix_nano { nanos(s.end_time_unix_nano) } else { start };
+    let (status, status_message) = match &s.status {
+        Some(st) => (
+            match status::StatusCode::try_from(st.code) {
+                Ok(status::StatusCode::Error) => "error",
+                Ok(status::StatusCode::Ok) => "ok",
+                _ => "unset",
+            },
+            st.message.clone(),
+        ),
+        None => ("unset", String::new()),
+    };
+    Ok(DecodedSpan {
+        ids: SpanIds { trace_id, span_id, parent_span_id, start, end, service_name: service.to_string() },
+        name: s.name.clone(),
+        kind: kind_name(s.kind),
+        trace_state: s.trace_state.clone(),
+        scope_name: scope.to_string(),
+        scope_version: version.to_string(),
+        scope_attrs: scope_attrs.clone(),
+        resource: resource.clone(),
+        attrs: Attrs::new(attributes(&s.attributes)),
+        events: s
+            .events
+            .iter()
+            .map(|e| Event { name: e.name.clone(), time: nanos(e.time_unix_nano), attrs: Attrs::new(attributes(&e.attributes)) })
+            .collect(),
+        links: s.links.iter().map(|l| (hex::encode(&l.trace_id), hex::encode(&l.span_id), Attrs::new(attributes(&l.attributes)))).collect(),
+        status,
+        status_message,
+        dropped: (s.dropped_attributes_count, s.dropped_events_count, s.dropped_links_count),
+    })
+}
+
+/// Test support: the spans of a fixture file (`tests/fixtures/otlp/...`), decoded by extension.
+#[cfg(test)]
+pub fn fixture_spans(relative: &str) -> Vec<DecodedSpan> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/otlp").join(relative);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (body, encoding) = if relative.ends_with(".json") {
+        (bytes, crate::otlp::Encoding::Json)
+    } else if relative.ends_with(".gz") {
+        (crate::otlp::decompress(&bytes, Some("gzip"), 1 << 26).unwrap(), crate::otlp::Encoding::Protobuf)
+    } else {
+        (bytes, crate::otlp::Encoding::Protobuf)
+    };
+    let request = crate::otlp::decode_traces(&body, encoding).unwrap();
+    let (spans, rejected) = decode_spans(&request);
+    assert!(rejected.is_empty(), "{rejected:?}");
+    spans
+}

@@ -1,0 +1,187 @@
+//! OTLP wire formats: body decoding (protobuf, JSON, gzip/deflate) with errors that name what
+//! is malformed, and the conversion of OTLP `AnyValue`s into JSON values and flat strings.
+//!
+//! The protocol types come from `opentelemetry-proto` (prost + serde for OTLP/JSON, which
+//! accepts hex ids and integers as strings or numbers, as the spec and real SDKs send them).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use base64::Engine as _;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use serde_json::Value;
+use thiserror::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum DecodeError {
+    #[error("unsupported content type `{0}`: send application/x-protobuf or application/json")]
+    UnsupportedMediaType(String),
+    #[error("unsupported content encoding `{0}`: send gzip, deflate or no encoding")]
+    UnsupportedEncoding(String),
+    #[error("the request body is larger than the limit of {limit} bytes{}", if *.decompressed { " once decompressed" } else { "" })]
+    TooLarge { limit: usize, decompressed: bool },
+    #[error("the body is not valid {encoding} data: {detail}")]
+    BadCompression { encoding: &'static str, detail: String },
+    #[error("malformed OTLP {what}: {detail}")]
+    Malformed { what: &'static str, detail: String },
+}
+
+/// The encoding of a request from its `Content-Type` (parameters such as `charset` ignored).
+pub fn encoding_of(content_type: Option<&str>) -> Result<Encoding, DecodeError> {
+    let raw = content_type.unwrap_or("");
+    let mime = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+        "application/json" => Ok(Encoding::Json),
+        _ => Err(DecodeError::UnsupportedMediaType(if raw.is_empty() { "(none)".into() } else { raw.into() })),
+    }
+}
+
+/// Undoes `Content-Encoding`, refusing to inflate beyond `limit` bytes (a gzip bomb must not
+/// exhaust memory).
+pub fn decompress(body: &[u8], content_encoding: Option<&str>, limit: usize) -> Result<Vec<u8>, DecodeError> {
+    let encoding = content_encoding.unwrap_or("").trim().to_ascii_lowercase();
+    let reader: Box<dyn Read + '_> = match encoding.as_str() {
+        "" | "identity" => {
+            if body.len() > limit {
+                return Err(DecodeError::TooLarge { limit, decompressed: false });
+            }
+            return Ok(body.to_vec());
+        }
+        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(body)),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(body)),
+        other => return Err(DecodeError::UnsupportedEncoding(other.to_string())),
+    };
+    let mut out = Vec::with_capacity(body.len() * 4);
+    let name = if encoding == "deflate" { "deflate" } else { "gzip" };
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| DecodeError::BadCompression { encoding: name, detail: e.to_string() })?;
+    if out.len() > limit {
+        return Err(DecodeError::TooLarge { limit, decompressed: true });
+    }
+    Ok(out)
+}
+
+pub fn decode_traces(body: &[u8], encoding: Encoding) -> Result<ExportTraceServiceRequest, DecodeError> {
+    decode(body, encoding, "ExportTraceServiceRequest")
+}
+
+pub fn decode_logs(body: &[u8], encoding: Encoding) -> Result<ExportLogsServiceRequest, DecodeError> {
+    decode(body, encoding, "ExportLogsServiceRequest")
+}
+
+fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+    encoding: Encoding,
+    what: &'static str,
+) -> Result<T, DecodeError> {
+    match encoding {
+        Encoding::Protobuf => T::decode(body).map_err(|e| DecodeError::Malformed { what, detail: format!("protobuf: {e}") }),
+        Encoding::Json => serde_json::from_slice(body).map_err(|e| DecodeError::Malformed { what, detail: format!("JSON: {e}") }),
+    }
+}
+
+/// Encodes a response message in the request's encoding (OTLP: "the response body has the
+/// request's content type").
+pub fn encode<T: prost::Message + serde::Serialize>(message: &T, encoding: Encoding) -> Vec<u8> {
+    match encoding {
+        Encoding::Protobuf => message.encode_to_vec(),
+        // Serialising a generated message cannot fail: no maps with non-string keys, no I/O.
+        Encoding::Json => serde_json::to_vec(message).unwrap_or_else(|_| b"{}".to_vec()),
+    }
+}
+
+/// An OTLP value as JSON. Bytes become base64, non-finite doubles their names as strings.
+pub fn any_to_json(value: &AnyValue) -> Value {
+    match &value.value {
+        None => Value::Null,
+        Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
+        Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => Value::from(*i),
+        Some(any_value::Value::DoubleValue(d)) => {
+            serde_json::Number::from_f64(*d).map(Value::Number).unwrap_or_else(|| Value::String(d.to_string()))
+        }
+        Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.iter().map(any_to_json).collect()),
+        Some(any_value::Value::KvlistValue(kv)) => {
+            Value::Object(kv.values.iter().map(|k| (k.key.clone(), k.value.as_ref().map(any_to_json).unwrap_or(Value::Null))).collect())
+        }
+        Some(any_value::Value::BytesValue(b)) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        // Only meaningful inside OTLP profiles (an index into their string table).
+        Some(any_value::Value::StringValueStrindex(_)) => Value::Null,
+    }
+}
+
+/// Attributes as typed JSON values; a repeated key keeps its last value.
+pub fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, Value> {
+    kvs.iter().map(|kv| (kv.key.clone(), kv.value.as_ref().map(any_to_json).unwrap_or(Value::Null))).collect()
+}
+
+/// The flat string form stored in ClickHouse maps: strings as they are, everything else as
+/// compact JSON (so `["stop"]`, `42`, `true`).
+pub fn flat(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+pub fn flat_map(attrs: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
+    attrs.iter().map(|(k, v)| (k.clone(), flat(v))).collect()
+}
+
+/// Lowercase hex of an id; `None` when its length is not the one OTLP requires.
+pub fn hex_id(bytes: &[u8], len: usize) -> Option<String> {
+    (bytes.len() == len && bytes.iter().any(|b| *b != 0)).then(|| hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_are_matched_without_parameters() {
+        assert_eq!(encoding_of(Some("application/x-protobuf")), Ok(Encoding::Protobuf));
+        assert_eq!(encoding_of(Some("application/json; charset=utf-8")), Ok(Encoding::Json));
+        assert!(matches!(encoding_of(Some("text/plain")), Err(DecodeError::UnsupportedMediaType(_))));
+        assert!(matches!(encoding_of(None), Err(DecodeError::UnsupportedMediaType(_))));
+    }
+
+    #[test]
+    fn gzip_bombs_and_garbage_are_refused() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let bomb = enc.finish().unwrap();
+        assert_eq!(decompress(&bomb, Some("gzip"), 1000), Err(DecodeError::TooLarge { limit: 1000, decompressed: true }));
+        assert_eq!(decompress(&bomb, Some("gzip"), 2 << 20).unwrap().len(), 1 << 20);
+        assert!(matches!(decompress(b"not gzip", Some("gzip"), 1000), Err(DecodeError::BadCompression { .. })));
+        assert!(matches!(decompress(b"x", Some("br"), 1000), Err(DecodeError::UnsupportedEncoding(_))));
+    }
+
+    #[test]
+    fn ids_must_have_the_spec_length() {
+        assert_eq!(hex_id(&[1; 16], 16).as_deref(), Some("01010101010101010101010101010101"));
+        assert_eq!(hex_id(&[1; 15], 16), None);
+        assert_eq!(hex_id(&[0; 8], 8), None, "an all-zero id is invalid");
+    }
+}
