@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use flywheel_collector::auth::{self, AuthMode};
+use flywheel_collector::config::CollectorConfig;
+use flywheel_collector::server;
 use flywheel_schemas::config::StorageConfig;
 use flywheel_schemas::engine::{self, StartOptions};
 use flywheel_schemas::migrate::{self, MigrateOptions};
@@ -35,10 +38,18 @@ enum Command {
     Keys(KeysCmd),
     /// Run the collector: OTLP/HTTP, OTLP/gRPC and the signals API.
     Serve {
-        #[arg(long, default_value = "127.0.0.1:4318")]
-        http: String,
-        #[arg(long, default_value = "127.0.0.1:4317")]
-        grpc: String,
+        /// OTLP/HTTP and signals address [default: 127.0.0.1:4318, or `[collector] http`]
+        #[arg(long)]
+        http: Option<String>,
+        /// OTLP/gRPC address [default: 127.0.0.1:4317, or `[collector] grpc`]
+        #[arg(long)]
+        grpc: Option<String>,
+        /// Accept requests without an API key, all in `--project` (local demo only).
+        #[arg(long)]
+        no_auth: bool,
+        /// The project of unauthenticated requests with `--no-auth`.
+        #[arg(long, default_value = "default", requires = "no_auth")]
+        project: String,
     },
     /// Play a realistic LLM application against a collector.
     Simulate {
@@ -140,7 +151,12 @@ enum KeysCmd {
     Create {
         #[arg(long)]
         project: String,
+        /// A label to recognise the key by (e.g. the service that uses it).
+        #[arg(long, default_value = "")]
+        name: String,
     },
+    /// Revoke a key by its id (printed by `create`); requests with it are refused from then on.
+    Revoke { key_id: String },
 }
 
 #[derive(Subcommand)]
@@ -230,8 +246,8 @@ async fn run(command: Command) -> Result<ExitCode> {
             print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keys(KeysCmd::Create { .. }) => not_built("keys create", "#3 (collector auth)"),
-        Command::Serve { .. } => not_built("serve", "#3 (collector)"),
+        Command::Keys(cmd) => keys(cmd).await,
+        Command::Serve { http, grpc, no_auth, project } => serve(http, grpc, no_auth.then_some(project)).await,
         Command::Simulate { .. } => not_built("simulate", "#9 (simulator)"),
         Command::Analyze { .. } => not_built("analyze", "#6 (analyzer)"),
         Command::Patterns { .. } => not_built("patterns", "#6 (analyzer)"),
@@ -242,6 +258,60 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Ingest) => not_built("bench ingest", "#3 (collector)"),
         Command::Bench(BenchCmd::Analyze) => not_built("bench analyze", "#6 (analyzer)"),
         Command::Bench(BenchCmd::Tui) => not_built("bench tui", "#8 (TUI)"),
+    }
+}
+
+async fn open_migrated() -> Result<flywheel_schemas::Store> {
+    let cfg = StorageConfig::load()?;
+    let store = store::open(&cfg).await?;
+    migrate::migrate(&store, &MigrateOptions { cluster: None, retention: cfg.retention.clone() }).await?;
+    Ok(store)
+}
+
+async fn keys(cmd: KeysCmd) -> Result<ExitCode> {
+    let store = open_migrated().await?;
+    match cmd {
+        KeysCmd::Create { project, name } => {
+            let (key, row) = auth::create_key(&store, &project, &name).await?;
+            println!("created key {} for project `{}` (shown once; stored hashed)", row.key_id, row.project_id);
+            println!("{key}");
+        }
+        KeysCmd::Revoke { key_id } => match auth::revoke_key(&store, &key_id).await? {
+            Some(row) => println!("revoked key {} of project `{}`", row.key_id, row.project_id),
+            None => bail!("no key with id `{key_id}`"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(http: Option<String>, grpc: Option<String>, open_project: Option<String>) -> Result<ExitCode> {
+    let mut cfg = CollectorConfig::load().map_err(anyhow::Error::msg).context("reading the [collector] configuration")?;
+    cfg.http = http.unwrap_or(cfg.http);
+    cfg.grpc = grpc.unwrap_or(cfg.grpc);
+    let store = open_migrated().await?;
+    let mode = match open_project {
+        Some(project) => {
+            eprintln!("warning: --no-auth: every request is accepted into project `{project}` without a key");
+            AuthMode::Open { project }
+        }
+        None => AuthMode::Keys,
+    };
+    let url = store.url().to_string();
+    server::run(store, cfg, mode, shutdown_signal(), |http, grpc| {
+        println!("storing into {url}");
+        println!("OTLP/gRPC listening on {grpc}");
+        println!("OTLP/HTTP listening on http://{http}");
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish in-flight requests.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
 }
 

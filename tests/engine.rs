@@ -89,7 +89,7 @@ async fn engine_lifecycle_and_data_survive_a_restart() {
 
 #[test]
 fn unbuilt_subcommands_say_so_and_fail() {
-    for args in [&["serve"][..], &["analyze"], &["tui"], &["demo", "--no-tui"]] {
+    for args in [&["analyze"][..], &["tui"], &["demo", "--no-tui"]] {
         let out = flywheel_cmd().args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?} must fail until it is built");
         let err = stderr(&out);

@@ -9,5 +9,14 @@
 //! Data path: `receiver` → `otlp` (decode) → `pipeline` (normalize, redact, price, join log
 //! events) → `writer` (ClickHouse).
 
+pub mod auth;
+pub mod config;
+pub mod metrics;
 pub mod normalize;
 pub mod otlp;
+pub mod pipeline;
+pub mod price;
+pub mod receiver;
+pub mod redact;
+pub mod server;
+pub mod writer;

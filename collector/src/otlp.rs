@@ -94,9 +94,37 @@ fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
     encoding: Encoding,
     what: &'static str,
 ) -> Result<T, DecodeError> {
+    let malformed = |e: serde_json::Error| DecodeError::Malformed { what, detail: format!("JSON: {e}") };
     match encoding {
         Encoding::Protobuf => T::decode(body).map_err(|e| DecodeError::Malformed { what, detail: format!("protobuf: {e}") }),
-        Encoding::Json => serde_json::from_slice(body).map_err(|e| DecodeError::Malformed { what, detail: format!("JSON: {e}") }),
+        Encoding::Json => match serde_json::from_slice(body) {
+            Ok(request) => Ok(request),
+            // Protobuf JSON may leave out empty repeated fields (`"arrayValue": {}`, sent by
+            // Traceloop), which the generated deserialiser wants: fill them in and retry.
+            Err(e) if e.to_string().contains("missing field `values`") => {
+                let mut value: Value = serde_json::from_slice(body).map_err(malformed)?;
+                fill_empty_lists(&mut value);
+                serde_json::from_value(value).map_err(malformed)
+            }
+            Err(e) => Err(malformed(e)),
+        },
+    }
+}
+
+fn fill_empty_lists(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                if (key == "arrayValue" || key == "kvlistValue")
+                    && let Value::Object(list) = inner
+                {
+                    list.entry("values").or_insert_with(|| Value::Array(vec![]));
+                }
+                fill_empty_lists(inner);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(fill_empty_lists),
+        _ => {}
     }
 }
 
@@ -105,8 +133,15 @@ fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
 pub fn encode<T: prost::Message + serde::Serialize>(message: &T, encoding: Encoding) -> Vec<u8> {
     match encoding {
         Encoding::Protobuf => message.encode_to_vec(),
-        // Serialising a generated message cannot fail: no maps with non-string keys, no I/O.
-        Encoding::Json => serde_json::to_vec(message).unwrap_or_else(|_| b"{}".to_vec()),
+        // Serialising a generated message cannot fail (no maps with non-string keys, no I/O).
+        // Unset fields are left out rather than sent as `null`, as other OTLP servers do.
+        Encoding::Json => match serde_json::to_value(message) {
+            Ok(serde_json::Value::Object(mut map)) => {
+                map.retain(|_, v| !v.is_null());
+                serde_json::to_vec(&map).unwrap_or_else(|_| b"{}".to_vec())
+            }
+            _ => b"{}".to_vec(),
+        },
     }
 }
 
@@ -176,6 +211,15 @@ mod tests {
         assert_eq!(decompress(&bomb, Some("gzip"), 2 << 20).unwrap().len(), 1 << 20);
         assert!(matches!(decompress(b"not gzip", Some("gzip"), 1000), Err(DecodeError::BadCompression { .. })));
         assert!(matches!(decompress(b"x", Some("br"), 1000), Err(DecodeError::UnsupportedEncoding(_))));
+    }
+
+    #[test]
+    fn empty_lists_left_out_of_json_are_accepted() {
+        let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"x","attributes":[{"key":"llm.request.reasoning_effort","value":{"arrayValue":{}}},{"key":"k","value":{"kvlistValue":{}}}]}]}]}]}"#;
+        let req = decode_traces(body, Encoding::Json).unwrap();
+        let attrs = attributes(&req.resource_spans[0].scope_spans[0].spans[0].attributes);
+        assert_eq!(attrs["llm.request.reasoning_effort"], Value::Array(vec![]));
+        assert_eq!(attrs["k"], Value::Object(Default::default()));
     }
 
     #[test]

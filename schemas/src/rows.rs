@@ -261,6 +261,28 @@ pub struct ApiKeyRow {
     pub updated_at: OffsetDateTime,
 }
 
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct LogRecordRow {
+    pub project_id: String,
+    pub record_id: String,
+    #[serde(with = "ts::nanos")]
+    pub timestamp: OffsetDateTime,
+    #[serde(with = "ts::nanos")]
+    pub observed_timestamp: OffsetDateTime,
+    pub trace_id: String,
+    pub span_id: String,
+    pub severity_number: u8,
+    pub severity_text: String,
+    pub event_name: String,
+    pub body: String,
+    pub service_name: String,
+    pub scope_name: String,
+    pub resource_attributes: Attributes,
+    pub attributes: Attributes,
+    #[serde(with = "ts::nanos")]
+    pub ingested_at: OffsetDateTime,
+}
+
 /// The tables every row type above belongs to, for code that walks all of them.
 pub const TABLES: &[&str] =
-    &["spans", "llm_calls", "contents", "signals", "failures", "patterns", "pattern_members", "eval_exports", "api_keys"];
+    &["spans", "llm_calls", "contents", "signals", "failures", "patterns", "pattern_members", "eval_exports", "api_keys", "log_records"];

@@ -117,3 +117,60 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
+
+/// A running `flywheel serve` (the real binary) on free ports, stopped with SIGTERM on drop.
+pub struct Collector {
+    pub http: String,
+    pub grpc: String,
+    child: std::process::Child,
+    pub db: TestDb,
+}
+
+impl Collector {
+    /// Starts the collector on `db`, with extra environment (e.g. `FLYWHEEL_CONFIG`).
+    pub fn start(db: TestDb, env: &[(&str, &str)]) -> Collector {
+        use std::io::BufRead;
+        // Keys need the schema; `serve` migrates too, but keys are often created first.
+        let out = db.flywheel(&["migrate"]);
+        assert!(out.status.success(), "migrate: {}", stderr(&out));
+        let mut cmd = flywheel_cmd();
+        cmd.args(["serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
+            .env("FLYWHEEL_CLICKHOUSE_URL", &db.url)
+            .env("FLYWHEEL_CLICKHOUSE_DATABASE", &db.database)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("flywheel serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let (mut http, mut grpc) = (String::new(), String::new());
+        while http.is_empty() || grpc.is_empty() {
+            let line = lines.next().unwrap_or_else(|| panic!("flywheel serve exited: {:?}", child.try_wait())).unwrap();
+            if let Some(addr) = line.strip_prefix("OTLP/HTTP listening on ") {
+                http = addr.to_string(); // "http://host:port"
+            }
+            if let Some(addr) = line.strip_prefix("OTLP/gRPC listening on ") {
+                grpc = format!("http://{addr}");
+            }
+        }
+        // Keep draining stdout so the collector never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Collector { http, grpc, child, db }
+    }
+
+    /// A new API key for `project`.
+    pub fn key(&self, project: &str) -> String {
+        let out = self.db.flywheel(&["keys", "create", "--project", project]);
+        assert!(out.status.success(), "keys create: {}", stderr(&out));
+        stdout(&out).lines().last().unwrap().to_string()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}

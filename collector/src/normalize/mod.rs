@@ -127,6 +127,18 @@ impl Draft {
         }
     }
 
+    /// Derived fields, recomputed after every merge: finish reasons from the output messages,
+    /// system messages moved out of the input.
+    pub fn finalize(&mut self) {
+        if self.finish_reasons.is_none() {
+            let from_output: Vec<String> = self.output.iter().flatten().filter_map(|m| m.finish_reason.clone()).collect();
+            if !from_output.is_empty() {
+                self.finish_reasons = Some(from_output);
+            }
+        }
+        self.split_system();
+    }
+
     /// Moves system-role messages out of the input into the system instructions: they repeat on
     /// every call and are stored once by hash (`contents`), whatever convention carried them.
     fn split_system(&mut self) {
@@ -157,16 +169,19 @@ pub fn read_call(span: &SpanView<'_>) -> Option<Draft> {
     if !is_model_call(span, &draft) {
         return None;
     }
-    identity(span, &mut draft);
+    let (session, user) = identity_of(span);
+    fill!(draft.session_id, session);
+    fill!(draft.user_id, user);
     errors(span, &mut draft);
-    if draft.finish_reasons.is_none() {
-        let from_output: Vec<String> = draft.output.iter().flatten().filter_map(|m| m.finish_reason.clone()).collect();
-        if !from_output.is_empty() {
-            draft.finish_reasons = Some(from_output);
-        }
-    }
-    draft.split_system();
+    draft.finalize();
     Some(draft)
+}
+
+/// A name for the application feature that a span belongs to, when it says so itself: an
+/// agent, a workflow, a Vercel AI SDK function id.
+pub fn feature_hint(span: &SpanView<'_>) -> Option<String> {
+    let a = span.attrs;
+    ["gen_ai.agent.name", "gen_ai.workflow.name", "traceloop.workflow.name", "ai.telemetry.functionId"].iter().find_map(|k| a.string(k))
 }
 
 const MODEL_OPERATIONS: &[&str] = &["chat", "text_completion", "generate_content", "completion", "embeddings", "embedding", "responses"];
@@ -179,13 +194,12 @@ fn is_model_call(span: &SpanView<'_>, draft: &Draft) -> bool {
     }
 }
 
-/// Session and user ids, in the order Langfuse settled on after years of user reports.
-fn identity(span: &SpanView<'_>, draft: &mut Draft) {
+/// Session and user ids of a span, in the order Langfuse settled on after years of user reports.
+pub fn identity_of(span: &SpanView<'_>) -> (Option<String>, Option<String>) {
     let a = span.attrs;
     let r = span.resource;
     let first = |keys: &[&str]| keys.iter().find_map(|k| a.string(k).or_else(|| r.string(k)));
-    fill!(
-        draft.session_id,
+    (
         first(&[
             "langfuse.session.id",
             "session.id",
@@ -194,10 +208,7 @@ fn identity(span: &SpanView<'_>, draft: &mut Draft) {
             "traceloop.association.properties.sessionId",
             "ai.telemetry.metadata.sessionId",
             "ai.telemetry.metadata.session_id",
-        ])
-    );
-    fill!(
-        draft.user_id,
+        ]),
         first(&[
             "langfuse.user.id",
             "user.id",
@@ -208,8 +219,8 @@ fn identity(span: &SpanView<'_>, draft: &mut Draft) {
             "enduser.id",
             "gen_ai.user",
             "llm.user",
-        ])
-    );
+        ]),
+    )
 }
 
 /// Error type and message: `error.type` when the instrumentation sets it, else the exception

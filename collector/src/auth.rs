@@ -1,0 +1,186 @@
+//! Project API keys. A key is shown once at creation and stored as its SHA-256; every request
+//! is authenticated to exactly one project, and every row it produces carries that project.
+//!
+//! Keys are cached in memory and the cache is refreshed from ClickHouse when an unknown key
+//! arrives (at most once a second, so a flood of bad keys cannot flood the database) and every
+//! 30 seconds (so a revocation takes effect without a restart).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use flywheel_schemas::rows::ApiKeyRow;
+use flywheel_schemas::{Store, StoreError};
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::sync::RwLock;
+
+const KEY_PREFIX: &str = "fwk_";
+const REFRESH_EVERY: Duration = Duration::from_secs(30);
+const MISS_REFRESH_MIN: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "missing API key: send `Authorization: Bearer <key>` or `x-flywheel-key: <key>` (create one with `flywheel keys create --project NAME`)"
+    )]
+    Missing,
+    #[error("unknown API key: check the key, or create one with `flywheel keys create --project NAME`")]
+    Unknown,
+    #[error("this API key was revoked: create a new one with `flywheel keys create --project NAME`")]
+    Revoked,
+    #[error("cannot check the API key now: {0}")]
+    Unavailable(String),
+}
+
+/// How requests are authenticated.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// Project API keys (the default of `flywheel serve`).
+    Keys,
+    /// No authentication: every request belongs to `project`. For the local demo only.
+    Open { project: String },
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    project: String,
+    revoked: bool,
+}
+
+pub struct Authenticator {
+    mode: AuthMode,
+    store: Store,
+    cache: RwLock<Cache>,
+}
+
+struct Cache {
+    keys: HashMap<String, Entry>,
+    loaded_at: Option<Instant>,
+}
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct KeyRow {
+    project_id: String,
+    key_hash: String,
+    revoked: bool,
+}
+
+impl Authenticator {
+    pub fn new(mode: AuthMode, store: Store) -> Authenticator {
+        Authenticator { mode, store, cache: RwLock::new(Cache { keys: HashMap::new(), loaded_at: None }) }
+    }
+
+    /// The project of a request, from its key (`None` when the request carried none).
+    pub async fn project(&self, key: Option<&str>) -> Result<String, AuthError> {
+        if let AuthMode::Open { project } = &self.mode {
+            return Ok(project.clone());
+        }
+        let key = key.map(str::trim).filter(|k| !k.is_empty()).ok_or(AuthError::Missing)?;
+        let hash = hash_key(key);
+        let stale = {
+            let cache = self.cache.read().await;
+            let age = cache.loaded_at.map(|t| t.elapsed());
+            match cache.keys.get(&hash) {
+                Some(entry) if age.is_some_and(|a| a < REFRESH_EVERY) => return entry_result(entry),
+                Some(_) => true,
+                None => age.is_none_or(|a| a >= MISS_REFRESH_MIN),
+            }
+        };
+        if stale {
+            self.refresh().await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        }
+        let cache = self.cache.read().await;
+        cache.keys.get(&hash).map(entry_result).unwrap_or(Err(AuthError::Unknown))
+    }
+
+    async fn refresh(&self) -> Result<(), StoreError> {
+        let rows: Vec<KeyRow> =
+            self.store.query("SELECT project_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys FINAL").fetch_all().await?;
+        let mut cache = self.cache.write().await;
+        cache.keys = rows.into_iter().map(|r| (r.key_hash, Entry { project: r.project_id, revoked: r.revoked })).collect();
+        cache.loaded_at = Some(Instant::now());
+        Ok(())
+    }
+}
+
+fn entry_result(entry: &Entry) -> Result<String, AuthError> {
+    if entry.revoked { Err(AuthError::Revoked) } else { Ok(entry.project.clone()) }
+}
+
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The key carried by a request: `Authorization: Bearer <key>` or `x-flywheel-key: <key>`.
+pub fn key_from_headers(authorization: Option<&str>, x_flywheel_key: Option<&str>) -> Option<String> {
+    if let Some(k) = x_flywheel_key {
+        return Some(k.trim().to_string());
+    }
+    let auth = authorization?.trim();
+    let (scheme, rest) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_string())
+}
+
+fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// A new key for `project`: stored hashed, returned once in clear.
+pub async fn create_key(store: &Store, project: &str, name: &str) -> Result<(String, ApiKeyRow), StoreError> {
+    if project.trim().is_empty() {
+        return Err(StoreError::Config("the project name must not be empty".into()));
+    }
+    let key = format!("{KEY_PREFIX}{}", random_token(40));
+    let now = OffsetDateTime::now_utc();
+    let row = ApiKeyRow {
+        project_id: project.to_string(),
+        key_id: format!("k_{}", random_token(12)),
+        key_hash: hash_key(&key),
+        name: name.to_string(),
+        created_at: now,
+        revoked_at: None,
+        updated_at: now,
+    };
+    store.insert("api_keys", std::slice::from_ref(&row)).await?;
+    Ok((key, row))
+}
+
+/// Revokes a key by id; returns the revoked row, or `None` if there is no such key.
+pub async fn revoke_key(store: &Store, key_id: &str) -> Result<Option<ApiKeyRow>, StoreError> {
+    let Some(mut row) =
+        store.query("SELECT ?fields FROM api_keys FINAL WHERE key_id = ?").bind(key_id).fetch_optional::<ApiKeyRow>().await?
+    else {
+        return Ok(None);
+    };
+    let now = OffsetDateTime::now_utc();
+    row.revoked_at = Some(now);
+    row.updated_at = now;
+    store.insert("api_keys", std::slice::from_ref(&row)).await?;
+    Ok(Some(row))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_either_header() {
+        assert_eq!(key_from_headers(Some("Bearer fwk_abc"), None).as_deref(), Some("fwk_abc"));
+        assert_eq!(key_from_headers(Some("bearer  fwk_abc "), None).as_deref(), Some("fwk_abc"));
+        assert_eq!(key_from_headers(Some("Basic dXNlcg=="), None), None);
+        assert_eq!(key_from_headers(None, Some("fwk_x")).as_deref(), Some("fwk_x"));
+        assert_eq!(key_from_headers(None, None), None);
+    }
+
+    #[test]
+    fn generated_keys_are_long_random_and_prefixed() {
+        let a = format!("{KEY_PREFIX}{}", random_token(40));
+        let b = format!("{KEY_PREFIX}{}", random_token(40));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 44);
+        assert_eq!(hash_key(&a).len(), 64);
+    }
+}

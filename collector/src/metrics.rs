@@ -1,0 +1,81 @@
+//! The collector's own counters, served at `/metrics` in the Prometheus text format. Every
+//! rejection is counted with its reason: nothing is refused silently.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub spans_received: AtomicU64,
+    pub spans_accepted: AtomicU64,
+    pub llm_calls: AtomicU64,
+    pub log_records_received: AtomicU64,
+    pub log_records_accepted: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub inserts: AtomicU64,
+    pub insert_errors: AtomicU64,
+    pub inserted_rows: AtomicU64,
+    pub insert_seconds_micros: AtomicU64,
+    /// `(signal, reason)` → items refused (spans, log records, whole requests).
+    rejected: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl Metrics {
+    pub fn reject(&self, signal: &str, reason: &str, count: u64) {
+        let mut map = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((signal.to_string(), reason.to_string())).or_default() += count;
+    }
+
+    pub fn record_insert(&self, rows: usize, took: Duration, ok: bool) {
+        self.inserts.fetch_add(1, Relaxed);
+        self.insert_seconds_micros.fetch_add(took.as_micros() as u64, Relaxed);
+        if ok {
+            self.inserted_rows.fetch_add(rows as u64, Relaxed);
+        } else {
+            self.insert_errors.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn rejected(&self, signal: &str, reason: &str) -> u64 {
+        let map = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(signal.to_string(), reason.to_string())).copied().unwrap_or(0)
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP flywheel_{name} {help}\n# TYPE flywheel_{name} counter\nflywheel_{name} {value}");
+        };
+        counter(&mut out, "requests_total", "Export requests received (all transports).", self.requests.load(Relaxed));
+        counter(&mut out, "received_bytes_total", "Request body bytes received, before decompression.", self.bytes_received.load(Relaxed));
+        counter(&mut out, "spans_received_total", "Spans decoded from requests.", self.spans_received.load(Relaxed));
+        counter(&mut out, "spans_accepted_total", "Spans stored.", self.spans_accepted.load(Relaxed));
+        counter(
+            &mut out,
+            "llm_calls_total",
+            "LLM call rows written (including updates from late log events).",
+            self.llm_calls.load(Relaxed),
+        );
+        counter(&mut out, "log_records_received_total", "Log records decoded from requests.", self.log_records_received.load(Relaxed));
+        counter(&mut out, "log_records_accepted_total", "Log records stored.", self.log_records_accepted.load(Relaxed));
+        counter(&mut out, "clickhouse_inserts_total", "Group-commit inserts to ClickHouse.", self.inserts.load(Relaxed));
+        counter(&mut out, "clickhouse_insert_errors_total", "Failed group-commit inserts.", self.insert_errors.load(Relaxed));
+        counter(&mut out, "clickhouse_inserted_rows_total", "Rows inserted into ClickHouse.", self.inserted_rows.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP flywheel_clickhouse_insert_seconds_total Time spent in ClickHouse inserts.\n# TYPE flywheel_clickhouse_insert_seconds_total counter\nflywheel_clickhouse_insert_seconds_total {:.6}",
+            self.insert_seconds_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ =
+            writeln!(out, "# HELP flywheel_rejected_total Items refused, by signal and reason.\n# TYPE flywheel_rejected_total counter");
+        let map = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+        for ((signal, reason), n) in map.iter() {
+            let _ = writeln!(out, "flywheel_rejected_total{{signal=\"{signal}\",reason=\"{reason}\"}} {n}");
+        }
+        out
+    }
+}

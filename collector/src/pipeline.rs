@@ -1,0 +1,412 @@
+//! The ingestion pipeline, shared by every receiver: decoded OTLP requests in, stored rows out.
+//!
+//! Traces: every span → `spans` (raw, redacted); every model call → `llm_calls` (normalised,
+//! identity and feature inherited from its ancestors in the request, priced), with its
+//! repeated prompt content → `contents`. Logs: every record → `log_records`; GenAI content
+//! events are joined to their call by (trace id, span id), in either arrival order, through
+//! the [`JoinCache`]. `traces`/`logs` return once the rows are stored.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flywheel_schemas::messages::Message;
+use flywheel_schemas::rows::{ContentRow, LlmCallRow, LogRecordRow};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::metrics::Metrics;
+use crate::normalize::genai::{LogContent, read_log_event};
+use crate::normalize::span::{DecodedSpan, Rejected, decode_spans, nanos};
+use crate::normalize::{self, Attrs, Draft, SpanIds, fill};
+use crate::otlp::{any_to_json, attributes, flat, flat_map, hex_id};
+use crate::price::{PriceTable, Usage};
+use crate::redact::Redactor;
+use crate::writer::{Batch, WriteError, Writer};
+
+/// What happened to a request's items, for the OTLP partial-success answer.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub message: String,
+}
+
+impl Outcome {
+    /// The OTLP partial-success part of a trace export reply (absent when nothing was refused).
+    pub fn trace_partial(&self) -> Option<ExportTracePartialSuccess> {
+        (self.rejected > 0).then(|| ExportTracePartialSuccess { rejected_spans: self.rejected as i64, error_message: self.message.clone() })
+    }
+
+    pub fn logs_partial(&self) -> Option<ExportLogsPartialSuccess> {
+        (self.rejected > 0)
+            .then(|| ExportLogsPartialSuccess { rejected_log_records: self.rejected as i64, error_message: self.message.clone() })
+    }
+}
+
+pub struct Pipeline {
+    pub writer: Writer,
+    pub metrics: Arc<Metrics>,
+    prices: PriceTable,
+    redactor: Redactor,
+    feature_attribute: Option<String>,
+    joins: Mutex<JoinCache>,
+    written_contents: Mutex<HashSet<(String, String, time::Date)>>,
+}
+
+impl Pipeline {
+    pub fn new(
+        writer: Writer,
+        metrics: Arc<Metrics>,
+        prices: PriceTable,
+        redactor: Redactor,
+        feature_attribute: Option<String>,
+        join_window: Duration,
+    ) -> Pipeline {
+        Pipeline {
+            writer,
+            metrics,
+            prices,
+            redactor,
+            feature_attribute,
+            joins: Mutex::new(JoinCache::new(join_window)),
+            written_contents: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub async fn traces(&self, project: &str, request: &ExportTraceServiceRequest) -> Result<Outcome, WriteError> {
+        let now = OffsetDateTime::now_utc();
+        let (mut spans, rejected) = decode_spans(request);
+        let received = (spans.len() + rejected.len()) as u64;
+        self.metrics.spans_received.fetch_add(received, std::sync::atomic::Ordering::Relaxed);
+        for r in &rejected {
+            tracing::warn!(project, span = %r.span_name, reason = %r.reason, "span rejected");
+        }
+        self.metrics.reject("spans", "invalid_id", rejected.len() as u64);
+        for span in &mut spans {
+            self.redact_span(span);
+        }
+
+        let mut batch = Batch { spans: spans.iter().map(|s| s.row(project, now)).collect(), ..Default::default() };
+        let by_id: HashMap<(&str, &str), &DecodedSpan> =
+            spans.iter().map(|s| ((s.ids.trace_id.as_str(), s.ids.span_id.as_str()), s)).collect();
+        {
+            let mut joins = self.joins.lock().unwrap_or_else(|e| e.into_inner());
+            for span in &spans {
+                let Some(mut draft) = normalize::read_call(&span.view()) else { continue };
+                self.inherit(span, &by_id, &mut draft);
+                let is_error = span.status == "error";
+                let key = (project.to_string(), span.ids.trace_id.clone(), span.ids.span_id.clone());
+                let merged = joins.add_call(key, span.ids.clone(), draft, is_error);
+                batch.calls.push(self.call_row(project, &span.ids, &merged, is_error, now, &mut batch.contents));
+            }
+        }
+        self.store(batch).await?;
+        self.metrics.spans_accepted.fetch_add(spans.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(outcome(spans.len() as u64, &rejected, "spans"))
+    }
+
+    pub async fn logs(&self, project: &str, request: &ExportLogsServiceRequest) -> Result<Outcome, WriteError> {
+        let now = OffsetDateTime::now_utc();
+        let mut batch = Batch::default();
+        let mut rejected = Vec::new();
+        let mut touched: Vec<(String, String, String)> = Vec::new();
+        let mut contents = Vec::new();
+        for rl in &request.resource_logs {
+            let resource = rl.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default();
+            let service = resource.get("service.name").map(flat).unwrap_or_default();
+            for sl in &rl.scope_logs {
+                let scope = sl.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+                for record in &sl.log_records {
+                    let ids = (ids_or_empty(&record.trace_id, 16), ids_or_empty(&record.span_id, 8));
+                    let (Some(trace_id), Some(span_id)) = ids else {
+                        rejected
+                            .push(Rejected { span_name: record.event_name.clone(), reason: "trace_id/span_id of a wrong length".into() });
+                        continue;
+                    };
+                    let mut attrs = attributes(&record.attributes);
+                    let mut body = record.body.as_ref().map(any_to_json).unwrap_or(Value::Null);
+                    for v in attrs.values_mut() {
+                        self.redactor.redact_value(v);
+                    }
+                    self.redactor.redact_value(&mut body);
+                    let attrs = Attrs::new(attrs);
+                    let event_name = if record.event_name.is_empty() {
+                        attrs.string("event.name").unwrap_or_default()
+                    } else {
+                        record.event_name.clone()
+                    };
+                    let time = if record.time_unix_nano > 0 { record.time_unix_nano } else { record.observed_time_unix_nano };
+                    if !trace_id.is_empty()
+                        && !span_id.is_empty()
+                        && let Some(content) = read_log_event(&event_name, &attrs, &body)
+                    {
+                        contents.push(((project.to_string(), trace_id.clone(), span_id.clone()), content));
+                    }
+                    batch.logs.push(LogRecordRow {
+                        project_id: project.to_string(),
+                        record_id: normalize::content_hash(&format!("{trace_id}/{span_id}/{time}/{event_name}/{body}/{:?}", attrs.0)),
+                        timestamp: nanos(time),
+                        observed_timestamp: nanos(record.observed_time_unix_nano.max(time)),
+                        trace_id,
+                        span_id,
+                        severity_number: record.severity_number.clamp(0, 255) as u8,
+                        severity_text: record.severity_text.clone(),
+                        event_name,
+                        body: if body.is_null() { String::new() } else { flat(&body) },
+                        service_name: service.clone(),
+                        scope_name: scope.clone(),
+                        resource_attributes: flat_map(&resource),
+                        attributes: flat_map(&attrs.0),
+                        ingested_at: now,
+                    });
+                }
+            }
+        }
+        {
+            let mut joins = self.joins.lock().unwrap_or_else(|e| e.into_inner());
+            for (key, content) in contents {
+                if joins.add_log(key.clone(), content) && !touched.contains(&key) {
+                    touched.push(key);
+                }
+            }
+            // A call already stored gets a complete row again: ReplacingMergeTree keeps the newest.
+            for key in &touched {
+                if let Some((ids, draft, is_error)) = joins.merged(key) {
+                    batch.calls.push(self.call_row(&key.0, &ids, &draft, is_error, now, &mut batch.contents));
+                }
+            }
+        }
+        let accepted = batch.logs.len() as u64;
+        self.metrics.log_records_received.fetch_add(accepted + rejected.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.reject("logs", "invalid_id", rejected.len() as u64);
+        self.store(batch).await?;
+        self.metrics.log_records_accepted.fetch_add(accepted, std::sync::atomic::Ordering::Relaxed);
+        Ok(outcome(accepted, &rejected, "log records"))
+    }
+
+    async fn store(&self, mut batch: Batch) -> Result<(), WriteError> {
+        let today = OffsetDateTime::now_utc().date();
+        {
+            // Repeated prompt content is written once a day (contents is partitioned by day).
+            let written = self.written_contents.lock().unwrap_or_else(|e| e.into_inner());
+            let mut seen = HashSet::new();
+            batch.contents.retain(|c| !written.contains(&(c.project_id.clone(), c.hash.clone(), today)) && seen.insert(c.hash.clone()));
+        }
+        let new_contents: Vec<(String, String, time::Date)> =
+            batch.contents.iter().map(|c| (c.project_id.clone(), c.hash.clone(), today)).collect();
+        let calls = batch.calls.len() as u64;
+        self.writer.write(batch).await?;
+        self.metrics.llm_calls.fetch_add(calls, std::sync::atomic::Ordering::Relaxed);
+        let mut written = self.written_contents.lock().unwrap_or_else(|e| e.into_inner());
+        if written.len() > 100_000 {
+            written.retain(|(_, _, day)| *day == today);
+        }
+        written.extend(new_contents);
+        Ok(())
+    }
+
+    fn redact_span(&self, span: &mut DecodedSpan) {
+        if self.redactor.is_empty() {
+            return;
+        }
+        for v in span.attrs.0.values_mut() {
+            self.redactor.redact_value(v);
+        }
+        for e in &mut span.events {
+            for v in e.attrs.0.values_mut() {
+                self.redactor.redact_value(v);
+            }
+        }
+        span.status_message = self.redactor.redact(&span.status_message).into_owned();
+    }
+
+    /// Session, user and feature from the span's ancestors present in the same request, and
+    /// the configured feature attribute, which wins over everything.
+    fn inherit(&self, span: &DecodedSpan, by_id: &HashMap<(&str, &str), &DecodedSpan>, draft: &mut Draft) {
+        let mut ancestors = Vec::new();
+        let mut parent = span.ids.parent_span_id.as_str();
+        while !parent.is_empty() && ancestors.len() < 64 {
+            let Some(p) = by_id.get(&(span.ids.trace_id.as_str(), parent)) else { break };
+            ancestors.push(*p);
+            parent = p.ids.parent_span_id.as_str();
+        }
+        for a in &ancestors {
+            let (session, user) = normalize::identity_of(&a.view());
+            fill!(draft.session_id, session);
+            fill!(draft.user_id, user);
+        }
+        if let Some(attr) = &self.feature_attribute
+            && let Some(value) = std::iter::once(span)
+                .chain(ancestors.iter().copied())
+                .find_map(|s| s.attrs.string(attr).or_else(|| s.resource.string(attr)))
+        {
+            draft.feature = Some(value);
+        }
+        fill!(draft.feature, ancestors.iter().find_map(|a| normalize::feature_hint(&a.view())));
+        if draft.feature.is_none()
+            && let Some(root) = ancestors.last().filter(|r| r.ids.parent_span_id.is_empty())
+        {
+            draft.feature = Some(root.name.clone());
+        }
+        fill!(draft.feature, (!span.ids.service_name.is_empty()).then(|| span.ids.service_name.clone()));
+    }
+
+    fn call_row(
+        &self,
+        project: &str,
+        ids: &SpanIds,
+        draft: &Draft,
+        is_error: bool,
+        now: OffsetDateTime,
+        contents: &mut Vec<ContentRow>,
+    ) -> LlmCallRow {
+        let mut row = normalize::to_row(project, ids, draft, is_error, now);
+        if row.cost_usd.is_none() {
+            let usage = Usage {
+                input: row.input_tokens,
+                output: row.output_tokens,
+                cache_read: row.cache_read_tokens,
+                cache_write: row.cache_write_tokens,
+                reasoning: row.reasoning_tokens,
+            };
+            if let Some(cost) = self.prices.cost(&row.provider, &row.response_model, usage) {
+                row.cost_usd = Some(cost);
+                row.cost_source = format!("price_table:{}", self.prices.version);
+            }
+        }
+        let mut content = |kind: &str, hash: &str, text: String| {
+            if !hash.is_empty() {
+                contents.push(ContentRow {
+                    project_id: project.to_string(),
+                    hash: hash.to_string(),
+                    kind: kind.to_string(),
+                    content: text,
+                    last_seen: now,
+                });
+            }
+        };
+        content("system_instructions", &row.system_instructions_hash, draft.system.clone().unwrap_or_default());
+        content("tool_definitions", &row.tool_definitions_hash, draft.tool_definitions.as_ref().map(Value::to_string).unwrap_or_default());
+        row
+    }
+}
+
+fn ids_or_empty(bytes: &[u8], len: usize) -> Option<String> {
+    if bytes.is_empty() { Some(String::new()) } else { hex_id(bytes, len) }
+}
+
+fn outcome(accepted: u64, rejected: &[Rejected], what: &str) -> Outcome {
+    let message = match rejected.first() {
+        None => String::new(),
+        Some(first) => format!("{} {what} rejected; first: `{}`: {}", rejected.len(), first.span_name, first.reason),
+    };
+    Outcome { accepted, rejected: rejected.len() as u64, message }
+}
+
+type Key = (String, String, String);
+
+/// The GenAI log events of one call, accumulated.
+#[derive(Debug, Default, Clone)]
+struct LogParts {
+    details: Option<Draft>,
+    input: Vec<Message>,
+    choices: BTreeMap<u64, Message>,
+}
+
+impl LogParts {
+    fn add(&mut self, content: LogContent) {
+        match content {
+            LogContent::Details(d) => self.details = Some(*d),
+            LogContent::Input(m) => self.input.push(m),
+            LogContent::Choice(i, m) => {
+                self.choices.insert(i, m);
+            }
+        }
+    }
+
+    fn draft(&self) -> Draft {
+        let mut d = self.details.clone().unwrap_or_default();
+        if !self.input.is_empty() {
+            fill!(d.input, Some(self.input.clone()));
+        }
+        if !self.choices.is_empty() {
+            fill!(d.output, Some(self.choices.values().cloned().collect()));
+        }
+        d
+    }
+}
+
+struct CachedCall {
+    ids: SpanIds,
+    draft: Draft,
+    is_error: bool,
+    logs: LogParts,
+}
+
+/// Joins model calls and their GenAI log events, whichever arrives first. Entries live for the
+/// join window; a call or an event that finds no partner in time keeps what it has (the raw log
+/// record is stored regardless).
+pub struct JoinCache {
+    window: Duration,
+    calls: HashMap<Key, CachedCall>,
+    pending: HashMap<Key, LogParts>,
+    expiry: VecDeque<(Instant, Key)>,
+}
+
+impl JoinCache {
+    const MAX_ENTRIES: usize = 200_000;
+
+    pub fn new(window: Duration) -> JoinCache {
+        JoinCache { window, calls: HashMap::new(), pending: HashMap::new(), expiry: VecDeque::new() }
+    }
+
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        while let Some((at, _)) = self.expiry.front() {
+            let full = self.calls.len() + self.pending.len() > Self::MAX_ENTRIES;
+            if now.duration_since(*at) < self.window && !full {
+                break;
+            }
+            let (_, key) = self.expiry.pop_front().expect("front exists");
+            self.calls.remove(&key);
+            self.pending.remove(&key);
+        }
+    }
+
+    /// Records a call; returns its draft completed with any log events that came first.
+    fn add_call(&mut self, key: Key, ids: SpanIds, draft: Draft, is_error: bool) -> Draft {
+        self.sweep();
+        let logs = self.pending.remove(&key).unwrap_or_default();
+        let mut merged = draft.clone();
+        merged.merge(logs.draft());
+        merged.finalize();
+        self.expiry.push_back((Instant::now(), key.clone()));
+        self.calls.insert(key, CachedCall { ids, draft, is_error, logs });
+        merged
+    }
+
+    /// Records a log event; `true` when its call is known (its row must be rewritten).
+    fn add_log(&mut self, key: Key, content: LogContent) -> bool {
+        self.sweep();
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.logs.add(content);
+            return true;
+        }
+        if !self.pending.contains_key(&key) {
+            self.expiry.push_back((Instant::now(), key.clone()));
+        }
+        self.pending.entry(key).or_default().add(content);
+        false
+    }
+
+    fn merged(&self, key: &Key) -> Option<(SpanIds, Draft, bool)> {
+        let call = self.calls.get(key)?;
+        let mut draft = call.draft.clone();
+        draft.merge(call.logs.draft());
+        draft.finalize();
+        Some((call.ids.clone(), draft, call.is_error))
+    }
+}

@@ -1,0 +1,177 @@
+//! OTLP/HTTP: `POST /v1/traces` and `POST /v1/logs`, protobuf or JSON, gzip/deflate or plain,
+//! sized or chunked bodies; plus `/healthz` and `/metrics`.
+//!
+//! Replies follow the OTLP/HTTP spec: the body has the request's content type; success carries
+//! partial success when items were refused; errors carry a `google.rpc.Status` with a message
+//! that says what is wrong; 429/503 carry `Retry-After`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+
+use super::{Receiver, RpcStatus};
+use crate::auth::{AuthError, key_from_headers};
+use crate::otlp::{self, DecodeError, Encoding};
+use crate::writer::WriteError;
+
+pub fn router(receiver: Arc<Receiver>) -> Router {
+    Router::new()
+        .route("/v1/traces", post(traces))
+        .route("/v1/logs", post(logs))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        // The body limit is enforced by `read_body` (after decompression too), with OTLP errors.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(receiver)
+}
+
+async fn metrics(State(r): State<Arc<Receiver>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], r.pipeline.metrics.render())
+}
+
+/// An error reply in the encoding of the request (JSON when the encoding is unknown).
+struct Reply {
+    status: StatusCode,
+    message: String,
+    encoding: Encoding,
+    retry_after: Option<u64>,
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let code = match self.status {
+            StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
+            StatusCode::UNAUTHORIZED => 16,
+            StatusCode::FORBIDDEN => 7,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => 8,
+            _ => 14, // UNAVAILABLE
+        };
+        let body = otlp::encode(&RpcStatus { code, message: self.message, details: vec![] }, self.encoding);
+        let mut response = (self.status, [(header::CONTENT_TYPE, self.encoding.content_type())], body).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+fn decode_reply(e: DecodeError, encoding: Encoding) -> Reply {
+    let status = match e {
+        DecodeError::UnsupportedMediaType(_) | DecodeError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        DecodeError::BadCompression { .. } | DecodeError::Malformed { .. } => StatusCode::BAD_REQUEST,
+    };
+    Reply { status, message: e.to_string(), encoding, retry_after: None }
+}
+
+fn auth_reply(e: AuthError, encoding: Encoding) -> Reply {
+    let (status, retry_after) = match e {
+        AuthError::Missing | AuthError::Unknown => (StatusCode::UNAUTHORIZED, None),
+        AuthError::Revoked => (StatusCode::FORBIDDEN, None),
+        AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
+    };
+    Reply { status, message: e.to_string(), encoding, retry_after }
+}
+
+fn write_reply(e: WriteError, encoding: Encoding) -> Reply {
+    let (status, retry_after) = match e {
+        WriteError::Busy => (StatusCode::TOO_MANY_REQUESTS, 1),
+        WriteError::Storage(_) | WriteError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, 5),
+    };
+    Reply { status, message: e.to_string(), encoding, retry_after: Some(retry_after) }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Checks content type, authenticates, reads and decodes the body: everything both endpoints do
+/// before their signal-specific work.
+async fn prepare(r: &Receiver, headers: &HeaderMap, body: Body, signal: &'static str) -> Result<(String, Encoding, Vec<u8>), Reply> {
+    r.pipeline.metrics.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let reject = |reply: Reply, reason: &str| {
+        r.pipeline.metrics.reject(signal, reason, 1);
+        tracing::info!(signal, reason, message = %reply.message, "request refused");
+        reply
+    };
+    let encoding =
+        otlp::encoding_of(header(headers, "content-type")).map_err(|e| reject(decode_reply(e, Encoding::Json), "content_type"))?;
+    let key = key_from_headers(header(headers, "authorization"), header(headers, "x-flywheel-key"));
+    let project = r.auth.project(key.as_deref()).await.map_err(|e| reject(auth_reply(e, encoding), "auth"))?;
+    let limit = r.max_body_bytes;
+    let raw: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            reject(decode_reply(DecodeError::TooLarge { limit, decompressed: false }, encoding), "too_large")
+        } else {
+            reject(
+                Reply {
+                    status: StatusCode::BAD_REQUEST,
+                    message: format!("cannot read the request body: {e}"),
+                    encoding,
+                    retry_after: None,
+                },
+                "body",
+            )
+        }
+    })?;
+    r.pipeline.metrics.bytes_received.fetch_add(raw.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let body = otlp::decompress(&raw, header(headers, "content-encoding"), limit).map_err(|e| {
+        let reason = if matches!(e, DecodeError::TooLarge { .. }) { "too_large" } else { "compression" };
+        reject(decode_reply(e, encoding), reason)
+    })?;
+    Ok((project, encoding, body))
+}
+
+async fn traces(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
+    let (project, encoding, body) = match prepare(&r, &headers, body, "spans").await {
+        Ok(p) => p,
+        Err(reply) => return reply.into_response(),
+    };
+    let request = match otlp::decode_traces(&body, encoding) {
+        Ok(req) => req,
+        Err(e) => {
+            r.pipeline.metrics.reject("spans", "malformed", 1);
+            return decode_reply(e, encoding).into_response();
+        }
+    };
+    match r.pipeline.traces(&project, &request).await {
+        Ok(outcome) => {
+            let partial_success = outcome.trace_partial();
+            ok(encoding, &ExportTraceServiceResponse { partial_success })
+        }
+        Err(e) => write_reply(e, encoding).into_response(),
+    }
+}
+
+async fn logs(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
+    let (project, encoding, body) = match prepare(&r, &headers, body, "logs").await {
+        Ok(p) => p,
+        Err(reply) => return reply.into_response(),
+    };
+    let request = match otlp::decode_logs(&body, encoding) {
+        Ok(req) => req,
+        Err(e) => {
+            r.pipeline.metrics.reject("logs", "malformed", 1);
+            return decode_reply(e, encoding).into_response();
+        }
+    };
+    match r.pipeline.logs(&project, &request).await {
+        Ok(outcome) => {
+            let partial_success = outcome.logs_partial();
+            ok(encoding, &ExportLogsServiceResponse { partial_success })
+        }
+        Err(e) => write_reply(e, encoding).into_response(),
+    }
+}
+
+fn ok<T: prost::Message + serde::Serialize>(encoding: Encoding, message: &T) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], otlp::encode(message, encoding)).into_response()
+}

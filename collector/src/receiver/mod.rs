@@ -1,0 +1,77 @@
+//! The receivers: OTLP/HTTP ([`http`]) and OTLP/gRPC ([`grpc`]), sharing one [`Receiver`]
+//! (authentication, limits and the ingestion pipeline). [`serve`] runs both until a shutdown
+//! signal, then stops accepting and lets in-flight requests finish.
+
+pub mod grpc;
+pub mod http;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::auth::Authenticator;
+use crate::pipeline::Pipeline;
+
+pub struct Receiver {
+    pub pipeline: Pipeline,
+    pub auth: Authenticator,
+    pub max_body_bytes: usize,
+}
+
+/// `google.rpc.Status`, the body of OTLP/HTTP error replies.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+    #[prost(message, repeated, tag = "3")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<prost_types_any::Any>,
+}
+
+/// `google.protobuf.Any`, only so that `RpcStatus` has the wire shape of the real message.
+pub mod prost_types_any {
+    #[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+    pub struct Any {
+        #[prost(string, tag = "1")]
+        pub type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub value: Vec<u8>,
+    }
+}
+
+/// Binds both listeners, then serves until `shutdown` completes. Returns the bound addresses
+/// through `on_bound` (useful with port 0).
+pub async fn serve(
+    receiver: Arc<Receiver>,
+    http_addr: &str,
+    grpc_addr: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(SocketAddr, SocketAddr),
+) -> std::io::Result<()> {
+    let http_listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen for OTLP/HTTP on {http_addr}: {e}")))?;
+    let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen for OTLP/gRPC on {grpc_addr}: {e}")))?;
+    on_bound(http_listener.local_addr()?, grpc_listener.local_addr()?);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut http_stop = stop_rx.clone();
+    let mut grpc_stop = stop_rx;
+    let http = axum::serve(http_listener, http::router(receiver.clone())).with_graceful_shutdown(async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    });
+    let grpc = grpc::serve(receiver, grpc_listener, async move {
+        let _ = grpc_stop.wait_for(|s| *s).await;
+    });
+    let (h, g) = tokio::join!(http.into_future(), grpc);
+    h?;
+    g.map_err(|e| std::io::Error::other(format!("OTLP/gRPC server: {e}")))
+}
