@@ -189,7 +189,8 @@ async fn retention_is_configurable_per_table_and_changed_in_place() {
     let report = migrate::migrate(&store, &MigrateOptions { retention, ..Default::default() }).await.unwrap();
     let mut changes = report.retention_changes.clone();
     changes.sort();
-    assert_eq!(changes, vec![("signals".to_string(), 365, 400), ("spans".to_string(), 30, 7)]);
+    // log_records follows the spans' retention.
+    assert_eq!(changes, vec![("log_records".to_string(), 30, 7), ("signals".to_string(), 365, 400), ("spans".to_string(), 30, 7)]);
     let spans = tables(&store).await.into_iter().find(|t| t.name == "spans").unwrap();
     assert!(spans.create_table_query.contains("toIntervalDay(7)"), "{}", spans.create_table_query);
 }
@@ -441,6 +442,29 @@ async fn a_batch_of_each_table_round_trips_exactly() {
             span_id: format!("{:016x}", 1),
             path: "/tmp/évals.yaml".into(),
             exported_at: at,
+        }],
+    )
+    .await;
+    round_trip(
+        &store,
+        "log_records",
+        "record_id",
+        vec![LogRecordRow {
+            project_id: "p1".into(),
+            record_id: "r1".into(),
+            timestamp: at,
+            observed_timestamp: at + time::Duration::nanoseconds(3),
+            trace_id: format!("{:032x}", 1),
+            span_id: format!("{:016x}", 1),
+            severity_number: 9,
+            severity_text: "INFO".into(),
+            event_name: "gen_ai.choice".into(),
+            body: r#"{"index":0,"message":{"content":"Grüße"}}"#.into(),
+            service_name: "svc".into(),
+            scope_name: "scope".into(),
+            resource_attributes: attrs(&[("service.name", "svc")]),
+            attributes: attrs(&[("gen_ai.system", "openai")]),
+            ingested_at: at,
         }],
     )
     .await;
