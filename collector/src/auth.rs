@@ -1,9 +1,10 @@
 //! Project API keys. A key is shown once at creation and stored as its SHA-256; every request
 //! is authenticated to exactly one project, and every row it produces carries that project.
 //!
-//! Keys are cached in memory and the cache is refreshed from ClickHouse when an unknown key
-//! arrives (at most once a second, so a flood of bad keys cannot flood the database) and every
-//! 30 seconds (so a revocation takes effect without a restart).
+//! Keys are cached in memory. An unknown key is looked up alone (a key created a moment ago
+//! works at once; a refused key is not looked up again for a second, so that a client retrying
+//! a bad key cannot load the database), and the whole cache is re-read periodically (`[collector] key_refresh_secs`, 30 by default), so that a revocation takes
+//! effect without a restart.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,8 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::RwLock;
 
 const KEY_PREFIX: &str = "fwk_";
-const REFRESH_EVERY: Duration = Duration::from_secs(30);
-const MISS_REFRESH_MIN: Duration = Duration::from_secs(1);
+const MISS_RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -50,12 +50,14 @@ struct Entry {
 
 pub struct Authenticator {
     mode: AuthMode,
+    refresh_every: Duration,
     store: Store,
     cache: RwLock<Cache>,
 }
 
 struct Cache {
     keys: HashMap<String, Entry>,
+    misses: HashMap<String, Instant>,
     loaded_at: Option<Instant>,
 }
 
@@ -67,8 +69,13 @@ struct KeyRow {
 }
 
 impl Authenticator {
-    pub fn new(mode: AuthMode, store: Store) -> Authenticator {
-        Authenticator { mode, store, cache: RwLock::new(Cache { keys: HashMap::new(), loaded_at: None }) }
+    pub fn new(mode: AuthMode, store: Store, refresh_every: Duration) -> Authenticator {
+        Authenticator {
+            mode,
+            refresh_every,
+            store,
+            cache: RwLock::new(Cache { keys: HashMap::new(), misses: HashMap::new(), loaded_at: None }),
+        }
     }
 
     /// The project of a request, from its key (`None` when the request carried none).
@@ -78,20 +85,52 @@ impl Authenticator {
         }
         let key = key.map(str::trim).filter(|k| !k.is_empty()).ok_or(AuthError::Missing)?;
         let hash = hash_key(key);
-        let stale = {
+        let unavailable = |e: StoreError| AuthError::Unavailable(e.to_string());
+        {
             let cache = self.cache.read().await;
-            let age = cache.loaded_at.map(|t| t.elapsed());
+            let fresh = cache.loaded_at.is_some_and(|t| t.elapsed() < self.refresh_every);
             match cache.keys.get(&hash) {
-                Some(entry) if age.is_some_and(|a| a < REFRESH_EVERY) => return entry_result(entry),
-                Some(_) => true,
-                None => age.is_none_or(|a| a >= MISS_REFRESH_MIN),
+                Some(entry) if fresh => return entry_result(entry),
+                Some(_) => {}
+                // A key refused less than a second ago is refused again without a query, so
+                // that a client retrying a bad key cannot load the database.
+                None if fresh && cache.misses.get(&hash).is_some_and(|t| t.elapsed() < MISS_RECHECK) => return Err(AuthError::Unknown),
+                None if fresh => {
+                    // A key created since the last refresh must work at once: look it up alone.
+                    drop(cache);
+                    return self.lookup(&hash).await.map_err(unavailable)?;
+                }
+                None => {}
             }
-        };
-        if stale {
-            self.refresh().await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
         }
+        self.refresh().await.map_err(unavailable)?;
         let cache = self.cache.read().await;
         cache.keys.get(&hash).map(entry_result).unwrap_or(Err(AuthError::Unknown))
+    }
+
+    async fn lookup(&self, hash: &str) -> Result<Result<String, AuthError>, StoreError> {
+        let row: Option<KeyRow> = self
+            .store
+            .query("SELECT project_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys FINAL WHERE key_hash = ?")
+            .bind(hash)
+            .fetch_optional()
+            .await?;
+        let mut cache = self.cache.write().await;
+        Ok(match row {
+            Some(r) => {
+                let entry = Entry { project: r.project_id, revoked: r.revoked };
+                let result = entry_result(&entry);
+                cache.keys.insert(r.key_hash, entry);
+                result
+            }
+            None => {
+                if cache.misses.len() > 10_000 {
+                    cache.misses.clear();
+                }
+                cache.misses.insert(hash.to_string(), Instant::now());
+                Err(AuthError::Unknown)
+            }
+        })
     }
 
     async fn refresh(&self) -> Result<(), StoreError> {
@@ -99,6 +138,7 @@ impl Authenticator {
             self.store.query("SELECT project_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys FINAL").fetch_all().await?;
         let mut cache = self.cache.write().await;
         cache.keys = rows.into_iter().map(|r| (r.key_hash, Entry { project: r.project_id, revoked: r.revoked })).collect();
+        cache.misses.clear();
         cache.loaded_at = Some(Instant::now());
         Ok(())
     }

@@ -27,6 +27,8 @@ pub struct CollectorConfig {
     pub join_window_secs: u64,
     /// Requests that may wait for a ClickHouse insert; beyond, 429/503 with Retry-After.
     pub write_queue: usize,
+    /// How often known API keys are re-read (a revocation takes effect within this delay).
+    pub key_refresh_secs: u64,
 }
 
 impl Default for CollectorConfig {
@@ -40,6 +42,7 @@ impl Default for CollectorConfig {
             redaction: RedactionConfig::default(),
             join_window_secs: 600,
             write_queue: 1024,
+            key_refresh_secs: 30,
         }
     }
 }

@@ -45,7 +45,11 @@ pub async fn run(
         Writer::start(store.clone(), WriterConfig { queue: cfg.write_queue, ..Default::default() }, metrics.clone());
     let pipeline =
         Pipeline::new(writer, metrics, prices, redactor, cfg.feature_attribute.clone(), Duration::from_secs(cfg.join_window_secs));
-    let receiver = Arc::new(Receiver { pipeline, auth: Authenticator::new(auth, store), max_body_bytes: cfg.max_body_bytes });
+    let receiver = Arc::new(Receiver {
+        pipeline,
+        auth: Authenticator::new(auth, store, Duration::from_secs(cfg.key_refresh_secs)),
+        max_body_bytes: cfg.max_body_bytes,
+    });
     receiver::serve(receiver, &cfg.http, &cfg.grpc, shutdown, on_bound).await?;
     // The receivers are gone, and with them every sender of the writer: it drains and stops.
     let _ = tokio::time::timeout(Duration::from_secs(30), writer_task).await;

@@ -1,0 +1,184 @@
+//! What the collector answers to bad input and bad credentials, over the real binary: the OTLP
+//! status codes, a message naming the problem, partial success that keeps the good spans of a
+//! batch, and projects that never see each other's data.
+
+mod common;
+
+use std::io::Write;
+
+use common::{Collector, TestDb, flywheel_cmd, stderr};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use prost::Message as _;
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/otlp").join(path)).unwrap()
+}
+
+struct Reply {
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+    retry_after: Option<String>,
+}
+
+impl Reply {
+    /// The `google.rpc.Status` message of an error reply, in JSON or protobuf.
+    fn message(&self) -> String {
+        if self.content_type == "application/json" {
+            let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap();
+            v["message"].as_str().unwrap().to_string()
+        } else {
+            // field 2 of google.rpc.Status: a length-delimited string after the code.
+            String::from_utf8_lossy(&self.body).to_string()
+        }
+    }
+}
+
+async fn post(c: &Collector, path: &str, key: Option<&str>, content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> Reply {
+    let mut req = reqwest::Client::new().post(format!("{}{path}", c.http)).header("content-type", content_type);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    if let Some(e) = encoding {
+        req = req.header("content-encoding", e);
+    }
+    let resp = req.body(body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    Reply { status, content_type, body: resp.bytes().await.unwrap().to_vec(), retry_after }
+}
+
+async fn count(store: &flywheel_schemas::Store, table: &str, project: &str) -> u64 {
+    store.query(&format!("SELECT count() FROM {table} FINAL WHERE project_id = ?")).bind(project).fetch_one().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_gets_the_right_status_and_a_readable_message() {
+    let dir = common::scratch_dir("limits");
+    let config = dir.join("flywheel.toml");
+    std::fs::write(&config, "[collector]\nmax_body_bytes = 20000\n").unwrap();
+    let c = Collector::start(TestDb::new("malformed"), &[("FLYWHEEL_CONFIG", config.to_str().unwrap())]);
+    let key = c.key("p");
+    let good = fixture("otel-v2/chat_plain.pb");
+
+    // Truncated protobuf.
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, good[..good.len() / 2].to_vec()).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.content_type, "application/x-protobuf", "errors come in the request's encoding");
+    assert!(r.message().contains("malformed OTLP ExportTraceServiceRequest: protobuf"), "{}", r.message());
+
+    // Invalid JSON names the position.
+    let r = post(&c, "/v1/traces", Some(&key), "application/json", None, b"{\"resourceSpans\": [".to_vec()).await;
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("JSON") && r.message().contains("line 1"), "{}", r.message());
+
+    // Wrong content type.
+    let r = post(&c, "/v1/traces", Some(&key), "text/plain", None, good.clone()).await;
+    assert_eq!(r.status, 415);
+    assert!(r.message().contains("application/x-protobuf or application/json"), "{}", r.message());
+
+    // Bad gzip, unknown encoding.
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", Some("gzip"), good.clone()).await;
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("gzip"), "{}", r.message());
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", Some("br"), good.clone()).await;
+    assert_eq!(r.status, 415);
+
+    // Oversize, plain and once decompressed (a small gzip body that inflates past the limit).
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, vec![0u8; 30_000]).await;
+    assert_eq!(r.status, 413);
+    assert!(r.message().contains("20000 bytes"), "{}", r.message());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b'a'; 100_000]).unwrap();
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", Some("gzip"), gz.finish().unwrap()).await;
+    assert_eq!(r.status, 413);
+    assert!(r.message().contains("once decompressed"), "{}", r.message());
+
+    // Ids of the wrong length: that span is refused (partial success), the good ones are kept.
+    let mut req = ExportTraceServiceRequest::decode(fixture("tl/tool_call.pb").as_slice()).unwrap();
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    let total = spans.len();
+    assert!(total >= 2);
+    spans[0].trace_id.truncate(15);
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, req.encode_to_vec()).await;
+    assert_eq!(r.status, 200);
+    let reply = ExportTraceServiceResponse::decode(r.body.as_slice()).unwrap();
+    let partial = reply.partial_success.expect("partial success");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(partial.error_message.contains("trace_id must be 16"), "{}", partial.error_message);
+    let store = c.db.store();
+    assert_eq!(count(&store, "spans", "p").await, (total - 1) as u64);
+
+    // Every refusal is counted by reason.
+    let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
+    for line in [
+        r#"flywheel_rejected_total{signal="spans",reason="malformed"} 2"#,
+        r#"flywheel_rejected_total{signal="spans",reason="content_type"} 1"#,
+        r#"flywheel_rejected_total{signal="spans",reason="too_large"} 2"#,
+        r#"flywheel_rejected_total{signal="spans",reason="invalid_id"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_scope_every_row_to_one_project_and_revocation_is_enforced() {
+    let dir = common::scratch_dir("auth");
+    let config = dir.join("flywheel.toml");
+    std::fs::write(&config, "[collector]\nkey_refresh_secs = 0\n").unwrap();
+    let c = Collector::start(TestDb::new("auth"), &[("FLYWHEEL_CONFIG", config.to_str().unwrap())]);
+    let key_a = c.key("project-a");
+    let _key_b = c.key("project-b");
+    let body = fixture("oi/agent.pb");
+
+    let r = post(&c, "/v1/traces", None, "application/x-protobuf", None, body.clone()).await;
+    assert_eq!(r.status, 401);
+    assert!(r.message().contains("missing API key"), "{}", r.message());
+    let r = post(&c, "/v1/traces", Some("fwk_not_a_key"), "application/x-protobuf", None, body.clone()).await;
+    assert_eq!(r.status, 401);
+    assert!(r.message().contains("unknown API key"), "{}", r.message());
+
+    let r = post(&c, "/v1/traces", Some(&key_a), "application/x-protobuf", None, body.clone()).await;
+    assert_eq!(r.status, 200);
+    let store = c.db.store();
+    assert!(count(&store, "spans", "project-a").await > 0);
+    assert!(count(&store, "llm_calls", "project-a").await > 0);
+    assert_eq!(count(&store, "spans", "project-b").await, 0, "project B never sees project A's spans");
+    assert_eq!(count(&store, "llm_calls", "project-b").await, 0);
+
+    // gRPC uses the same keys.
+    let mut client = TraceServiceClient::connect(c.grpc.clone()).await.unwrap();
+    let req = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+    let status = client.export(req.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let mut ok = tonic::Request::new(req.clone());
+    ok.metadata_mut().insert("x-flywheel-key", key_a.parse().unwrap());
+    client.export(ok).await.unwrap();
+
+    // Revocation: the key is refused from then on, over both transports.
+    let key_id = {
+        let out = c.db.flywheel(&["keys", "create", "--project", "project-c"]);
+        let text = common::stdout(&out);
+        let key = text.lines().last().unwrap().to_string();
+        let id = text.split_whitespace().nth(2).unwrap().to_string();
+        (id, key)
+    };
+    let r = post(&c, "/v1/traces", Some(&key_id.1), "application/x-protobuf", None, body.clone()).await;
+    assert_eq!(r.status, 200);
+    let out = flywheel_cmd()
+        .args(["keys", "revoke", &key_id.0])
+        .env("FLYWHEEL_CLICKHOUSE_URL", &c.db.url)
+        .env("FLYWHEEL_CLICKHOUSE_DATABASE", &c.db.database)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = post(&c, "/v1/traces", Some(&key_id.1), "application/x-protobuf", None, body.clone()).await;
+    assert_eq!(r.status, 403);
+    assert!(r.message().contains("revoked"), "{}", r.message());
+    let mut revoked = tonic::Request::new(req);
+    revoked.metadata_mut().insert("authorization", format!("Bearer {}", key_id.1).parse().unwrap());
+    assert_eq!(client.export(revoked).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    assert!(r.retry_after.is_none());
+}
