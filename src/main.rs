@@ -184,8 +184,16 @@ enum BenchCmd {
         #[arg(long, default_values_t = vec![1_000usize, 10_000, 100_000])]
         batch: Vec<usize>,
     },
-    /// Collector throughput over OTLP.
-    Ingest,
+    /// Collector throughput over OTLP/HTTP protobuf, writer off and on.
+    Ingest {
+        #[arg(long, default_value_t = 400)]
+        requests: usize,
+        /// Spans per request (a third are agent spans, the rest chat calls with content).
+        #[arg(long, default_value_t = 60)]
+        spans: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
     /// Analyzer time, memory and quality.
     Analyze,
     /// TUI query latencies.
@@ -255,7 +263,13 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Report { .. } => not_built("report", "#7 (weekly report)"),
         Command::Tui { .. } => not_built("tui", "#8 (TUI)"),
         Command::Demo { .. } => not_built("demo", "#9 (demo); meanwhile `flywheel clickhouse start && flywheel migrate`"),
-        Command::Bench(BenchCmd::Ingest) => not_built("bench ingest", "#3 (collector)"),
+        Command::Bench(BenchCmd::Ingest { requests, spans, concurrency }) => {
+            let cfg = StorageConfig::load()?;
+            let store = store::open(&cfg).await?;
+            let bench = flywheel_collector::bench::IngestBench { requests, spans_per_request: spans, concurrency };
+            print!("{}", flywheel_collector::bench::ingest(&store, &bench).await.map_err(anyhow::Error::msg)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCmd::Analyze) => not_built("bench analyze", "#6 (analyzer)"),
         Command::Bench(BenchCmd::Tui) => not_built("bench tui", "#8 (TUI)"),
     }

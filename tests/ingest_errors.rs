@@ -182,3 +182,53 @@ async fn keys_scope_every_row_to_one_project_and_revocation_is_enforced() {
     assert_eq!(client.export(revoked).await.unwrap_err().code(), tonic::Code::PermissionDenied);
     assert!(r.retry_after.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_redacted_before_storage() {
+    let c = Collector::start(TestDb::new("redact"), &[]);
+    let key = c.key("p");
+    let secret = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789";
+    let body = String::from_utf8(fixture("otel-v2/chat_plain.json"))
+        .unwrap()
+        .replace("What is the capital of France?", &format!("my key is {secret}, what is the capital of France?"));
+    let r = post(&c, "/v1/traces", Some(&key), "application/json", None, body.into_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.message());
+    let store = c.db.store();
+    let (raw, text): (String, String) = store
+        .query("SELECT s.attributes['gen_ai.input.messages'], c.input_text FROM spans AS s FINAL JOIN llm_calls AS c FINAL USING (project_id, trace_id, span_id) WHERE project_id = 'p'")
+        .fetch_one()
+        .await
+        .unwrap();
+    for stored in [&raw, &text] {
+        assert!(!stored.contains(secret), "{stored}");
+        assert!(stored.contains("[REDACTED:secret]"), "{stored}");
+    }
+    assert!(text.ends_with("what is the capital of France?"), "the rest of the text is kept: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_down_is_503_with_retry_after_and_nothing_is_acknowledged() {
+    // A dedicated engine, so that it can be stopped under the collector.
+    let dir = common::scratch_dir("down");
+    let opts = flywheel_schemas::engine::StartOptions {
+        port: 0,
+        exit_with_parent: true,
+        ..flywheel_schemas::engine::StartOptions::new(dir.join("engine"))
+    };
+    let engine = flywheel_schemas::engine::start(&opts).unwrap();
+    let db = TestDb { url: engine.url().to_string(), database: "down".into() };
+    let c = Collector::start(db, &[]);
+    let key = c.key("p");
+    let body = fixture("otel-v2/chat_plain.pb");
+    assert_eq!(post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, body.clone()).await.status, 200);
+
+    engine.stop().unwrap();
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, body.clone()).await;
+    assert_eq!(r.status, 503, "{}", r.message());
+    assert!(r.retry_after.is_some(), "Retry-After tells the exporter when to retry");
+    assert!(r.message().contains("storage is unavailable"), "{}", r.message());
+    let mut client = TraceServiceClient::connect(c.grpc.clone()).await.unwrap();
+    let mut req = tonic::Request::new(ExportTraceServiceRequest::decode(body.as_slice()).unwrap());
+    req.metadata_mut().insert("x-flywheel-key", key.parse().unwrap());
+    assert_eq!(client.export(req).await.unwrap_err().code(), tonic::Code::Unavailable, "gRPC exporters retry UNAVAILABLE");
+}

@@ -10,6 +10,7 @@
 //! events) → `writer` (ClickHouse).
 
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod metrics;
 pub mod normalize;

@@ -35,14 +35,30 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(SocketAddr, SocketAddr),
 ) -> Result<(), ServeError> {
+    run_with(store, cfg, auth, true, shutdown, on_bound).await
+}
+
+/// [`run`], with the option of a writer that stores nothing (`store_rows = false`), for the
+/// ingest benchmark only.
+pub async fn run_with(
+    store: Store,
+    cfg: CollectorConfig,
+    auth: AuthMode,
+    store_rows: bool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(SocketAddr, SocketAddr),
+) -> Result<(), ServeError> {
     let prices = match &cfg.prices {
         Some(path) => PriceTable::load(path)?,
         None => PriceTable::builtin(),
     };
     let redactor = Redactor::new(&cfg.redaction)?;
     let metrics = Arc::new(Metrics::default());
-    let (writer, writer_task) =
-        Writer::start(store.clone(), WriterConfig { queue: cfg.write_queue, ..Default::default() }, metrics.clone());
+    let (writer, writer_task) = if store_rows {
+        Writer::start(store.clone(), WriterConfig { queue: cfg.write_queue, ..Default::default() }, metrics.clone())
+    } else {
+        Writer::discarding()
+    };
     let pipeline =
         Pipeline::new(writer, metrics, prices, redactor, cfg.feature_attribute.clone(), Duration::from_secs(cfg.join_window_secs));
     let receiver = Arc::new(Receiver {

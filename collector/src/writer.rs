@@ -85,6 +85,18 @@ impl Writer {
         (Writer { tx }, task)
     }
 
+    /// A writer that acknowledges without storing anything. Only `flywheel bench ingest` uses
+    /// it, to measure the receivers and normalisation apart from ClickHouse.
+    pub fn discarding() -> (Writer, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Job>(1024);
+        let task = tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                let _ = job.done.send(Ok(()));
+            }
+        });
+        (Writer { tx }, task)
+    }
+
     /// Stores `batch`; returns once it is in ClickHouse.
     pub async fn write(&self, batch: Batch) -> Result<(), WriteError> {
         if batch.is_empty() {

@@ -130,7 +130,7 @@ impl Collector {
     /// Starts the collector on `db`, with extra environment (e.g. `FLYWHEEL_CONFIG`).
     pub fn start(db: TestDb, env: &[(&str, &str)]) -> Collector {
         use std::io::BufRead;
-        // Keys need the schema; `serve` migrates too, but keys are often created first.
+        // `serve` migrates too, but keys are created before it starts.
         let out = db.flywheel(&["migrate"]);
         assert!(out.status.success(), "migrate: {}", stderr(&out));
         let mut cmd = flywheel_cmd();

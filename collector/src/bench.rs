@@ -1,0 +1,261 @@
+//! `flywheel bench ingest`: collector throughput over OTLP/HTTP protobuf with realistic GenAI
+//! traffic, with the ClickHouse writer on and off. Prints a table; asserts nothing.
+//!
+//! The load generator runs in the same process as the collector (it shares the machine's
+//! cores, as a real sidecar SDK would); its CPU is included in the CPU-per-span figure.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flywheel_schemas::Store;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
+use prost::Message as _;
+
+use crate::auth::AuthMode;
+use crate::config::CollectorConfig;
+use crate::server;
+
+#[derive(Debug, Clone)]
+pub struct IngestBench {
+    pub requests: usize,
+    pub spans_per_request: usize,
+    pub concurrency: usize,
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+}
+
+fn s(v: impl Into<String>) -> any_value::Value {
+    any_value::Value::StringValue(v.into())
+}
+
+/// One request of `n` spans: traces of an agent span and two chat calls (OTel GenAI 1.37 with
+/// message content, ~1.5 KB per call), as a support assistant would export them.
+pub fn sample_request(seed: u64, n: usize) -> ExportTraceServiceRequest {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    let mut spans = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let trace = seed * 1_000_003 + i / 3;
+        let mut trace_id = [0u8; 16];
+        trace_id[..8].copy_from_slice(&trace.to_be_bytes());
+        trace_id[8..].copy_from_slice(&(trace ^ 0x5bd1_e995).to_be_bytes());
+        let span_id = (seed << 20 | i).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let root = span_id & !0xff | 0x01;
+        let start = now - (n as u64 - i) * 1_000_000;
+        let (name, attrs, parent) = if i % 3 == 0 {
+            (
+                "invoke_agent support_agent",
+                vec![kv("gen_ai.operation.name", s("invoke_agent")), kv("gen_ai.agent.name", s("support_agent"))],
+                vec![],
+            )
+        } else {
+            let question = format!(
+                "Order #{} arrived damaged and I was charged twice. Can I get a refund to my card ending {}?",
+                seed * 31 + i,
+                1000 + i % 9000
+            );
+            (
+                "chat gpt-4o-mini",
+                vec![
+                    kv("gen_ai.operation.name", s("chat")),
+                    kv("gen_ai.provider.name", s("openai")),
+                    kv("gen_ai.request.model", s("gpt-4o-mini")),
+                    kv("gen_ai.response.model", s("gpt-4o-mini-2024-07-18")),
+                    kv("gen_ai.response.id", s(format!("chatcmpl-{seed}-{i}"))),
+                    kv("gen_ai.request.temperature", any_value::Value::DoubleValue(0.2)),
+                    kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(900 + (i % 300) as i64)),
+                    kv("gen_ai.usage.output_tokens", any_value::Value::IntValue(80 + (i % 90) as i64)),
+                    kv("gen_ai.usage.cache_read.input_tokens", any_value::Value::IntValue(512)),
+                    kv(
+                        "gen_ai.response.finish_reasons",
+                        any_value::Value::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue {
+                            values: vec![AnyValue { value: Some(s("stop")) }],
+                        }),
+                    ),
+                    kv("gen_ai.conversation.id", s(format!("sess-{}", trace % 5000))),
+                    kv("user.id", s(format!("user-{}", trace % 2000))),
+                    kv(
+                        "gen_ai.system_instructions",
+                        s(
+                            r#"[{"type":"text","content":"You are the support assistant of Acme. Be concise, polite, and follow the refund policy: refunds within 30 days, to the original payment method, never in cash."}]"#,
+                        ),
+                    ),
+                    kv("gen_ai.input.messages", s(format!(r#"[{{"role":"user","parts":[{{"type":"text","content":"{question}"}}]}}]"#))),
+                    kv(
+                        "gen_ai.output.messages",
+                        s(
+                            r#"[{"role":"assistant","parts":[{"type":"text","content":"I'm sorry about the damaged parcel and the double charge. I have opened a refund of the duplicate payment to your card; it takes 5 to 7 business days. Would you like a replacement for the damaged item as well?"}],"finish_reason":"stop"}]"#,
+                        ),
+                    ),
+                ],
+                root.to_be_bytes().to_vec(),
+            )
+        };
+        spans.push(Span {
+            trace_id: trace_id.to_vec(),
+            span_id: if i % 3 == 0 { root.to_be_bytes().to_vec() } else { span_id.to_be_bytes().to_vec() },
+            parent_span_id: parent,
+            name: name.into(),
+            kind: span::SpanKind::Client as i32,
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 850_000_000,
+            attributes: attrs,
+            status: Some(Status { code: status::StatusCode::Unset as i32, message: String::new() }),
+            ..Default::default()
+        });
+    }
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s("support-bot")), kv("telemetry.sdk.language", s("python"))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "opentelemetry.util.genai.handler".into(),
+                    version: "1.0b0".into(),
+                    ..Default::default()
+                }),
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+struct Run {
+    spans: u64,
+    bytes: u64,
+    seconds: f64,
+    latencies: Vec<Duration>,
+    cpu_seconds: f64,
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process (collector and load generator), from /proc/self/stat.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+async fn run_once(store: &Store, bench: &IngestBench, store_rows: bool) -> Result<Run, String> {
+    let bodies: Arc<Vec<Vec<u8>>> =
+        Arc::new((0..bench.requests as u64).map(|i| sample_request(i + 1, bench.spans_per_request).encode_to_vec()).collect());
+    let cfg = CollectorConfig { http: "127.0.0.1:0".into(), grpc: "127.0.0.1:0".into(), ..Default::default() };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let store = store.clone();
+    let server = tokio::spawn(async move {
+        server::run_with(
+            store,
+            cfg,
+            AuthMode::Open { project: "bench".into() },
+            store_rows,
+            async {
+                let _ = stop_rx.await;
+            },
+            |http, _| {
+                let _ = addr_tx.send(http);
+            },
+        )
+        .await
+    });
+    let addr = addr_rx.await.map_err(|_| "the collector did not start".to_string())?;
+    let url = format!("http://{addr}/v1/traces");
+    let client = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu0 = cpu_seconds();
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..bench.concurrency {
+        let (client, url, bodies, next) = (client.clone(), url.clone(), bodies.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= bodies.len() {
+                    return Ok::<_, String>(latencies);
+                }
+                let t = Instant::now();
+                let resp = client
+                    .post(&url)
+                    .header("content-type", "application/x-protobuf")
+                    .body(bodies[i].clone())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !resp.status().is_success() {
+                    return Err(format!("the collector answered {}", resp.status()));
+                }
+                latencies.push(t.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await.map_err(|e| e.to_string())??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let _ = stop_tx.send(());
+    server.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    latencies.sort();
+    Ok(Run {
+        spans: (bench.requests * bench.spans_per_request) as u64,
+        bytes: bodies.iter().map(|b| b.len() as u64).sum(),
+        seconds,
+        latencies,
+        cpu_seconds: cpu,
+    })
+}
+
+/// Runs the benchmark with the writer off, then on (into a scratch database), and prints both.
+pub async fn ingest(store: &Store, bench: &IngestBench) -> Result<String, String> {
+    let scratch = store.with_database(&format!("{}_bench_ingest", store.database()));
+    scratch
+        .with_database("default")
+        .execute(&format!("DROP DATABASE IF EXISTS `{}`", scratch.database()))
+        .await
+        .map_err(|e| e.to_string())?;
+    flywheel_schemas::migrate::migrate(&scratch, &Default::default()).await.map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "OTLP/HTTP protobuf, {} requests x {} GenAI spans, {} concurrent clients, ClickHouse at {}",
+        bench.requests,
+        bench.spans_per_request,
+        bench.concurrency,
+        store.url()
+    );
+    let _ = writeln!(out, "{:<22} {:>10} {:>8} {:>9} {:>9} {:>12}", "writer", "spans/s", "MB/s", "p50 ms", "p99 ms", "CPU us/span");
+    for (label, store_rows) in [("off (decode+normalise)", false), ("on (ClickHouse)", true)] {
+        let r = run_once(&scratch, bench, store_rows).await?;
+        let pct = |p: f64| {
+            r.latencies
+                .get(((r.latencies.len() as f64 * p) as usize).min(r.latencies.len().saturating_sub(1)))
+                .map(|d| d.as_secs_f64() * 1e3)
+                .unwrap_or(0.0)
+        };
+        let _ = writeln!(
+            out,
+            "{:<22} {:>10.0} {:>8.1} {:>9.1} {:>9.1} {:>12.1}",
+            label,
+            r.spans as f64 / r.seconds,
+            r.bytes as f64 / r.seconds / 1e6,
+            pct(0.5),
+            pct(0.99),
+            r.cpu_seconds / r.spans as f64 * 1e6
+        );
+    }
+    let stored: u64 = scratch.query("SELECT count() FROM spans").fetch_one().await.map_err(|e| e.to_string())?;
+    let _ = writeln!(out, "rows in spans after the run with the writer on: {stored}");
+    scratch.with_database("default").execute(&format!("DROP DATABASE `{}`", scratch.database())).await.map_err(|e| e.to_string())?;
+    Ok(out)
+}
