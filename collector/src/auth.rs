@@ -31,6 +31,8 @@ pub enum AuthError {
     Revoked,
     #[error("cannot check the API key now: {0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Token(String),
 }
 
 /// How requests are authenticated.
@@ -45,7 +47,16 @@ pub enum AuthMode {
 #[derive(Debug, Clone)]
 struct Entry {
     project: String,
+    key_id: String,
     revoked: bool,
+}
+
+/// The key a request was authenticated with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyInfo {
+    pub project: String,
+    pub key_id: String,
+    pub key_hash: String,
 }
 
 pub struct Authenticator {
@@ -64,9 +75,12 @@ struct Cache {
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
 struct KeyRow {
     project_id: String,
+    key_id: String,
     key_hash: String,
     revoked: bool,
 }
+
+const KEY_COLUMNS: &str = "project_id, key_id, key_hash, revoked_at IS NOT NULL AS revoked";
 
 impl Authenticator {
     pub fn new(mode: AuthMode, store: Store, refresh_every: Duration) -> Authenticator {
@@ -83,6 +97,11 @@ impl Authenticator {
         if let AuthMode::Open { project } = &self.mode {
             return Ok(project.clone());
         }
+        self.key(key).await.map(|k| k.project)
+    }
+
+    /// The key of a request, checked. In open mode there is no key: `Missing`.
+    pub async fn key(&self, key: Option<&str>) -> Result<KeyInfo, AuthError> {
         let key = key.map(str::trim).filter(|k| !k.is_empty()).ok_or(AuthError::Missing)?;
         let hash = hash_key(key);
         let unavailable = |e: StoreError| AuthError::Unavailable(e.to_string());
@@ -90,7 +109,7 @@ impl Authenticator {
             let cache = self.cache.read().await;
             let fresh = cache.loaded_at.is_some_and(|t| t.elapsed() < self.refresh_every);
             match cache.keys.get(&hash) {
-                Some(entry) if fresh => return entry_result(entry),
+                Some(entry) if fresh => return entry_result(entry, &hash),
                 Some(_) => {}
                 // A key refused less than a second ago is refused again without a query, so
                 // that a client retrying a bad key cannot load the database.
@@ -105,21 +124,49 @@ impl Authenticator {
         }
         self.refresh().await.map_err(unavailable)?;
         let cache = self.cache.read().await;
-        cache.keys.get(&hash).map(entry_result).unwrap_or(Err(AuthError::Unknown))
+        cache.keys.get(&hash).map(|e| entry_result(e, &hash)).unwrap_or(Err(AuthError::Unknown))
     }
 
-    async fn lookup(&self, hash: &str) -> Result<Result<String, AuthError>, StoreError> {
-        let row: Option<KeyRow> = self
-            .store
-            .query("SELECT project_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys FINAL WHERE key_hash = ?")
-            .bind(hash)
-            .fetch_optional()
-            .await?;
+    /// Verifies a feedback token: signed by a live key of the project it names, unexpired.
+    pub async fn token(&self, token: &str) -> Result<crate::signals::token::Claims, AuthError> {
+        use crate::signals::token;
+        let (claims, _, _) = token::peek(token).map_err(|e| AuthError::Token(e.to_string()))?;
+        let key = {
+            let cache = self.cache.read().await;
+            cache.keys.iter().find(|(_, e)| e.key_id == claims.k).map(|(h, e)| (h.clone(), e.clone()))
+        };
+        let (hash, entry) = match key {
+            Some(k) => k,
+            None => {
+                self.refresh().await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
+                let cache = self.cache.read().await;
+                cache
+                    .keys
+                    .iter()
+                    .find(|(_, e)| e.key_id == claims.k)
+                    .map(|(h, e)| (h.clone(), e.clone()))
+                    .ok_or(AuthError::Token("the feedback token names a key that does not exist".into()))?
+            }
+        };
+        entry_result(&entry, &hash)?;
+        if entry.project != claims.p {
+            return Err(AuthError::Token(format!(
+                "the feedback token claims project `{}` but its key belongs to another project",
+                claims.p
+            )));
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        token::verify(token, &hash, now).map_err(|e| AuthError::Token(e.to_string()))
+    }
+
+    async fn lookup(&self, hash: &str) -> Result<Result<KeyInfo, AuthError>, StoreError> {
+        let row: Option<KeyRow> =
+            self.store.query(&format!("SELECT {KEY_COLUMNS} FROM api_keys FINAL WHERE key_hash = ?")).bind(hash).fetch_optional().await?;
         let mut cache = self.cache.write().await;
         Ok(match row {
             Some(r) => {
-                let entry = Entry { project: r.project_id, revoked: r.revoked };
-                let result = entry_result(&entry);
+                let entry = Entry { project: r.project_id, key_id: r.key_id, revoked: r.revoked };
+                let result = entry_result(&entry, hash);
                 cache.keys.insert(r.key_hash, entry);
                 result
             }
@@ -134,18 +181,22 @@ impl Authenticator {
     }
 
     async fn refresh(&self) -> Result<(), StoreError> {
-        let rows: Vec<KeyRow> =
-            self.store.query("SELECT project_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys FINAL").fetch_all().await?;
+        let rows: Vec<KeyRow> = self.store.query(&format!("SELECT {KEY_COLUMNS} FROM api_keys FINAL")).fetch_all().await?;
         let mut cache = self.cache.write().await;
-        cache.keys = rows.into_iter().map(|r| (r.key_hash, Entry { project: r.project_id, revoked: r.revoked })).collect();
+        cache.keys =
+            rows.into_iter().map(|r| (r.key_hash, Entry { project: r.project_id, key_id: r.key_id, revoked: r.revoked })).collect();
         cache.misses.clear();
         cache.loaded_at = Some(Instant::now());
         Ok(())
     }
 }
 
-fn entry_result(entry: &Entry) -> Result<String, AuthError> {
-    if entry.revoked { Err(AuthError::Revoked) } else { Ok(entry.project.clone()) }
+fn entry_result(entry: &Entry, hash: &str) -> Result<KeyInfo, AuthError> {
+    if entry.revoked {
+        Err(AuthError::Revoked)
+    } else {
+        Ok(KeyInfo { project: entry.project.clone(), key_id: entry.key_id.clone(), key_hash: hash.to_string() })
+    }
 }
 
 pub fn hash_key(key: &str) -> String {

@@ -29,6 +29,16 @@ pub struct CollectorConfig {
     pub write_queue: usize,
     /// How often known API keys are re-read (a revocation takes effect within this delay).
     pub key_refresh_secs: u64,
+    /// A span attribute holding the application's own message id, which signals may name
+    /// (`message_id`) besides `gen_ai.response.id`.
+    pub message_id_attribute: Option<String>,
+    /// Browser origins allowed to post signals (CORS); `["*"]` for any. Empty: same origin only.
+    pub cors_origins: Vec<String>,
+    /// How often pending signals (target not seen yet) are retried, and after how long an
+    /// unresolved one becomes `unlinked`.
+    pub signal_link_interval_secs: u64,
+    pub signal_link_timeout_secs: u64,
+    pub derive: crate::signals::derive::DeriveConfig,
 }
 
 impl Default for CollectorConfig {
@@ -43,6 +53,11 @@ impl Default for CollectorConfig {
             join_window_secs: 600,
             write_queue: 1024,
             key_refresh_secs: 30,
+            message_id_attribute: None,
+            cors_origins: Vec::new(),
+            signal_link_interval_secs: 15,
+            signal_link_timeout_secs: 3600,
+            derive: Default::default(),
         }
     }
 }

@@ -20,4 +20,5 @@ pub mod price;
 pub mod receiver;
 pub mod redact;
 pub mod server;
+pub mod signals;
 pub mod writer;

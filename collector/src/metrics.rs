@@ -15,6 +15,7 @@ pub struct Metrics {
     pub llm_calls: AtomicU64,
     pub log_records_received: AtomicU64,
     pub log_records_accepted: AtomicU64,
+    pub signals_accepted: AtomicU64,
     pub bytes_received: AtomicU64,
     pub inserts: AtomicU64,
     pub insert_errors: AtomicU64,
@@ -62,6 +63,12 @@ impl Metrics {
         );
         counter(&mut out, "log_records_received_total", "Log records decoded from requests.", self.log_records_received.load(Relaxed));
         counter(&mut out, "log_records_accepted_total", "Log records stored.", self.log_records_accepted.load(Relaxed));
+        counter(
+            &mut out,
+            "signals_accepted_total",
+            "Signals stored (API, OTLP log records, span events).",
+            self.signals_accepted.load(Relaxed),
+        );
         counter(&mut out, "clickhouse_inserts_total", "Group-commit inserts to ClickHouse.", self.inserts.load(Relaxed));
         counter(&mut out, "clickhouse_insert_errors_total", "Failed group-commit inserts.", self.insert_errors.load(Relaxed));
         counter(&mut out, "clickhouse_inserted_rows_total", "Rows inserted into ClickHouse.", self.inserted_rows.load(Relaxed));

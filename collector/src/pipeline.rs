@@ -24,6 +24,10 @@ use crate::normalize::{self, Attrs, Draft, SpanIds, fill};
 use crate::otlp::{any_to_json, attributes, flat, flat_map, hex_id};
 use crate::price::{PriceTable, Usage};
 use crate::redact::Redactor;
+use crate::signals::{SOURCE_OTLP_LOG, SOURCE_SPAN_EVENT, SignalService, wire};
+
+/// The event name of a signal sent through OpenTelemetry (log record or span event).
+pub const SIGNAL_EVENT: &str = "flywheel.signal";
 use crate::writer::{Batch, WriteError, Writer};
 
 /// What happened to a request's items, for the OTLP partial-success answer.
@@ -49,6 +53,7 @@ impl Outcome {
 pub struct Pipeline {
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
+    pub signals: SignalService,
     prices: PriceTable,
     redactor: Redactor,
     feature_attribute: Option<String>,
@@ -60,6 +65,7 @@ impl Pipeline {
     pub fn new(
         writer: Writer,
         metrics: Arc<Metrics>,
+        signals: SignalService,
         prices: PriceTable,
         redactor: Redactor,
         feature_attribute: Option<String>,
@@ -68,6 +74,7 @@ impl Pipeline {
         Pipeline {
             writer,
             metrics,
+            signals,
             prices,
             redactor,
             feature_attribute,
@@ -105,6 +112,19 @@ impl Pipeline {
         }
         self.store(batch).await?;
         self.metrics.spans_accepted.fetch_add(spans.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        // Signals sent as span events, once their span is stored (so that they link at once).
+        let events: Vec<_> = spans
+            .iter()
+            .flat_map(|s| s.events.iter().filter(|e| e.name == SIGNAL_EVENT).map(move |e| (s, e)))
+            .enumerate()
+            .map(|(i, (s, e))| {
+                wire::from_attributes(i, &e.attrs.0, &s.ids.trace_id, &s.ids.span_id).map(|mut sig| {
+                    sig.timestamp = sig.timestamp.or(Some(e.time));
+                    sig
+                })
+            })
+            .collect();
+        self.store_signals(project, events, SOURCE_SPAN_EVENT).await?;
         Ok(outcome(spans.len() as u64, &rejected, "spans"))
     }
 
@@ -114,6 +134,7 @@ impl Pipeline {
         let mut rejected = Vec::new();
         let mut touched: Vec<(String, String, String)> = Vec::new();
         let mut contents = Vec::new();
+        let mut log_signals = Vec::new();
         for rl in &request.resource_logs {
             let resource = rl.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default();
             let service = resource.get("service.name").map(flat).unwrap_or_default();
@@ -138,7 +159,18 @@ impl Pipeline {
                     } else {
                         record.event_name.clone()
                     };
-                    let time = if record.time_unix_nano > 0 { record.time_unix_nano } else { record.observed_time_unix_nano };
+                    // A record with no time at all is dated on receipt: dated 1970 it would be
+                    // expired by the table's TTL the moment it is written.
+                    let received = now.unix_timestamp_nanos() as u64;
+                    let time =
+                        [record.time_unix_nano, record.observed_time_unix_nano, received].into_iter().find(|t| *t > 0).unwrap_or(received);
+                    if event_name == SIGNAL_EVENT {
+                        let mut sig = wire::from_attributes(log_signals.len(), &attrs.0, &trace_id, &span_id);
+                        if let Ok(s) = &mut sig {
+                            s.timestamp = s.timestamp.or(Some(nanos(time)));
+                        }
+                        log_signals.push(sig);
+                    }
                     if !trace_id.is_empty()
                         && !span_id.is_empty()
                         && let Some(content) = read_log_event(&event_name, &attrs, &body)
@@ -184,6 +216,7 @@ impl Pipeline {
         self.metrics.reject("logs", "invalid_id", rejected.len() as u64);
         self.store(batch).await?;
         self.metrics.log_records_accepted.fetch_add(accepted, std::sync::atomic::Ordering::Relaxed);
+        self.store_signals(project, log_signals, SOURCE_OTLP_LOG).await?;
         Ok(outcome(accepted, &rejected, "log records"))
     }
 
@@ -205,6 +238,24 @@ impl Pipeline {
             written.retain(|(_, _, day)| *day == today);
         }
         written.extend(new_contents);
+        Ok(())
+    }
+
+    /// Signals carried by OTLP (log records, span events): the record itself is stored raw
+    /// regardless; a signal that does not validate is counted and logged, never silently lost.
+    async fn store_signals(&self, project: &str, items: Vec<Result<wire::Signal, wire::Invalid>>, source: &str) -> Result<(), WriteError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let prepared = self.signals.prepare(project, items, source, None).await.map_err(|e| WriteError::Storage(e.to_string()))?;
+        for bad in &prepared.rejected {
+            tracing::warn!(project, source, field = %bad.field, error = %bad.error, "signal refused");
+        }
+        self.metrics.reject("signals", "invalid", prepared.rejected.len() as u64);
+        let accepted = prepared.rows.len() as u64;
+        self.writer.write(Batch { signals: prepared.rows.clone(), ..Default::default() }).await?;
+        self.signals.stored(&prepared);
+        self.metrics.signals_accepted.fetch_add(accepted, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

@@ -14,6 +14,7 @@ use crate::pipeline::Pipeline;
 use crate::price::PriceTable;
 use crate::receiver::{self, Receiver};
 use crate::redact::Redactor;
+use crate::signals::{SignalService, derive, link};
 use crate::writer::{Writer, WriterConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,7 @@ pub async fn run_with(
         None => PriceTable::builtin(),
     };
     let redactor = Redactor::new(&cfg.redaction)?;
+    let signals = SignalService::new(store.clone(), cfg.message_id_attribute.clone());
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_task) = if store_rows {
         Writer::start(store.clone(), WriterConfig { queue: cfg.write_queue, ..Default::default() }, metrics.clone())
@@ -60,14 +62,50 @@ pub async fn run_with(
         Writer::discarding()
     };
     let pipeline =
-        Pipeline::new(writer, metrics, prices, redactor, cfg.feature_attribute.clone(), Duration::from_secs(cfg.join_window_secs));
+        Pipeline::new(writer, metrics, signals, prices, redactor, cfg.feature_attribute.clone(), Duration::from_secs(cfg.join_window_secs));
+    let background = background_jobs(store.clone(), &cfg);
     let receiver = Arc::new(Receiver {
         pipeline,
         auth: Authenticator::new(auth, store, Duration::from_secs(cfg.key_refresh_secs)),
         max_body_bytes: cfg.max_body_bytes,
+        cors_origins: cfg.cors_origins.clone(),
     });
     receiver::serve(receiver, &cfg.http, &cfg.grpc, shutdown, on_bound).await?;
+    background.abort();
     // The receivers are gone, and with them every sender of the writer: it drains and stops.
     let _ = tokio::time::timeout(Duration::from_secs(30), writer_task).await;
     Ok(())
+}
+
+/// Periodic work of a collector: retry the links of pending signals, derive implicit signals.
+/// Each run reads ClickHouse, so several collectors may run them: ids are deterministic and a
+/// rewrite of the same row is harmless (ReplacingMergeTree).
+fn background_jobs(store: Store, cfg: &CollectorConfig) -> tokio::task::JoinHandle<()> {
+    let link_every = Duration::from_secs(cfg.signal_link_interval_secs.max(1));
+    let link_timeout = time::Duration::seconds(cfg.signal_link_timeout_secs as i64);
+    let derive_cfg = cfg.derive.clone();
+    let message_attribute = cfg.message_id_attribute.clone();
+    tokio::spawn(async move {
+        let mut link_tick = tokio::time::interval(link_every);
+        let mut derive_tick = tokio::time::interval(Duration::from_secs(derive_cfg.interval_secs.max(1)));
+        loop {
+            tokio::select! {
+                _ = link_tick.tick() => {
+                    let horizon = link_timeout + time::Duration::days(1);
+                    match link::resolve_pending(&store, message_attribute.as_deref(), link_timeout, horizon).await {
+                        Ok(rows) if !rows.is_empty() => tracing::info!(rows = rows.len(), "pending signals linked or given up"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "linking pending signals failed; retrying later"),
+                    }
+                }
+                _ = derive_tick.tick(), if derive_cfg.interval_secs > 0 => {
+                    match derive::run(&store, &derive_cfg).await {
+                        Ok(rows) if !rows.is_empty() => tracing::info!(rows = rows.len(), "derived implicit signals"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "deriving implicit signals failed; retrying later"),
+                    }
+                }
+            }
+        }
+    })
 }

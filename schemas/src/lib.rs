@@ -24,3 +24,10 @@ pub mod store;
 pub use config::{ClickHouseConfig, Retention};
 pub use error::StoreError;
 pub use store::Store;
+
+/// The published API documents: the JSON Schema of a signals request and the OpenAPI document
+/// served at `/openapi.json`.
+pub mod api {
+    pub const SIGNAL_SCHEMA: &str = include_str!("../api/signal.schema.json");
+    pub const OPENAPI: &str = include_str!("../api/openapi.json");
+}

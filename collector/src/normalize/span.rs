@@ -132,8 +132,12 @@ fn decode_span(s: &Span, resource: &Attrs, service: &str, scope: &str, version: 
     } else {
         hex_id(&s.parent_span_id, 8).ok_or_else(|| format!("parent_span_id must be empty or 8 bytes, got {}", s.parent_span_id.len()))?
     };
-    let start = nanos(s.start_time_unix_nano);
-    let end = if s.end_time_unix_nano >= s.start_time_unix_nano { nanos(s.end_time_unix_nano) } else { start };
+    // A span without times (a buggy exporter) is dated on receipt: dated 1970 it would be
+    // expired by the table's TTL the moment it is written, silently.
+    let received = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
+    let start_ns = [s.start_time_unix_nano, s.end_time_unix_nano, received].into_iter().find(|t| *t > 0).unwrap_or(received);
+    let start = nanos(start_ns);
+    let end = if s.end_time_unix_nano >= start_ns { nanos(s.end_time_unix_nano) } else { start };
     let (status, status_message) = match &s.status {
         Some(st) => (
             match status::StatusCode::try_from(st.code) {

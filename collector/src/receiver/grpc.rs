@@ -31,7 +31,7 @@ impl Service {
         r.auth.project(key.as_deref()).await.map_err(|e| {
             r.pipeline.metrics.reject(signal, "auth", 1);
             match e {
-                AuthError::Missing | AuthError::Unknown => Status::unauthenticated(e.to_string()),
+                AuthError::Missing | AuthError::Unknown | AuthError::Token(_) => Status::unauthenticated(e.to_string()),
                 AuthError::Revoked => Status::permission_denied(e.to_string()),
                 AuthError::Unavailable(_) => Status::unavailable(e.to_string()),
             }

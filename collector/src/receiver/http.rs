@@ -16,13 +16,18 @@ use axum::routing::{get, post};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 
-use super::{Receiver, RpcStatus};
+use super::{Receiver, RpcStatus, signals};
 use crate::auth::{AuthError, key_from_headers};
 use crate::otlp::{self, DecodeError, Encoding};
 use crate::writer::WriteError;
 
 pub fn router(receiver: Arc<Receiver>) -> Router {
+    // Browsers post signals from the application's origin: CORS on that route only.
+    let signals_route = Router::new().route("/v1/signals", post(signals::submit)).layer(cors(&receiver.cors_origins));
     Router::new()
+        .merge(signals_route)
+        .route("/v1/feedback-tokens", post(signals::mint_token))
+        .route("/openapi.json", get(signals::openapi))
         .route("/v1/traces", post(traces))
         .route("/v1/logs", post(logs))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -30,6 +35,19 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
         // The body limit is enforced by `read_body` (after decompression too), with OTLP errors.
         .layer(DefaultBodyLimit::disable())
         .with_state(receiver)
+}
+
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let layer = CorsLayer::new()
+        .allow_methods([axum::http::Method::POST, axum::http::Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, axum::http::HeaderName::from_static("x-flywheel-token")])
+        .max_age(std::time::Duration::from_secs(3600));
+    if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        layer.allow_origin(AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok())))
+    }
 }
 
 async fn metrics(State(r): State<Arc<Receiver>>) -> impl IntoResponse {
@@ -73,7 +91,7 @@ fn decode_reply(e: DecodeError, encoding: Encoding) -> Reply {
 
 fn auth_reply(e: AuthError, encoding: Encoding) -> Reply {
     let (status, retry_after) = match e {
-        AuthError::Missing | AuthError::Unknown => (StatusCode::UNAUTHORIZED, None),
+        AuthError::Missing | AuthError::Unknown | AuthError::Token(_) => (StatusCode::UNAUTHORIZED, None),
         AuthError::Revoked => (StatusCode::FORBIDDEN, None),
         AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
     };

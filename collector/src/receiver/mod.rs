@@ -4,6 +4,7 @@
 
 pub mod grpc;
 pub mod http;
+pub mod signals;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +17,8 @@ pub struct Receiver {
     pub pipeline: Pipeline,
     pub auth: Authenticator,
     pub max_body_bytes: usize,
+    /// Origins allowed to post signals from a browser (`*` for any).
+    pub cors_origins: Vec<String>,
 }
 
 /// `google.rpc.Status`, the body of OTLP/HTTP error replies.

@@ -1,0 +1,184 @@
+//! `POST /v1/signals` (JSON; a project key or a browser feedback token), `POST
+//! /v1/feedback-tokens` (mint a token with a project key), `GET /openapi.json`.
+//!
+//! One bad signal in a batch is reported by index and field; the others are stored (200). A
+//! body that is unusable, or whose every signal is bad, is a 400 that says why.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::Receiver;
+use crate::auth::{AuthError, key_from_headers};
+use crate::signals::token::{self, Claims};
+use crate::signals::{SOURCE_API, wire};
+use crate::writer::WriteError;
+
+/// Largest signals request body.
+const MAX_SIGNALS_BODY: usize = 1 << 20;
+const MAX_TOKEN_TTL: i64 = 7 * 24 * 3600;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn auth_error(e: AuthError) -> Response {
+    let status = match e {
+        AuthError::Missing | AuthError::Unknown | AuthError::Token(_) => StatusCode::UNAUTHORIZED,
+        AuthError::Revoked => StatusCode::FORBIDDEN,
+        AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, e.to_string())
+}
+
+fn write_error(e: WriteError) -> Response {
+    let (status, retry) = match e {
+        WriteError::Busy => (StatusCode::TOO_MANY_REQUESTS, 1u64),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, 5),
+    };
+    let mut r = error(status, e.to_string());
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry));
+    r
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A feedback token, if the request carries one instead of a key.
+fn feedback_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(t) = header(headers, "x-flywheel-token") {
+        return Some(t.trim().to_string());
+    }
+    key_from_headers(header(headers, "authorization"), None).filter(|k| k.starts_with(token::PREFIX))
+}
+
+async fn body_bytes(body: Body, limit: usize) -> Result<axum::body::Bytes, Response> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than the limit of {limit} bytes; send fewer signals per request"),
+            )
+        } else {
+            error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+pub async fn submit(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
+    let metrics = &r.pipeline.metrics;
+    metrics.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (project, claims): (String, Option<Claims>) = match feedback_token(&headers) {
+        Some(t) => match r.auth.token(&t).await {
+            Ok(c) => (c.p.clone(), Some(c)),
+            Err(e) => {
+                metrics.reject("signals", "auth", 1);
+                return auth_error(e);
+            }
+        },
+        None => {
+            match r.auth.project(key_from_headers(header(&headers, "authorization"), header(&headers, "x-flywheel-key")).as_deref()).await {
+                Ok(p) => (p, None),
+                Err(e) => {
+                    metrics.reject("signals", "auth", 1);
+                    return auth_error(e);
+                }
+            }
+        }
+    };
+    if let Some(ct) = header(&headers, "content-type")
+        && !ct.to_ascii_lowercase().starts_with("application/json")
+    {
+        metrics.reject("signals", "content_type", 1);
+        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("unsupported content type `{ct}`: send application/json"));
+    }
+    let bytes = match body_bytes(body, MAX_SIGNALS_BODY).await {
+        Ok(b) => b,
+        Err(resp) => {
+            metrics.reject("signals", "too_large", 1);
+            return resp;
+        }
+    };
+    let mut items = match wire::parse_body(&bytes) {
+        Ok(items) => items,
+        Err(e) => {
+            metrics.reject("signals", "malformed", 1);
+            return error(StatusCode::BAD_REQUEST, e);
+        }
+    };
+    if let Some(c) = &claims {
+        items.iter_mut().for_each(|item| crate::signals::token_defaults(item, c));
+    }
+    let validated: Vec<_> = items.iter().enumerate().map(|(i, v)| wire::validate(i, v)).collect();
+    let total = validated.len();
+    let prepared = match r.pipeline.signals.prepare(&project, validated, SOURCE_API, claims.as_ref()).await {
+        Ok(p) => p,
+        Err(e) => return write_error(WriteError::Storage(e.to_string())),
+    };
+    metrics.reject("signals", "invalid", prepared.rejected.len() as u64);
+    let batch = crate::writer::Batch { signals: prepared.rows.clone(), ..Default::default() };
+    if let Err(e) = r.pipeline.writer.write(batch).await {
+        return write_error(e);
+    }
+    r.pipeline.signals.stored(&prepared);
+    let accepted = prepared.accepted.iter().filter(|a| !a.duplicate).count();
+    let duplicates = prepared.accepted.len() - accepted;
+    metrics.signals_accepted.fetch_add(accepted as u64, std::sync::atomic::Ordering::Relaxed);
+    let status = if prepared.accepted.is_empty() && total > 0 { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let mut reply = json!({
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "signals": prepared.accepted,
+        "rejected": prepared.rejected,
+    });
+    if status == StatusCode::BAD_REQUEST {
+        let first = &prepared.rejected[0];
+        reply["error"] = Value::String(format!("no signal accepted; signal {} field `{}`: {}", first.index, first.field, first.error));
+    }
+    (status, Json(reply)).into_response()
+}
+
+pub async fn mint_token(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
+    let key = match r.auth.key(key_from_headers(header(&headers, "authorization"), header(&headers, "x-flywheel-key")).as_deref()).await {
+        Ok(k) => k,
+        Err(e) => return auth_error(e),
+    };
+    let bytes = match body_bytes(body, 64 * 1024).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let req: Value = match serde_json::from_slice(&bytes) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return error(StatusCode::BAD_REQUEST, "the body must be a JSON object with trace_id, message_id and/or session_id"),
+    };
+    let field = |name: &str| req.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
+    let ttl = req.get("ttl_seconds").and_then(Value::as_i64).unwrap_or(3600);
+    if !(1..=MAX_TOKEN_TTL).contains(&ttl) {
+        return error(StatusCode::BAD_REQUEST, format!("ttl_seconds must be between 1 and {MAX_TOKEN_TTL}"));
+    }
+    let claims = Claims {
+        k: key.key_id,
+        p: key.project,
+        exp: OffsetDateTime::now_utc().unix_timestamp() + ttl,
+        t: field("trace_id").to_ascii_lowercase(),
+        m: field("message_id"),
+        s: field("session_id"),
+    };
+    if claims.t.is_empty() && claims.m.is_empty() && claims.s.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "a token needs a scope: trace_id, message_id and/or session_id");
+    }
+    let expires = OffsetDateTime::from_unix_timestamp(claims.exp).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default();
+    Json(json!({ "token": token::mint_with_hash(&key.key_hash, &claims), "expires_at": expires })).into_response()
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], flywheel_schemas::api::OPENAPI)
+}
