@@ -348,7 +348,7 @@ fn check(set: &str, scenario: &str, calls: &[Call]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_is_ingested_over_its_transport_with_the_canned_values() {
-    let collector = Collector::start(TestDb::new("fixtures"), &[]);
+    let collector = Collector::start(TestDb::new("fixtures"), "");
     let client = reqwest::Client::new();
     let mut keys = BTreeMap::new();
     for v in ["pb", "json", "grpc", "gz"] {

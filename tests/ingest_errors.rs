@@ -56,10 +56,7 @@ async fn count(store: &flywheel_schemas::Store, table: &str, project: &str) -> u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_gets_the_right_status_and_a_readable_message() {
-    let dir = common::scratch_dir("limits");
-    let config = dir.join("flywheel.toml");
-    std::fs::write(&config, "[collector]\nmax_body_bytes = 20000\n").unwrap();
-    let c = Collector::start(TestDb::new("malformed"), &[("FLYWHEEL_CONFIG", config.to_str().unwrap())]);
+    let c = Collector::start(TestDb::new("malformed"), "[collector]\nmax_body_bytes = 20000\n");
     let key = c.key("p");
     let good = fixture("otel-v2/chat_plain.pb");
 
@@ -125,10 +122,7 @@ async fn malformed_input_gets_the_right_status_and_a_readable_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_scope_every_row_to_one_project_and_revocation_is_enforced() {
-    let dir = common::scratch_dir("auth");
-    let config = dir.join("flywheel.toml");
-    std::fs::write(&config, "[collector]\nkey_refresh_secs = 0\n").unwrap();
-    let c = Collector::start(TestDb::new("auth"), &[("FLYWHEEL_CONFIG", config.to_str().unwrap())]);
+    let c = Collector::start(TestDb::new("auth"), "[collector]\nkey_refresh_secs = 0\n");
     let key_a = c.key("project-a");
     let _key_b = c.key("project-b");
     let body = fixture("oi/agent.pb");
@@ -185,7 +179,7 @@ async fn keys_scope_every_row_to_one_project_and_revocation_is_enforced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_are_redacted_before_storage() {
-    let c = Collector::start(TestDb::new("redact"), &[]);
+    let c = Collector::start(TestDb::new("redact"), "");
     let key = c.key("p");
     let secret = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789";
     let body = String::from_utf8(fixture("otel-v2/chat_plain.json"))
@@ -217,7 +211,7 @@ async fn storage_down_is_503_with_retry_after_and_nothing_is_acknowledged() {
     };
     let engine = flywheel_schemas::engine::start(&opts).unwrap();
     let db = TestDb { url: engine.url().to_string(), database: "down".into() };
-    let c = Collector::start(db, &[]);
+    let c = Collector::start(db, "");
     let key = c.key("p");
     let body = fixture("otel-v2/chat_plain.pb");
     assert_eq!(post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, body.clone()).await.status, 200);

@@ -121,15 +121,11 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, m
 }
 
 fn collector() -> Collector {
-    let dir = common::scratch_dir("signals");
-    let config = dir.join("flywheel.toml");
-    std::fs::write(
-        &config,
+    Collector::start(
+        TestDb::new("signals"),
         "[collector]\nsignal_link_interval_secs = 1\nmessage_id_attribute = \"app.message_id\"\ncors_origins = [\"https://app.example.com\"]\n\
          [collector.derive]\ninterval_secs = 1\nlookback_secs = 86400\n",
     )
-    .unwrap();
-    Collector::start(TestDb::new("signals"), &[("FLYWHEEL_CONFIG", config.to_str().unwrap())])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,6 +210,20 @@ async fn signals_are_stored_once_and_linked_by_every_kind_of_target() {
 
     // Signals of another project are not visible here, and the reverse.
     assert!(stored(&store, "other", "1").await.is_empty());
+
+    // The shared queries: signals of a trace, of a call, and rates per model.
+    use flywheel_schemas::queries;
+    let of_trace = queries::signals_for_trace(&store, "shop", &trace).await.unwrap();
+    assert!(of_trace.len() >= KINDS.len() + 2, "{}", of_trace.len());
+    let of_call = queries::signals_for_call(&store, "shop", &trace, &span).await.unwrap();
+    assert!(of_call.iter().any(|s| s.idempotency_key == "by-span"));
+    let far = time::Duration::days(36500);
+    let now = time::OffsetDateTime::now_utc();
+    let rates = queries::signal_rates(&store, "shop", now - far, now + far, queries::Grouping::Model).await.unwrap();
+    let mini = rates.iter().find(|r| r.key == "gpt-4o-mini-2024-07-18").expect("a group per model");
+    assert_eq!(mini.traces, 3, "three traces with a call of that model: {rates:?}");
+    assert_eq!(mini.with_signal["thumbs_down"], 1);
+    assert!((mini.rate("thumbs_down") - 1.0 / 3.0).abs() < 1e-9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

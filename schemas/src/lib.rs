@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod messages;
 pub mod migrate;
+pub mod queries;
 pub mod rows;
 pub mod store;
 

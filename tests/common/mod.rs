@@ -92,12 +92,16 @@ impl TestDb {
 
     /// Runs the real `flywheel` binary against this database.
     pub fn flywheel(&self, args: &[&str]) -> Output {
-        flywheel_cmd()
-            .args(args)
-            .env("FLYWHEEL_CLICKHOUSE_URL", &self.url)
-            .env("FLYWHEEL_CLICKHOUSE_DATABASE", &self.database)
-            .output()
-            .unwrap()
+        self.flywheel_with(args, &[])
+    }
+
+    pub fn flywheel_with(&self, args: &[&str], env: &[(&str, String)]) -> Output {
+        let mut cmd = flywheel_cmd();
+        cmd.args(args).env("FLYWHEEL_CLICKHOUSE_URL", &self.url).env("FLYWHEEL_CLICKHOUSE_DATABASE", &self.database);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
     }
 }
 
@@ -127,11 +131,20 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Starts the collector on `db`, with extra environment (e.g. `FLYWHEEL_CONFIG`).
-    pub fn start(db: TestDb, env: &[(&str, &str)]) -> Collector {
+    /// Starts the collector on `db` with `config` (TOML) appended to the test configuration.
+    ///
+    /// The captured fixtures carry the real timestamps of their capture: with the default
+    /// retention they would expire (TTL) once they are 30 days old and the tests would break
+    /// with time. Test databases therefore keep everything for a century.
+    pub fn start(db: TestDb, config: &str) -> Collector {
         use std::io::BufRead;
+        let dir = scratch_dir(&format!("collector-{}", db.database));
+        let path = dir.join("flywheel.toml");
+        let retention = "[retention]\nspans = 36500\nllm_calls = 36500\nsignals = 36500\nfailures = 36500\n";
+        std::fs::write(&path, format!("{retention}{config}")).unwrap();
+        let env = [("FLYWHEEL_CONFIG", path.to_str().unwrap().to_string())];
         // `serve` migrates too, but keys are created before it starts.
-        let out = db.flywheel(&["migrate"]);
+        let out = db.flywheel_with(&["migrate"], &env);
         assert!(out.status.success(), "migrate: {}", stderr(&out));
         let mut cmd = flywheel_cmd();
         cmd.args(["serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
@@ -139,7 +152,7 @@ impl Collector {
             .env("FLYWHEEL_CLICKHOUSE_DATABASE", &db.database)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit());
-        for (k, v) in env {
+        for (k, v) in &env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("flywheel serve starts");

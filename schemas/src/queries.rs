@@ -1,0 +1,139 @@
+//! Typed queries shared by the analyzer and the TUI: the signals of a call, a trace or a
+//! session, and signal rates per feature, model or day. Aggregation runs in ClickHouse; only
+//! the results travel.
+
+use std::collections::BTreeMap;
+
+use clickhouse::Row;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::error::StoreError;
+use crate::rows::SignalRow;
+use crate::store::Store;
+
+fn nanos(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp_nanos() as i64
+}
+
+/// Every signal about a trace (linked to it, or to one of its spans), oldest first.
+pub async fn signals_for_trace(store: &Store, project: &str, trace_id: &str) -> Result<Vec<SignalRow>, StoreError> {
+    store
+        .query("SELECT ?fields FROM signals FINAL WHERE project_id = ? AND trace_id = ? ORDER BY timestamp")
+        .bind(project)
+        .bind(trace_id)
+        .fetch_all()
+        .await
+}
+
+/// Every signal about one model call: on its span, or on its trace without a span.
+pub async fn signals_for_call(store: &Store, project: &str, trace_id: &str, span_id: &str) -> Result<Vec<SignalRow>, StoreError> {
+    store
+        .query(
+            "SELECT ?fields FROM signals FINAL WHERE project_id = ? AND trace_id = ? AND (span_id = ? OR span_id = '') ORDER BY timestamp",
+        )
+        .bind(project)
+        .bind(trace_id)
+        .bind(span_id)
+        .fetch_all()
+        .await
+}
+
+/// Every signal of a session: sent on the session itself or on one of its traces.
+pub async fn signals_for_session(store: &Store, project: &str, session_id: &str) -> Result<Vec<SignalRow>, StoreError> {
+    store
+        .query("SELECT ?fields FROM signals FINAL WHERE project_id = ? AND session_id = ? ORDER BY timestamp")
+        .bind(project)
+        .bind(session_id)
+        .fetch_all()
+        .await
+}
+
+/// How signal rates are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grouping {
+    Feature,
+    Model,
+    Day,
+}
+
+impl Grouping {
+    fn expression(self) -> &'static str {
+        match self {
+            Grouping::Feature => "feature",
+            Grouping::Model => "response_model",
+            Grouping::Day => "toString(toDate(start_time))",
+        }
+    }
+}
+
+/// Traces of a group, and how many of them received each kind of signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalRates {
+    pub key: String,
+    pub traces: u64,
+    pub with_signal: BTreeMap<String, u64>,
+}
+
+impl SignalRates {
+    /// Share of the group's traces that received `kind` (0 when the group is empty).
+    pub fn rate(&self, kind: &str) -> f64 {
+        if self.traces == 0 { 0.0 } else { *self.with_signal.get(kind).unwrap_or(&0) as f64 / self.traces as f64 }
+    }
+}
+
+#[derive(Row, Deserialize)]
+struct Count {
+    key: String,
+    n: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct KindCount {
+    key: String,
+    kind: String,
+    n: u64,
+}
+
+/// Signal rates of the traces with a model call in `[since, until)`, grouped by feature,
+/// model or day. A trace counts once per kind however many signals of that kind it got.
+pub async fn signal_rates(
+    store: &Store,
+    project: &str,
+    since: OffsetDateTime,
+    until: OffsetDateTime,
+    by: Grouping,
+) -> Result<Vec<SignalRates>, StoreError> {
+    let calls = format!(
+        "SELECT trace_id, argMin({}, start_time) AS key FROM llm_calls FINAL \
+         WHERE project_id = ? AND start_time >= fromUnixTimestamp64Nano(?) AND start_time < fromUnixTimestamp64Nano(?) GROUP BY trace_id",
+        by.expression()
+    );
+    let totals: Vec<Count> = store
+        .query(&format!("SELECT key, count() AS n FROM ({calls}) GROUP BY key ORDER BY key"))
+        .bind(project)
+        .bind(nanos(since))
+        .bind(nanos(until))
+        .fetch_all()
+        .await?;
+    let kinds: Vec<KindCount> = store
+        .query(&format!(
+            "SELECT c.key AS key, s.kind AS kind, uniqExact(c.trace_id) AS n FROM ({calls}) AS c \
+             INNER JOIN (SELECT DISTINCT trace_id, kind FROM signals FINAL WHERE project_id = ? AND trace_id != '') AS s ON s.trace_id = c.trace_id \
+             GROUP BY key, kind"
+        ))
+        .bind(project)
+        .bind(nanos(since))
+        .bind(nanos(until))
+        .bind(project)
+        .fetch_all()
+        .await?;
+    let mut out: Vec<SignalRates> =
+        totals.into_iter().map(|t| SignalRates { key: t.key, traces: t.n, with_signal: BTreeMap::new() }).collect();
+    for k in kinds {
+        if let Some(group) = out.iter_mut().find(|g| g.key == k.key) {
+            group.with_signal.insert(k.kind, k.n);
+        }
+    }
+    Ok(out)
+}
