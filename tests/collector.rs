@@ -370,6 +370,7 @@ async fn every_fixture_is_ingested_over_its_transport_with_the_canned_values() {
         .filter(|p| !p.ends_with("manifest.json") && !p.ends_with("DECODED.txt") && !p.ends_with("README.md"))
         .count();
     assert_eq!(sent, on_disk, "every fixture file is listed in a manifest and sent");
+    collector.wait_stored().await;
 
     let store = collector.db.store();
     for set in sets {

@@ -44,6 +44,7 @@ async fn post(c: &Collector, path: &str, key: Option<&str>, content_type: &str, 
         req = req.header("content-encoding", e);
     }
     let resp = req.body(body).send().await.unwrap();
+    c.wait_stored().await;
     let status = resp.status().as_u16();
     let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
     let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
@@ -200,27 +201,75 @@ async fn secrets_are_redacted_before_storage() {
     assert!(text.ends_with("what is the capital of France?"), "the rest of the text is kept: {text}");
 }
 
+fn dedicated_engine(name: &str, port: u16) -> (flywheel_schemas::engine::RunningEngine, std::path::PathBuf) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id())).join("engine");
+    let opts = flywheel_schemas::engine::StartOptions { port, exit_with_parent: true, ..flywheel_schemas::engine::StartOptions::new(&dir) };
+    (flywheel_schemas::engine::start(&opts).unwrap(), dir)
+}
+
+fn span_count(r: &ExportTraceServiceRequest) -> u64 {
+    r.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn storage_down_is_503_with_retry_after_and_nothing_is_acknowledged() {
-    // A dedicated engine, so that it can be stopped under the collector.
-    let dir = common::scratch_dir("down");
-    let opts = flywheel_schemas::engine::StartOptions {
-        port: 0,
-        exit_with_parent: true,
-        ..flywheel_schemas::engine::StartOptions::new(dir.join("engine"))
-    };
-    let engine = flywheel_schemas::engine::start(&opts).unwrap();
-    let db = TestDb { url: engine.url().to_string(), database: "down".into() };
+async fn clickhouse_down_is_absorbed_by_the_write_ahead_log_and_replayed_when_it_returns() {
+    let _ = common::scratch_dir("outage");
+    let (engine, _) = dedicated_engine("outage", 0);
+    let port = engine.state.port;
+    let db = TestDb { url: engine.url().to_string(), database: "outage".into() };
     let c = Collector::start(db, "");
+    let key = c.key("p");
+    let files = ["oi/chat_plain.pb", "oi/tool_call.pb", "tl/agent.pb", "otel-v2/agent.pb"];
+    let mut expected = 0;
+    let first = fixture(files[0]);
+    expected += span_count(&ExportTraceServiceRequest::decode(first.as_slice()).unwrap());
+    assert_eq!(post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, first).await.status, 200);
+
+    engine.stop().unwrap();
+    for f in &files[1..] {
+        let body = fixture(f);
+        expected += span_count(&ExportTraceServiceRequest::decode(body.as_slice()).unwrap());
+        let mut req =
+            reqwest::Client::new().post(format!("{}/v1/traces", c.http)).bearer_auth(&key).header("content-type", "application/x-protobuf");
+        req = req.body(body);
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "acknowledged: fsynced in the write-ahead log while ClickHouse is down");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
+    let pending: u64 = metrics.lines().find_map(|l| l.strip_prefix("flywheel_wal_pending_records ")).unwrap().trim().parse().unwrap();
+    assert_eq!(pending, 3, "{metrics}");
+    let ready = reqwest::get(format!("{}/readyz", c.http)).await.unwrap();
+    assert_eq!(ready.status(), 200, "the log has room: degraded, still ready");
+    assert!(ready.text().await.unwrap().contains("ClickHouse"));
+
+    // ClickHouse comes back on the same data and port: the log replays into it.
+    let (_engine, _) = dedicated_engine("outage", port);
+    c.wait_stored().await;
+    let store = c.db.store();
+    assert_eq!(count(&store, "spans", "p").await, expected, "every acknowledged span, exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_log_storage_down_is_503_with_retry_after() {
+    let _ = common::scratch_dir("down");
+    let (engine, _) = dedicated_engine("down", 0);
+    let db = TestDb { url: engine.url().to_string(), database: "down".into() };
+    let c = Collector::start(db, "[collector]\nwal = false\n");
     let key = c.key("p");
     let body = fixture("otel-v2/chat_plain.pb");
     assert_eq!(post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, body.clone()).await.status, 200);
 
     engine.stop().unwrap();
-    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, body.clone()).await;
-    assert_eq!(r.status, 503, "{}", r.message());
-    assert!(r.retry_after.is_some(), "Retry-After tells the exporter when to retry");
-    assert!(r.message().contains("storage is unavailable"), "{}", r.message());
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/traces", c.http))
+        .bearer_auth(&key)
+        .header("content-type", "application/x-protobuf")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().get("retry-after").is_some(), "Retry-After tells the exporter when to retry");
     let mut client = TraceServiceClient::connect(c.grpc.clone()).await.unwrap();
     let mut req = tonic::Request::new(ExportTraceServiceRequest::decode(body.as_slice()).unwrap());
     req.metadata_mut().insert("x-flywheel-key", key.parse().unwrap());

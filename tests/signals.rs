@@ -68,6 +68,8 @@ impl Client<'_> {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap();
+        // Acknowledged means in the write-ahead log: wait until it is in ClickHouse too.
+        self.c.wait_stored().await;
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 

@@ -39,6 +39,14 @@ pub struct CollectorConfig {
     pub signal_link_interval_secs: u64,
     pub signal_link_timeout_secs: u64,
     pub derive: crate::signals::derive::DeriveConfig,
+    /// The write-ahead log (on by default): requests are acknowledged once fsynced in it, and
+    /// it absorbs ClickHouse outages. Off: acknowledged once inserted into ClickHouse.
+    pub wal: bool,
+    /// Default `$FLYWHEEL_HOME/wal/<database>`; env `FLYWHEEL_WAL_DIR` overrides. One
+    /// collector per directory.
+    pub wal_dir: Option<PathBuf>,
+    /// Bound on the log's size; when full, requests get 429 / RESOURCE_EXHAUSTED.
+    pub wal_max_bytes: u64,
 }
 
 impl Default for CollectorConfig {
@@ -58,6 +66,9 @@ impl Default for CollectorConfig {
             signal_link_interval_secs: 15,
             signal_link_timeout_secs: 3600,
             derive: Default::default(),
+            wal: true,
+            wal_dir: None,
+            wal_max_bytes: 1 << 30,
         }
     }
 }
@@ -71,10 +82,14 @@ struct File {
 impl CollectorConfig {
     /// The `[collector]` section of `FLYWHEEL_CONFIG`, or the defaults.
     pub fn load() -> Result<Self, String> {
-        match std::env::var_os("FLYWHEEL_CONFIG") {
-            Some(path) if !path.is_empty() => Self::from_file(Path::new(&path)),
-            _ => Ok(CollectorConfig::default()),
+        let mut cfg = match std::env::var_os("FLYWHEEL_CONFIG") {
+            Some(path) if !path.is_empty() => Self::from_file(Path::new(&path))?,
+            _ => CollectorConfig::default(),
+        };
+        if let Some(dir) = std::env::var_os("FLYWHEEL_WAL_DIR").filter(|d| !d.is_empty()) {
+            cfg.wal_dir = Some(PathBuf::from(dir));
         }
+        Ok(cfg)
     }
 
     pub fn from_file(path: &Path) -> Result<Self, String> {

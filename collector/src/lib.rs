@@ -21,4 +21,5 @@ pub mod receiver;
 pub mod redact;
 pub mod server;
 pub mod signals;
+pub mod wal;
 pub mod writer;

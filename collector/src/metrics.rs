@@ -46,8 +46,22 @@ impl Metrics {
         map.get(&(signal.to_string(), reason.to_string())).copied().unwrap_or(0)
     }
 
-    pub fn render(&self) -> String {
+    pub fn render(&self, wal: Option<crate::wal::WalStatus>) -> String {
         let mut out = String::new();
+        if let Some(w) = wal {
+            let gauge = |out: &mut String, name: &str, help: &str, value: String| {
+                let _ = writeln!(out, "# HELP flywheel_{name} {help}\n# TYPE flywheel_{name} gauge\nflywheel_{name} {value}");
+            };
+            gauge(&mut out, "wal_bytes", "Size of the write-ahead log on disk.", w.bytes.to_string());
+            gauge(&mut out, "wal_max_bytes", "Bound on the write-ahead log; at it, requests get 429.", w.max_bytes.to_string());
+            gauge(&mut out, "wal_pending_records", "Acknowledged records not yet in ClickHouse.", w.pending_records.to_string());
+            gauge(
+                &mut out,
+                "wal_oldest_pending_seconds",
+                "Age of the oldest acknowledged record not yet in ClickHouse.",
+                format!("{:.3}", w.oldest_pending.map(|d| d.as_secs_f64()).unwrap_or(0.0)),
+            );
+        }
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP flywheel_{name} {help}\n# TYPE flywheel_{name} counter\nflywheel_{name} {value}");
         };

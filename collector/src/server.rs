@@ -15,6 +15,7 @@ use crate::price::PriceTable;
 use crate::receiver::{self, Receiver};
 use crate::redact::Redactor;
 use crate::signals::{SignalService, derive, link};
+use crate::wal::{Wal, WalConfig};
 use crate::writer::{Writer, WriterConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,8 @@ pub enum ServeError {
     Redaction(#[from] crate::redact::PatternError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Wal(#[from] crate::wal::WalError),
 }
 
 /// Runs the collector until `shutdown` completes; `on_bound` receives the HTTP and gRPC
@@ -56,7 +59,14 @@ pub async fn run_with(
     let redactor = Redactor::new(&cfg.redaction)?;
     let signals = SignalService::new(store.clone(), cfg.message_id_attribute.clone());
     let metrics = Arc::new(Metrics::default());
-    let (writer, writer_task) = if store_rows {
+    let store_for_ready = store.clone();
+    let (writer, writer_task) = if store_rows && cfg.wal {
+        let dir = cfg.wal_dir.clone().unwrap_or_else(|| flywheel_schemas::engine::home().join("wal").join(store.database()));
+        let wal_cfg = WalConfig { max_bytes: cfg.wal_max_bytes, ..WalConfig::new(&dir) };
+        let (wal, drain) = Wal::open(wal_cfg, store.clone(), metrics.clone())?;
+        tracing::info!(dir = %dir.display(), "write-ahead log open");
+        (Writer::with_wal(wal), drain)
+    } else if store_rows {
         Writer::start(store.clone(), WriterConfig { queue: cfg.write_queue, ..Default::default() }, metrics.clone())
     } else {
         Writer::discarding()
@@ -69,11 +79,26 @@ pub async fn run_with(
         auth: Authenticator::new(auth, store, Duration::from_secs(cfg.key_refresh_secs)),
         max_body_bytes: cfg.max_body_bytes,
         cors_origins: cfg.cors_origins.clone(),
+        store: store_for_ready,
     });
+    let wal = receiver.pipeline.writer.wal().cloned();
     receiver::serve(receiver, &cfg.http, &cfg.grpc, shutdown, on_bound).await?;
     background.abort();
-    // The receivers are gone, and with them every sender of the writer: it drains and stops.
-    let _ = tokio::time::timeout(Duration::from_secs(30), writer_task).await;
+    match wal {
+        // Acknowledged data is safe in the log whatever happens now; give the drain a moment
+        // to empty it so that a stopped collector leaves ClickHouse complete when it can.
+        Some(wal) => {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while wal.status().pending_records > 0 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            writer_task.abort();
+        }
+        // The receivers are gone, and with them every sender of the writer: it drains and stops.
+        None => {
+            let _ = tokio::time::timeout(Duration::from_secs(30), writer_task).await;
+        }
+    }
     Ok(())
 }
 

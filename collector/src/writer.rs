@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::metrics::Metrics;
 
 /// Rows of one request, for every table the collector writes.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Batch {
     pub spans: Vec<SpanRow>,
     pub calls: Vec<LlmCallRow>,
@@ -35,7 +35,7 @@ impl Batch {
         self.spans.len() + self.calls.len() + self.contents.len() + self.logs.len() + self.signals.len()
     }
 
-    fn append(&mut self, other: Batch) {
+    pub(crate) fn append(&mut self, other: Batch) {
         self.spans.extend(other.spans);
         self.calls.extend(other.calls);
         self.contents.extend(other.contents);
@@ -75,14 +75,15 @@ impl Default for WriterConfig {
 
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Job>,
+    tx: Option<mpsc::Sender<Job>>,
+    wal: Option<crate::wal::Wal>,
 }
 
 impl Writer {
     pub fn start(store: Store, cfg: WriterConfig, metrics: Arc<Metrics>) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(cfg.queue.max(1));
         let task = tokio::spawn(run(store, cfg, rx, metrics));
-        (Writer { tx }, task)
+        (Writer { tx: Some(tx), wal: None }, task)
     }
 
     /// A writer that acknowledges without storing anything. Only `flywheel bench ingest` uses
@@ -94,16 +95,32 @@ impl Writer {
                 let _ = job.done.send(Ok(()));
             }
         });
-        (Writer { tx }, task)
+        (Writer { tx: Some(tx), wal: None }, task)
     }
 
     /// Stores `batch`; returns once it is in ClickHouse.
+    /// A writer through the write-ahead log: `write` returns once the batch is fsynced; the
+    /// log's drain task stores it in ClickHouse.
+    pub fn with_wal(wal: crate::wal::Wal) -> Writer {
+        Writer { tx: None, wal: Some(wal) }
+    }
+
+    pub fn wal(&self) -> Option<&crate::wal::Wal> {
+        self.wal.as_ref()
+    }
+
+    /// Stores `batch` durably: fsynced in the write-ahead log, or inserted into ClickHouse
+    /// when the log is off. Only then may the request be acknowledged.
     pub async fn write(&self, batch: Batch) -> Result<(), WriteError> {
         if batch.is_empty() {
             return Ok(());
         }
+        if let Some(wal) = &self.wal {
+            return wal.append(&batch).await;
+        }
+        let Some(tx) = &self.tx else { return Err(WriteError::Stopped) };
         let (done, wait) = oneshot::channel();
-        self.tx.try_send(Job { batch, done }).map_err(|e| match e {
+        tx.try_send(Job { batch, done }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => WriteError::Busy,
             mpsc::error::TrySendError::Closed(_) => WriteError::Stopped,
         })?;
@@ -137,7 +154,7 @@ async fn run(store: Store, cfg: WriterConfig, mut rx: mpsc::Receiver<Job>, metri
     }
 }
 
-async fn insert(store: &Store, b: &Batch) -> Result<(), WriteError> {
+pub(crate) async fn insert(store: &Store, b: &Batch) -> Result<(), WriteError> {
     let err = |e: flywheel_schemas::StoreError| WriteError::Storage(e.to_string());
     // Content first, calls after: a reader that sees a call can always resolve its hashes.
     if !b.contents.is_empty() {

@@ -142,7 +142,8 @@ impl Collector {
         let path = dir.join("flywheel.toml");
         let retention = "[retention]\nspans = 36500\nllm_calls = 36500\nsignals = 36500\nfailures = 36500\n";
         std::fs::write(&path, format!("{retention}{config}")).unwrap();
-        let env = [("FLYWHEEL_CONFIG", path.to_str().unwrap().to_string())];
+        let env =
+            [("FLYWHEEL_CONFIG", path.to_str().unwrap().to_string()), ("FLYWHEEL_WAL_DIR", dir.join("wal").to_str().unwrap().to_string())];
         // `serve` migrates too, but keys are created before it starts.
         let out = db.flywheel_with(&["migrate"], &env);
         assert!(out.status.success(), "migrate: {}", stderr(&out));
@@ -171,6 +172,20 @@ impl Collector {
         // Keep draining stdout so the collector never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Collector { http, grpc, child, db }
+    }
+
+    /// Waits until everything acknowledged is in ClickHouse (the write-ahead log is drained).
+    pub async fn wait_stored(&self) {
+        for _ in 0..400 {
+            let metrics = reqwest::get(format!("{}/metrics", self.http)).await.unwrap().text().await.unwrap();
+            let pending = metrics.lines().find_map(|l| l.strip_prefix("flywheel_wal_pending_records ")).map(|v| v.trim().to_string());
+            // No log (`wal = false`): acknowledged already means stored.
+            if pending.is_none() || pending.as_deref() == Some("0") {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the write-ahead log did not drain within 10 s");
     }
 
     /// A new API key for `project`.

@@ -31,6 +31,7 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
         .route("/v1/traces", post(traces))
         .route("/v1/logs", post(logs))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         // The body limit is enforced by `read_body` (after decompression too), with OTLP errors.
         .layer(DefaultBodyLimit::disable())
@@ -50,8 +51,27 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
     }
 }
 
+/// Ready to take traffic: ClickHouse answers, or the write-ahead log can absorb it (not full).
+async fn ready(State(r): State<Arc<Receiver>>) -> Response {
+    let wal = r.pipeline.writer.wal().map(|w| w.status());
+    let clickhouse = r.store.ping().await;
+    let wal_full = wal.is_some_and(|w| w.bytes * 10 >= w.max_bytes * 9);
+    let mut problems = Vec::new();
+    if let Err(e) = &clickhouse {
+        problems.push(format!("ClickHouse: {e}"));
+    }
+    if wal_full {
+        problems.push("the write-ahead log is over 90% full".to_string());
+    }
+    // With a log that has room, an unreachable ClickHouse is degraded, not unready.
+    let ready = !wal_full && (clickhouse.is_ok() || wal.is_some());
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = if problems.is_empty() { "ready\n".to_string() } else { format!("{}\n", problems.join("; ")) };
+    (status, body).into_response()
+}
+
 async fn metrics(State(r): State<Arc<Receiver>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], r.pipeline.metrics.render())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], r.pipeline.metrics.render(r.pipeline.writer.wal().map(|w| w.status())))
 }
 
 /// An error reply in the encoding of the request (JSON when the encoding is unknown).

@@ -19,6 +19,7 @@ pub struct Receiver {
     pub max_body_bytes: usize,
     /// Origins allowed to post signals from a browser (`*` for any).
     pub cors_origins: Vec<String>,
+    pub store: flywheel_schemas::Store,
 }
 
 /// `google.rpc.Status`, the body of OTLP/HTTP error replies.
