@@ -122,7 +122,18 @@ impl Authenticator {
                 None => {}
             }
         }
-        self.refresh().await.map_err(unavailable)?;
+        if let Err(e) = self.refresh().await {
+            // ClickHouse is away: a key known from an earlier read still authenticates (the
+            // write-ahead log takes the data meanwhile); an unknown one cannot be checked.
+            let cache = self.cache.read().await;
+            return match cache.keys.get(&hash) {
+                Some(entry) => {
+                    tracing::warn!(error = %e, "API keys could not be re-read; using the cached ones");
+                    entry_result(entry, &hash)
+                }
+                None => Err(unavailable(e)),
+            };
+        }
         let cache = self.cache.read().await;
         cache.keys.get(&hash).map(|e| entry_result(e, &hash)).unwrap_or(Err(AuthError::Unknown))
     }

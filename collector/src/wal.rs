@@ -372,11 +372,13 @@ async fn drain_loop(store: Store, shared: Arc<Shared>) {
             tokio::time::sleep(Duration::from_millis(5)).await;
             continue;
         };
+        let first_lsn = records.first().map(|r| r.lsn).unwrap_or(0);
         let mut batch = Batch::default();
         for r in records {
             batch.append(r.batch);
         }
         let rows = batch.rows();
+        tracing::debug!(first_lsn, last_lsn = last, rows, spans = batch.spans.len(), "draining the write-ahead log");
         loop {
             let started = Instant::now();
             match insert(&store, &batch).await {

@@ -84,6 +84,7 @@ SQL_COMMENT = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*", re.S)
 TRAILING_FORMAT = re.compile(r"\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.I)
 INSERT_FORMAT = re.compile(r"^(?P<head>\s*INSERT\s+INTO\s+.*?)\s+FORMAT\s+(?P<fmt>[A-Za-z0-9_]+)\s*(?P<rest>.*)$", re.I | re.S)
 ERROR_CODE = re.compile(r"Code:\s*(\d+)")
+DEBUG = bool(os.environ.get("FLYWHEEL_ENGINE_DEBUG"))
 
 
 class QueryError(Exception):
@@ -318,6 +319,10 @@ class Handler(BaseHTTPRequestHandler):
             while True:
                 self.quickack()
                 line = self.rfile.readline(65537)
+                if not line:
+                    # The client went away before the last chunk: nothing of this body may be
+                    # committed (a half insert that the client will retry in full).
+                    raise QueryError(394, "Code: 394. DB::Exception: the request body ended before its last chunk (client disconnected). (QUERY_WAS_CANCELLED)")
                 size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
@@ -328,7 +333,7 @@ class Handler(BaseHTTPRequestHandler):
                     self.quickack()
                     data = self.rfile.read(min(remaining, 1 << 20))
                     if not data:
-                        return
+                        raise QueryError(394, "Code: 394. DB::Exception: the request body ended inside a chunk (client disconnected). (QUERY_WAS_CANCELLED)")
                     remaining -= len(data)
                     yield data
                 self.rfile.readline(3)
@@ -338,7 +343,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.quickack()
                 data = self.rfile.read(min(remaining, 1 << 20))
                 if not data:
-                    return
+                    raise QueryError(394, "Code: 394. DB::Exception: the request body is shorter than its Content-Length (client disconnected). (QUERY_WAS_CANCELLED)")
                 remaining -= len(data)
                 yield data
 
@@ -405,6 +410,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             self.execute(params, sql_body, readonly)
         except QueryError as err:
+            if DEBUG:
+                print(f"error: {err}", file=sys.stderr, flush=True)
             self.finish_body()
             self.send_error_response(err)
         except (BrokenPipeError, ConnectionResetError):
@@ -439,6 +446,8 @@ class Handler(BaseHTTPRequestHandler):
             with self.engine.lock:
                 self.engine.prepare(database, settings)
                 rows, size = self.engine.insert_stream(insert.group("head"), insert.group("fmt"), chunks)
+            if DEBUG:
+                print(f"insert {insert.group('head')[:60]!r}: {rows} rows, {size} bytes", file=sys.stderr, flush=True)
             self.send_plain(200, b"", {"X-ClickHouse-Summary": json.dumps({"written_rows": str(rows), "written_bytes": str(size)})})
             return
 

@@ -65,7 +65,21 @@ impl Default for Retention {
     }
 }
 
+/// Longest retention accepted: TTLs are computed on `DateTime`, which ends in 2106; a longer
+/// retention would wrap around into the past and expire every row at once.
+pub const MAX_RETENTION_DAYS: u32 = 20_000;
+
 impl Retention {
+    /// Every retention between 1 and [`MAX_RETENTION_DAYS`] days.
+    pub fn validate(&self) -> Result<(), String> {
+        for (table, days) in self.as_map() {
+            if !(1..=MAX_RETENTION_DAYS).contains(&days) {
+                return Err(format!("[retention] {table} = {days}: must be between 1 and {MAX_RETENTION_DAYS} days"));
+            }
+        }
+        Ok(())
+    }
+
     pub fn days(&self, table: &str) -> Option<u32> {
         match table {
             "spans" => Some(self.spans),
@@ -108,7 +122,9 @@ impl StorageConfig {
     }
 
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let cfg: StorageConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        cfg.retention.validate()?;
+        Ok(cfg)
     }
 }
 
@@ -126,6 +142,14 @@ mod tests {
         assert_eq!(cfg.clickhouse.database, "prod");
         assert_eq!(cfg.retention.spans, 7);
         assert_eq!(cfg.retention.signals, 365);
+    }
+
+    #[test]
+    fn a_retention_that_would_overflow_the_ttl_is_refused() {
+        let err = StorageConfig::from_toml("[retention]\nspans = 36500\n").unwrap_err();
+        assert!(err.contains("between 1 and 20000"), "{err}");
+        assert!(StorageConfig::from_toml("[retention]\nspans = 0\n").is_err());
+        assert!(StorageConfig::from_toml("[retention]\nspans = 20000\n").is_ok());
     }
 
     #[test]

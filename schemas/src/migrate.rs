@@ -131,6 +131,7 @@ struct TableDdl {
 
 /// Applies every pending migration to the store's database. Safe to run any number of times.
 pub async fn migrate(store: &Store, options: &MigrateOptions) -> Result<MigrationReport, StoreError> {
+    options.retention.validate().map_err(StoreError::Config)?;
     let database = store.database().to_string();
     let cluster = options.cluster.as_deref();
     let on_cluster = cluster.map(|c| format!(" ON CLUSTER `{c}`")).unwrap_or_default();

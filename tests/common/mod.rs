@@ -128,6 +128,7 @@ pub struct Collector {
     pub grpc: String,
     child: std::process::Child,
     pub db: TestDb,
+    dir: PathBuf,
 }
 
 impl Collector {
@@ -135,12 +136,27 @@ impl Collector {
     ///
     /// The captured fixtures carry the real timestamps of their capture: with the default
     /// retention they would expire (TTL) once they are 30 days old and the tests would break
-    /// with time. Test databases therefore keep everything for a century.
+    /// with time. Test databases therefore keep everything for the longest retention allowed.
     pub fn start(db: TestDb, config: &str) -> Collector {
-        use std::io::BufRead;
         let dir = scratch_dir(&format!("collector-{}", db.database));
+        Self::start_in(db, config, dir)
+    }
+
+    /// Kills the collector with SIGKILL (no drain, no goodbye) and starts a new one on the
+    /// same database, configuration and write-ahead log.
+    pub fn crash_and_restart(mut self, config: &str) -> Collector {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+        let db = TestDb { url: self.db.url.clone(), database: self.db.database.clone() };
+        let dir = self.dir.clone();
+        std::mem::forget(self); // already dead: no SIGTERM on drop
+        Self::start_in(db, config, dir)
+    }
+
+    fn start_in(db: TestDb, config: &str, dir: PathBuf) -> Collector {
+        use std::io::BufRead;
         let path = dir.join("flywheel.toml");
-        let retention = "[retention]\nspans = 36500\nllm_calls = 36500\nsignals = 36500\nfailures = 36500\n";
+        let retention = "[retention]\nspans = 20000\nllm_calls = 20000\nsignals = 20000\nfailures = 20000\n";
         std::fs::write(&path, format!("{retention}{config}")).unwrap();
         let env =
             [("FLYWHEEL_CONFIG", path.to_str().unwrap().to_string()), ("FLYWHEEL_WAL_DIR", dir.join("wal").to_str().unwrap().to_string())];
@@ -171,7 +187,7 @@ impl Collector {
         }
         // Keep draining stdout so the collector never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Collector { http, grpc, child, db }
+        Collector { http, grpc, child, db, dir }
     }
 
     /// Waits until everything acknowledged is in ClickHouse (the write-ahead log is drained).
