@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::compose::{Rng, between, chance, fill, pick, sentence};
+use crate::compose::{Rng, between, chance, fill, pick, sentence, with_opener};
 use crate::turn::{ToolUse, Turn};
 
 pub const SYSTEM_PROMPT: &str = "You are a senior software engineer helping a developer inside their IDE. Answer precisely, \
@@ -38,7 +38,7 @@ pub fn turn(rng: &mut Rng, topic: Option<&'static str>, follow_up: bool) -> Turn
         _ => sql(rng),
     };
     let opener = if follow_up { pick(rng, FOLLOW_UPS) } else { pick(rng, OPENERS) };
-    turn.request = sentence(&[opener, &turn.request]);
+    turn.request = with_opener(opener, &turn.request);
     if chance(rng, 0.3) {
         turn.tool = Some(search_docs(rng, topic, &turn.subject));
     }
@@ -166,7 +166,7 @@ fn python(rng: &mut Rng) -> Turn {
             "",
         ],
     );
-    let answer = sentence(&[&format!("{}\n\n{}\n\n", fill(a, &all), fill(code, &all)), tip]);
+    let answer = format!("{}\n\n{}\n\n{tip}", fill(a, &all), fill(code, &all)).trim_end().to_string();
     Turn { topic: "python", request, tool: None, answer, subject: format!("python {noun} {field}") }
 }
 
@@ -205,7 +205,7 @@ fn sql(rng: &mut Rng) -> Turn {
         (
             "What's the difference between `LEFT JOIN` and `NOT EXISTS` for finding {table} without a matching {field}?",
             "Both work; `NOT EXISTS` states the intent directly and is never tripped up by NULLs, while `LEFT JOIN ... IS NULL` can be faster on some planners.",
-            "```sql\nSELECT o.*\nFROM {table} o\nWHERE NOT EXISTS (SELECT 1 FROM {field}s f WHERE f.{noun}_id = o.id);\n```",
+            "```sql\nSELECT o.*\nFROM {table} o\nWHERE NOT EXISTS (SELECT 1 FROM {noun}_{field}_history f WHERE f.{noun}_id = o.id);\n```",
         ),
     ];
     let (q, a, code) = pick(rng, cases);
@@ -214,7 +214,7 @@ fn sql(rng: &mut Rng) -> Turn {
         rng,
         &["Check the plan with `EXPLAIN` before and after.", "Test it on a copy of the table first.", "Works on PostgreSQL 13+.", ""],
     );
-    let answer = sentence(&[&format!("{}\n\n{}\n\n", fill(a, &slots), fill(code, &slots)), tip]);
+    let answer = format!("{}\n\n{}\n\n{tip}", fill(a, &slots), fill(code, &slots)).trim_end().to_string();
     Turn { topic: "sql", request, tool: None, answer, subject: format!("sql {table} {field}") }
 }
 

@@ -72,6 +72,19 @@ pub fn sentence(pieces: &[&str]) -> String {
     pieces.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
+/// `opener` then `text`, lowering the first letter of `text` when the opener runs into it
+/// ("Thanks. And how…", "OK, and what…") but not after a full stop or colon.
+pub fn with_opener(opener: &str, text: &str) -> String {
+    let runs_on = opener.ends_with(',') || opener.chars().last().is_some_and(char::is_alphabetic);
+    let mut chars = text.chars();
+    let body = match (runs_on, chars.next(), text.chars().nth(1)) {
+        // "I" and acronyms keep their capital.
+        (true, Some(first), Some(second)) if first != 'I' && second.is_lowercase() => first.to_lowercase().chain(chars).collect(),
+        _ => text.to_string(),
+    };
+    sentence(&[opener, &body])
+}
+
 pub fn capitalize(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
@@ -100,6 +113,14 @@ mod tests {
     #[test]
     fn fill_replaces_known_slots_and_keeps_unknown_ones() {
         assert_eq!(fill("order {order} for {who}", &[("order", "NW-1"), ("x", "y")]), "order NW-1 for {who}");
+    }
+
+    #[test]
+    fn openers_run_into_the_text_only_when_they_should() {
+        assert_eq!(with_opener("OK, and", "How do I?"), "OK, and how do I?");
+        assert_eq!(with_opener("Also,", "I need help"), "Also, I need help");
+        assert_eq!(with_opener("One more:", "Why is it slow?"), "One more: Why is it slow?");
+        assert_eq!(with_opener("", "Why?"), "Why?");
     }
 
     #[test]

@@ -130,7 +130,110 @@ pub async fn send(endpoint: &str, key: Option<&str>, signals: &[&Signal]) -> Res
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    /// What a fake collector received: (path, authorization header, body).
+    type Received = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+    /// A minimal HTTP/1.1 server answering every request with `status` and `body`.
+    async fn fake_collector(status: u16, body: &'static str) -> (String, Received) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received: Received = Arc::default();
+        let log = received.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            let mut chunk = [0u8; 8192];
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        let header = |name: &str| {
+                            head.lines()
+                                .find_map(|l| {
+                                    l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string())
+                                })
+                                .unwrap_or_default()
+                        };
+                        let length: usize = header("content-length").parse().unwrap_or(0);
+                        while buf.len() < end + 4 + length {
+                            let mut chunk = [0u8; 8192];
+                            let n = conn.read(&mut chunk).await.unwrap();
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        let path = head.split_whitespace().nth(1).unwrap_or_default().to_string();
+                        let json = serde_json::from_slice(&buf[end + 4..end + 4 + length]).unwrap_or(Value::Null);
+                        log.lock().unwrap().push((path, header("authorization"), json));
+                        buf.drain(..end + 4 + length);
+                        let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                        conn.write_all(reply.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        (url, received)
+    }
+
+    fn signals(n: usize) -> Vec<Signal> {
+        (0..n)
+            .map(|i| Signal {
+                kind: Kind::Regenerate,
+                timestamp: OffsetDateTime::from_unix_timestamp(1_748_865_600 + i as i64).unwrap(),
+                sent: true,
+                trace_id: None,
+                span_id: None,
+                session_id: Some(format!("s{i}")),
+                message_id: None,
+                user_id: None,
+                feature: Some("coding_assistant".into()),
+                value: None,
+                comment: None,
+                text: None,
+                idempotency_key: format!("k{i}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn signals_go_in_batches_of_a_hundred_with_the_key() {
+        let (url, received) = fake_collector(202, "").await;
+        let all = signals(250);
+        let delivery = send(&url, Some("fw_key"), &all.iter().collect::<Vec<_>>()).await.unwrap();
+        assert_eq!(delivery, Delivery { sent: 250, no_api: 0 });
+        let received = received.lock().unwrap();
+        assert_eq!(received.iter().map(|(_, _, b)| b.as_array().unwrap().len()).collect::<Vec<_>>(), [100, 100, 50]);
+        assert!(received.iter().all(|(path, auth, _)| path == "/v1/signals" && auth == "Bearer fw_key"));
+        assert_eq!(received[2].2[49]["idempotency_key"], "k249");
+    }
+
+    #[tokio::test]
+    async fn a_collector_without_the_signals_api_is_reported_not_fatal() {
+        let (url, received) = fake_collector(404, "not found").await;
+        let all = signals(250);
+        let delivery = send(&url, None, &all.iter().collect::<Vec<_>>()).await.unwrap();
+        assert_eq!(delivery, Delivery { sent: 0, no_api: 250 });
+        assert_eq!(received.lock().unwrap().len(), 1, "stops at the first 404");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_says_what_the_collector_answered() {
+        let (url, _) = fake_collector(400, "unknown signal kind").await;
+        let all = signals(3);
+        let err = send(&url, None, &all.iter().collect::<Vec<_>>()).await.unwrap_err().to_string();
+        assert!(err.contains("400") && err.contains("unknown signal kind") && err.contains("3 signals"), "{err}");
+    }
 
     #[test]
     fn wire_form_has_only_what_is_set() {

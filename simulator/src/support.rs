@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::compose::{Rng, between, capitalize, chance, digits, fill, pick, sentence};
+use crate::compose::{Rng, between, capitalize, chance, digits, fill, pick, sentence, with_opener};
 use crate::turn::{ToolUse, Turn};
 
 pub const SYSTEM_PROMPT: &str = "You are the customer support assistant of Northwind Outfitters. Answer in the customer's language, \
@@ -106,27 +106,13 @@ pub fn turn(rng: &mut Rng, topic: Option<&'static str>, follow_up: bool) -> Turn
     let mut turn = match topic {
         "order_status" => order_status(rng, &s),
         "refund" => refund(rng, &s),
-        "shipping" => shipping(rng, &s),
+        "shipping" | "shipping_info" => shipping(rng, &s),
         "account" => account(rng, &s),
         _ => billing(rng, &s),
     };
     let opener = if follow_up { pick(rng, FOLLOW_UPS) } else { pick(rng, OPENERS) };
-    let body = if opener.ends_with(',') || opener.ends_with("And") || opener.ends_with("Also") {
-        lower_first(&turn.request)
-    } else {
-        turn.request.clone()
-    };
-    turn.request = sentence(&[opener, &body, pick(rng, CLOSERS)]);
+    turn.request = sentence(&[&with_opener(opener, &turn.request), pick(rng, CLOSERS)]);
     turn
-}
-
-fn lower_first(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        // Keep "I" and acronyms as they are.
-        Some(c) if chars.clone().next().is_some_and(|n| n.is_lowercase()) && c != 'I' => c.to_lowercase().chain(chars).collect(),
-        _ => text.to_string(),
-    }
 }
 
 fn order_status(rng: &mut Rng, s: &Slots) -> Turn {
@@ -203,8 +189,17 @@ pub fn policy_statement(rng: &mut Rng) -> &'static str {
 
 fn refund(rng: &mut Rng, s: &Slots) -> Turn {
     let with_order = chance(rng, 0.6);
-    let request = if with_order {
-        fill(
+    let policy = policy_statement(rng);
+    let timing = pick(
+        rng,
+        &[
+            "Refunds usually post within 5-10 business days after we receive the return.",
+            "Once the return arrives, the refund takes 5 to 10 business days to show up.",
+            "After we receive the item, please allow 5-10 business days for the refund to appear.",
+        ],
+    );
+    if with_order {
+        let request = fill(
             pick(
                 rng,
                 &[
@@ -216,211 +211,231 @@ fn refund(rng: &mut Rng, s: &Slots) -> Turn {
                 ],
             ),
             &[("order", &s.order), ("item", s.item), ("defect", pick(rng, DEFECTS)), ("when", pick(rng, WHEN_ORDERED))],
-        )
-    } else {
-        fill(
-            pick(
-                rng,
-                &[
-                    "What's your refund policy?",
-                    "How long do I have to return a {item}?",
-                    "Do you refund items bought on sale? I'm looking at a {item}.",
-                    "If I return something, how long until the money is back on my card?",
-                    "Can I get a refund in cash if I return a {item} to a store?",
-                    "Is there a restocking fee for returning a {item}?",
-                ],
-            ),
-            &[("item", s.item)],
-        )
-    };
-    let policy = policy_statement(rng);
-    let timing = pick(
-        rng,
-        &[
-            "Refunds usually post within 5-10 business days after we receive the return.",
-            "Once the return arrives, the refund takes 5 to 10 business days to show up.",
-            "After we receive the item, please allow 5-10 business days for the refund to appear.",
-        ],
-    );
-    let (tool, answer) = if with_order {
+        );
+        let return_id = format!("R-{}", digits(rng, 5));
         let next = fill(
             pick(
                 rng,
                 &[
                     "I've started a return for order {order}; a prepaid {carrier} label is on its way to your email.",
-                    "I opened return request R-{n} for the {item} in order {order}. You'll receive a return label by email shortly.",
+                    "I opened return request {return_id} for the {item} in order {order}. You'll receive a return label by email shortly.",
                     "Your return for the {item} (order {order}) is registered; just drop the parcel at any {carrier} location with the label we emailed you.",
                 ],
             ),
-            &[("order", &s.order), ("item", s.item), ("carrier", s.carrier), ("n", &digits(rng, 5))],
+            &[("order", &s.order), ("item", s.item), ("carrier", s.carrier), ("return_id", &return_id)],
         );
-        (
-            Some(ToolUse {
+        return Turn {
+            topic: "refund",
+            request,
+            tool: Some(ToolUse {
                 name: "create_return",
                 arguments: json!({"order_id": s.order, "reason": pick(rng, &["damaged", "wrong_size", "not_as_described", "changed_mind"])}),
-                result: json!({"return_id": format!("R-{}", digits(rng, 5)), "label_sent_to": s.email, "refund_method": "original_payment"}),
+                result: json!({"return_id": return_id, "label_sent_to": s.email, "refund_method": "original_payment"}),
             }),
-            sentence(&[&next, policy, timing]),
-        )
-    } else {
-        (
-            None,
-            sentence(&[
-                policy,
-                timing,
-                pick(rng, &["", "Gift cards are not refundable.", "Sale items are refundable under the same terms."]),
-            ]),
-        )
-    };
-    Turn { topic: "refund", request, tool, answer, subject: if with_order { s.order.clone() } else { s.item.to_string() } }
+            answer: sentence(&[&next, policy, timing]),
+            subject: s.order.clone(),
+        };
+    }
+    // Each general question with the first sentence that answers it.
+    let (question, first): (&str, &str) = pick(
+        rng,
+        &[
+            ("What's your refund policy?", ""),
+            ("How long do I have to return a {item}?", "You have 30 days from delivery to return the {item} if it's unused."),
+            ("Do you refund items bought on sale? I'm looking at a {item}.", "Yes, sale items are refundable under the same terms."),
+            ("If I return something, how long until the money is back on my card?", "{timing}"),
+            (
+                "Can I get a refund in cash if I return a {item} to a store?",
+                "Refunds always go back to the original payment method, so a card purchase is refunded to the card, not in cash.",
+            ),
+            ("Is there a restocking fee for returning a {item}?", "There's no restocking fee for unused items."),
+            ("Are gift cards refundable?", "Gift cards can't be refunded, but they never expire."),
+        ],
+    );
+    let slots = [("item", s.item), ("timing", timing)];
+    let first = fill(first, &slots);
+    let answer = if first == timing { sentence(&[&first, policy]) } else { sentence(&[&first, policy, timing]) };
+    Turn { topic: "refund", request: fill(question, &slots), tool: None, answer, subject: s.item.to_string() }
 }
 
 fn shipping(rng: &mut Rng, s: &Slots) -> Turn {
     let country = pick(rng, COUNTRIES);
     let city = pick(rng, CITIES);
     let days = between(rng, 3, 9).to_string();
+    let eta = pick(rng, ETAS);
+    let slots = [
+        ("tracking", s.tracking.as_str()),
+        ("days", &days),
+        ("carrier", s.carrier),
+        ("city", city),
+        ("eta", eta),
+        ("country", country),
+        ("item", s.item),
+    ];
     if chance(rng, 0.5) {
-        let request = fill(
-            pick(
-                rng,
-                &[
-                    "The tracking for {tracking} hasn't updated in {days} days.",
-                    "My package with tracking number {tracking} is stuck. Can you check?",
-                    "{carrier} says my parcel {tracking} was delivered but I never got it.",
-                    "Can you tell me where parcel {tracking} is right now?",
-                ],
+        let in_transit: &[&str] = &[
+            "I checked {tracking}: {carrier} shows the parcel at their {city} hub, and it's scheduled for delivery {eta}. Scans can pause for a few days on long legs.",
+            "The last scan for {tracking} is at the {carrier} facility in {city}. If nothing moves in 48 hours, reply here and I'll open a carrier trace.",
+            "{carrier} reports {tracking} as in transit via {city}, with delivery expected {eta}. I've added a note to watch it closely.",
+        ];
+        let (request, answer, status) = match between(rng, 0, 3) {
+            0 => ("The tracking for {tracking} hasn't updated in {days} days.", pick(rng, in_transit), "in_transit"),
+            1 => ("My package with tracking number {tracking} is stuck. Can you check?", pick(rng, in_transit), "in_transit"),
+            2 => ("Can you tell me where parcel {tracking} is right now?", pick(rng, in_transit), "in_transit"),
+            _ => (
+                "{carrier} says my parcel {tracking} was delivered but I never got it.",
+                "{carrier} marked {tracking} as delivered near {city}. Please check with neighbours and your mailbox; if it hasn't turned up within 24 hours, reply here and I'll open a claim and send a replacement.",
+                "delivered",
             ),
-            &[("tracking", &s.tracking), ("days", &days), ("carrier", s.carrier)],
-        );
-        let answer = fill(
-            pick(
-                rng,
-                &[
-                    "I checked {tracking}: {carrier} shows the parcel at their {city} hub, and it's scheduled for delivery {eta}. Scans can pause for a few days on long legs.",
-                    "The last scan for {tracking} is at the {carrier} facility in {city}. If nothing moves in 48 hours, reply here and I'll open a carrier trace.",
-                    "{carrier} reports {tracking} as in transit via {city}, with delivery expected {eta}. I've added a note to watch it closely.",
-                ],
-            ),
-            &[("tracking", &s.tracking), ("carrier", s.carrier), ("city", city), ("eta", pick(rng, ETAS))],
-        );
-        Turn {
+        };
+        return Turn {
             topic: "shipping",
-            request,
+            request: fill(request, &slots),
             tool: Some(ToolUse {
                 name: "track_shipment",
                 arguments: json!({"tracking_number": s.tracking, "carrier": s.carrier}),
-                result: json!({"tracking_number": s.tracking, "status": "in_transit", "last_scan": city, "carrier": s.carrier}),
+                result: json!({"tracking_number": s.tracking, "status": status, "last_scan": city, "carrier": s.carrier}),
             }),
-            answer,
+            answer: fill(answer, &slots),
             subject: s.tracking.clone(),
-        }
-    } else {
-        let request = fill(
-            pick(
-                rng,
-                &[
-                    "Do you ship to {country}?",
-                    "How much is express shipping to {city}?",
-                    "How long does standard shipping to {city} take?",
-                    "Can I pick up my order in a store instead of having it shipped?",
-                    "Do you offer free shipping on a {item}?",
-                    "Can you ship a {item} to {country}, and are there customs fees?",
-                ],
+        };
+    }
+    // General questions: each with its own answer; the subject is the destination.
+    let (request, answer, to_country): (&str, &str, bool) = pick(
+        rng,
+        &[
+            (
+                "Do you ship to {country}?",
+                "Yes, we ship to {country}: delivery takes 7-12 business days and any customs fees are shown before you pay.",
+                true,
             ),
-            &[("country", country), ("city", city), ("item", s.item)],
-        );
-        let answer = fill(
-            pick(
-                rng,
-                &[
-                    "Standard shipping within the US takes 3-5 business days and is free over $75; express (1-2 days) is $14.95. We also ship to {country}, with duties calculated at checkout.",
-                    "To {city}, standard shipping takes 3-5 business days and express 1-2 days ($14.95). Orders over $75 ship free with standard delivery.",
-                    "Yes, we ship internationally, including to {country}. Delivery takes 7-12 business days and any customs fees are shown before you pay.",
-                    "You can choose in-store pickup at checkout; orders are usually ready within 4 hours. Otherwise standard shipping is free above $75.",
-                ],
+            (
+                "How much is express shipping to {city}?",
+                "Express shipping to {city} is $14.95 and takes 1-2 business days; standard shipping is free over $75 and takes 3-5 days.",
+                false,
             ),
-            &[("country", country), ("city", city)],
-        );
-        Turn { topic: "shipping", request, tool: None, answer, subject: country.to_string() }
+            (
+                "How long does standard shipping to {city} take?",
+                "Standard shipping to {city} takes 3-5 business days, and it's free for orders over $75.",
+                false,
+            ),
+            (
+                "Can I pick up my order in your {city} store instead of having it shipped?",
+                "Yes: choose in-store pickup in {city} at checkout. Orders are usually ready within 4 hours and we'll text you when yours is.",
+                false,
+            ),
+            (
+                "Do you offer free shipping to {city}?",
+                "Standard shipping to {city} is free for orders over $75; below that it's $6.95.",
+                false,
+            ),
+            (
+                "Can you ship a {item} to {country}, and are there customs fees?",
+                "Yes, we can ship the {item} to {country}. Duties and taxes are calculated at checkout, so there are no surprises on delivery.",
+                true,
+            ),
+        ],
+    );
+    Turn {
+        topic: "shipping_info",
+        request: fill(request, &slots),
+        tool: None,
+        answer: fill(answer, &slots),
+        subject: if to_country { country.to_string() } else { city.to_string() },
     }
 }
 
 fn account(rng: &mut Rng, s: &Slots) -> Turn {
-    let request = fill(
-        pick(
-            rng,
-            &[
+    // (request, answer, purpose of the account link; none when no link is needed)
+    let (request, answer, purpose): (&str, &str, Option<&str>) = pick(
+        rng,
+        &[
+            (
                 "I can't log in, the password reset email never arrives. My email is {email}.",
-                "How do I change the email address on my account ({email})?",
-                "Please delete my account and my data. It's registered to {email}.",
-                "I think someone else logged into my account ({email}). What should I do?",
-                "Can you unsubscribe {email} from your marketing emails?",
-                "My account {email} is locked after too many attempts. Can you unlock it?",
-            ],
-        ),
-        &[("email", &s.email)],
-    );
-    let answer = fill(
-        pick(
-            rng,
-            &[
                 "I've sent a new password reset link to {email}. It's valid for 30 minutes; please check your spam folder if it doesn't show up within a few minutes.",
-                "Done: a secure reset link is on its way to {email}. After resetting, you can change your email under Account > Profile.",
-                "I've triggered a reset for {email} and signed out all active sessions. Please choose a new password and turn on two-step verification.",
-                "A verification link has been sent to {email}. Once you confirm it, the change on your account takes effect immediately.",
-            ],
-        ),
-        &[("email", &s.email)],
+                Some("password_reset"),
+            ),
+            (
+                "How do I change the email address on my account ({email})?",
+                "A verification link has been sent to {email}. Once you confirm it, you can enter the new address under Account > Profile and the change takes effect immediately.",
+                Some("verify_email"),
+            ),
+            (
+                "Please delete my account and my data. It's registered to {email}.",
+                "I've sent a confirmation link to {email}. Once you confirm, your account and personal data are deleted within 30 days, as our privacy policy states.",
+                Some("confirm_deletion"),
+            ),
+            (
+                "I think someone else logged into my account ({email}). What should I do?",
+                "I've triggered a password reset for {email} and signed out all active sessions. Please choose a new password and turn on two-step verification.",
+                Some("password_reset"),
+            ),
+            (
+                "Can you unsubscribe {email} from your marketing emails?",
+                "Done: {email} is unsubscribed from marketing emails. It can take up to 48 hours for messages already scheduled to stop; order emails will still arrive.",
+                None,
+            ),
+            (
+                "My account {email} is locked after too many attempts. Can you unlock it?",
+                "I've sent an unlock link to {email}. After you follow it, you can sign in again straight away; if you've forgotten the password, use the reset link on the sign-in page.",
+                Some("unlock"),
+            ),
+        ],
     );
+    let slots = [("email", s.email.as_str())];
     Turn {
         topic: "account",
-        request,
-        tool: Some(ToolUse {
+        request: fill(request, &slots),
+        tool: purpose.map(|purpose| ToolUse {
             name: "send_account_link",
-            arguments: json!({"email": s.email, "purpose": pick(rng, &["password_reset", "verify_email", "unlock"])}),
+            arguments: json!({"email": s.email, "purpose": purpose}),
             result: json!({"sent": true, "expires_in_minutes": 30}),
         }),
-        answer,
+        answer: fill(answer, &slots),
         subject: s.email.clone(),
     }
 }
 
 fn billing(rng: &mut Rng, s: &Slots) -> Turn {
-    let request = fill(
-        pick(
-            rng,
-            &[
+    let (request, answer): (&str, &str) = pick(
+        rng,
+        &[
+            (
                 "I was charged twice for order {order}.",
-                "Why was my card ending in {last4} charged {amount}?",
-                "Can I get an invoice with my company's VAT number for order {order}?",
-                "The total for order {order} is {amount} but the cart said less. Why?",
-                "I need a receipt for order {order} for my expense report.",
-                "There's a pending charge of {amount} on my card but I cancelled order {order}.",
-            ],
-        ),
-        &[("order", &s.order), ("last4", &s.last4), ("amount", &s.amount)],
-    );
-    let answer = fill(
-        pick(
-            rng,
-            &[
                 "I checked order {order}: there's one charge of {amount}; the second line is a temporary authorization that your bank will release within 3-5 business days.",
-                "The invoice for order {order} ({amount}) is now in your account under Orders > Invoices, and I've emailed a PDF copy. You can add a VAT number there and regenerate it.",
-                "Order {order} was charged {amount}, which includes shipping and sales tax. Here is the breakdown in the invoice I just emailed you.",
+            ),
+            (
+                "Why was my card ending in {last4} charged {amount} for order {order}?",
+                "The {amount} charged to your card ending in {last4} is the total of order {order}, shipping and sales tax included. I've emailed you the invoice with the breakdown.",
+            ),
+            (
+                "Can I get an invoice with my company's VAT number for order {order}?",
+                "The invoice for order {order} ({amount}) is in your account under Orders > Invoices. Add your VAT number there and click Regenerate; I've also emailed you the current PDF.",
+            ),
+            (
+                "The total for order {order} is {amount} but the cart said less. Why?",
+                "The cart shows the subtotal; the {amount} for order {order} adds shipping and sales tax. The invoice I just emailed you lists each line.",
+            ),
+            (
+                "I need a receipt for order {order} for my expense report.",
+                "I've emailed you a PDF receipt for order {order} ({amount}). You can also download it any time under Orders > Invoices.",
+            ),
+            (
+                "There's a pending charge of {amount} on my card but I cancelled order {order}.",
                 "I see a pending authorization of {amount} for the cancelled order {order}. It was never captured and will disappear from your statement within a few days.",
-            ],
-        ),
-        &[("order", &s.order), ("amount", &s.amount)],
+            ),
+        ],
     );
+    let slots = [("order", s.order.as_str()), ("last4", &s.last4), ("amount", &s.amount)];
     Turn {
         topic: "billing",
-        request,
+        request: fill(request, &slots),
         tool: Some(ToolUse {
             name: "get_invoice",
             arguments: json!({"order_id": s.order}),
             result: json!({"order_id": s.order, "total": s.amount, "charges": 1, "card_last4": s.last4}),
         }),
-        answer,
+        answer: fill(answer, &slots),
         subject: s.order.clone(),
     }
 }
@@ -455,7 +470,7 @@ pub fn tool_definitions() -> serde_json::Value {
         {"type": "function", "name": "lookup_order", "description": "Look up an order by id", "parameters": {"type": "object", "properties": {"order_id": {"type": "string", "pattern": "^NW-\\d{6}$"}}, "required": ["order_id"]}},
         {"type": "function", "name": "create_return", "description": "Open a return for an order", "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}, "reason": {"type": "string", "enum": ["damaged", "wrong_size", "not_as_described", "changed_mind"]}}, "required": ["order_id", "reason"]}},
         {"type": "function", "name": "track_shipment", "description": "Track a parcel", "parameters": {"type": "object", "properties": {"tracking_number": {"type": "string"}, "carrier": {"type": "string"}}, "required": ["tracking_number"]}},
-        {"type": "function", "name": "send_account_link", "description": "Send a password reset, verification or unlock link", "parameters": {"type": "object", "properties": {"email": {"type": "string", "format": "email"}, "purpose": {"type": "string", "enum": ["password_reset", "verify_email", "unlock"]}}, "required": ["email", "purpose"]}},
+        {"type": "function", "name": "send_account_link", "description": "Send a password reset, verification, unlock or deletion-confirmation link", "parameters": {"type": "object", "properties": {"email": {"type": "string", "format": "email"}, "purpose": {"type": "string", "enum": ["password_reset", "verify_email", "unlock", "confirm_deletion"]}}, "required": ["email", "purpose"]}},
         {"type": "function", "name": "get_invoice", "description": "Fetch the invoice of an order", "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}
     ])
 }

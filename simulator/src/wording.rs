@@ -145,7 +145,11 @@ fn support_sentences(lang: &str, topic: &str) -> &'static [&'static str] {
         ],
         ("fr", "shipping") => &[
             "Le colis {subject} est actuellement en transit ; la livraison standard prend 3 à 5 jours ouvrés.",
+            "J'ai vérifié le suivi {subject} : le dernier scan indique que le colis est en route.",
+        ],
+        ("fr", "shipping_info") => &[
             "Nous livrons bien vers {subject}, avec des frais de douane calculés lors du paiement.",
+            "La livraison vers {subject} prend 3 à 5 jours ouvrés en standard, et 1 à 2 jours en express.",
         ],
         ("fr", "account") => &[
             "Je viens d'envoyer un lien de réinitialisation à {subject} ; il est valable 30 minutes.",
@@ -165,7 +169,11 @@ fn support_sentences(lang: &str, topic: &str) -> &'static [&'static str] {
         ],
         ("es", "shipping") => &[
             "El envío {subject} está en tránsito; la entrega estándar tarda de 3 a 5 días hábiles.",
+            "He revisado el seguimiento {subject}: el último escaneo indica que el paquete va en camino.",
+        ],
+        ("es", "shipping_info") => &[
             "Sí, enviamos a {subject} y los aranceles se calculan al pagar.",
+            "El envío a {subject} tarda de 3 a 5 días hábiles en estándar y de 1 a 2 días en exprés.",
         ],
         ("es", "account") => &[
             "Acabo de enviar un enlace de restablecimiento a {subject}; es válido durante 30 minutos.",
@@ -185,7 +193,11 @@ fn support_sentences(lang: &str, topic: &str) -> &'static [&'static str] {
         ],
         (_, "shipping") => &[
             "Die Sendung {subject} ist unterwegs; der Standardversand dauert 3 bis 5 Werktage.",
+            "Ich habe die Sendungsverfolgung {subject} geprüft: Der letzte Scan zeigt, dass das Paket unterwegs ist.",
+        ],
+        (_, "shipping_info") => &[
             "Ja, wir liefern nach {subject}; Zollgebühren werden an der Kasse berechnet.",
+            "Der Versand nach {subject} dauert im Standard 3 bis 5 Werktage, per Express 1 bis 2 Tage.",
         ],
         (_, "account") => &[
             "Ich habe einen Link zum Zurücksetzen an {subject} gesendet; er ist 30 Minuten gültig.",
