@@ -174,7 +174,7 @@ pub fn plan(opts: &SimulateOptions, base_time: OffsetDateTime) -> Plan {
     let mut sessions = 0;
     let mut used_users = std::collections::BTreeSet::new();
     while !budget.exhausted() {
-        let user = p.rng.random_index(p.users.len());
+        let user = between(&mut p.rng, 0, p.users.len() as u64 - 1) as usize;
         used_users.insert(user);
         p.session(user, &mut budget);
         sessions += 1;
@@ -205,16 +205,6 @@ impl Budget {
     }
     fn allows_interaction(&self) -> bool {
         !matches!(self, Budget::Interactions(0))
-    }
-}
-
-trait RandomIndex {
-    fn random_index(&mut self, len: usize) -> usize;
-}
-
-impl RandomIndex for Rng {
-    fn random_index(&mut self, len: usize) -> usize {
-        between(self, 0, len as u64 - 1) as usize
     }
 }
 

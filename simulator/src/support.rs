@@ -125,7 +125,7 @@ fn order_status(rng: &mut Rng, s: &Slots) -> Turn {
                 "My {item} was supposed to be here by now. Order number is {order}.",
                 "Has order {order} shipped yet?",
                 "I haven't received any shipping update for {order} (the {item}). What's going on?",
-                "order {order} - is it still processing? I need the {item} for a trip this weekend",
+                "order {order} - is it still processing? I need the {item} for a trip this weekend.",
                 "I placed order {order} {when}. When will it be delivered?",
                 "Could you tell me when my {item} (order {order}) will arrive?",
                 "Is there a delay with order {order}? The {item} was a gift.",
