@@ -51,15 +51,9 @@ enum Command {
         #[arg(long, default_value = "default", requires = "no_auth")]
         project: String,
     },
-    /// Play a realistic LLM application against a collector.
-    Simulate {
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        #[arg(long, default_value = "30s")]
-        duration: String,
-        #[arg(long)]
-        truth: Option<PathBuf>,
-    },
+    /// Play a realistic LLM application against a collector: OTLP traces, user signals,
+    /// injected failures, and the ground truth of what was injected where.
+    Simulate(SimulateArgs),
     /// Detect failures and cluster them into patterns.
     Analyze {
         #[arg(long)]
@@ -107,6 +101,40 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCmd),
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Seed of everything generated: same seed (and --base-time), same run.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Simulated time span of the traffic, ending now or at --base-time (30s, 15m, 2h, 7d).
+    #[arg(long, default_value = "7d")]
+    duration: String,
+    /// Write the ground truth here (JSONL: one line per LLM call, then a summary line).
+    #[arg(long)]
+    truth: Option<PathBuf>,
+    /// The collector's OTLP/HTTP address; signals go to the same host.
+    #[arg(long, default_value = flywheel_simulator::options::DEFAULT_ENDPOINT)]
+    endpoint: String,
+    /// Project API key (`flywheel keys create`), sent as a bearer token.
+    #[arg(long, env = "FLYWHEEL_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Number of sessions to play.
+    #[arg(long, conflicts_with = "interactions")]
+    sessions: Option<usize>,
+    /// Number of interactions (traces) to play [default: 1000].
+    #[arg(long)]
+    interactions: Option<usize>,
+    /// Share of interactions with an injected failure, 0 to 1.
+    #[arg(long, default_value_t = 0.15)]
+    failure_rate: f64,
+    /// Failure-mode weights, e.g. `wrong_language=3,slow_answer=0` (0 switches a mode off).
+    #[arg(long)]
+    modes: Option<String>,
+    /// End of the simulated window (RFC 3339) instead of now, for byte-identical reruns.
+    #[arg(long)]
+    base_time: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -257,7 +285,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Keys(cmd) => keys(cmd).await,
         Command::Serve { http, grpc, no_auth, project } => serve(http, grpc, no_auth.then_some(project)).await,
-        Command::Simulate { .. } => not_built("simulate", "#9 (simulator)"),
+        Command::Simulate(args) => simulate(args).await,
         Command::Analyze { .. } => not_built("analyze", "#6 (analyzer)"),
         Command::Patterns { .. } => not_built("patterns", "#6 (analyzer)"),
         Command::Export(ExportCmd::Evals { .. }) => not_built("export evals", "#7 (eval export)"),
@@ -274,6 +302,34 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Analyze) => not_built("bench analyze", "#6 (analyzer)"),
         Command::Bench(BenchCmd::Tui) => not_built("bench tui", "#8 (TUI)"),
     }
+}
+
+async fn simulate(args: SimulateArgs) -> Result<ExitCode> {
+    use flywheel_simulator::{SimulateOptions, Volume};
+    let mut opts = SimulateOptions {
+        seed: args.seed,
+        window: flywheel_simulator::parse_duration(&args.duration)?,
+        base_time: args.base_time.as_deref().map(flywheel_simulator::parse_base_time).transpose()?,
+        volume: match (args.sessions, args.interactions) {
+            (Some(n), _) => Volume::Sessions(n),
+            (None, Some(n)) => Volume::Interactions(n),
+            (None, None) => SimulateOptions::default().volume,
+        },
+        failure_rate: args.failure_rate,
+        endpoint: args.endpoint,
+        key: args.key.filter(|k| !k.is_empty()),
+        truth: args.truth,
+        ..Default::default()
+    };
+    if let Some(spec) = &args.modes {
+        opts.mix.apply_overrides(spec)?;
+    }
+    let summary = flywheel_simulator::run(&opts).await?;
+    println!("{summary}");
+    for warning in summary.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn open_migrated() -> Result<flywheel_schemas::Store> {

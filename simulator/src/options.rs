@@ -1,0 +1,115 @@
+//! What a run is asked to do, and the parsing of its command-line values.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::SimulateError;
+use crate::failure::FailureMix;
+
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4318";
+
+/// How much traffic to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Volume {
+    /// This many sessions, whatever their length.
+    Sessions(usize),
+    /// Exactly this many interactions (traces), follow-up regenerations included.
+    Interactions(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    pub seed: u64,
+    /// The simulated time span of the traffic, ending at the base time.
+    pub window: Duration,
+    /// The end of the window; `None` is now. Pin it to make two runs byte-identical.
+    pub base_time: Option<OffsetDateTime>,
+    pub volume: Volume,
+    /// Share of interactions with an injected failure, 0 to 1.
+    pub failure_rate: f64,
+    pub mix: FailureMix,
+    /// The collector's OTLP/HTTP base URL (traces go to `/v1/traces`, signals to `/v1/signals`).
+    pub endpoint: String,
+    /// A project API key, sent as `Authorization: Bearer KEY`.
+    pub key: Option<String>,
+    /// Where to write the ground truth (JSONL).
+    pub truth: Option<PathBuf>,
+}
+
+impl Default for SimulateOptions {
+    fn default() -> Self {
+        SimulateOptions {
+            seed: 42,
+            window: Duration::from_secs(7 * 86_400),
+            base_time: None,
+            volume: Volume::Interactions(1000),
+            failure_rate: 0.15,
+            mix: FailureMix::default(),
+            endpoint: DEFAULT_ENDPOINT.to_string(),
+            key: None,
+            truth: None,
+        }
+    }
+}
+
+impl SimulateOptions {
+    pub fn validate(&self) -> Result<(), SimulateError> {
+        if !(0.0..=1.0).contains(&self.failure_rate) {
+            return Err(SimulateError::BadOption(format!("--failure-rate must be between 0 and 1, got {}", self.failure_rate)));
+        }
+        if matches!(self.volume, Volume::Sessions(0) | Volume::Interactions(0)) {
+            return Err(SimulateError::BadOption("the volume must be at least one session or interaction".into()));
+        }
+        if self.window.is_zero() {
+            return Err(SimulateError::BadOption("--duration must be longer than zero".into()));
+        }
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
+            return Err(SimulateError::BadOption(format!("--endpoint must be an http:// URL, got `{}`", self.endpoint)));
+        }
+        Ok(())
+    }
+}
+
+/// `30s`, `15m`, `2h`, `7d`, `1h30m`.
+pub fn parse_duration(value: &str) -> Result<Duration, SimulateError> {
+    humantime::parse_duration(value.trim()).map_err(|e| SimulateError::BadDuration { value: value.to_string(), reason: e.to_string() })
+}
+
+/// An RFC 3339 time, e.g. `2025-06-02T12:00:00Z`.
+pub fn parse_base_time(value: &str) -> Result<OffsetDateTime, SimulateError> {
+    OffsetDateTime::parse(value.trim(), &Rfc3339)
+        .map_err(|e| SimulateError::BadBaseTime { value: value.to_string(), reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        let err = parse_duration("seven days").unwrap_err().to_string();
+        assert!(err.contains("30s, 15m, 2h, 7d"), "{err}");
+    }
+
+    #[test]
+    fn base_time_is_rfc3339() {
+        assert_eq!(parse_base_time("2025-06-02T12:00:00Z").unwrap().unix_timestamp(), 1_748_865_600);
+        assert!(parse_base_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_bad_option() {
+        let bad = SimulateOptions { failure_rate: 1.5, ..Default::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("--failure-rate"));
+        let bad = SimulateOptions { endpoint: "127.0.0.1:4318".into(), ..Default::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("--endpoint"));
+        SimulateOptions::default().validate().unwrap();
+    }
+}
