@@ -64,7 +64,7 @@ fn simulate(collector: &Collector, key: &str, seed: &str, base_time: &str, truth
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_simulated_call_lands_in_llm_calls_as_the_truth_file_says() {
-    let collector = Collector::start(TestDb::new("simulate"), &[]);
+    let collector = Collector::start(TestDb::new("simulate"), "[collector]\nsignal_link_interval_secs = 1\n");
     let key = collector.key("sim");
     let dir = scratch_dir("simulate");
     // Recent enough for the tables' TTLs, pinned so that reruns are comparable.
@@ -125,6 +125,28 @@ async fn every_simulated_call_lands_in_llm_calls_as_the_truth_file_says() {
     for mode in ["truncated_answer", "rate_limit_error"] {
         assert!(truth.iter().any(|c| c.failure_mode.as_deref() == Some(mode)), "seed 7 injects {mode}");
     }
+
+    // The user reactions went through the real signals API and link to the calls they judge.
+    collector.wait_stored().await;
+    let sent: u64 = summary["signals"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert!(sent > 10, "seed 7 sends reactions: {summary}");
+    assert!(printed.contains(" 0 not sent"), "{printed}");
+    // Signals often beat their traces into ClickHouse: pending ones are linked within seconds.
+    let mut counts = (0u64, 0u64);
+    for _ in 0..40 {
+        counts = store
+            .query("SELECT countIf(source = 'api'), countIf(source = 'api' AND link_status IN ('linked', 'session')) FROM signals FINAL WHERE project_id = 'sim'")
+            .fetch_one()
+            .await
+            .unwrap();
+        if counts.0 == counts.1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (api, linked) = counts;
+    assert_eq!(api, sent, "every signal sent is stored once");
+    assert_eq!(linked, api, "every simulated signal resolves to its call or session");
 
     // Same seed and base time: the same truth, byte for byte. Another seed: another run.
     let other_key = collector.key("sim-rerun");

@@ -176,7 +176,8 @@ pub async fn resolve_pending(
 ) -> Result<Vec<SignalRow>, StoreError> {
     let now = OffsetDateTime::now_utc();
     let pending: Vec<SignalRow> = store
-        .query("SELECT ?fields FROM signals FINAL WHERE link_status = ? AND timestamp >= fromUnixTimestamp64Nano(?)")
+        // By arrival, not by the signal's own time: a signal about last week's answer, received now, is retried too.
+        .query("SELECT ?fields FROM signals FINAL WHERE link_status = ? AND ingested_at >= fromUnixTimestamp64Nano(?)")
         .bind(PENDING)
         .bind(((now - horizon).unix_timestamp_nanos()) as i64)
         .fetch_all()
