@@ -33,6 +33,16 @@ fn trace_ids(body: &[u8]) -> Vec<String> {
     ids
 }
 
+async fn post(client: &reqwest::Client, http: &str, key: &str, body: &[u8]) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{http}/v1/traces"))
+        .bearer_auth(key)
+        .header("content-type", "application/x-protobuf")
+        .body(body.to_vec())
+        .send()
+        .await
+}
+
 struct Counts {
     sent: u64,
     acknowledged: u64,
@@ -53,16 +63,7 @@ async fn load(http: String, key: String, run_for: Duration, workers: usize, coun
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (body, spans) = request(n);
                 counter.lock().unwrap().sent += 1;
-                let resp = client
-                    .post(format!("{http}/v1/traces"))
-                    .bearer_auth(&key)
-                    .header("content-type", "application/x-protobuf")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                if let Ok(r) = resp
-                    && r.status() == 200
-                {
+                if post(&client, &http, &key, &body).await.is_ok_and(|r| r.status() == 200) {
                     let mut c = counter.lock().unwrap();
                     c.acknowledged += 1;
                     c.acknowledged_spans += spans;
@@ -116,10 +117,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_log_refuses_with_429_and_keeps_everything_it_acknowledged() {
     let _ = common::scratch_dir("walfull");
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("walfull-{}", std::process::id())).join("engine");
-    let opts =
-        flywheel_schemas::engine::StartOptions { port: 0, exit_with_parent: true, ..flywheel_schemas::engine::StartOptions::new(&dir) };
-    let engine = flywheel_schemas::engine::start(&opts).unwrap();
+    let engine = common::dedicated_engine("walfull", 0);
     let port = engine.state.port;
     let c = Collector::start(TestDb { url: engine.url().to_string(), database: "walfull".into() }, "[collector]\nwal_max_bytes = 200000\n");
     let key = c.key("p");
@@ -127,15 +125,7 @@ async fn a_full_log_refuses_with_429_and_keeps_everything_it_acknowledged() {
     let mut counts = Counts { sent: 0, acknowledged: 0, acknowledged_spans: 0, traces: Vec::new() };
     // One request while ClickHouse is up, so that the collector knows the key.
     let (body, spans) = request(10_000);
-    let r = client
-        .post(format!("{}/v1/traces", c.http))
-        .bearer_auth(&key)
-        .header("content-type", "application/x-protobuf")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(post(&client, &c.http, &key, &body).await.unwrap().status(), 200);
     (counts.sent, counts.acknowledged, counts.acknowledged_spans) = (1, 1, spans);
     counts.traces.extend(trace_ids(&body));
     c.wait_stored().await;
@@ -145,14 +135,7 @@ async fn a_full_log_refuses_with_429_and_keeps_everything_it_acknowledged() {
     for n in 0..500 {
         let (body, spans) = request(n);
         counts.sent += 1;
-        let r = client
-            .post(format!("{}/v1/traces", c.http))
-            .bearer_auth(&key)
-            .header("content-type", "application/x-protobuf")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let r = post(&client, &c.http, &key, &body).await.unwrap();
         if r.status() == 200 {
             counts.acknowledged += 1;
             counts.acknowledged_spans += spans;
@@ -168,8 +151,7 @@ async fn a_full_log_refuses_with_429_and_keeps_everything_it_acknowledged() {
     let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"flywheel_rejected_total{signal="wal",reason="full"} 1"#), "{metrics}");
 
-    let opts = flywheel_schemas::engine::StartOptions { port, exit_with_parent: true, ..flywheel_schemas::engine::StartOptions::new(&dir) };
-    let _engine = flywheel_schemas::engine::start(&opts).unwrap();
+    let _engine = common::dedicated_engine("walfull", port);
     c.wait_stored().await;
     verify(&c, "p", &counts, "wal full").await;
 }

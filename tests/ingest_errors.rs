@@ -201,12 +201,6 @@ async fn secrets_are_redacted_before_storage() {
     assert!(text.ends_with("what is the capital of France?"), "the rest of the text is kept: {text}");
 }
 
-fn dedicated_engine(name: &str, port: u16) -> (flywheel_schemas::engine::RunningEngine, std::path::PathBuf) {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id())).join("engine");
-    let opts = flywheel_schemas::engine::StartOptions { port, exit_with_parent: true, ..flywheel_schemas::engine::StartOptions::new(&dir) };
-    (flywheel_schemas::engine::start(&opts).unwrap(), dir)
-}
-
 fn span_count(r: &ExportTraceServiceRequest) -> u64 {
     r.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum()
 }
@@ -214,7 +208,7 @@ fn span_count(r: &ExportTraceServiceRequest) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_down_is_absorbed_by_the_write_ahead_log_and_replayed_when_it_returns() {
     let _ = common::scratch_dir("outage");
-    let (engine, _) = dedicated_engine("outage", 0);
+    let engine = common::dedicated_engine("outage", 0);
     let port = engine.state.port;
     let db = TestDb { url: engine.url().to_string(), database: "outage".into() };
     let c = Collector::start(db, "");
@@ -243,7 +237,7 @@ async fn clickhouse_down_is_absorbed_by_the_write_ahead_log_and_replayed_when_it
     assert!(ready.text().await.unwrap().contains("ClickHouse"));
 
     // ClickHouse comes back on the same data and port: the log replays into it.
-    let (_engine, _) = dedicated_engine("outage", port);
+    let _engine = common::dedicated_engine("outage", port);
     c.wait_stored().await;
     let store = c.db.store();
     assert_eq!(count(&store, "spans", "p").await, expected, "every acknowledged span, exactly once");
@@ -252,7 +246,7 @@ async fn clickhouse_down_is_absorbed_by_the_write_ahead_log_and_replayed_when_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_log_storage_down_is_503_with_retry_after() {
     let _ = common::scratch_dir("down");
-    let (engine, _) = dedicated_engine("down", 0);
+    let engine = common::dedicated_engine("down", 0);
     let db = TestDb { url: engine.url().to_string(), database: "down".into() };
     let c = Collector::start(db, "[collector]\nwal = false\n");
     let key = c.key("p");

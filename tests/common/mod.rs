@@ -28,6 +28,14 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// An engine of its own (in `<name>-<pid>/engine`, created by [`scratch_dir`]) for a test that
+/// stops and restarts it; `port` 0 picks a free one, a previous port restarts it in place.
+pub fn dedicated_engine(name: &str, port: u16) -> RunningEngine {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id())).join("engine");
+    let opts = StartOptions { port, exit_with_parent: true, ..StartOptions::new(&dir) };
+    engine::start(&opts).unwrap_or_else(|e| panic!("cannot start a dedicated engine: {e}"))
+}
+
 /// The URL of the engine shared by this test binary, started on first use.
 pub fn engine_url() -> String {
     ENGINE

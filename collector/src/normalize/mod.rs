@@ -11,6 +11,8 @@ pub mod genai;
 pub mod openinference;
 pub mod openllmetry;
 pub mod span;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod vercel;
 
 use std::collections::BTreeMap;

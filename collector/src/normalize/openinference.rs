@@ -275,42 +275,14 @@ fn response_finish_reasons(response: &Value) -> Option<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
-    use flywheel_schemas::messages::{Message, Part};
+    use crate::normalize::testing::{calls, first_tool_call, texts, tool_response, weather_call};
+
     use serde_json::{Value, json};
 
     use crate::normalize::span::fixture_spans;
     use crate::normalize::{Draft, read_call};
 
     /// The model calls of a fixture, in span order (`None`s dropped).
-    fn calls(file: &str) -> Vec<Draft> {
-        fixture_spans(file).iter().filter_map(|s| read_call(&s.view())).collect()
-    }
-
-    fn texts(messages: &Option<Vec<Message>>) -> Vec<String> {
-        messages.iter().flatten().map(Message::text_content).collect()
-    }
-
-    fn first_tool_call(messages: &Option<Vec<Message>>) -> (Option<String>, String, Value) {
-        let (id, name, args) = messages.iter().flatten().flat_map(Message::tool_calls).next().expect("a tool call");
-        (id.clone(), name.to_string(), args.clone())
-    }
-
-    fn tool_response(messages: &Option<Vec<Message>>) -> (Option<String>, Value) {
-        messages
-            .iter()
-            .flatten()
-            .flat_map(|m| &m.parts)
-            .find_map(|p| match p {
-                Part::ToolCallResponse { id, response } => Some((id.clone(), response.clone())),
-                _ => None,
-            })
-            .expect("a tool result")
-    }
-
-    fn weather_call() -> (Option<String>, String, Value) {
-        (Some("call_FIXTUREweather01".into()), "get_weather".into(), json!({"location": "Paris, FR", "unit": "celsius"}))
-    }
-
     fn assert_chat_plain(d: &Draft) {
         assert_eq!(d.convention, Some("openinference"));
         assert_eq!(d.operation.as_deref(), Some("chat"));
@@ -517,21 +489,13 @@ mod tests {
 
     #[test]
     fn other_span_kinds_set_their_operation() {
-        use crate::normalize::{Attrs, SpanView};
-        let attrs = Attrs(serde_json::from_value(json!({"openinference.span.kind": "RETRIEVER", "input.value": "q"})).unwrap());
-        let resource = Attrs::default();
-        let view = SpanView {
-            name: "retrieve",
-            scope_name: "",
-            resource: &resource,
-            attrs: &attrs,
-            events: &[],
-            is_error: false,
-            status_message: "",
-        };
-        let mut d = Draft::default();
-        super::read(&view, &mut d);
+        let (d, call) =
+            crate::normalize::testing::with_view("retrieve", json!({"openinference.span.kind": "RETRIEVER", "input.value": "q"}), |view| {
+                let mut d = Draft::default();
+                super::read(view, &mut d);
+                (d, read_call(view))
+            });
         assert_eq!((d.convention, d.operation.as_deref()), (Some("openinference"), Some("retriever")));
-        assert_eq!(read_call(&view), None);
+        assert_eq!(call, None);
     }
 }

@@ -152,40 +152,12 @@ fn functions(a: &Attrs) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
-    use flywheel_schemas::messages::{Message, Part};
-    use serde_json::{Value, json};
+    use crate::normalize::testing::{calls, first_tool_call, texts, tool_response, weather_call};
+
+    use serde_json::json;
 
     use crate::normalize::span::fixture_spans;
     use crate::normalize::{Draft, read_call};
-
-    fn calls(file: &str) -> Vec<Draft> {
-        fixture_spans(file).iter().filter_map(|s| read_call(&s.view())).collect()
-    }
-
-    fn texts(messages: &Option<Vec<Message>>) -> Vec<String> {
-        messages.iter().flatten().map(Message::text_content).filter(|t| !t.is_empty()).collect()
-    }
-
-    fn first_tool_call(messages: &Option<Vec<Message>>) -> (Option<String>, String, Value) {
-        let (id, name, args) = messages.iter().flatten().flat_map(Message::tool_calls).next().expect("a tool call");
-        (id.clone(), name.to_string(), args.clone())
-    }
-
-    fn tool_response(messages: &Option<Vec<Message>>) -> (Option<String>, Value) {
-        messages
-            .iter()
-            .flatten()
-            .flat_map(|m| &m.parts)
-            .find_map(|p| match p {
-                Part::ToolCallResponse { id, response } => Some((id.clone(), response.clone())),
-                _ => None,
-            })
-            .expect("a tool result")
-    }
-
-    fn weather_call() -> (Option<String>, String, Value) {
-        (Some("call_FIXTUREweather01".into()), "get_weather".into(), json!({"location": "Paris, FR", "unit": "celsius"}))
-    }
 
     fn reasons(list: &[&str]) -> Option<Vec<String>> {
         Some(list.iter().map(|r| r.to_string()).collect())

@@ -417,19 +417,11 @@ mod tests {
 
     #[test]
     fn spans_without_ai_keys_are_left_alone() {
-        let attrs = Attrs(serde_json::from_value(json!({"http.method": "POST"})).unwrap());
-        let resource = Attrs::default();
-        let view = SpanView {
-            name: "ai.fake",
-            scope_name: "",
-            resource: &resource,
-            attrs: &attrs,
-            events: &[],
-            is_error: false,
-            status_message: "",
-        };
-        let mut d = Draft::default();
-        super::read(&view, &mut d);
+        let d = crate::normalize::testing::with_view("ai.fake", json!({"http.method": "POST"}), |view| {
+            let mut d = Draft::default();
+            super::read(view, &mut d);
+            d
+        });
         assert_eq!(d, Draft::default());
     }
 }
