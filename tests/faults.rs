@@ -155,3 +155,25 @@ async fn a_full_log_refuses_with_429_and_keeps_everything_it_acknowledged() {
     c.wait_stored().await;
     verify(&c, "p", &counts, "wal full").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_clickhouse_is_absorbed_and_nothing_is_lost() {
+    let _ = common::scratch_dir("slow");
+    // Every insert takes 400 ms: ClickHouse under pressure.
+    let engine = common::dedicated_engine_with("slow", 0, &[("FLYWHEEL_ENGINE_INSERT_DELAY_MS", "400")]);
+    let c = Collector::start(TestDb { url: engine.url().to_string(), database: "slow".into() }, "");
+    let key = c.key("p");
+    let counts = Arc::new(Mutex::new(Counts { sent: 0, acknowledged: 0, acknowledged_spans: 0, traces: Vec::new() }));
+    let started = Instant::now();
+    load(c.http.clone(), key.clone(), Duration::from_millis(2000), 4, counts.clone(), 0).await;
+    let loaded = started.elapsed();
+    let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
+    let pending = metrics.lines().find_map(|l| l.strip_prefix("flywheel_wal_pending_records ")).unwrap_or("?").to_string();
+    c.wait_stored().await;
+    let counts = Arc::try_unwrap(counts).ok().unwrap().into_inner().unwrap();
+    println!(
+        "slow clickhouse: {} requests acknowledged in {loaded:?} with 400 ms inserts; {pending} records were waiting in the log when the load stopped",
+        counts.acknowledged
+    );
+    verify(&c, "p", &counts, "slow clickhouse").await;
+}

@@ -85,6 +85,8 @@ TRAILING_FORMAT = re.compile(r"\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.I)
 INSERT_FORMAT = re.compile(r"^(?P<head>\s*INSERT\s+INTO\s+.*?)\s+FORMAT\s+(?P<fmt>[A-Za-z0-9_]+)\s*(?P<rest>.*)$", re.I | re.S)
 ERROR_CODE = re.compile(r"Code:\s*(\d+)")
 DEBUG = bool(os.environ.get("FLYWHEEL_ENGINE_DEBUG"))
+# Fault injection for the collector's tests: every INSERT takes this long (a slow ClickHouse).
+INSERT_DELAY = float(os.environ.get("FLYWHEEL_ENGINE_INSERT_DELAY_MS") or 0) / 1000
 
 
 class QueryError(Exception):
@@ -440,6 +442,8 @@ class Handler(BaseHTTPRequestHandler):
 
         insert = INSERT_FORMAT.match(url_query) if url_query else None
         if insert and not insert.group("rest").strip():
+            if INSERT_DELAY:
+                time.sleep(INSERT_DELAY)
             chunks = self.body_chunks()
             if decompress:
                 chunks = decompress_blocks(chunks)

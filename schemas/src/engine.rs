@@ -93,6 +93,8 @@ pub struct StartOptions {
     /// background until `flywheel clickhouse stop`.
     pub exit_with_parent: bool,
     pub timeout: Duration,
+    /// Extra environment of the engine process (e.g. `FLYWHEEL_ENGINE_DEBUG=1`).
+    pub env: Vec<(String, String)>,
 }
 
 impl StartOptions {
@@ -103,6 +105,7 @@ impl StartOptions {
             port: DEFAULT_PORT,
             exit_with_parent: false,
             timeout: Duration::from_secs(60),
+            env: Vec::new(),
         }
     }
 }
@@ -174,6 +177,7 @@ pub fn start(opts: &StartOptions) -> Result<RunningEngine, EngineError> {
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io("cannot share the engine log"))?)
         .stderr(log);
+    cmd.envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     if opts.exit_with_parent {
         cmd.arg("--exit-with-parent");
     } else {

@@ -45,7 +45,9 @@ impl Store {
     /// A handle on `url` (the server to use, already resolved: see `engine::resolve_url`) with the
     /// database and credentials of `cfg`. No I/O happens until the first query.
     pub fn new(url: &str, cfg: &ClickHouseConfig) -> Store {
-        let mut client = Client::default().with_url(url).with_database(&cfg.database);
+        // Batched lookups bind thousands of ids into one statement (`has([...], trace_id)`):
+        // allow statements beyond the 256 KiB default rather than fail on a large batch.
+        let mut client = Client::default().with_url(url).with_database(&cfg.database).with_setting("max_query_size", "16777216");
         if let Some(user) = &cfg.user {
             client = client.with_user(user);
         }

@@ -31,8 +31,14 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 /// An engine of its own (in `<name>-<pid>/engine`, created by [`scratch_dir`]) for a test that
 /// stops and restarts it; `port` 0 picks a free one, a previous port restarts it in place.
 pub fn dedicated_engine(name: &str, port: u16) -> RunningEngine {
+    dedicated_engine_with(name, port, &[])
+}
+
+/// [`dedicated_engine`] with extra environment for the engine (fault injection).
+pub fn dedicated_engine_with(name: &str, port: u16, env: &[(&str, &str)]) -> RunningEngine {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id())).join("engine");
-    let opts = StartOptions { port, exit_with_parent: true, ..StartOptions::new(&dir) };
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let opts = StartOptions { port, exit_with_parent: true, env, ..StartOptions::new(&dir) };
     engine::start(&opts).unwrap_or_else(|e| panic!("cannot start a dedicated engine: {e}"))
 }
 

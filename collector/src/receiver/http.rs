@@ -144,21 +144,12 @@ async fn prepare(r: &Receiver, headers: &HeaderMap, body: Body, signal: &'static
     let key = key_from_headers(header(headers, "authorization"), header(headers, "x-flywheel-key"));
     let project = r.auth.project(key.as_deref()).await.map_err(|e| reject(auth_reply(e, encoding), "auth"))?;
     let limit = r.max_body_bytes;
-    let raw: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            reject(decode_reply(DecodeError::TooLarge { limit, decompressed: false }, encoding), "too_large")
-        } else {
-            reject(
-                Reply {
-                    status: StatusCode::BAD_REQUEST,
-                    message: format!("cannot read the request body: {e}"),
-                    encoding,
-                    retry_after: None,
-                },
-                "body",
-            )
-        }
+    let raw: Bytes = super::read_body(body, limit).await.map_err(|e| match e {
+        super::BodyError::TooLarge => reject(decode_reply(DecodeError::TooLarge { limit, decompressed: false }, encoding), "too_large"),
+        super::BodyError::Read(e) => reject(
+            Reply { status: StatusCode::BAD_REQUEST, message: format!("cannot read the request body: {e}"), encoding, retry_after: None },
+            "body",
+        ),
     })?;
     r.pipeline.metrics.bytes_received.fetch_add(raw.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let body = otlp::decompress(&raw, header(headers, "content-encoding"), limit).map_err(|e| {

@@ -22,6 +22,35 @@ pub struct Receiver {
     pub store: flywheel_schemas::Store,
 }
 
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+/// Reads a body up to `limit` bytes. Past the limit, the rest is read and discarded (up to a
+/// bound) before answering: a client still sending would otherwise see a reset connection
+/// instead of the 413 that tells it what to do.
+pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            } else if seen > limit.saturating_mul(8).max(64 << 20) {
+                break;
+            }
+        }
+    }
+    if seen > limit { Err(BodyError::TooLarge) } else { Ok(buf.freeze()) }
+}
+
 /// `google.rpc.Status`, the body of OTLP/HTTP error replies.
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
 pub struct RpcStatus {

@@ -61,15 +61,12 @@ fn feedback_token(headers: &HeaderMap) -> Option<String> {
 }
 
 async fn body_bytes(body: Body, limit: usize) -> Result<axum::body::Bytes, Response> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the request body is larger than the limit of {limit} bytes; send fewer signals per request"),
-            )
-        } else {
-            error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))
-        }
+    super::read_body(body, limit).await.map_err(|e| match e {
+        super::BodyError::TooLarge => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than the limit of {limit} bytes; send fewer signals per request"),
+        ),
+        super::BodyError::Read(e) => error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}")),
     })
 }
 

@@ -184,9 +184,12 @@ pub async fn run(store: &Store, cfg: &DeriveConfig) -> Result<Vec<SignalRow>, St
     if candidates.is_empty() {
         return Ok(candidates);
     }
-    let ids: Vec<String> = candidates.iter().map(|s| s.signal_id.clone()).collect();
-    let existing: Vec<String> =
-        store.query("SELECT DISTINCT signal_id FROM signals WHERE has(?, signal_id)").bind(&ids).fetch_all().await?;
+    let existing: Vec<String> = store
+        .query("SELECT DISTINCT signal_id FROM signals WHERE source = ? AND timestamp >= fromUnixTimestamp64Nano(?)")
+        .bind(super::SOURCE_DERIVED)
+        .bind(since.unix_timestamp_nanos() as i64)
+        .fetch_all()
+        .await?;
     let fresh: Vec<SignalRow> = candidates.into_iter().filter(|s| !existing.contains(&s.signal_id)).collect();
     if !fresh.is_empty() {
         store.insert("signals", &fresh).await?;
