@@ -10,7 +10,13 @@ use flywheel_collector::otlp::{self, Encoding};
 use flywheel_collector::signals::wire;
 use proptest::prelude::*;
 
-fn fixtures() -> Vec<(PathBuf, Vec<u8>)> {
+/// Every captured payload, read once.
+fn fixtures() -> &'static [(PathBuf, Vec<u8>)] {
+    static ALL: std::sync::OnceLock<Vec<(PathBuf, Vec<u8>)>> = std::sync::OnceLock::new();
+    ALL.get_or_init(read_fixtures)
+}
+
+fn read_fixtures() -> Vec<(PathBuf, Vec<u8>)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/otlp");
     let mut out = Vec::new();
     let mut dirs = vec![root];
@@ -57,7 +63,8 @@ fn ingest(bytes: &[u8], json: bool, gz: bool) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+    // 3000 cases per test by default; PROPTEST_CASES sets a longer run.
+    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(3000), ..ProptestConfig::default() })]
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
