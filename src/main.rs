@@ -15,6 +15,8 @@ use flywheel_schemas::engine::{self, StartOptions};
 use flywheel_schemas::migrate::{self, MigrateOptions};
 use flywheel_schemas::{bench, store};
 
+mod telemetry;
+
 #[derive(Parser)]
 #[command(name = "flywheel", version, about = "See how your LLM features fail in production, and turn the failures into evals.")]
 struct Cli {
@@ -243,11 +245,7 @@ enum EvalFormat {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FLYWHEEL_LOG").unwrap_or_else(|_| "warn".into()))
-        .init();
+    let _telemetry = telemetry::init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

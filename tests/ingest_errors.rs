@@ -269,3 +269,32 @@ async fn without_the_log_storage_down_is_503_with_retry_after() {
     req.metadata_mut().insert("x-flywheel-key", key.parse().unwrap());
     assert_eq!(client.export(req).await.unwrap_err().code(), tonic::Code::Unavailable, "gRPC exporters retry UNAVAILABLE");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_can_export_its_own_traces_to_another_flywheel() {
+    let sink = Collector::start(TestDb::new("selfsink"), "");
+    let sink_key = sink.key("flywheel-itself");
+    let c = Collector::start_with_env(
+        TestDb::new("selftraced"),
+        "",
+        &[("FLYWHEEL_SELF_TRACES", sink.http.as_str()), ("FLYWHEEL_SELF_TRACES_KEY", sink_key.as_str())],
+    );
+    let key = c.key("p");
+    assert_eq!(post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, fixture("oi/chat_plain.pb")).await.status, 200);
+    let store = sink.db.store();
+    let mut names: Vec<String> = Vec::new();
+    for _ in 0..80 {
+        sink.wait_stored().await;
+        names =
+            store.query("SELECT DISTINCT name FROM spans WHERE project_id = 'flywheel-itself' ORDER BY name").fetch_all().await.unwrap();
+        if names.iter().any(|n| n == "ingest traces") && names.iter().any(|n| n == "clickhouse insert") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(names.iter().any(|n| n == "ingest traces"), "the collector's own spans arrive: {names:?}");
+    assert!(names.iter().any(|n| n == "clickhouse insert"), "{names:?}");
+    let service: String =
+        store.query("SELECT any(service_name) FROM spans WHERE project_id = 'flywheel-itself'").fetch_one().await.unwrap();
+    assert_eq!(service, "flywheel");
+}

@@ -83,6 +83,7 @@ impl Pipeline {
         }
     }
 
+    #[tracing::instrument(name = "ingest traces", skip_all, fields(project = %project))]
     pub async fn traces(&self, project: &str, request: &ExportTraceServiceRequest) -> Result<Outcome, WriteError> {
         let now = OffsetDateTime::now_utc();
         let (mut spans, rejected) = decode_spans(request);
@@ -128,6 +129,7 @@ impl Pipeline {
         Ok(outcome(spans.len() as u64, &rejected, "spans"))
     }
 
+    #[tracing::instrument(name = "ingest logs", skip_all, fields(project = %project))]
     pub async fn logs(&self, project: &str, request: &ExportLogsServiceRequest) -> Result<Outcome, WriteError> {
         let now = OffsetDateTime::now_utc();
         let mut batch = Batch::default();

@@ -226,6 +226,7 @@ impl Wal {
     }
 
     /// Appends `batch`; returns once it is on disk and fsynced.
+    #[tracing::instrument(name = "write-ahead log append", skip_all, fields(rows = batch.rows()))]
     pub async fn append(&self, batch: &Batch) -> Result<(), WriteError> {
         let payload =
             postcard::to_stdvec(batch).map_err(|e| WriteError::Storage(format!("cannot encode a batch for the write-ahead log: {e}")))?;

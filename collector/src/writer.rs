@@ -154,6 +154,7 @@ async fn run(store: Store, cfg: WriterConfig, mut rx: mpsc::Receiver<Job>, metri
     }
 }
 
+#[tracing::instrument(name = "clickhouse insert", skip_all, fields(rows = b.rows()))]
 pub(crate) async fn insert(store: &Store, b: &Batch) -> Result<(), WriteError> {
     let err = |e: flywheel_schemas::StoreError| WriteError::Storage(e.to_string());
     // Content first, calls after: a reader that sees a call can always resolve its hashes.

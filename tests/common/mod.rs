@@ -143,6 +143,7 @@ pub struct Collector {
     child: std::process::Child,
     pub db: TestDb,
     dir: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Collector {
@@ -152,8 +153,14 @@ impl Collector {
     /// retention they would expire (TTL) once they are 30 days old and the tests would break
     /// with time. Test databases therefore keep everything for the longest retention allowed.
     pub fn start(db: TestDb, config: &str) -> Collector {
+        Self::start_with_env(db, config, &[])
+    }
+
+    /// [`Collector::start`] with extra environment for the collector process.
+    pub fn start_with_env(db: TestDb, config: &str, env: &[(&str, &str)]) -> Collector {
         let dir = scratch_dir(&format!("collector-{}", db.database));
-        Self::start_in(db, config, dir)
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::start_in(db, config, dir, env)
     }
 
     /// Kills the collector with SIGKILL (no drain, no goodbye) and starts a new one on the
@@ -163,11 +170,12 @@ impl Collector {
         let _ = self.child.wait();
         let db = TestDb { url: self.db.url.clone(), database: self.db.database.clone() };
         let dir = self.dir.clone();
+        let env = self.env.clone();
         std::mem::forget(self); // already dead: no SIGTERM on drop
-        Self::start_in(db, config, dir)
+        Self::start_in(db, config, dir, env)
     }
 
-    fn start_in(db: TestDb, config: &str, dir: PathBuf) -> Collector {
+    fn start_in(db: TestDb, config: &str, dir: PathBuf, extra_env: Vec<(String, String)>) -> Collector {
         use std::io::BufRead;
         let path = dir.join("flywheel.toml");
         let retention = "[retention]\nspans = 20000\nllm_calls = 20000\nsignals = 20000\nfailures = 20000\n";
@@ -183,7 +191,7 @@ impl Collector {
             .env("FLYWHEEL_CLICKHOUSE_DATABASE", &db.database)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit());
-        for (k, v) in &env {
+        for (k, v) in env.iter().map(|(k, v)| (k.to_string(), v.clone())).chain(extra_env.iter().cloned()) {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("flywheel serve starts");
@@ -201,7 +209,7 @@ impl Collector {
         }
         // Keep draining stdout so the collector never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Collector { http, grpc, child, db, dir }
+        Collector { http, grpc, child, db, dir, env: extra_env }
     }
 
     /// Waits until everything acknowledged is in ClickHouse (the write-ahead log is drained).

@@ -77,6 +77,7 @@ impl SignalService {
 
     /// Validated signals → rows ready to write (deduplicated, linked). A token, when the request
     /// came with one, restricts targets to its scope (see [`token_defaults`] for the fill-in).
+    #[tracing::instrument(name = "prepare signals", skip_all, fields(project = %project, source = %source))]
     pub async fn prepare(
         &self,
         project: &str,
