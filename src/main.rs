@@ -357,6 +357,7 @@ async fn serve(http: Option<String>, grpc: Option<String>, open_project: Option<
     let mut cfg = CollectorConfig::load().map_err(anyhow::Error::msg).context("reading the [collector] configuration")?;
     cfg.http = http.unwrap_or(cfg.http);
     cfg.grpc = grpc.unwrap_or(cfg.grpc);
+    cfg.spans_retention_days = Some(StorageConfig::load()?.retention.spans);
     let store = open_migrated().await?;
     let mode = match open_project {
         Some(project) => {

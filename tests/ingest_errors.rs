@@ -298,3 +298,27 @@ async fn a_collector_can_export_its_own_traces_to_another_flywheel() {
         store.query("SELECT any(service_name) FROM spans WHERE project_id = 'flywheel-itself'").fetch_one().await.unwrap();
     assert_eq!(service, "flywheel");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_older_than_the_retention_are_refused_not_silently_expired() {
+    let c = Collector::start(TestDb::new("expired"), "[retention]\nspans = 30\nllm_calls = 90\n");
+    let key = c.key("p");
+    let mut req = ExportTraceServiceRequest::decode(fixture("tl/tool_call.pb").as_slice()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    let total = spans.len() as u64;
+    for (i, s) in spans.iter_mut().enumerate() {
+        let age = if i == 0 { 40 * 86_400 * 1_000_000_000u64 } else { 1_000_000_000 };
+        let len = s.end_time_unix_nano - s.start_time_unix_nano;
+        s.start_time_unix_nano = now - age;
+        s.end_time_unix_nano = now - age + len;
+    }
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, req.encode_to_vec()).await;
+    assert_eq!(r.status, 200);
+    let partial = ExportTraceServiceResponse::decode(r.body.as_slice()).unwrap().partial_success.expect("partial success");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(partial.error_message.contains("older than the 30-day retention"), "{}", partial.error_message);
+    assert_eq!(count(&c.db.store(), "spans", "p").await, total - 1, "the recent spans are kept");
+    let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"flywheel_rejected_total{signal="spans",reason="expired"} 1"#), "{metrics}");
+}

@@ -47,6 +47,10 @@ pub struct CollectorConfig {
     pub wal_dir: Option<PathBuf>,
     /// Bound on the log's size; when full, requests get 429 / RESOURCE_EXHAUSTED.
     pub wal_max_bytes: u64,
+    /// The `spans` retention (from `[retention]`, set by `flywheel serve`): older spans and log
+    /// records would expire the moment they are written, so they are refused and reported.
+    #[serde(skip)]
+    pub spans_retention_days: Option<u32>,
 }
 
 impl Default for CollectorConfig {
@@ -69,6 +73,7 @@ impl Default for CollectorConfig {
             wal: true,
             wal_dir: None,
             wal_max_bytes: 1 << 30,
+            spans_retention_days: None,
         }
     }
 }

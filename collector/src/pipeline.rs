@@ -59,6 +59,7 @@ pub struct Pipeline {
     feature_attribute: Option<String>,
     joins: Mutex<JoinCache>,
     written_contents: Mutex<HashSet<(String, String, time::Date)>>,
+    retention_days: Option<u32>,
 }
 
 impl Pipeline {
@@ -80,19 +81,42 @@ impl Pipeline {
             feature_attribute,
             joins: Mutex::new(JoinCache::new(join_window)),
             written_contents: Mutex::new(HashSet::new()),
+            retention_days: None,
         }
+    }
+
+    /// Refuses spans and log records older than the `spans` retention: written, they would
+    /// expire at once (TTL) — the client hears about it instead (partial success).
+    pub fn with_retention(mut self, days: Option<u32>) -> Self {
+        self.retention_days = days;
+        self
+    }
+
+    fn expired(&self, at: OffsetDateTime, now: OffsetDateTime) -> Option<String> {
+        let days = self.retention_days?;
+        (at < now - time::Duration::days(days as i64))
+            .then(|| format!("older than the {days}-day retention of spans (dated {at}); it would expire at once"))
     }
 
     #[tracing::instrument(name = "ingest traces", skip_all, fields(project = %project))]
     pub async fn traces(&self, project: &str, request: &ExportTraceServiceRequest) -> Result<Outcome, WriteError> {
         let now = OffsetDateTime::now_utc();
-        let (mut spans, rejected) = decode_spans(request);
+        let (mut spans, mut rejected) = decode_spans(request);
+        spans.retain(|s| match self.expired(s.ids.start, now) {
+            Some(reason) => {
+                rejected.push(Rejected { span_name: s.name.clone(), reason });
+                false
+            }
+            None => true,
+        });
         let received = (spans.len() + rejected.len()) as u64;
         self.metrics.spans_received.fetch_add(received, std::sync::atomic::Ordering::Relaxed);
         for r in &rejected {
             tracing::warn!(project, span = %r.span_name, reason = %r.reason, "span rejected");
         }
-        self.metrics.reject("spans", "invalid_id", rejected.len() as u64);
+        let expired = rejected.iter().filter(|r| r.reason.starts_with("older than")).count() as u64;
+        self.metrics.reject("spans", "invalid_id", rejected.len() as u64 - expired);
+        self.metrics.reject("spans", "expired", expired);
         for span in &mut spans {
             self.redact_span(span);
         }
@@ -166,6 +190,10 @@ impl Pipeline {
                     let received = now.unix_timestamp_nanos() as u64;
                     let time =
                         [record.time_unix_nano, record.observed_time_unix_nano, received].into_iter().find(|t| *t > 0).unwrap_or(received);
+                    if let Some(reason) = self.expired(nanos(time), now) {
+                        rejected.push(Rejected { span_name: record.event_name.clone(), reason });
+                        continue;
+                    }
                     if event_name == SIGNAL_EVENT {
                         let mut sig = wire::from_attributes(log_signals.len(), &attrs.0, &trace_id, &span_id);
                         if let Ok(s) = &mut sig {
@@ -215,7 +243,9 @@ impl Pipeline {
         }
         let accepted = batch.logs.len() as u64;
         self.metrics.log_records_received.fetch_add(accepted + rejected.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        self.metrics.reject("logs", "invalid_id", rejected.len() as u64);
+        let expired = rejected.iter().filter(|r| r.reason.starts_with("older than")).count() as u64;
+        self.metrics.reject("logs", "invalid_id", rejected.len() as u64 - expired);
+        self.metrics.reject("logs", "expired", expired);
         self.store(batch).await?;
         self.metrics.log_records_accepted.fetch_add(accepted, std::sync::atomic::Ordering::Relaxed);
         self.store_signals(project, log_signals, SOURCE_OTLP_LOG).await?;

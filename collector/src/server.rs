@@ -72,7 +72,8 @@ pub async fn run_with(
         Writer::discarding()
     };
     let pipeline =
-        Pipeline::new(writer, metrics, signals, prices, redactor, cfg.feature_attribute.clone(), Duration::from_secs(cfg.join_window_secs));
+        Pipeline::new(writer, metrics, signals, prices, redactor, cfg.feature_attribute.clone(), Duration::from_secs(cfg.join_window_secs))
+            .with_retention(cfg.spans_retention_days);
     let background = background_jobs(store.clone(), &cfg);
     let receiver = Arc::new(Receiver {
         pipeline,

@@ -179,6 +179,7 @@ impl Collector {
         use std::io::BufRead;
         let path = dir.join("flywheel.toml");
         let retention = "[retention]\nspans = 20000\nllm_calls = 20000\nsignals = 20000\nfailures = 20000\n";
+        let retention = if config.contains("[retention]") { "" } else { retention };
         std::fs::write(&path, format!("{retention}{config}")).unwrap();
         let env =
             [("FLYWHEEL_CONFIG", path.to_str().unwrap().to_string()), ("FLYWHEEL_WAL_DIR", dir.join("wal").to_str().unwrap().to_string())];
