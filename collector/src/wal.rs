@@ -170,7 +170,11 @@ fn read_records(path: &Path, offset: u64, limit_rows: usize, out: &mut Vec<Recor
 impl Wal {
     /// Opens (or creates) the log in `cfg.dir`, cuts a torn tail, and starts the fsync and drain
     /// tasks. Whatever is past the checkpoint is replayed to ClickHouse by the drain task.
-    pub fn open(cfg: WalConfig, store: Store, metrics: Arc<Metrics>) -> Result<(Wal, tokio::task::JoinHandle<()>), WalError> {
+    pub fn open(mut cfg: WalConfig, store: Store, metrics: Arc<Metrics>) -> Result<(Wal, tokio::task::JoinHandle<()>), WalError> {
+        // Stored data leaves the log only with its segment, and the active segment is never
+        // deleted: segments must be small beside the bound, or a log of stored data could fill
+        // it and refuse everything.
+        cfg.segment_bytes = cfg.segment_bytes.min((cfg.max_bytes / 4).max(64 << 10));
         std::fs::create_dir_all(&cfg.dir).map_err(io(&cfg.dir))?;
         let lock_path = cfg.dir.join("lock");
         let lock = File::create(&lock_path).map_err(io(&lock_path))?;
@@ -444,7 +448,6 @@ fn remove_stored_segments(shared: &Shared, stored: u64) {
             }
         }
     }
-    // The active segment empties too once fully stored and large: let the next group rotate.
 }
 
 #[cfg(test)]
