@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 
-use super::{Receiver, RpcStatus, signals};
+use super::{Receiver, RpcStatus, header, signals};
 use crate::auth::{AuthError, key_from_headers};
 use crate::otlp::{self, DecodeError, Encoding};
 use crate::writer::WriteError;
@@ -110,24 +110,13 @@ fn decode_reply(e: DecodeError, encoding: Encoding) -> Reply {
 }
 
 fn auth_reply(e: AuthError, encoding: Encoding) -> Reply {
-    let (status, retry_after) = match e {
-        AuthError::Missing | AuthError::Unknown | AuthError::Token(_) => (StatusCode::UNAUTHORIZED, None),
-        AuthError::Revoked => (StatusCode::FORBIDDEN, None),
-        AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
-    };
+    let (status, retry_after) = super::auth_status(&e);
     Reply { status, message: e.to_string(), encoding, retry_after }
 }
 
 fn write_reply(e: WriteError, encoding: Encoding) -> Reply {
-    let (status, retry_after) = match e {
-        WriteError::Busy => (StatusCode::TOO_MANY_REQUESTS, 1),
-        WriteError::Storage(_) | WriteError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, 5),
-    };
+    let (status, retry_after) = super::write_status(&e);
     Reply { status, message: e.to_string(), encoding, retry_after: Some(retry_after) }
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Checks content type, authenticates, reads and decodes the body: everything both endpoints do

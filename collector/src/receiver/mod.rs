@@ -22,6 +22,32 @@ pub struct Receiver {
     pub store: flywheel_schemas::Store,
 }
 
+/// The HTTP status (and `Retry-After` seconds) of an authentication failure, for every HTTP
+/// endpoint.
+pub(crate) fn auth_status(e: &crate::auth::AuthError) -> (axum::http::StatusCode, Option<u64>) {
+    use crate::auth::AuthError;
+    use axum::http::StatusCode;
+    match e {
+        AuthError::Missing | AuthError::Unknown | AuthError::Token(_) => (StatusCode::UNAUTHORIZED, None),
+        AuthError::Revoked => (StatusCode::FORBIDDEN, None),
+        AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
+    }
+}
+
+/// The HTTP status and `Retry-After` seconds of a storage refusal: 429 at capacity, 503 when
+/// storage is away. Both tell the client to retry.
+pub(crate) fn write_status(e: &crate::writer::WriteError) -> (axum::http::StatusCode, u64) {
+    use crate::writer::WriteError;
+    match e {
+        WriteError::Busy => (axum::http::StatusCode::TOO_MANY_REQUESTS, 1),
+        WriteError::Storage(_) | WriteError::Stopped => (axum::http::StatusCode::SERVICE_UNAVAILABLE, 5),
+    }
+}
+
+pub(crate) fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 /// Why a request body could not be read.
 #[derive(Debug)]
 pub enum BodyError {

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::Receiver;
+use super::{Receiver, header as request_header};
 use crate::auth::{AuthError, key_from_headers};
 use crate::signals::token::{self, Claims};
 use crate::signals::{SOURCE_API, wire};
@@ -30,34 +30,27 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn auth_error(e: AuthError) -> Response {
-    let status = match e {
-        AuthError::Missing | AuthError::Unknown | AuthError::Token(_) => StatusCode::UNAUTHORIZED,
-        AuthError::Revoked => StatusCode::FORBIDDEN,
-        AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    error(status, e.to_string())
+    let (status, retry_after) = super::auth_status(&e);
+    let mut r = error(status, e.to_string());
+    if let Some(secs) = retry_after {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
 }
 
 fn write_error(e: WriteError) -> Response {
-    let (status, retry) = match e {
-        WriteError::Busy => (StatusCode::TOO_MANY_REQUESTS, 1u64),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, 5),
-    };
+    let (status, retry) = super::write_status(&e);
     let mut r = error(status, e.to_string());
     r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry));
     r
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// A feedback token, if the request carries one instead of a key.
 fn feedback_token(headers: &HeaderMap) -> Option<String> {
-    if let Some(t) = header(headers, "x-flywheel-token") {
+    if let Some(t) = request_header(headers, "x-flywheel-token") {
         return Some(t.trim().to_string());
     }
-    key_from_headers(header(headers, "authorization"), None).filter(|k| k.starts_with(token::PREFIX))
+    key_from_headers(request_header(headers, "authorization"), None).filter(|k| k.starts_with(token::PREFIX))
 }
 
 async fn body_bytes(body: Body, limit: usize) -> Result<axum::body::Bytes, Response> {
@@ -82,7 +75,11 @@ pub async fn submit(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bo
             }
         },
         None => {
-            match r.auth.project(key_from_headers(header(&headers, "authorization"), header(&headers, "x-flywheel-key")).as_deref()).await {
+            match r
+                .auth
+                .project(key_from_headers(request_header(&headers, "authorization"), request_header(&headers, "x-flywheel-key")).as_deref())
+                .await
+            {
                 Ok(p) => (p, None),
                 Err(e) => {
                     metrics.reject("signals", "auth", 1);
@@ -91,7 +88,7 @@ pub async fn submit(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bo
             }
         }
     };
-    if let Some(ct) = header(&headers, "content-type")
+    if let Some(ct) = request_header(&headers, "content-type")
         && !ct.to_ascii_lowercase().starts_with("application/json")
     {
         metrics.reject("signals", "content_type", 1);
@@ -144,7 +141,11 @@ pub async fn submit(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bo
 }
 
 pub async fn mint_token(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
-    let key = match r.auth.key(key_from_headers(header(&headers, "authorization"), header(&headers, "x-flywheel-key")).as_deref()).await {
+    let key = match r
+        .auth
+        .key(key_from_headers(request_header(&headers, "authorization"), request_header(&headers, "x-flywheel-key")).as_deref())
+        .await
+    {
         Ok(k) => k,
         Err(e) => return auth_error(e),
     };
