@@ -470,6 +470,39 @@ async fn a_batch_of_each_table_round_trips_exactly() {
     .await;
     round_trip(
         &store,
+        "embeddings",
+        "text_hash",
+        vec![EmbeddingRow {
+            project_id: "p1".into(),
+            model: "all-MiniLM-L6-v2".into(),
+            text_hash: "ab".repeat(32),
+            vector: vec![0.5, -0.125, f32::MIN_POSITIVE],
+            created_at: at,
+        }],
+    )
+    .await;
+    round_trip(
+        &store,
+        "analysis_runs",
+        "run_id",
+        vec![AnalysisRunRow {
+            project_id: "p1".into(),
+            run_id: "run-1".into(),
+            started_at: at,
+            finished_at: at + time::Duration::seconds(3),
+            window_start: at - time::Duration::days(7),
+            window_end: at,
+            calls: 1000,
+            failures: 150,
+            clustered: 120,
+            patterns: 7,
+            representation: "all-MiniLM-L6-v2".into(),
+            details: "{}".into(),
+        }],
+    )
+    .await;
+    round_trip(
+        &store,
         "api_keys",
         "key_id",
         vec![
@@ -564,4 +597,47 @@ async fn query_errors_are_clear_rust_errors() {
     let err = flywheel_schemas::Store::new("http://127.0.0.1:9", &cfg).ping().await.unwrap_err();
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
     assert!(err.to_string().contains("flywheel clickhouse start"), "{err}");
+}
+
+#[tokio::test]
+async fn triage_decisions_override_the_analyzers_status_and_the_latest_wins() {
+    use flywheel_schemas::queries;
+    let db = TestDb::new("triage");
+    let store = db.migrated().await;
+    let at = ts(1);
+    let pattern = |id: &str, users: u64| PatternRow {
+        project_id: "p1".into(),
+        pattern_id: id.into(),
+        label: format!("label {id}"),
+        description: String::new(),
+        terms: vec![],
+        facets: BTreeMap::new(),
+        status: "new".into(),
+        trend: "new".into(),
+        size: 10,
+        previous_size: 0,
+        calls: 10,
+        traces: 10,
+        sessions: 5,
+        users,
+        severity: 1.0,
+        cost_usd: 0.0,
+        mean_latency_ms: 0.0,
+        signal_mix: BTreeMap::new(),
+        centroid: vec![],
+        first_seen: at,
+        last_seen: at,
+        run_id: "run-1".into(),
+        updated_at: at,
+    };
+    store.insert("patterns", &[pattern("pat-a", 2), pattern("pat-b", 9)]).await.unwrap();
+    queries::set_triage(&store, "p1", "pat-a", "acknowledged", "", "test").await.unwrap();
+    queries::set_triage(&store, "p1", "pat-a", "fixed", "deployed v2", "test").await.unwrap();
+    let err = queries::set_triage(&store, "p1", "pat-a", "done", "", "test").await.unwrap_err();
+    assert!(err.to_string().contains("acknowledged, fixed, wont_fix"), "{err}");
+
+    let current = queries::current_patterns(&store, "p1").await.unwrap();
+    let ids: Vec<(&str, &str)> = current.iter().map(|p| (p.pattern_id.as_str(), p.status.as_str())).collect();
+    assert_eq!(ids, vec![("pat-b", "new"), ("pat-a", "fixed")], "most users first, triage applied");
+    assert!(queries::current_patterns(&store, "other").await.unwrap().is_empty());
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
-use crate::rows::SignalRow;
+use crate::rows::{PatternMemberRow, PatternRow, PatternTriageRow, SignalRow, TRIAGE_STATES};
 use crate::store::Store;
 
 fn nanos(t: OffsetDateTime) -> i64 {
@@ -136,4 +136,61 @@ pub async fn signal_rates(
         }
     }
     Ok(out)
+}
+
+/// The current state of every pattern of a project, with the latest triage decision applied
+/// (`status`), most impactful first. Resolved patterns are included: a trend of `resolved`
+/// means the last run found no member.
+pub async fn current_patterns(store: &Store, project: &str) -> Result<Vec<PatternRow>, StoreError> {
+    let mut patterns: Vec<PatternRow> = store
+        .query("SELECT ?fields FROM patterns FINAL WHERE project_id = ? ORDER BY users * severity DESC, size DESC, pattern_id")
+        .bind(project)
+        .fetch_all()
+        .await?;
+    let triage = triage_states(store, project).await?;
+    for p in &mut patterns {
+        if let Some(t) = triage.get(&p.pattern_id) {
+            p.status = t.status.clone();
+        }
+    }
+    Ok(patterns)
+}
+
+/// The latest triage decision per pattern id.
+pub async fn triage_states(store: &Store, project: &str) -> Result<BTreeMap<String, PatternTriageRow>, StoreError> {
+    let rows: Vec<PatternTriageRow> =
+        store.query("SELECT ?fields FROM pattern_triage FINAL WHERE project_id = ?").bind(project).fetch_all().await?;
+    Ok(rows.into_iter().map(|r| (r.pattern_id.clone(), r)).collect())
+}
+
+/// Records a triage decision; `status` must be one of [`TRIAGE_STATES`].
+pub async fn set_triage(store: &Store, project: &str, pattern_id: &str, status: &str, note: &str, by: &str) -> Result<(), StoreError> {
+    if !TRIAGE_STATES.contains(&status) {
+        return Err(StoreError::Config(format!("unknown triage state `{status}`: use one of {}", TRIAGE_STATES.join(", "))));
+    }
+    let row = PatternTriageRow {
+        project_id: project.into(),
+        pattern_id: pattern_id.into(),
+        status: status.into(),
+        note: note.into(),
+        updated_by: by.into(),
+        updated_at: OffsetDateTime::now_utc(),
+    };
+    store.insert("pattern_triage", &[row]).await
+}
+
+/// The members of a pattern found by its latest run, nearest to its centre first.
+pub async fn pattern_members(store: &Store, project: &str, pattern_id: &str) -> Result<Vec<PatternMemberRow>, StoreError> {
+    store
+        .query(
+            "SELECT ?fields FROM pattern_members FINAL WHERE project_id = ? AND pattern_id = ? \
+             AND run_id = (SELECT argMax(run_id, updated_at) FROM patterns WHERE project_id = ? AND pattern_id = ?) \
+             ORDER BY distance, trace_id, span_id",
+        )
+        .bind(project)
+        .bind(pattern_id)
+        .bind(project)
+        .bind(pattern_id)
+        .fetch_all()
+        .await
 }

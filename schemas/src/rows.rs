@@ -283,6 +283,69 @@ pub struct LogRecordRow {
     pub ingested_at: OffsetDateTime,
 }
 
+/// A cached sentence embedding of one text (`text_hash` = hex SHA-256 of the text).
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct EmbeddingRow {
+    pub project_id: String,
+    pub model: String,
+    pub text_hash: String,
+    pub vector: Vec<f32>,
+    #[serde(with = "ts::nanos")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A triage decision on a pattern; the latest row per pattern wins.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct PatternTriageRow {
+    pub project_id: String,
+    pub pattern_id: String,
+    /// One of [`TRIAGE_STATES`].
+    pub status: String,
+    pub note: String,
+    pub updated_by: String,
+    #[serde(with = "ts::nanos")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// Triage states of a pattern, in the order a team moves through them.
+pub const TRIAGE_STATES: &[&str] = &["new", "acknowledged", "fixed", "wont_fix"];
+
+/// One analyzer run.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct AnalysisRunRow {
+    pub project_id: String,
+    pub run_id: String,
+    #[serde(with = "ts::nanos")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "ts::nanos")]
+    pub finished_at: OffsetDateTime,
+    #[serde(with = "ts::nanos")]
+    pub window_start: OffsetDateTime,
+    #[serde(with = "ts::nanos")]
+    pub window_end: OffsetDateTime,
+    pub calls: u64,
+    pub failures: u64,
+    pub clustered: u64,
+    pub patterns: u64,
+    /// How failures were represented: the embedding model's name, or `lexical` (TF-IDF/LSA).
+    pub representation: String,
+    /// JSON: timings, rule counts, parameters.
+    pub details: String,
+}
+
 /// The tables every row type above belongs to, for code that walks all of them.
-pub const TABLES: &[&str] =
-    &["spans", "llm_calls", "contents", "signals", "failures", "patterns", "pattern_members", "eval_exports", "api_keys", "log_records"];
+pub const TABLES: &[&str] = &[
+    "spans",
+    "llm_calls",
+    "contents",
+    "signals",
+    "failures",
+    "patterns",
+    "pattern_members",
+    "eval_exports",
+    "api_keys",
+    "log_records",
+    "embeddings",
+    "pattern_triage",
+    "analysis_runs",
+];
