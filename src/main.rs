@@ -15,6 +15,8 @@ use flywheel_schemas::engine::{self, StartOptions};
 use flywheel_schemas::migrate::{self, MigrateOptions};
 use flywheel_schemas::{bench, store};
 
+mod analyze;
+mod demo;
 mod telemetry;
 
 #[derive(Parser)]
@@ -284,12 +286,27 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Keys(cmd) => keys(cmd).await,
         Command::Serve { http, grpc, no_auth, project } => serve(http, grpc, no_auth.then_some(project)).await,
         Command::Simulate(args) => simulate(args).await,
-        Command::Analyze { .. } => not_built("analyze", "#6 (analyzer)"),
-        Command::Patterns { .. } => not_built("patterns", "#6 (analyzer)"),
+        Command::Analyze { project, since } => {
+            let cfg = StorageConfig::load()?;
+            let store = store::open(&cfg).await?;
+            // Derived signals (regenerations, retries, abandonment) over the whole window first:
+            // the collector derives them only over its recent traffic.
+            let (start, _) = analyze::window(&since)?;
+            let lookback = (time::OffsetDateTime::now_utc() - start).whole_seconds().max(0) as u64;
+            let derive = flywheel_collector::signals::derive::DeriveConfig { lookback_secs: lookback, ..Default::default() };
+            let derived = flywheel_collector::signals::derive::run(&store, &derive).await?;
+            tracing::info!(derived = derived.len(), "derived signals");
+            analyze::analyze(&store, project, &since, analyzer_rules(&cfg)?, None).await
+        }
+        Command::Patterns { project, json, members } => {
+            let cfg = StorageConfig::load()?;
+            let store = store::open(&cfg).await?;
+            analyze::patterns(&store, project, json, members).await
+        }
         Command::Export(ExportCmd::Evals { .. }) => not_built("export evals", "#7 (eval export)"),
         Command::Report { .. } => not_built("report", "#7 (weekly report)"),
         Command::Tui { .. } => not_built("tui", "#8 (TUI)"),
-        Command::Demo { .. } => not_built("demo", "#9 (demo); meanwhile `flywheel clickhouse start && flywheel migrate`"),
+        Command::Demo { no_tui } => demo::run(demo::Demo { no_tui, interactions: 1500 }).await,
         Command::Bench(BenchCmd::Ingest { requests, spans, concurrency }) => {
             let cfg = StorageConfig::load()?;
             let store = store::open(&cfg).await?;
@@ -382,6 +399,14 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// The detection rules: `[analyzer] rules = "file.toml"` in FLYWHEEL_CONFIG, else the defaults.
+fn analyzer_rules(_cfg: &StorageConfig) -> Result<flywheel_analyzer::rules::Rules> {
+    match std::env::var_os("FLYWHEEL_RULES").filter(|v| !v.is_empty()) {
+        Some(path) => Ok(flywheel_analyzer::rules::Rules::load(std::path::Path::new(&path))?),
+        None => Ok(flywheel_analyzer::rules::Rules::defaults()),
     }
 }
 

@@ -1,8 +1,23 @@
 //! flywheel's analyzer: from failing interactions to failure patterns and eval cases.
 //!
-//! Contract (DESIGN.md, Analyzer): detect failures with rules kept as data, build features,
-//! embed locally, cluster deterministically, label and track patterns across runs, then export
-//! eval cases and the weekly report. No LLM call is needed and the same data gives the same
-//! patterns.
-//!
-//! Status: lands with issues #6 and #7.
+//! Contract (DESIGN.md, Analyzer): detect failures with rules kept as data ([`rules`],
+//! [`detect`]), describe each by its texts and facets ([`features`]), represent the texts
+//! locally ([`represent`]), cluster deterministically ([`cluster`]), name ([`label`]) and
+//! track ([`track`]) patterns across runs with their [`impact`], all orchestrated by [`run`].
+//! No LLM call and no network are needed, and the same data gives the same patterns.
+
+pub mod cluster;
+pub mod detect;
+pub mod error;
+pub mod features;
+pub mod impact;
+pub mod label;
+pub mod language;
+pub mod represent;
+pub mod rules;
+pub mod run;
+pub mod score;
+pub mod text;
+pub mod track;
+
+pub use error::AnalyzerError;

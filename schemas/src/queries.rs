@@ -194,3 +194,25 @@ pub async fn pattern_members(store: &Store, project: &str, pattern_id: &str) -> 
         .fetch_all()
         .await
 }
+
+/// Projects with LLM calls, most calls first.
+pub async fn projects(store: &Store) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<Count> =
+        store.query("SELECT project_id AS key, count() AS n FROM llm_calls GROUP BY project_id ORDER BY n DESC, key").fetch_all().await?;
+    Ok(rows.into_iter().map(|r| r.key).collect())
+}
+
+/// The project to work on: the one named, else the only one with calls.
+pub async fn resolve_project(store: &Store, named: Option<&str>) -> Result<String, StoreError> {
+    if let Some(p) = named {
+        return Ok(p.to_string());
+    }
+    let all = projects(store).await?;
+    match all.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(StoreError::Config(
+            "no project has LLM calls yet: send traces first (see `flywheel demo`), or name one with --project".into(),
+        )),
+        many => Err(StoreError::Config(format!("several projects have LLM calls ({}): choose one with --project", many.join(", ")))),
+    }
+}

@@ -1,0 +1,128 @@
+//! `flywheel analyze` and `flywheel patterns`: argument handling, the progress bar and the
+//! tables; the work is in flywheel-analyzer.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use flywheel_analyzer::rules::Rules;
+use flywheel_analyzer::run::{self, Options, Progress};
+use flywheel_schemas::Store;
+use flywheel_schemas::queries;
+use indicatif::{ProgressBar, ProgressStyle};
+use time::OffsetDateTime;
+
+/// An indicatif bar per stage, on stderr (stdout keeps the summary for scripts).
+struct Bar {
+    bar: ProgressBar,
+}
+
+impl Bar {
+    fn new() -> Bar {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg:32} [{bar:30}] {pos}/{len} {elapsed}").expect("template").progress_chars("=> "),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Bar { bar }
+    }
+}
+
+impl Progress for Bar {
+    fn stage(&self, name: &str, total: u64) {
+        self.bar.set_message(name.to_string());
+        self.bar.set_length(total);
+        self.bar.set_position(0);
+    }
+    fn advance(&self, done: u64) {
+        self.bar.set_position(done);
+    }
+}
+
+pub fn window(since: &str) -> Result<(OffsetDateTime, OffsetDateTime)> {
+    let span = flywheel_simulator::parse_duration(since).with_context(|| format!("--since {since}: use e.g. 30m, 24h or 7d"))?;
+    let until = OffsetDateTime::now_utc();
+    Ok((until - span, until))
+}
+
+pub async fn analyze(
+    store: &Store,
+    project: Option<String>,
+    since: &str,
+    rules: Rules,
+    encoder: Option<&dyn run::TextEncoder>,
+) -> Result<ExitCode> {
+    let project = queries::resolve_project(store, project.as_deref()).await?;
+    let (since_t, until) = window(since)?;
+    let bar = Bar::new();
+    let opts = Options { project: project.clone(), since: since_t, until, rules, encoder, min_pattern_size: None };
+    let outcome = run::analyze(store, &opts, &bar).await;
+    bar.bar.finish_and_clear();
+    let outcome = outcome?;
+    let r = &outcome.run;
+    println!(
+        "project {project}: {} calls, {} failing interactions, {} in {} patterns, {} unclustered (text: {})",
+        r.calls,
+        r.failures,
+        r.clustered,
+        r.patterns,
+        r.failures - r.clustered,
+        r.representation
+    );
+    print!("{}", table(&outcome.patterns));
+    let total: f64 = outcome.timings.iter().map(|(_, s)| s).sum();
+    println!("run {} in {total:.1}s", r.run_id);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table(patterns: &[flywheel_schemas::rows::PatternRow]) -> String {
+    let mut out = format!("{:<16} {:>5} {:>5} {:<9} {:<12} {}\n", "PATTERN", "SIZE", "USERS", "TREND", "STATUS", "LABEL");
+    for p in patterns {
+        out.push_str(&format!("{:<16} {:>5} {:>5} {:<9} {:<12} {}\n", p.pattern_id, p.size, p.users, p.trend, p.status, p.label));
+    }
+    out
+}
+
+pub async fn patterns(store: &Store, project: Option<String>, json: bool, members: bool) -> Result<ExitCode> {
+    let project = queries::resolve_project(store, project.as_deref()).await?;
+    let patterns = queries::current_patterns(store, &project).await?;
+    if !json {
+        if patterns.is_empty() {
+            println!("no patterns yet in project {project}: run `flywheel analyze`");
+        }
+        print!("{}", table(&patterns));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &patterns {
+        let mut obj = serde_json::json!({
+            "id": p.pattern_id,
+            "label": p.label,
+            "description": p.description,
+            "size": p.size,
+            "previous_size": p.previous_size,
+            "trend": p.trend,
+            "status": p.status,
+            "terms": p.terms,
+            "facets": p.facets,
+            "calls": p.calls,
+            "traces": p.traces,
+            "sessions": p.sessions,
+            "users": p.users,
+            "severity": p.severity,
+            "cost_usd": p.cost_usd,
+            "mean_latency_ms": p.mean_latency_ms,
+            "signal_mix": p.signal_mix,
+            "first_seen": p.first_seen.format(&time::format_description::well_known::Rfc3339)?,
+            "last_seen": p.last_seen.format(&time::format_description::well_known::Rfc3339)?,
+            "run_id": p.run_id,
+        });
+        if members {
+            let m = queries::pattern_members(store, &project, &p.pattern_id).await?;
+            let traces: Vec<&str> = m.iter().map(|m| m.trace_id.as_str()).collect();
+            let spans: Vec<&str> = m.iter().map(|m| m.span_id.as_str()).collect();
+            obj["members"] = serde_json::json!(traces);
+            obj["member_spans"] = serde_json::json!(spans);
+        }
+        println!("{obj}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
