@@ -6,3 +6,5 @@
 //! patterns.
 //!
 //! Status: lands with issues #6 and #7.
+
+pub mod embed;
