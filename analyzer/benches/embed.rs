@@ -40,6 +40,12 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("batch_{batch}"), |b| b.iter(|| black_box(embedder.embed(chunks.next().unwrap()).unwrap())));
     }
     group.finish();
+
+    // What a CLI run pays once before its first embedding.
+    let mut group = c.benchmark_group("load");
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group.bench_function("model", |b| b.iter(|| black_box(Embedder::load(&dir).unwrap())));
+    group.finish();
 }
 
 criterion_group!(benches, bench);

@@ -137,8 +137,7 @@ impl Embedder {
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| corrupt("tokenizer.json", e.to_string()))?;
         // As sentence-transformers does: pad each batch to its longest text (the file's fixed
         // 128 would waste work on short texts) and truncate at 256 tokens (the file's 128 would
-        // change the vectors of longer texts).
-        // The file's pad token and id stay (BERT's `[PAD]` = 0 if it had none).
+        // change the vectors of longer texts). The file's pad token and id stay.
         let padding = tokenizer.get_padding().cloned().unwrap_or_default();
         tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..padding }));
         tokenizer
