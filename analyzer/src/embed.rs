@@ -116,7 +116,7 @@ impl Embedder {
         MODEL_FILES.iter().all(|f| dir.join(f).is_file()).then_some(dir)
     }
 
-    /// Loads the model in `dir` (~0.3 s, ~190 MB). Checks what it can up front so that a broken
+    /// Loads the model in `dir` (~0.15 s, ~190 MB). Checks what it can up front so that a broken
     /// install fails here, naming the file, rather than in the middle of a run.
     pub fn load(dir: &Path) -> Result<Embedder, EmbedError> {
         let started = Instant::now();
