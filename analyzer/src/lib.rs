@@ -2,12 +2,13 @@
 //!
 //! Contract (DESIGN.md, Analyzer): detect failures with rules kept as data ([`rules`],
 //! [`detect`]), describe each by its texts and facets ([`features`]), represent the texts
-//! locally ([`represent`]), cluster deterministically ([`cluster`]), name ([`label`]) and
+//! locally ([`embed`], [`represent`]), cluster deterministically ([`cluster`]), name ([`label`]) and
 //! track ([`track`]) patterns across runs with their [`impact`], all orchestrated by [`run`].
 //! No LLM call and no network are needed, and the same data gives the same patterns.
 
 pub mod cluster;
 pub mod detect;
+pub mod embed;
 pub mod error;
 pub mod features;
 pub mod impact;
