@@ -6,3 +6,6 @@
 //! patterns.
 //!
 //! Status: lands with issues #6 and #7.
+
+pub mod export;
+pub mod report;
