@@ -3,7 +3,9 @@
 # package registries (crates.io, PyPI). Safe to run again: it only does what is missing.
 #
 #   1. a Python virtualenv with chdb-core (the local ClickHouse engine) in $FLYWHEEL_HOME/venv
-#   2. a release build of flywheel, installed as ~/.cargo/bin/flywheel
+#   2. the tools the eval-export and report tests drive: promptfoo (npm, pinned) in
+#      $FLYWHEEL_HOME/node, and Debian's chromium (headless) when /usr/bin/chromium is missing
+#   3. a release build of flywheel, installed as ~/.cargo/bin/flywheel
 #
 # FLYWHEEL_HOME defaults to ~/.local/share/flywheel; CARGO_TARGET_DIR is honoured.
 set -euo pipefail
@@ -40,6 +42,39 @@ else
   "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$requirements"
 fi
 "$venv/bin/python" -c "import chdb; print('chdb-core', chdb.__version__)"
+
+# promptfoo 0.121.x is the last line that supports Node.js 20 (Debian's and NodeSource's
+# current LTS on these machines); 0.122+ needs Node.js >= 22.22. About 1.4 GB and 2 minutes.
+promptfoo_version=0.121.20
+node_dir="$FLYWHEEL_HOME/node"
+step "promptfoo $promptfoo_version (eval export tests) in $node_dir"
+if [ -x "$node_dir/node_modules/.bin/promptfoo" ] &&
+   [ "$(node -p "require('$node_dir/node_modules/promptfoo/package.json').version" 2>/dev/null)" = "$promptfoo_version" ]; then
+  echo "already installed"
+elif ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -q nodejs npm >/dev/null
+  else
+    echo "error: npm is missing; install Node.js 20 or newer (sudo apt-get install nodejs npm), then run ./setup.sh again" >&2
+    exit 1
+  fi
+fi
+if [ ! -x "$node_dir/node_modules/.bin/promptfoo" ] ||
+   [ "$(node -p "require('$node_dir/node_modules/promptfoo/package.json').version" 2>/dev/null)" != "$promptfoo_version" ]; then
+  mkdir -p "$node_dir"
+  [ -f "$node_dir/package.json" ] || echo '{"name": "flywheel-tools", "private": true}' > "$node_dir/package.json"
+  (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error "promptfoo@$promptfoo_version")
+fi
+
+step "chromium (headless rendering of the HTML report in tests)"
+if [ -x /usr/bin/chromium ]; then
+  echo "already installed"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  echo "installed /usr/bin/chromium"
+else
+  echo "note: the report tests need Debian's chromium: sudo apt-get install -y chromium"
+fi
 
 step "release build"
 cargo build --release --locked --bin flywheel

@@ -95,7 +95,7 @@ pub const CSV_COLUMNS: &[&str] = &[
 /// A whole file of `cases`.
 pub fn render(format: EvalFormat, cases: &[EvalCase]) -> Result<String, ExportError> {
     match format {
-        EvalFormat::Jsonl => Ok(cases.iter().map(|c| json_line(&serde_json::to_value(c).expect("a case serialises"))).collect()),
+        EvalFormat::Jsonl => Ok(cases.iter().map(|c| format!("{}\n", serde_json::to_string(c).expect("a case serialises"))).collect()),
         EvalFormat::OpenaiEvals => Ok(cases.iter().map(|c| json_line(&openai_record(c))).collect()),
         EvalFormat::Promptfoo => {
             let header = "# flywheel eval cases as promptfoo tests (flywheel eval case schema v1).\n\
@@ -272,8 +272,15 @@ pub fn assertions(case: &EvalCase) -> Vec<Value> {
     let content_reasons = ["thumbs_down", "regenerate", "edit", "refusal", "low_rating", "rating"];
     if !bad.is_empty() && content_reasons.iter().any(|r| has(r)) {
         // The first sentence of the bad answer, as a guard against the same answer coming back.
-        let first = bad.split_inclusive(['.', '!', '?', '\n']).next().unwrap_or(bad).trim();
-        let guard = excerpt(first, 80).trim_end_matches('…').trim().to_string();
+        // Whole sentences until the guard is specific enough ("Yes!" alone is not).
+        let mut first = String::new();
+        for sentence in bad.split_inclusive(['.', '!', '?', '\n']) {
+            first.push_str(sentence);
+            if first.trim().chars().count() >= 24 {
+                break;
+            }
+        }
+        let guard = excerpt(first.trim(), 80).trim_end_matches('…').trim().to_string();
         if guard.chars().count() >= 12 {
             out.push(json!({"type": "not-icontains", "value": guard}));
         }
@@ -328,7 +335,24 @@ fn promptfoo_items(cases: &[EvalCase]) -> Result<String, ExportError> {
     if cases.is_empty() {
         return Ok(String::new());
     }
-    let tests: Vec<Value> = cases.iter().map(promptfoo_test).collect();
+    // Fields in the order a reader expects (a JSON map would sort them).
+    #[derive(serde::Serialize)]
+    struct Test {
+        description: Value,
+        vars: Value,
+        assert: Value,
+        metadata: Value,
+    }
+    let tests: Vec<Test> = cases
+        .iter()
+        .map(promptfoo_test)
+        .map(|mut t| Test {
+            description: t["description"].take(),
+            vars: t["vars"].take(),
+            assert: t["assert"].take(),
+            metadata: t["metadata"].take(),
+        })
+        .collect();
     serde_yaml_ng::to_string(&tests).map_err(|e| ExportError::Render(format!("promptfoo YAML: {e}")))
 }
 

@@ -38,7 +38,7 @@ fn draw_daily<DB: DrawingBackend>(
     let labels: Vec<String> = days.iter().map(|d| d.date.get(5..).unwrap_or(&d.date).to_string()).collect();
     chart
         .configure_mesh()
-        .light_line_style(GRID)
+        .light_line_style(TRANSPARENT)
         .bold_line_style(GRID)
         .axis_style(MUTED)
         .x_labels(n.min(14))
@@ -96,7 +96,7 @@ fn draw_bars<DB: DrawingBackend>(
 
 /// Lets the browser scale the chart to the page width.
 fn responsive(svg: String) -> String {
-    svg.replacen("<svg ", "<svg style=\"max-width:100%;height:auto\" role=\"img\" ", 1)
+    svg.replacen("<svg ", "<svg style=\"width:100%;height:auto\" role=\"img\" ", 1)
 }
 
 #[cfg(test)]

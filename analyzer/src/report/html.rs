@@ -46,7 +46,7 @@ code, .id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospac
 .chart { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 8px; margin: 12px 0; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 16px 18px; margin: 14px 0; }
 .meta { color: var(--muted); font-size: 13px; }
-.tag { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px; font-weight: 600; background: #e2e8f0; }
+.tag { display: inline-block; white-space: nowrap; padding: 1px 8px; border-radius: 999px; font-size: 12px; font-weight: 600; background: #e2e8f0; }
 .tag.systemic { background: #fee2e2; color: #991b1b; } .tag.one-off { background: #dcfce7; color: #166534; } .tag.watch { background: #fef9c3; color: #854d0e; }
 .tag.new, .tag.growing { background: #fee2e2; color: #991b1b; } .tag.shrinking, .tag.resolved { background: #dcfce7; color: #166534; }
 .terms code { background: #f1f5f9; padding: 1px 6px; border-radius: 5px; margin-right: 4px; }

@@ -177,9 +177,9 @@ pub fn pct(x: f64) -> String {
     if x > 0.0 && x < 0.001 { "<0.1%".into() } else { format!("{:.1}%", x * 100.0) }
 }
 
-/// `$1.23` (four decimals below a cent).
+/// `$1.23`, with four decimals below a dollar (LLM calls cost fractions of a cent).
 pub fn usd(x: f64) -> String {
-    if x != 0.0 && x.abs() < 0.01 { format!("${x:.4}") } else { format!("${x:.2}") }
+    if x != 0.0 && x.abs() < 1.0 { format!("${x:.4}") } else { format!("${x:.2}") }
 }
 
 /// Relative change of a count or amount: `+12%`, `−5%`, `new`, `=`.
@@ -240,6 +240,7 @@ mod tests {
         assert_eq!(pct(0.1234), "12.3%");
         assert_eq!(usd(1.5), "$1.50");
         assert_eq!(usd(0.0012), "$0.0012");
+        assert_eq!(usd(0.0225), "$0.0225");
         assert_eq!(change(110.0, 100.0), "+10.0%");
         assert_eq!(change(90.0, 100.0), "−10.0%");
         assert_eq!(change(5.0, 0.0), "new");
