@@ -353,7 +353,10 @@ async fn examples(store: &Store, project: &str, pattern_id: &str) -> Result<Vec<
             Example {
                 trace_id: f.trace_id.clone(),
                 span_id: f.span_id.clone(),
-                time: rfc3339(f.call_time),
+                time: {
+                    let t = rfc3339(f.call_time);
+                    format!("{} UTC", t.get(..16).unwrap_or(&t).replace('T', " "))
+                },
                 feature: f.feature.clone(),
                 model: f.model.clone(),
                 reasons: f.reasons.clone(),

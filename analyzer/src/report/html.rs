@@ -133,7 +133,12 @@ pub fn render(r: &Review) -> String {
                 (
                     v.pattern.label.clone(),
                     v.pattern.users as f64,
-                    format!("{} users · {} calls", v.pattern.users, v.pattern.calls.max(v.pattern.size)),
+                    format!(
+                        "{} user{} · {} calls",
+                        v.pattern.users,
+                        if v.pattern.users == 1 { "" } else { "s" },
+                        v.pattern.calls.max(v.pattern.size)
+                    ),
                 )
             })
             .collect();
