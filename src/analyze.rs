@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use flywheel_analyzer::embed::Embedder;
 use flywheel_analyzer::rules::Rules;
 use flywheel_analyzer::run::{self, Options, Progress};
 use flywheel_schemas::Store;
@@ -44,17 +45,24 @@ pub fn window(since: &str) -> Result<(OffsetDateTime, OffsetDateTime)> {
     Ok((until - span, until))
 }
 
-pub async fn analyze(
-    store: &Store,
-    project: Option<String>,
-    since: &str,
-    rules: Rules,
-    encoder: Option<&dyn run::TextEncoder>,
-) -> Result<ExitCode> {
+pub async fn analyze(store: &Store, project: Option<String>, since: &str, rules: Rules, lexical: bool) -> Result<ExitCode> {
     let project = queries::resolve_project(store, project.as_deref()).await?;
     let (since_t, until) = window(since)?;
+    // The local embedding model when installed (./setup.sh), else the lexical representation,
+    // said in the summary line.
+    let embedder = match (lexical, Embedder::locate()) {
+        (false, Some(dir)) => Some(tokio::task::spawn_blocking(move || Embedder::load(&dir)).await??),
+        (false, None) => {
+            eprintln!(
+                "note: no embedding model in {}: clustering texts lexically (run ./setup.sh to install it)",
+                flywheel_analyzer::embed::model_dir().display()
+            );
+            None
+        }
+        (true, _) => None,
+    };
     let bar = Bar::new();
-    let opts = Options { project: project.clone(), since: since_t, until, rules, encoder, min_pattern_size: None };
+    let opts = Options { project: project.clone(), since: since_t, until, rules, embedder: embedder.as_ref(), min_pattern_size: None };
     let outcome = run::analyze(store, &opts, &bar).await;
     bar.bar.finish_and_clear();
     let outcome = outcome?;

@@ -64,6 +64,9 @@ enum Command {
         project: Option<String>,
         #[arg(long, default_value = "7d")]
         since: String,
+        /// Represent texts lexically (TF-IDF) even when the embedding model is installed.
+        #[arg(long)]
+        lexical: bool,
     },
     /// List the current failure patterns.
     Patterns {
@@ -81,14 +84,23 @@ enum Command {
     Export(ExportCmd),
     /// Write the weekly error-analysis review.
     Report {
+        /// The ISO week to review, e.g. 2026-W47 (Monday to Monday, UTC).
         #[arg(long, conflicts_with = "since")]
         week: Option<String>,
+        /// The period to review, ending now (7d, 36h, 2w) [default: 7d].
         #[arg(long)]
         since: Option<String>,
         #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
         format: ReportFormat,
+        /// Output file; `-` for standard output [default: ./reports/flywheel-report-<period>.<md|html>]
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The project [default: the only project with data].
+        #[arg(long)]
+        project: Option<String>,
+        /// Patterns that get a section with examples.
+        #[arg(long, default_value_t = flywheel_analyzer::report::DEFAULT_TOP)]
+        top: usize,
     },
     /// Open the terminal UI.
     Tui {
@@ -195,14 +207,29 @@ enum KeysCmd {
 enum ExportCmd {
     /// Eval cases from one pattern or from every open pattern.
     Evals {
-        #[arg(long, required_unless_present = "all_open")]
+        /// One pattern, by id (`flywheel patterns`).
+        #[arg(long, required_unless_present = "all_open", conflicts_with = "all_open")]
         pattern: Option<String>,
+        /// Every open pattern (triage new or acknowledged, not resolved).
         #[arg(long)]
         all_open: bool,
         #[arg(long, value_enum, default_value_t = EvalFormat::Jsonl)]
         format: EvalFormat,
-        #[arg(long)]
+        /// Representative (diverse) failing calls per pattern.
+        #[arg(long, default_value_t = flywheel_analyzer::export::DEFAULT_MAX_PER_PATTERN)]
+        max_per_pattern: usize,
+        /// Output file [default: ./evals/flywheel-evals.<format>]; replaced when there are new cases.
+        #[arg(long, conflicts_with = "append_to")]
         out: Option<PathBuf>,
+        /// Merge into this eval file, skipping cases it already has (by content hash).
+        #[arg(long)]
+        append_to: Option<PathBuf>,
+        /// Export cases already exported in this format too.
+        #[arg(long)]
+        again: bool,
+        /// The project [default: the only project with data].
+        #[arg(long)]
+        project: Option<String>,
     },
 }
 
@@ -286,7 +313,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Keys(cmd) => keys(cmd).await,
         Command::Serve { http, grpc, no_auth, project } => serve(http, grpc, no_auth.then_some(project)).await,
         Command::Simulate(args) => simulate(args).await,
-        Command::Analyze { project, since } => {
+        Command::Analyze { project, since, lexical } => {
             let cfg = StorageConfig::load()?;
             let store = store::open(&cfg).await?;
             // Derived signals (regenerations, retries, abandonment) over the whole window first:
@@ -296,15 +323,49 @@ async fn run(command: Command) -> Result<ExitCode> {
             let derive = flywheel_collector::signals::derive::DeriveConfig { lookback_secs: lookback, ..Default::default() };
             let derived = flywheel_collector::signals::derive::run(&store, &derive).await?;
             tracing::info!(derived = derived.len(), "derived signals");
-            analyze::analyze(&store, project, &since, analyzer_rules(&cfg)?, None).await
+            analyze::analyze(&store, project, &since, analyzer_rules(&cfg)?, lexical).await
         }
         Command::Patterns { project, json, members } => {
             let cfg = StorageConfig::load()?;
             let store = store::open(&cfg).await?;
             analyze::patterns(&store, project, json, members).await
         }
-        Command::Export(ExportCmd::Evals { .. }) => not_built("export evals", "#7 (eval export)"),
-        Command::Report { .. } => not_built("report", "#7 (weekly report)"),
+        Command::Export(ExportCmd::Evals { pattern, all_open: _, format, max_per_pattern, out, append_to, again, project }) => {
+            use flywheel_analyzer::export::{self, ExportOptions, Selection};
+            let selection = pattern.map(Selection::Pattern).unwrap_or(Selection::AllOpen);
+            let format = match format {
+                EvalFormat::Jsonl => export::EvalFormat::Jsonl,
+                EvalFormat::OpenaiEvals => export::EvalFormat::OpenaiEvals,
+                EvalFormat::Promptfoo => export::EvalFormat::Promptfoo,
+                EvalFormat::Csv => export::EvalFormat::Csv,
+            };
+            let opts = ExportOptions { project, max_per_pattern, out, append_to, again, ..ExportOptions::new(selection, format) };
+            let store = open_migrated().await?;
+            println!("{}", export::export_evals(&store, &opts).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { week, since, format, out, project, top } => {
+            use flywheel_analyzer::report::{self, PeriodSpec, ReportOptions};
+            let period = match week {
+                Some(w) => PeriodSpec::Week(w),
+                None => PeriodSpec::Since(since.unwrap_or_else(|| "7d".into())),
+            };
+            let format = match format {
+                ReportFormat::Md => report::ReportFormat::Markdown,
+                ReportFormat::Html => report::ReportFormat::Html,
+            };
+            let opts = ReportOptions { project, out, top, ..ReportOptions::new(period, format) };
+            let store = open_migrated().await?;
+            let summary = report::write_report(&store, &opts).await?;
+            match summary.path {
+                Some(_) => println!("{summary}"),
+                None => {
+                    print!("{}", summary.document);
+                    eprintln!("{summary}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Tui { .. } => not_built("tui", "#8 (TUI)"),
         Command::Demo { no_tui } => demo::run(demo::Demo { no_tui, interactions: 1500 }).await,
         Command::Bench(BenchCmd::Ingest { requests, spans, concurrency }) => {

@@ -3,17 +3,20 @@
 //! Contract (DESIGN.md, Analyzer): detect failures with rules kept as data ([`rules`],
 //! [`detect`]), describe each by its texts and facets ([`features`]), represent the texts
 //! locally ([`embed`], [`represent`]), cluster deterministically ([`cluster`]), name ([`label`]) and
-//! track ([`track`]) patterns across runs with their [`impact`], all orchestrated by [`run`].
+//! track ([`track`]) patterns across runs with their [`impact`], all orchestrated by [`run`];
+//! then turn patterns into eval cases ([`export`]) and the weekly review ([`report`]).
 //! No LLM call and no network are needed, and the same data gives the same patterns.
 
 pub mod cluster;
 pub mod detect;
 pub mod embed;
 pub mod error;
+pub mod export;
 pub mod features;
 pub mod impact;
 pub mod label;
 pub mod language;
+pub mod report;
 pub mod represent;
 pub mod rules;
 pub mod run;

@@ -9,7 +9,6 @@ use flywheel_schemas::Store;
 use flywheel_schemas::queries;
 use flywheel_schemas::rows::{AnalysisRunRow, FailureRow, PatternMemberRow, PatternRow};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::cluster::{self, Params};
@@ -36,26 +35,13 @@ impl Progress for Silent {
     fn advance(&self, _: u64) {}
 }
 
-pub type Encoding<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Vec<f32>>, AnalyzerError>> + Send + 'a>>;
-
-/// Turns failure texts into vectors; `None` = the lexical representation.
-pub trait TextEncoder: Send + Sync {
-    fn name(&self) -> String;
-    fn encode<'a>(
-        &'a self,
-        store: &'a Store,
-        project: &'a str,
-        texts: &'a [String],
-        progress: &'a dyn Progress,
-    ) -> Encoding<'a>;
-}
-
 pub struct Options<'a> {
     pub project: String,
     pub since: OffsetDateTime,
     pub until: OffsetDateTime,
     pub rules: Rules,
-    pub encoder: Option<&'a dyn TextEncoder>,
+    /// The sentence-embedding model; None = the lexical representation.
+    pub embedder: Option<&'a crate::embed::Embedder>,
     /// Smallest pattern (None: 3, or 1 % of the failures up to 50).
     pub min_pattern_size: Option<usize>,
 }
@@ -70,10 +56,6 @@ pub struct Outcome {
     pub assignment: BTreeMap<(String, String), String>,
     pub failures: usize,
     pub timings: Vec<(&'static str, f64)>,
-}
-
-fn hash(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 fn at(nanos: i64) -> OffsetDateTime {
@@ -109,13 +91,16 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
     // the embedding model for the failures whose text has to speak.
     let lexical = represent::lexical(&texts);
     let text_only: Vec<usize> = groups.iter().find(|(s, _)| s.is_empty()).map(|(_, m)| m.clone()).unwrap_or_default();
-    let (representation, text_vectors) = match opts.encoder {
-        Some(encoder) if !text_only.is_empty() => {
+    let (representation, text_vectors) = match opts.embedder {
+        Some(embedder) if !text_only.is_empty() => {
             progress.stage("embedding failure texts", text_only.len() as u64);
             let subset: Vec<String> = text_only.iter().map(|&i| texts[i].clone()).collect();
-            (encoder.name(), encoder.encode(store, project, &subset, progress).await?)
+            let vectors = crate::embed::embed_cached(store, project, embedder, &subset, &|done, _| progress.advance(done as u64))
+                .await
+                .map_err(|e| AnalyzerError::Embedding(e.to_string()))?;
+            (embedder.model_name().to_string(), vectors)
         }
-        Some(encoder) => (encoder.name(), vec![]),
+        Some(embedder) => (embedder.model_name().to_string(), vec![]),
         None => (LEXICAL.to_string(), text_only.iter().map(|&i| lexical[i].clone()).collect()),
     };
     lap("represent", &mut timings);
@@ -327,7 +312,7 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
             categories: f.categories.clone(),
             severity: f.severity,
             details: json!({
-                "text_hash": hash(text),
+                "text_hash": crate::embed::text_hash(text),
                 "request": v.request,
                 "output": v.output,
                 "error": v.error,

@@ -1,0 +1,369 @@
+//! The numbers of a weekly review, gathered from ClickHouse (aggregation runs there; only the
+//! results and a few example calls travel). Rendering lives in `markdown.rs` and `html.rs`.
+
+use std::collections::BTreeMap;
+
+use clickhouse::Row;
+use flywheel_schemas::queries::{self, Grouping, SignalRates};
+use flywheel_schemas::rows::PatternRow;
+use flywheel_schemas::{Store, StoreError};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::period::Period;
+use crate::export::case::{excerpt, rfc3339};
+use crate::export::{self, Representation};
+
+/// Signal kinds that say something went wrong, shown first in rate tables.
+pub const NEGATIVE_SIGNALS: &[&str] = &["thumbs_down", "regenerate", "edit", "retry", "abandon", "escalate", "feature_disabled"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub project: String,
+    pub period: Period,
+    pub generated_at: OffsetDateTime,
+    pub current: Headline,
+    pub previous: Headline,
+    /// One point per day of the previous and the current period.
+    pub daily: Vec<Day>,
+    /// Current patterns seen in the current or previous period (or resolved), by impact.
+    pub patterns: Vec<PatternView>,
+    /// Signal rates and failure rates per feature, current period.
+    pub features: Vec<FeatureRates>,
+    /// Signal kinds seen in either period, negative ones first.
+    pub signal_kinds: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Headline {
+    pub calls: u64,
+    pub traces: u64,
+    pub users: u64,
+    pub failing_calls: u64,
+    pub cost_usd: f64,
+    /// Kind → share of traces that got it.
+    pub signal_rates: BTreeMap<String, f64>,
+}
+
+impl Headline {
+    pub fn failure_rate(&self) -> f64 {
+        if self.calls == 0 { 0.0 } else { self.failing_calls as f64 / self.calls as f64 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Day {
+    pub date: String,
+    pub current: bool,
+    pub calls: u64,
+    pub failing_calls: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureRates {
+    pub feature: String,
+    pub calls: u64,
+    pub failing_calls: u64,
+    pub rates: SignalRates,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternView {
+    pub pattern: PatternRow,
+    /// Users of the pattern / users with a call in the current period.
+    pub share_of_users: f64,
+    pub spread: Spread,
+    pub decision: Decision,
+    /// 2–3 diverse members (only for the top patterns).
+    pub examples: Vec<Example>,
+}
+
+/// Where a pattern's members are: the basis of the one-off vs systemic call.
+#[derive(Debug, Clone, Default, PartialEq, Row, Deserialize)]
+pub struct Spread {
+    pub pattern_id: String,
+    pub members: u64,
+    pub users: u64,
+    pub sessions: u64,
+    pub days: u64,
+    pub features: Vec<(String, u64)>,
+    pub models: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Few users, one place, one moment: fix the instance.
+    OneOff(String),
+    /// Across users and days (and features): fix at the prompt/model/system level, keep evals.
+    Systemic(String),
+    /// Recurring but narrow: a targeted fix, and watch it.
+    Watch(String),
+}
+
+impl Decision {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decision::OneOff(_) => "one-off",
+            Decision::Systemic(_) => "systemic",
+            Decision::Watch(_) => "watch",
+        }
+    }
+
+    pub fn why(&self) -> &str {
+        match self {
+            Decision::OneOff(w) | Decision::Systemic(w) | Decision::Watch(w) => w,
+        }
+    }
+
+    /// One-off vs systemic from the spread across users, sessions, features and days.
+    pub fn from_spread(s: &Spread) -> Decision {
+        let features = s.features.len();
+        let plural = |n: u64, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        let facts = format!(
+            "{}, {}, {} over {}",
+            plural(s.users, "user"),
+            plural(s.sessions, "session"),
+            plural(features as u64, "feature"),
+            plural(s.days, "day")
+        );
+        if s.users <= 1 || s.sessions <= 1 || (s.days <= 1 && s.users <= 2) {
+            Decision::OneOff(format!("{facts}: fix the instance; an eval case guards against a relapse"))
+        } else if s.users >= 3 && s.days >= 2 && (features >= 2 || s.users >= 5) {
+            Decision::Systemic(format!("{facts}: fix at the prompt, model or tool level and keep its eval cases in CI"))
+        } else {
+            Decision::Watch(format!("{facts}: recurring but narrow; a targeted fix, then watch the trend"))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub trace_id: String,
+    pub span_id: String,
+    pub time: String,
+    pub feature: String,
+    pub model: String,
+    pub reasons: Vec<String>,
+    pub request: String,
+    pub output: String,
+    pub expected: Option<String>,
+}
+
+fn nanos(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp_nanos() as i64
+}
+
+#[derive(Row, Deserialize)]
+struct CallTotals {
+    calls: u64,
+    traces: u64,
+    users: u64,
+    cost: f64,
+}
+
+#[derive(Row, Deserialize)]
+struct Count {
+    key: String,
+    n: u64,
+}
+
+async fn headline(store: &Store, project: &str, p: &Period) -> Result<Headline, StoreError> {
+    let t: CallTotals = store
+        .query(
+            "SELECT count() AS calls, uniqExact(trace_id) AS traces, uniqExactIf(user_id, user_id != '') AS users, \
+             toFloat64(sum(ifNull(cost_usd, 0))) AS cost FROM llm_calls FINAL \
+             WHERE project_id = ? AND start_time >= fromUnixTimestamp64Nano(?) AND start_time < fromUnixTimestamp64Nano(?)",
+        )
+        .bind(project)
+        .bind(nanos(p.start))
+        .bind(nanos(p.end))
+        .fetch_one()
+        .await?;
+    let failing: u64 = store
+        .query(
+            "SELECT count() FROM failures FINAL WHERE project_id = ? AND call_time >= fromUnixTimestamp64Nano(?) AND call_time < fromUnixTimestamp64Nano(?)",
+        )
+        .bind(project)
+        .bind(nanos(p.start))
+        .bind(nanos(p.end))
+        .fetch_one()
+        .await?;
+    let groups = queries::signal_rates(store, project, p.start, p.end, Grouping::Feature).await?;
+    let traces: u64 = groups.iter().map(|g| g.traces).sum();
+    let mut with: BTreeMap<String, u64> = BTreeMap::new();
+    for g in &groups {
+        for (k, n) in &g.with_signal {
+            *with.entry(k.clone()).or_default() += n;
+        }
+    }
+    let signal_rates = with.into_iter().map(|(k, n)| (k, if traces == 0 { 0.0 } else { n as f64 / traces as f64 })).collect();
+    Ok(Headline { calls: t.calls, traces: t.traces, users: t.users, failing_calls: failing, cost_usd: t.cost, signal_rates })
+}
+
+async fn per_day(
+    store: &Store,
+    project: &str,
+    table: &str,
+    time: &str,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Result<Vec<Count>, StoreError> {
+    store
+        .query(&format!(
+            "SELECT toString(toDate({time})) AS key, count() AS n FROM {table} FINAL \
+             WHERE project_id = ? AND {time} >= fromUnixTimestamp64Nano(?) AND {time} < fromUnixTimestamp64Nano(?) GROUP BY key ORDER BY key"
+        ))
+        .bind(project)
+        .bind(nanos(from))
+        .bind(nanos(to))
+        .fetch_all()
+        .await
+}
+
+async fn per_feature(store: &Store, project: &str, table: &str, time: &str, p: &Period) -> Result<BTreeMap<String, u64>, StoreError> {
+    let rows: Vec<Count> = store
+        .query(&format!(
+            "SELECT toString(feature) AS key, count() AS n FROM {table} FINAL \
+             WHERE project_id = ? AND {time} >= fromUnixTimestamp64Nano(?) AND {time} < fromUnixTimestamp64Nano(?) GROUP BY key"
+        ))
+        .bind(project)
+        .bind(nanos(p.start))
+        .bind(nanos(p.end))
+        .fetch_all()
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.key, r.n)).collect())
+}
+
+/// Spread of every pattern's current members (latest run), from their failures rows.
+async fn spreads(store: &Store, project: &str) -> Result<BTreeMap<String, Spread>, StoreError> {
+    let rows: Vec<Spread> = store
+        .query(
+            "SELECT m.pattern_id AS pattern_id, count() AS members, uniqExactIf(f.user_id, f.user_id != '') AS users, \
+             uniqExactIf(f.session_id, f.session_id != '') AS sessions, uniqExact(toDate(f.call_time)) AS days, \
+             arraySort(x -> -x.2, arrayMap(k -> (toString(k), toUInt64(countEqual(groupArray(f.feature), k))), groupUniqArray(f.feature))) AS features, \
+             arraySort(x -> -x.2, arrayMap(k -> (toString(k), toUInt64(countEqual(groupArray(f.model), k))), groupUniqArray(f.model))) AS models \
+             FROM (SELECT pattern_id, trace_id, span_id FROM pattern_members FINAL WHERE project_id = ? \
+                   AND (pattern_id, run_id) IN (SELECT pattern_id, argMax(run_id, updated_at) FROM patterns WHERE project_id = ? GROUP BY pattern_id)) AS m \
+             INNER JOIN (SELECT trace_id, span_id, user_id, session_id, feature, model, call_time FROM failures FINAL WHERE project_id = ?) AS f \
+             ON f.trace_id = m.trace_id AND f.span_id = m.span_id \
+             GROUP BY m.pattern_id",
+        )
+        .bind(project)
+        .bind(project)
+        .bind(project)
+        .fetch_all()
+        .await?;
+    Ok(rows.into_iter().map(|s| (s.pattern_id.clone(), s)).collect())
+}
+
+/// Gathers the review of `period` for `project`; `top` patterns get examples.
+pub async fn gather(store: &Store, project: &str, period: &Period, top: usize) -> Result<Review, StoreError> {
+    let previous = period.previous();
+    let current = headline(store, project, period).await?;
+    let before = headline(store, project, &previous).await?;
+
+    let calls = per_day(store, project, "llm_calls", "start_time", previous.start, period.end).await?;
+    let fails: BTreeMap<String, u64> =
+        per_day(store, project, "failures", "call_time", previous.start, period.end).await?.into_iter().map(|c| (c.key, c.n)).collect();
+    let mut daily = Vec::new();
+    let mut day = previous.start.date();
+    while day.with_time(time::Time::MIDNIGHT).assume_utc() < period.end {
+        let key = day.to_string();
+        let n = calls.iter().find(|c| c.key == key).map(|c| c.n).unwrap_or(0);
+        let current_day = day >= period.start.date();
+        daily.push(Day { date: key.clone(), current: current_day, calls: n, failing_calls: fails.get(&key).copied().unwrap_or(0) });
+        day = day.next_day().expect("dates in range");
+    }
+
+    let spreads = spreads(store, project).await?;
+    let mut patterns = Vec::new();
+    for p in queries::current_patterns(store, project).await? {
+        let recent = p.last_seen >= previous.start || p.trend == "resolved";
+        if !recent || p.size == 0 && p.trend != "resolved" {
+            continue;
+        }
+        let spread = spreads.get(&p.pattern_id).cloned().unwrap_or_else(|| Spread {
+            pattern_id: p.pattern_id.clone(),
+            members: p.size,
+            users: p.users,
+            sessions: p.sessions,
+            days: 1,
+            features: p.facets.get("feature").map(|f| vec![(f.clone(), p.size)]).unwrap_or_default(),
+            models: p.facets.get("model").map(|m| vec![(m.clone(), p.size)]).unwrap_or_default(),
+        });
+        let share_of_users = if current.users == 0 { 0.0 } else { (p.users as f64 / current.users as f64).min(1.0) };
+        let decision = Decision::from_spread(&spread);
+        patterns.push(PatternView { pattern: p, share_of_users, spread, decision, examples: Vec::new() });
+    }
+    // Active patterns by impact first (the order of current_patterns), resolved ones last.
+    patterns.sort_by_key(|v| v.pattern.trend == "resolved");
+    for view in patterns.iter_mut().filter(|v| v.pattern.trend != "resolved").take(top) {
+        view.examples = examples(store, project, &view.pattern.pattern_id).await?;
+    }
+
+    let calls_by_feature = per_feature(store, project, "llm_calls", "start_time", period).await?;
+    let fails_by_feature = per_feature(store, project, "failures", "call_time", period).await?;
+    let features = queries::signal_rates(store, project, period.start, period.end, Grouping::Feature)
+        .await?
+        .into_iter()
+        .map(|rates| FeatureRates {
+            feature: rates.key.clone(),
+            calls: calls_by_feature.get(&rates.key).copied().unwrap_or(0),
+            failing_calls: fails_by_feature.get(&rates.key).copied().unwrap_or(0),
+            rates,
+        })
+        .collect();
+
+    let mut signal_kinds: Vec<String> = current.signal_rates.keys().chain(before.signal_rates.keys()).cloned().collect();
+    signal_kinds.sort_by_key(|k| (NEGATIVE_SIGNALS.iter().position(|n| n == k).unwrap_or(usize::MAX), k.clone()));
+    signal_kinds.dedup();
+
+    Ok(Review {
+        project: project.to_string(),
+        period: period.clone(),
+        generated_at: OffsetDateTime::now_utc(),
+        current,
+        previous: before,
+        daily,
+        patterns,
+        features,
+        signal_kinds,
+    })
+}
+
+/// Three diverse members of a pattern, with redacted excerpts.
+async fn examples(store: &Store, project: &str, pattern_id: &str) -> Result<Vec<Example>, StoreError> {
+    let (calls, picked, how) = export::representative_calls(store, project, pattern_id, 3).await?;
+    tracing::debug!(pattern_id, lexical = (how == Representation::Lexical), "report examples");
+    Ok(picked
+        .into_iter()
+        .map(|i| {
+            let c = &calls[i];
+            let f = &c.failure;
+            let output = c.output_text();
+            let output = if output.trim().is_empty() {
+                c.details()
+                    .get("error")
+                    .and_then(|e| e.as_str())
+                    .map(|e| format!("(no answer; error: {e})"))
+                    .unwrap_or_else(|| "(no answer)".into())
+            } else {
+                output
+            };
+            Example {
+                trace_id: f.trace_id.clone(),
+                span_id: f.span_id.clone(),
+                time: {
+                    let t = rfc3339(f.call_time);
+                    format!("{} UTC", t.get(..16).unwrap_or(&t).replace('T', " "))
+                },
+                feature: f.feature.clone(),
+                model: f.model.clone(),
+                reasons: f.reasons.clone(),
+                request: excerpt(&c.request_text(), 240),
+                output: excerpt(&output, 280),
+                expected: c.edit_text().map(|t| excerpt(&t, 200)),
+            }
+        })
+        .collect())
+}
