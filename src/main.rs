@@ -92,8 +92,15 @@ enum Command {
     Tui {
         #[arg(long)]
         project: Option<String>,
+        /// No colours (also with NO_COLOR set).
         #[arg(long)]
         no_color: bool,
+        /// Time window of the overview and search: 24h, 7d or 30d.
+        #[arg(long, default_value = "7d")]
+        window: String,
+        /// What impact multiplies severity by: users, sessions, calls or cost.
+        #[arg(long, default_value = "users")]
+        impact: String,
     },
     /// Run the whole loop on a simulated application: engine, collector, traffic, analysis, TUI.
     Demo {
@@ -226,8 +233,20 @@ enum BenchCmd {
     },
     /// Analyzer time, memory and quality.
     Analyze,
-    /// TUI query latencies.
-    Tui,
+    /// TUI latencies on generated data: time to the patterns view and between views.
+    Tui {
+        /// Spans to generate (in the engine) in the bench database, if it has fewer.
+        #[arg(long, default_value_t = 10_000_000)]
+        spans: u64,
+        /// LLM calls to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        calls: u64,
+        /// Measurements per step.
+        #[arg(long, default_value_t = 7)]
+        repeat: usize,
+        #[arg(long, default_value = "flywheel_bench_tui")]
+        database: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -288,7 +307,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Patterns { .. } => not_built("patterns", "#6 (analyzer)"),
         Command::Export(ExportCmd::Evals { .. }) => not_built("export evals", "#7 (eval export)"),
         Command::Report { .. } => not_built("report", "#7 (weekly report)"),
-        Command::Tui { .. } => not_built("tui", "#8 (TUI)"),
+        Command::Tui { project, no_color, window, impact } => tui(project, no_color, &window, &impact).await,
         Command::Demo { .. } => not_built("demo", "#9 (demo); meanwhile `flywheel clickhouse start && flywheel migrate`"),
         Command::Bench(BenchCmd::Ingest { requests, spans, concurrency }) => {
             let cfg = StorageConfig::load()?;
@@ -298,7 +317,13 @@ async fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCmd::Analyze) => not_built("bench analyze", "#6 (analyzer)"),
-        Command::Bench(BenchCmd::Tui) => not_built("bench tui", "#8 (TUI)"),
+        Command::Bench(BenchCmd::Tui { spans, calls, repeat, database }) => {
+            let cfg = StorageConfig::load()?;
+            let store = store::open(&cfg).await?;
+            let opts = flywheel_tui::bench::BenchOptions { spans, calls, repeat, database };
+            print!("{}", flywheel_tui::bench::run(&store, &opts).await?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -383,6 +408,27 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
+}
+
+/// Until eval export lands (issue #7), `e` in the TUI says so in its status line.
+struct PendingExporter;
+
+impl flywheel_tui::Exporter for PendingExporter {
+    fn export_pattern(&self, _project: &str, _pattern_id: &str) -> Result<String, String> {
+        Err("eval export lands with issue #7".into())
+    }
+}
+
+async fn tui(project: Option<String>, no_color: bool, window: &str, impact: &str) -> Result<ExitCode> {
+    use flywheel_tui::model::{Impact, Window};
+    let window = Window::parse(window).with_context(|| format!("--window {window}: use 24h, 7d or 30d"))?;
+    let impact = Impact::parse(impact).with_context(|| format!("--impact {impact}: use users, sessions, calls or cost"))?;
+    let store = open_migrated().await?;
+    let defaults = flywheel_tui::TuiOptions::default();
+    let opts = flywheel_tui::TuiOptions { project, window, impact, no_color: no_color || defaults.no_color, ..defaults };
+    // The UI blocks this thread on the terminal; its queries run on this runtime's workers.
+    tokio::task::block_in_place(|| flywheel_tui::run(store, opts, std::sync::Arc::new(PendingExporter)))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn not_built(what: &str, issue: &str) -> Result<ExitCode> {
