@@ -641,7 +641,8 @@ impl App {
                 self.search = Some(r);
             }
             Payload::Triaged { pattern_id, status } => {
-                self.info(format!("pattern {} marked {}", short(&pattern_id), status.replace('_', " ")));
+                let label = self.patterns.iter().flatten().find(|p| p.id() == pattern_id).map(|p| p.row.label.clone());
+                self.info(format!("marked {}: {}", status.replace('_', " "), label.unwrap_or_else(|| pattern_id.clone())));
                 for p in self.patterns.iter_mut().flatten().filter(|p| p.id() == pattern_id) {
                     p.row.status = status.clone();
                 }

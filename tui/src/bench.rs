@@ -195,7 +195,10 @@ async fn generate(db: &Store, opts: &BenchOptions) -> Result<(), StoreError> {
          SELECT 'bench', {trace}, {span1}, concat('sess-', toString(intDiv(number, 5))), concat('user-', toString(intDiv(number, 5) % 20000)), \
          ['support', 'coding', 'search'][number % 3 + 1], ['gpt-4o-mini', 'gpt-4o', 'claude-sonnet'][number % 3 + 1], {start1}, \
          multiIf(number % 20 = 0, ['error_status'], number % 30 = 0, ['finish_reason:length'], ['thumbs_down', 'edit']), \
-         multiIf(number % 20 = 0, ['explicit'], number % 30 = 0, ['explicit'], ['implicit']), 0.5 + (number % 5) / 10, '{{}}', 'bench-run', now64(9) \
+         multiIf(number % 20 = 0, ['explicit'], number % 30 = 0, ['explicit'], ['implicit']), 0.5 + (number % 5) / 10, \
+         toJSONString(map('request', concat({texts}[number % 5 + 1], toString(number)), \
+                          'output', concat('Answer number ', toString(number), ': yes, refunds are possible up to 90 days.'))), \
+         'bench-run', now64(9) \
          FROM numbers({calls}) WHERE {failing}",
         trace = trace_of("number"),
         span1 = span_of("number", "1"),

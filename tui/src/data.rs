@@ -177,7 +177,19 @@ struct Name {
     name: String,
 }
 
+/// Projects that have keys or patterns (small tables); when there are none (a collector run
+/// with `--no-auth` and no analysis yet), those with calls since `since`.
 async fn projects(store: &Store, since: OffsetDateTime) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<Name> = store
+        .query(
+            "SELECT name FROM (SELECT project_id AS name FROM api_keys UNION DISTINCT SELECT project_id AS name FROM patterns) \
+             GROUP BY name ORDER BY name LIMIT 100",
+        )
+        .fetch_all()
+        .await?;
+    if !rows.is_empty() {
+        return Ok(rows.into_iter().map(|r| r.name).collect());
+    }
     let rows: Vec<Name> = store
         .query(
             "SELECT project_id AS name FROM llm_calls WHERE start_time >= fromUnixTimestamp64Nano(?) \
@@ -237,37 +249,28 @@ pub async fn overview(store: &Store, project: Option<String>, window: Window) ->
     };
     let b = window.bucket_secs();
     let bucket_of = |col: &str| format!("toInt64(toUnixTimestamp(toStartOfInterval({col}, INTERVAL {b} SECOND)))");
-    let calls: Vec<CallBucket> = store
-        .query(&format!(
-            "SELECT {} AS bucket, count() AS calls, sum(ifNull(cost_usd, 0)) AS cost FROM llm_calls FINAL \
-             WHERE project_id = ? AND start_time >= fromUnixTimestamp64Nano(?) GROUP BY bucket ORDER BY bucket",
-            bucket_of("start_time")
-        ))
-        .bind(&project)
-        .bind(nanos(since))
-        .fetch_all()
-        .await?;
-    let failures: Vec<Bucket> = store
-        .query(&format!(
-            "SELECT {} AS bucket, count() AS n FROM failures FINAL \
-             WHERE project_id = ? AND call_time >= fromUnixTimestamp64Nano(?) GROUP BY bucket ORDER BY bucket",
-            bucket_of("call_time")
-        ))
-        .bind(&project)
-        .bind(nanos(since))
-        .fetch_all()
-        .await?;
-    let signals: Vec<KindBucket> = store
-        .query(&format!(
-            "SELECT {} AS bucket, kind, count() AS n FROM signals FINAL \
-             WHERE project_id = ? AND timestamp >= fromUnixTimestamp64Nano(?) GROUP BY bucket, kind ORDER BY bucket, kind",
-            bucket_of("timestamp")
-        ))
-        .bind(&project)
-        .bind(nanos(since))
-        .fetch_all()
-        .await?;
-    let mut top_patterns = patterns(store, &project).await?;
+    let calls_sql = format!(
+        "SELECT {} AS bucket, count() AS calls, sum(ifNull(cost_usd, 0)) AS cost FROM llm_calls FINAL \
+         WHERE project_id = ? AND start_time >= fromUnixTimestamp64Nano(?) GROUP BY bucket ORDER BY bucket",
+        bucket_of("start_time")
+    );
+    let failures_sql = format!(
+        "SELECT {} AS bucket, count() AS n FROM failures FINAL \
+         WHERE project_id = ? AND call_time >= fromUnixTimestamp64Nano(?) GROUP BY bucket ORDER BY bucket",
+        bucket_of("call_time")
+    );
+    let signals_sql = format!(
+        "SELECT {} AS bucket, kind, count() AS n FROM signals FINAL \
+         WHERE project_id = ? AND timestamp >= fromUnixTimestamp64Nano(?) GROUP BY bucket, kind ORDER BY bucket, kind",
+        bucket_of("timestamp")
+    );
+    let (calls, failures, signals, top_patterns) = tokio::try_join!(
+        store.query(&calls_sql).bind(&project).bind(nanos(since)).fetch_all::<CallBucket>(),
+        store.query(&failures_sql).bind(&project).bind(nanos(since)).fetch_all::<Bucket>(),
+        store.query(&signals_sql).bind(&project).bind(nanos(since)).fetch_all::<KindBucket>(),
+        patterns(store, &project),
+    )?;
+    let mut top_patterns = top_patterns;
     sort_patterns(&mut top_patterns, SortKey::Impact, Impact::Users, false);
     top_patterns.retain(|p| p.row.trend != "resolved");
     top_patterns.truncate(10);
@@ -345,6 +348,47 @@ struct FailureReasons {
     reasons: Vec<String>,
 }
 
+/// A member's row in `failures`: who, where, why, and the analyzer's excerpts (`details`).
+#[derive(Row, Deserialize)]
+struct MemberFailure {
+    trace_id: String,
+    span_id: String,
+    session_id: String,
+    user_id: String,
+    feature: String,
+    model: String,
+    reasons: Vec<String>,
+    details: String,
+}
+
+/// The parts of `failures.details` the member table shows (every key is optional).
+#[derive(Deserialize, Default)]
+struct Details {
+    #[serde(default)]
+    request: Option<String>,
+    #[serde(default)]
+    output: Option<String>,
+}
+
+/// `(toStartOfHour(start_time), trace_id) IN (…)`: the leading keys of `llm_calls` after the
+/// project, so that each member costs one primary-key range instead of a time-range scan.
+fn hour_trace_list(keys: &[(OffsetDateTime, &str)]) -> String {
+    let tuples: Vec<String> = keys
+        .iter()
+        .map(|(t, trace)| {
+            let hour = t.unix_timestamp().div_euclid(3600) * 3600;
+            format!("(toDateTime({hour}, 'UTC'), {})", sql_list(&[trace]).trim_start_matches('(').trim_end_matches(')'))
+        })
+        .collect();
+    format!("({})", tuples.join(","))
+}
+
+/// A pattern's header, facets, timeline and nearest members.
+///
+/// Members come from `queries::pattern_members`; what the table shows of each comes from its
+/// `failures` row (keyed by trace id: a handful of primary-key ranges), whose `details` carry
+/// the analyzer's excerpts of the request and output. Only members without them are joined to
+/// `llm_calls`, by (hour, trace id) so that the calls table is read range by range.
 pub async fn pattern_detail(store: &Store, project: &str, item: PatternItem) -> Result<PatternDetail, StoreError> {
     let all = queries::pattern_members(store, project, item.id()).await?;
     let mut per_day: BTreeMap<time::Date, u64> = BTreeMap::new();
@@ -353,77 +397,84 @@ pub async fn pattern_detail(store: &Store, project: &str, item: PatternItem) -> 
     }
     let timeline = per_day.into_iter().map(|(d, n)| (format!("{:02}-{:02}", u8::from(d.month()), d.day()), n)).collect();
     let shown = &all[..all.len().min(MEMBERS_SHOWN)];
-    let (mut calls, mut reasons) = (HashMap::new(), HashMap::new());
+    let mut failures: HashMap<(String, String), MemberFailure> = HashMap::new();
+    let mut calls: HashMap<(String, String), MemberCall> = HashMap::new();
     if let (Some(lo), Some(hi)) = (shown.iter().map(|m| m.call_time).min(), shown.iter().map(|m| m.call_time).max()) {
-        // A member's call_time is its call's start: a margin absorbs clock rounding only.
         let (lo, hi) = (nanos(lo - time::Duration::hours(1)), nanos(hi + time::Duration::hours(1)));
         let traces: Vec<&str> = shown.iter().map(|m| m.trace_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
-        let list = sql_list(&traces);
-        let rows: Vec<MemberCall> = store
+        let rows: Vec<MemberFailure> = store
             .query(&format!(
-                "SELECT trace_id, span_id, session_id, user_id, feature, \
-                 if(response_model != '', response_model, request_model) AS model, status, error_type, finish_reasons, \
-                 substring(input_text, 1, {EXCERPT_CHARS}) AS input_text, substring(output_text, 1, {EXCERPT_CHARS}) AS output_text \
-                 FROM llm_calls FINAL WHERE project_id = ? AND start_time >= fromUnixTimestamp64Nano(?) \
-                 AND start_time <= fromUnixTimestamp64Nano(?) AND trace_id IN {list}"
+                "SELECT trace_id, span_id, session_id, user_id, feature, model, reasons, details FROM failures FINAL \
+                 WHERE project_id = ? AND trace_id IN {} AND call_time >= fromUnixTimestamp64Nano(?) AND call_time <= fromUnixTimestamp64Nano(?)",
+                sql_list(&traces)
             ))
             .bind(project)
             .bind(lo)
             .bind(hi)
             .fetch_all()
             .await?;
-        calls = rows.into_iter().map(|r| ((r.trace_id.clone(), r.span_id.clone()), r)).collect();
-        let rows: Vec<FailureReasons> = store
-            .query(&format!(
-                "SELECT trace_id, span_id, reasons FROM failures FINAL WHERE project_id = ? AND trace_id IN {list} \
-                 AND call_time >= fromUnixTimestamp64Nano(?) AND call_time <= fromUnixTimestamp64Nano(?)"
-            ))
-            .bind(project)
-            .bind(lo)
-            .bind(hi)
-            .fetch_all()
-            .await?;
-        reasons = rows.into_iter().map(|r| ((r.trace_id, r.span_id), r.reasons)).collect();
+        failures = rows.into_iter().map(|r| ((r.trace_id.clone(), r.span_id.clone()), r)).collect();
+        let missing: Vec<(OffsetDateTime, &str)> = shown
+            .iter()
+            .filter(|m| failures.get(&(m.trace_id.clone(), m.span_id.clone())).is_none_or(|f| details(&f.details).request.is_none()))
+            .map(|m| (m.call_time, m.trace_id.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            let rows: Vec<MemberCall> = store
+                .query(&format!(
+                    "SELECT trace_id, span_id, session_id, user_id, feature, \
+                     if(response_model != '', response_model, request_model) AS model, status, error_type, finish_reasons, \
+                     substring(input_text, 1, {EXCERPT_CHARS}) AS input_text, substring(output_text, 1, {EXCERPT_CHARS}) AS output_text \
+                     FROM llm_calls FINAL WHERE project_id = ? AND (toStartOfHour(start_time), trace_id) IN {}",
+                    hour_trace_list(&missing)
+                ))
+                .bind(project)
+                .fetch_all()
+                .await?;
+            calls = rows.into_iter().map(|r| ((r.trace_id.clone(), r.span_id.clone()), r)).collect();
+        }
     }
     let members: Vec<Member> = shown
         .iter()
         .map(|m| {
             let key = (m.trace_id.clone(), m.span_id.clone());
-            let call = calls.remove(&key);
-            let reasons = reasons.remove(&key).unwrap_or_default();
-            let c = call.unwrap_or_else(|| MemberCall {
-                trace_id: m.trace_id.clone(),
-                span_id: m.span_id.clone(),
-                session_id: String::new(),
-                user_id: String::new(),
-                feature: String::new(),
-                model: String::new(),
-                status: String::new(),
-                error_type: String::new(),
-                finish_reasons: vec![],
-                input_text: String::new(),
-                output_text: String::new(),
-            });
+            let f = failures.remove(&key);
+            let c = calls.remove(&key);
+            let d = f.as_ref().map(|f| details(&f.details)).unwrap_or_default();
+            let reasons = f.as_ref().map(|f| f.reasons.clone()).unwrap_or_default();
+            // The failure reasons say what the call row would: an error status, a finish reason.
+            let derived_finish: Vec<String> = reasons.iter().filter_map(|r| r.strip_prefix("finish_reason:")).map(String::from).collect();
+            let pick = |from_failure: Option<&String>, from_call: Option<&String>| {
+                from_failure.filter(|v| !v.is_empty()).or(from_call).cloned().unwrap_or_default()
+            };
             Member {
                 trace_id: m.trace_id.clone(),
                 span_id: m.span_id.clone(),
                 call_time: m.call_time,
                 distance: m.distance,
-                session_id: c.session_id,
-                user_id: c.user_id,
-                feature: c.feature,
-                model: c.model,
-                status: c.status,
-                error_type: c.error_type,
-                finish_reasons: c.finish_reasons,
-                input_text: c.input_text,
-                output_text: c.output_text,
+                session_id: pick(f.as_ref().map(|f| &f.session_id), c.as_ref().map(|c| &c.session_id)),
+                user_id: pick(f.as_ref().map(|f| &f.user_id), c.as_ref().map(|c| &c.user_id)),
+                feature: pick(f.as_ref().map(|f| &f.feature), c.as_ref().map(|c| &c.feature)),
+                model: pick(f.as_ref().map(|f| &f.model), c.as_ref().map(|c| &c.model)),
+                status: match &c {
+                    Some(c) => c.status.clone(),
+                    None if reasons.iter().any(|r| r == "error_status") => "error".into(),
+                    None => String::new(),
+                },
+                error_type: c.as_ref().map(|c| c.error_type.clone()).unwrap_or_default(),
+                finish_reasons: c.as_ref().map(|c| c.finish_reasons.clone()).unwrap_or(derived_finish),
+                input_text: d.request.clone().or_else(|| c.as_ref().map(|c| c.input_text.clone())).unwrap_or_default(),
+                output_text: d.output.clone().or_else(|| c.as_ref().map(|c| c.output_text.clone())).unwrap_or_default(),
                 reasons,
             }
         })
         .collect();
     let facets = facets_of(&item, &members);
     Ok(PatternDetail { item, facets, timeline, member_count: all.len(), members })
+}
+
+fn details(raw: &str) -> Details {
+    serde_json::from_str(raw).unwrap_or_default()
 }
 
 /// Facet distributions over the members shown; signals from the pattern's own signal mix
@@ -557,37 +608,70 @@ async fn failure_reasons(
 }
 
 pub async fn trace(store: &Store, project: &str, trace_id: &str, around: Option<OffsetDateTime>) -> Result<TraceView, StoreError> {
-    // spans are ordered by (project_id, trace_id): a primary-key lookup.
-    let spans: Vec<SpanLite> = store
-        .query(&format!("SELECT ?fields FROM spans FINAL WHERE project_id = ? AND trace_id = ? ORDER BY start_time LIMIT {TRACE_SPANS}"))
-        .bind(project)
-        .bind(trace_id)
-        .fetch_all()
-        .await?;
-    // llm_calls are ordered by hour first: bound the time so that only a few granules are read
-    // (the spans tell when; else the hint; else the last 30 days, with the trace_id bloom filter).
-    let (lo, hi) = match (spans.iter().map(|s| s.start_time).min(), spans.iter().map(|s| s.start_time).max(), around) {
-        (Some(lo), Some(hi), _) => (lo, hi),
-        (_, _, Some(t)) => (t, t),
-        _ => {
-            let now = OffsetDateTime::now_utc();
-            (now - Window::Month.duration(), now)
+    // When the caller knows when the trace happened, every query is bounded to a day either side
+    // (partition pruning) and they run together; otherwise the spans (a primary-key lookup:
+    // spans are ordered by trace) tell when, and the rest follows.
+    let spans_in = |lo: Option<OffsetDateTime>, hi: Option<OffsetDateTime>| {
+        let bounded = lo.is_some();
+        let (lo, hi) = (lo.map(nanos).unwrap_or(0), hi.map(nanos).unwrap_or(0));
+        async move {
+            let time =
+                if bounded { "AND start_time >= fromUnixTimestamp64Nano(?) AND start_time <= fromUnixTimestamp64Nano(?)" } else { "" };
+            let mut q = store
+                .query(&format!(
+                    "SELECT ?fields FROM spans FINAL WHERE project_id = ? AND trace_id = ? {time} ORDER BY start_time LIMIT {TRACE_SPANS}"
+                ))
+                .bind(project)
+                .bind(trace_id);
+            if bounded {
+                q = q.bind(lo).bind(hi);
+            }
+            q.fetch_all::<SpanLite>().await
         }
     };
-    let (lo, hi) = (lo - time::Duration::hours(1), hi + time::Duration::hours(1));
-    let calls: Vec<CallRow> = store
-        .query(
-            "SELECT ?fields FROM llm_calls FINAL WHERE project_id = ? AND trace_id = ? \
-             AND start_time >= fromUnixTimestamp64Nano(?) AND start_time <= fromUnixTimestamp64Nano(?) ORDER BY start_time LIMIT 1000",
-        )
-        .bind(project)
-        .bind(trace_id)
-        .bind(nanos(lo))
-        .bind(nanos(hi))
-        .fetch_all()
-        .await?;
-    let mut reasons = failure_reasons(store, project, &[trace_id], lo, hi).await?;
-    let signals = queries::signals_for_trace(store, project, trace_id).await?;
+    let calls_in = |lo: OffsetDateTime, hi: OffsetDateTime| {
+        store
+            .query(
+                "SELECT ?fields FROM llm_calls FINAL WHERE project_id = ? AND trace_id = ? \
+                 AND start_time >= fromUnixTimestamp64Nano(?) AND start_time <= fromUnixTimestamp64Nano(?) ORDER BY start_time LIMIT 1000",
+            )
+            .bind(project)
+            .bind(trace_id)
+            .bind(nanos(lo))
+            .bind(nanos(hi))
+            .fetch_all::<CallRow>()
+    };
+    let day = time::Duration::days(1);
+    let one = [trace_id];
+    let (spans, calls, mut reasons, signals) = match around {
+        Some(t) => {
+            let (lo, hi) = (t - day, t + day);
+            let (spans, calls, reasons, signals) = tokio::try_join!(
+                spans_in(Some(lo), Some(hi)),
+                calls_in(lo, hi),
+                failure_reasons(store, project, &one, lo, hi),
+                queries::signals_for_trace(store, project, trace_id),
+            )?;
+            // A trace longer than the margin: its spans, unbounded (still a key lookup).
+            let spans = if spans.is_empty() { spans_in(None, None).await? } else { spans };
+            (spans, calls, reasons, signals)
+        }
+        None => {
+            let spans = spans_in(None, None).await?;
+            let (lo, hi) = match (spans.iter().map(|s| s.start_time).min(), spans.iter().map(|s| s.start_time).max()) {
+                (Some(lo), Some(hi)) => (lo - time::Duration::hours(1), hi + time::Duration::hours(1)),
+                // No span (shorter span retention): the calls of the last 30 days, through the
+                // trace_id bloom filter.
+                _ => (OffsetDateTime::now_utc() - Window::Month.duration(), OffsetDateTime::now_utc() + time::Duration::hours(1)),
+            };
+            let (calls, reasons, signals) = tokio::try_join!(
+                calls_in(lo, hi),
+                failure_reasons(store, project, &one, lo, hi),
+                queries::signals_for_trace(store, project, trace_id),
+            )?;
+            (spans, calls, reasons, signals)
+        }
+    };
     let mut calls: HashMap<String, CallRow> = calls.into_iter().map(|c| (c.span_id.clone(), c)).collect();
     let mut nodes: Vec<SpanNode> = spans
         .into_iter()
@@ -656,17 +740,15 @@ pub async fn session(store: &Store, project: &str, session_id: &str, around: Opt
         .fetch_all()
         .await?;
     let traces: Vec<&str> = rows.iter().map(|r| r.trace_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
-    let mut reasons = failure_reasons(store, project, &traces, lo, hi).await?;
     // Signals come on the session itself or on one of its traces (which may not name it).
-    let signals: Vec<SignalRow> = store
-        .query(&format!(
-            "SELECT ?fields FROM signals FINAL WHERE project_id = ? AND (session_id = ? OR trace_id IN {}) ORDER BY timestamp LIMIT 1000",
-            sql_list(&traces)
-        ))
-        .bind(project)
-        .bind(session_id)
-        .fetch_all()
-        .await?;
+    let signals_sql = format!(
+        "SELECT ?fields FROM signals FINAL WHERE project_id = ? AND (session_id = ? OR trace_id IN {}) ORDER BY timestamp LIMIT 1000",
+        sql_list(&traces)
+    );
+    let (mut reasons, signals) = tokio::try_join!(
+        failure_reasons(store, project, &traces, lo, hi),
+        store.query(&signals_sql).bind(project).bind(session_id).fetch_all::<SignalRow>(),
+    )?;
     let user_id = rows.iter().map(|r| r.user_id.clone()).find(|u| !u.is_empty()).unwrap_or_default();
     let turns: Vec<CallView> = rows
         .into_iter()
