@@ -120,6 +120,12 @@ pub struct App {
     /// Requests in flight: id → (slot, what the status line says meanwhile).
     pending: std::collections::BTreeMap<u64, (Slot, String)>,
     latest: std::collections::BTreeMap<Slot, u64>,
+    /// What the latest request of a slot is about (a pattern or trace id), so that opening what
+    /// was prefetched (or is being fetched) asks for nothing more.
+    keys: std::collections::BTreeMap<Slot, String>,
+    /// Ticks until the selection under the cursor is prefetched (set when the cursor moves, so
+    /// that scrolling through a list does not fire a query per row).
+    prefetch_in: Option<u8>,
     next_id: u64,
     /// Advances on every tick while something loads (the spinner).
     pub tick: usize,
@@ -150,6 +156,8 @@ impl App {
             quit: false,
             pending: Default::default(),
             latest: Default::default(),
+            keys: Default::default(),
+            prefetch_in: None,
             next_id: 1,
             tick: 0,
             page: 10,
@@ -271,6 +279,7 @@ impl App {
         }
         let c = self.cursor_mut(view);
         c.scroll = 0;
+        self.prefetch_in = Some(Self::PREFETCH_TICKS);
     }
 
     fn go_to_root(&mut self, view: View) -> Vec<Effect> {
@@ -290,10 +299,55 @@ impl App {
         self.status = Status { text: text.into(), error: true };
     }
 
-    pub fn on_tick(&mut self) {
+    /// Called about every 50 ms: advances the spinner, and prefetches what the cursor rests on.
+    pub fn on_tick(&mut self) -> Vec<Effect> {
         if self.is_loading() {
             self.tick = self.tick.wrapping_add(1);
         }
+        match self.prefetch_in {
+            Some(0) => {
+                self.prefetch_in = None;
+                self.prefetch()
+            }
+            Some(n) => {
+                self.prefetch_in = Some(n - 1);
+                vec![]
+            }
+            None => vec![],
+        }
+    }
+
+    /// Ticks the cursor must rest before its selection is prefetched (~150 ms).
+    const PREFETCH_TICKS: u8 = 3;
+
+    fn prefetch(&mut self) -> Vec<Effect> {
+        let project = self.project().to_string();
+        match self.view() {
+            View::Patterns | View::Overview => match self.selected_pattern() {
+                Some(item) => {
+                    let id = item.id().to_string();
+                    self.run_once(Slot::Pattern, &id, "prefetching pattern", Request::Pattern { project, item: Box::new(item) })
+                }
+                None => vec![],
+            },
+            View::Pattern => match self.selected_call() {
+                Some((trace_id, _, at)) => {
+                    let key = trace_id.clone();
+                    self.run_once(Slot::Trace, &key, "prefetching trace", Request::Trace { project, trace_id, around: Some(at) })
+                }
+                None => vec![],
+            },
+            _ => vec![],
+        }
+    }
+
+    /// Runs `request` unless the slot already holds, or is fetching, the same `key`.
+    fn run_once(&mut self, slot: Slot, key: &str, what: &str, request: Request) -> Vec<Effect> {
+        if self.keys.get(&slot).is_some_and(|k| k == key) {
+            return vec![];
+        }
+        self.keys.insert(slot, key.to_string());
+        vec![self.run(slot, what, request)]
     }
 
     pub fn on_mouse(&mut self, ev: MouseEvent) -> Vec<Effect> {
@@ -307,6 +361,7 @@ impl App {
 
     /// Moves the selection (or the detail pane's scroll) by `delta` rows, clamped.
     fn move_by(&mut self, delta: isize) {
+        self.prefetch_in = Some(Self::PREFETCH_TICKS);
         let view = self.view();
         let len = self.list_len(view);
         let c = self.cursor_mut(view);
@@ -322,6 +377,7 @@ impl App {
     }
 
     fn move_to(&mut self, end: bool) {
+        self.prefetch_in = Some(Self::PREFETCH_TICKS);
         let view = self.view();
         let len = self.list_len(view);
         let c = self.cursor_mut(view);
@@ -460,6 +516,7 @@ impl App {
     }
 
     fn refresh(&mut self) -> Vec<Effect> {
+        self.keys.clear();
         let project = self.project().to_string();
         match self.view() {
             View::Overview => vec![self.load_overview()],
@@ -499,6 +556,7 @@ impl App {
         }
         let i = projects.iter().position(|p| p == self.project()).map_or(0, |i| (i + 1) % projects.len());
         self.settings.project = Some(projects[i].clone());
+        self.keys.clear();
         self.info(format!("project: {}", projects[i]));
         self.patterns = None;
         self.pattern = None;
@@ -529,7 +587,8 @@ impl App {
                     *self.cursor_mut(View::Pattern) = Cursor::default();
                 }
                 self.push(View::Pattern);
-                vec![self.run(Slot::Pattern, "loading pattern", Request::Pattern { project, item: Box::new(item) })]
+                let id = item.id().to_string();
+                self.run_once(Slot::Pattern, &id, "loading pattern", Request::Pattern { project, item: Box::new(item) })
             }
             View::Pattern | View::Search | View::Session => {
                 let Some((trace_id, _, at)) = self.selected_call() else { return vec![] };
@@ -550,7 +609,13 @@ impl App {
             *self.cursor_mut(View::Trace) = Cursor::default();
         }
         self.push(View::Trace);
-        vec![self.run(Slot::Trace, &format!("loading trace {}", short(&trace_id)), Request::Trace { project, trace_id, around: Some(at) })]
+        let key = trace_id.clone();
+        self.run_once(
+            Slot::Trace,
+            &key,
+            &format!("loading trace {}", short(&trace_id)),
+            Request::Trace { project, trace_id, around: Some(at) },
+        )
     }
 
     fn open_session(&mut self) -> Vec<Effect> {
@@ -604,6 +669,7 @@ impl App {
         let payload = match response.result {
             Ok(p) => p,
             Err(e) => {
+                self.keys.remove(&slot);
                 self.error(format!("error: {e}"));
                 return vec![];
             }
@@ -617,6 +683,12 @@ impl App {
                 self.patterns = Some(items);
                 let c = self.cursor_mut(View::Patterns);
                 c.selected = c.selected.min(n.saturating_sub(1));
+                self.prefetch_in = Some(Self::PREFETCH_TICKS);
+                // The overview aggregates a whole window: load it now, in the background, so
+                // that `1` shows it at once.
+                if self.overview.is_none() && !self.latest.contains_key(&Slot::Overview) {
+                    return vec![self.load_overview()];
+                }
             }
             Payload::Overview(o) => {
                 if self.settings.project.is_none() {
@@ -624,13 +696,18 @@ impl App {
                 }
                 self.overview = Some(o);
             }
-            Payload::Pattern(d) => self.pattern = Some(*d),
+            Payload::Pattern(d) => {
+                self.pattern = Some(*d);
+                if self.view() == View::Pattern {
+                    self.prefetch_in = Some(Self::PREFETCH_TICKS);
+                }
+            }
             Payload::Trace(t) => {
                 let fresh = self.trace.as_ref().is_none_or(|old| old.trace_id != t.trace_id);
                 if fresh {
                     self.cursor_mut(View::Trace).selected = t.focus_index();
                 }
-                if t.spans.is_empty() {
+                if t.spans.is_empty() && self.view() == View::Trace {
                     self.error(format!("trace {} not found in project {}", t.trace_id, self.project()));
                 }
                 self.trace = Some(*t);
@@ -683,7 +760,12 @@ mod tests {
         let mut app = App::new(fixtures::settings());
         let effects = app.start();
         let Effect::Run { id, .. } = effects[0] else { panic!() };
-        app.on_response(Response { id, result: Ok(Payload::Patterns { project: "shop".into(), items: fixtures::patterns() }) });
+        let prefetch =
+            app.on_response(Response { id, result: Ok(Payload::Patterns { project: "shop".into(), items: fixtures::patterns() }) });
+        let (id, request) = run_id(&prefetch);
+        assert!(matches!(request, Request::Overview { .. }), "the overview is prefetched: {request:?}");
+        app.on_response(Response { id, result: Ok(Payload::Overview(fixtures::overview())) });
+        assert!(!app.is_loading());
         app
     }
 
@@ -734,6 +816,30 @@ mod tests {
         assert_eq!(app.visible_patterns().len(), fixtures::patterns().len());
         app.on_key(key('o'));
         assert_eq!(app.sort, SortKey::Size);
+    }
+
+    #[test]
+    fn resting_on_a_row_prefetches_it_and_opening_it_then_asks_nothing_more() {
+        let mut app = loaded();
+        app.on_key(key('j'));
+        app.on_key(key('j'));
+        let mut effects = vec![];
+        for _ in 0..=App::PREFETCH_TICKS {
+            assert!(effects.is_empty(), "no query while the cursor moves");
+            effects = app.on_tick();
+        }
+        let (id, req) = run_id(&effects);
+        let Request::Pattern { item, .. } = req else { panic!("{req:?}") };
+        app.on_response(Response { id, result: Ok(Payload::Pattern(Box::new(fixtures::pattern_detail(*item.clone())))) });
+        assert!(app.on_key(code(KeyCode::Enter)).is_empty(), "already there");
+        assert_eq!(app.view(), View::Pattern);
+        assert_eq!(app.pattern.as_ref().unwrap().item.id(), item.id());
+        assert_eq!(app.pattern.as_ref().unwrap().members.len(), 5);
+        // In the pattern, the first member's trace is prefetched the same way.
+        let effects: Vec<Effect> = (0..=App::PREFETCH_TICKS).flat_map(|_| app.on_tick()).collect();
+        assert!(matches!(run_id(&effects).1, Request::Trace { ref trace_id, .. } if trace_id == fixtures::TRACE));
+        assert!(app.on_key(code(KeyCode::Enter)).is_empty(), "the trace is being fetched already");
+        assert_eq!(app.view(), View::Trace);
     }
 
     #[test]

@@ -159,6 +159,13 @@ pub async fn execute(store: &Store, request: Request) -> Result<Payload, StoreEr
     })
 }
 
+/// A read. The event tables are partitioned by day of a time that a row's replacement shares
+/// (a retried span, call, signal or failure keeps its time), so FINAL never needs to merge
+/// across partitions: saying so lets the engine finalise each partition on its own, in parallel.
+fn read<'a>(store: &'a Store, sql: &str) -> flywheel_schemas::store::StoreQuery<'a> {
+    store.query(sql).with_setting("do_not_merge_across_partitions_select_final", "1")
+}
+
 fn nanos(t: OffsetDateTime) -> i64 {
     t.unix_timestamp_nanos() as i64
 }
@@ -180,34 +187,34 @@ struct Name {
 /// Projects that have keys or patterns (small tables); when there are none (a collector run
 /// with `--no-auth` and no analysis yet), those with calls since `since`.
 async fn projects(store: &Store, since: OffsetDateTime) -> Result<Vec<String>, StoreError> {
-    let rows: Vec<Name> = store
-        .query(
-            "SELECT name FROM (SELECT project_id AS name FROM api_keys UNION DISTINCT SELECT project_id AS name FROM patterns) \
+    let rows: Vec<Name> = read(
+        store,
+        "SELECT name FROM (SELECT project_id AS name FROM api_keys UNION DISTINCT SELECT project_id AS name FROM patterns) \
              GROUP BY name ORDER BY name LIMIT 100",
-        )
-        .fetch_all()
-        .await?;
+    )
+    .fetch_all()
+    .await?;
     if !rows.is_empty() {
         return Ok(rows.into_iter().map(|r| r.name).collect());
     }
-    let rows: Vec<Name> = store
-        .query(
-            "SELECT project_id AS name FROM llm_calls WHERE start_time >= fromUnixTimestamp64Nano(?) \
+    let rows: Vec<Name> = read(
+        store,
+        "SELECT project_id AS name FROM llm_calls WHERE start_time >= fromUnixTimestamp64Nano(?) \
              GROUP BY project_id ORDER BY count() DESC, project_id LIMIT 100",
-        )
-        .bind(nanos(since))
-        .fetch_all()
-        .await?;
+    )
+    .bind(nanos(since))
+    .fetch_all()
+    .await?;
     Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
 /// The project to open when none is given: the one with the most patterns, else with the most
 /// calls of the last 30 days, else `default`.
 pub async fn default_project(store: &Store) -> Result<String, StoreError> {
-    let with_patterns: Vec<Name> = store
-        .query("SELECT project_id AS name FROM patterns GROUP BY project_id ORDER BY uniqExact(pattern_id) DESC, project_id LIMIT 1")
-        .fetch_all()
-        .await?;
+    let with_patterns: Vec<Name> =
+        read(store, "SELECT project_id AS name FROM patterns GROUP BY project_id ORDER BY uniqExact(pattern_id) DESC, project_id LIMIT 1")
+            .fetch_all()
+            .await?;
     if let Some(p) = with_patterns.into_iter().next() {
         return Ok(p.name);
     }
@@ -265,9 +272,9 @@ pub async fn overview(store: &Store, project: Option<String>, window: Window) ->
         bucket_of("timestamp")
     );
     let (calls, failures, signals, top_patterns) = tokio::try_join!(
-        store.query(&calls_sql).bind(&project).bind(nanos(since)).fetch_all::<CallBucket>(),
-        store.query(&failures_sql).bind(&project).bind(nanos(since)).fetch_all::<Bucket>(),
-        store.query(&signals_sql).bind(&project).bind(nanos(since)).fetch_all::<KindBucket>(),
+        read(store, &calls_sql).bind(&project).bind(nanos(since)).fetch_all::<CallBucket>(),
+        read(store, &failures_sql).bind(&project).bind(nanos(since)).fetch_all::<Bucket>(),
+        read(store, &signals_sql).bind(&project).bind(nanos(since)).fetch_all::<KindBucket>(),
         patterns(store, &project),
     )?;
     let mut top_patterns = top_patterns;
@@ -402,8 +409,7 @@ pub async fn pattern_detail(store: &Store, project: &str, item: PatternItem) -> 
     if let (Some(lo), Some(hi)) = (shown.iter().map(|m| m.call_time).min(), shown.iter().map(|m| m.call_time).max()) {
         let (lo, hi) = (nanos(lo - time::Duration::hours(1)), nanos(hi + time::Duration::hours(1)));
         let traces: Vec<&str> = shown.iter().map(|m| m.trace_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
-        let rows: Vec<MemberFailure> = store
-            .query(&format!(
+        let rows: Vec<MemberFailure> = read(store, &format!(
                 "SELECT trace_id, span_id, session_id, user_id, feature, model, reasons, details FROM failures FINAL \
                  WHERE project_id = ? AND trace_id IN {} AND call_time >= fromUnixTimestamp64Nano(?) AND call_time <= fromUnixTimestamp64Nano(?)",
                 sql_list(&traces)
@@ -420,17 +426,19 @@ pub async fn pattern_detail(store: &Store, project: &str, item: PatternItem) -> 
             .map(|m| (m.call_time, m.trace_id.as_str()))
             .collect();
         if !missing.is_empty() {
-            let rows: Vec<MemberCall> = store
-                .query(&format!(
+            let rows: Vec<MemberCall> = read(
+                store,
+                &format!(
                     "SELECT trace_id, span_id, session_id, user_id, feature, \
                      if(response_model != '', response_model, request_model) AS model, status, error_type, finish_reasons, \
                      substring(input_text, 1, {EXCERPT_CHARS}) AS input_text, substring(output_text, 1, {EXCERPT_CHARS}) AS output_text \
                      FROM llm_calls FINAL WHERE project_id = ? AND (toStartOfHour(start_time), trace_id) IN {}",
                     hour_trace_list(&missing)
-                ))
-                .bind(project)
-                .fetch_all()
-                .await?;
+                ),
+            )
+            .bind(project)
+            .fetch_all()
+            .await?;
             calls = rows.into_iter().map(|r| ((r.trace_id.clone(), r.span_id.clone()), r)).collect();
         }
     }
@@ -593,17 +601,19 @@ async fn failure_reasons(
     lo: OffsetDateTime,
     hi: OffsetDateTime,
 ) -> Result<HashMap<(String, String), Vec<String>>, StoreError> {
-    let rows: Vec<FailureReasons> = store
-        .query(&format!(
+    let rows: Vec<FailureReasons> = read(
+        store,
+        &format!(
             "SELECT trace_id, span_id, reasons FROM failures FINAL WHERE project_id = ? AND trace_id IN {} \
              AND call_time >= fromUnixTimestamp64Nano(?) AND call_time <= fromUnixTimestamp64Nano(?)",
             sql_list(traces)
-        ))
-        .bind(project)
-        .bind(nanos(lo))
-        .bind(nanos(hi))
-        .fetch_all()
-        .await?;
+        ),
+    )
+    .bind(project)
+    .bind(nanos(lo))
+    .bind(nanos(hi))
+    .fetch_all()
+    .await?;
     Ok(rows.into_iter().map(|r| ((r.trace_id, r.span_id), r.reasons)).collect())
 }
 
@@ -611,49 +621,54 @@ pub async fn trace(store: &Store, project: &str, trace_id: &str, around: Option<
     // When the caller knows when the trace happened, every query is bounded to a day either side
     // (partition pruning) and they run together; otherwise the spans (a primary-key lookup:
     // spans are ordered by trace) tell when, and the rest follows.
-    let spans_in = |lo: Option<OffsetDateTime>, hi: Option<OffsetDateTime>| {
-        let bounded = lo.is_some();
-        let (lo, hi) = (lo.map(nanos).unwrap_or(0), hi.map(nanos).unwrap_or(0));
-        async move {
-            let time =
-                if bounded { "AND start_time >= fromUnixTimestamp64Nano(?) AND start_time <= fromUnixTimestamp64Nano(?)" } else { "" };
-            let mut q = store
-                .query(&format!(
+    let spans_in =
+        |lo: Option<OffsetDateTime>, hi: Option<OffsetDateTime>| {
+            let bounded = lo.is_some();
+            let (lo, hi) = (lo.map(nanos).unwrap_or(0), hi.map(nanos).unwrap_or(0));
+            async move {
+                let time =
+                    if bounded { "AND start_time >= fromUnixTimestamp64Nano(?) AND start_time <= fromUnixTimestamp64Nano(?)" } else { "" };
+                let mut q = read(store, &format!(
                     "SELECT ?fields FROM spans FINAL WHERE project_id = ? AND trace_id = ? {time} ORDER BY start_time LIMIT {TRACE_SPANS}"
                 ))
                 .bind(project)
                 .bind(trace_id);
-            if bounded {
-                q = q.bind(lo).bind(hi);
+                if bounded {
+                    q = q.bind(lo).bind(hi);
+                }
+                q.fetch_all::<SpanLite>().await
             }
-            q.fetch_all::<SpanLite>().await
-        }
-    };
+        };
     let calls_in = |lo: OffsetDateTime, hi: OffsetDateTime| {
-        store
-            .query(
-                "SELECT ?fields FROM llm_calls FINAL WHERE project_id = ? AND trace_id = ? \
+        read(
+            store,
+            "SELECT ?fields FROM llm_calls FINAL WHERE project_id = ? AND trace_id = ? \
                  AND start_time >= fromUnixTimestamp64Nano(?) AND start_time <= fromUnixTimestamp64Nano(?) ORDER BY start_time LIMIT 1000",
-            )
-            .bind(project)
-            .bind(trace_id)
-            .bind(nanos(lo))
-            .bind(nanos(hi))
-            .fetch_all::<CallRow>()
+        )
+        .bind(project)
+        .bind(trace_id)
+        .bind(nanos(lo))
+        .bind(nanos(hi))
+        .fetch_all::<CallRow>()
     };
     let day = time::Duration::days(1);
+    let hour = time::Duration::hours(1);
     let one = [trace_id];
     let (spans, calls, mut reasons, signals) = match around {
         Some(t) => {
-            let (lo, hi) = (t - day, t + day);
+            // Calls are ordered by hour: an hour either side reads a few granules. Spans are
+            // looked up by trace id; the day bound only prunes partitions.
             let (spans, calls, reasons, signals) = tokio::try_join!(
-                spans_in(Some(lo), Some(hi)),
-                calls_in(lo, hi),
-                failure_reasons(store, project, &one, lo, hi),
+                spans_in(Some(t - day), Some(t + day)),
+                calls_in(t - hour, t + hour),
+                failure_reasons(store, project, &one, t - day, t + day),
                 queries::signals_for_trace(store, project, trace_id),
             )?;
-            // A trace longer than the margin: its spans, unbounded (still a key lookup).
+            // A trace longer than the margins: its spans unbounded, its calls over its span.
             let spans = if spans.is_empty() { spans_in(None, None).await? } else { spans };
+            let first = spans.iter().map(|s| s.start_time).min().unwrap_or(t);
+            let last = spans.iter().map(|s| s.start_time).max().unwrap_or(t);
+            let calls = if first < t - hour || last > t + hour { calls_in(first - hour, last + hour).await? } else { calls };
             (spans, calls, reasons, signals)
         }
         None => {
@@ -727,18 +742,20 @@ pub async fn session(store: &Store, project: &str, session_id: &str, around: Opt
         Some(t) => (t - time::Duration::days(7), t + time::Duration::days(7)),
         None => (now - Window::Month.duration(), now + time::Duration::hours(1)),
     };
-    let rows: Vec<CallRow> = store
-        .query(&format!(
+    let rows: Vec<CallRow> = read(
+        store,
+        &format!(
             "SELECT ?fields FROM llm_calls FINAL WHERE project_id = ? AND session_id = ? \
              AND start_time >= fromUnixTimestamp64Nano(?) AND start_time <= fromUnixTimestamp64Nano(?) \
              ORDER BY start_time, trace_id, span_id LIMIT {SESSION_TURNS}"
-        ))
-        .bind(project)
-        .bind(session_id)
-        .bind(nanos(lo))
-        .bind(nanos(hi))
-        .fetch_all()
-        .await?;
+        ),
+    )
+    .bind(project)
+    .bind(session_id)
+    .bind(nanos(lo))
+    .bind(nanos(hi))
+    .fetch_all()
+    .await?;
     let traces: Vec<&str> = rows.iter().map(|r| r.trace_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
     // Signals come on the session itself or on one of its traces (which may not name it).
     let signals_sql = format!(
@@ -747,7 +764,7 @@ pub async fn session(store: &Store, project: &str, session_id: &str, around: Opt
     );
     let (mut reasons, signals) = tokio::try_join!(
         failure_reasons(store, project, &traces, lo, hi),
-        store.query(&signals_sql).bind(project).bind(session_id).fetch_all::<SignalRow>(),
+        read(store, &signals_sql).bind(project).bind(session_id).fetch_all::<SignalRow>(),
     )?;
     let user_id = rows.iter().map(|r| r.user_id.clone()).find(|u| !u.is_empty()).unwrap_or_default();
     let turns: Vec<CallView> = rows
@@ -789,8 +806,7 @@ struct HitRow {
 pub async fn search(store: &Store, project: &str, query: &str, window: Window) -> Result<SearchResults, StoreError> {
     let q = query.trim();
     let since = OffsetDateTime::now_utc() - window.duration();
-    let hits: Vec<HitRow> = store
-        .query(&format!(
+    let hits: Vec<HitRow> = read(store, &format!(
             "SELECT trace_id, span_id, session_id, user_id, feature, \
              if(response_model != '', response_model, request_model) AS model, start_time, status, \
              substring(if(positionCaseInsensitiveUTF8(output_text, ?) > 0 AND positionCaseInsensitiveUTF8(input_text, ?) = 0, output_text, input_text), 1, 200) AS snippet \

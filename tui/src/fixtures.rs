@@ -19,7 +19,9 @@ pub fn settings() -> Settings {
     Settings { project: Some("shop".into()), window: Window::Week, impact: Impact::Users, user: "alice".into() }
 }
 
-fn pattern(id: &str, label: &str, trend: &str, status: &str, users: u64, severity: f32, size: u64, facets: &[(&str, &str)]) -> PatternItem {
+/// `impact`: users, severity, size.
+fn pattern(id: &str, label: &str, trend: &str, status: &str, impact: (u64, f32, u64), facets: &[(&str, &str)]) -> PatternItem {
+    let (users, severity, size) = impact;
     PatternItem {
         row: PatternRow {
             project_id: "shop".into(),
@@ -56,9 +58,7 @@ pub fn patterns() -> Vec<PatternItem> {
             "refund policy hallucinated",
             "growing",
             "new",
-            41,
-            0.9,
-            57,
+            (41, 0.9, 57),
             &[("feature", "support"), ("model", "gpt-4o-mini"), ("signal", "thumbs_down")],
         ),
         pattern(
@@ -66,9 +66,7 @@ pub fn patterns() -> Vec<PatternItem> {
             "answer truncated at max tokens",
             "new",
             "new",
-            12,
-            0.6,
-            80,
+            (12, 0.6, 80),
             &[("feature", "coding"), ("model", "claude-sonnet"), ("finish_reason", "length")],
         ),
         pattern(
@@ -76,12 +74,10 @@ pub fn patterns() -> Vec<PatternItem> {
             "rate limited by provider",
             "shrinking",
             "acknowledged",
-            30,
-            0.5,
-            33,
+            (30, 0.5, 33),
             &[("feature", "support"), ("model", "gpt-4o"), ("error_type", "RateLimitError")],
         ),
-        pattern("p-lang-000004", "answered in the wrong language", "resolved", "fixed", 3, 0.4, 4, &[("feature", "support")]),
+        pattern("p-lang-000004", "answered in the wrong language", "resolved", "fixed", (3, 0.4, 4), &[("feature", "support")]),
     ]
 }
 

@@ -143,8 +143,10 @@ fn event_loop(
             perform(worker, app, effects);
             dirty = true;
         }
-        if app.is_loading() {
-            app.on_tick();
+        let loading = app.is_loading();
+        let effects = app.on_tick();
+        if loading || !effects.is_empty() {
+            perform(worker, app, effects);
             dirty = true;
         }
     }
