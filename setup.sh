@@ -41,6 +41,15 @@ else
 fi
 "$venv/bin/python" -c "import chdb; print('chdb-core', chdb.__version__)"
 
+# The TUI's end-to-end test drives the real binary in tmux.
+if ! command -v tmux >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -q tmux >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q tmux >/dev/null; }
+  else
+    echo "warning: tmux is missing (the TUI end-to-end test needs it): sudo apt-get install tmux" >&2
+  fi
+fi
+
 step "release build"
 cargo build --release --locked --bin flywheel
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c "import json,sys; print(json.load(sys.stdin)['target_directory'])")

@@ -221,6 +221,12 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
     tmux.keys(&["Enter"]);
     tmux.wait_for("open trace", &[&format!("trace {}", first.trace_id), "tokens in", "▌user", "finish length"]);
 
+    // The call's session: its turns in order.
+    tmux.keys(&["s"]);
+    tmux.wait_for("open session", &[&format!("session {}", first.session_id), "turns", "user said"]);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("back to the trace", &[&format!("trace {}", first.trace_id)]);
+
     // 4. Back to the pattern, then to the table.
     tmux.keys(&["Escape"]);
     tmux.wait_for("back to the pattern", &["members:", "pat-truncated"]);
@@ -249,7 +255,15 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
     tmux.keys(&["e"]);
     tmux.wait_for("export", &["eval export lands with issue #7"]);
 
-    // 8. Help, then quit: the terminal is restored and the exit status is 0.
+    // 8. Search by user id, then the overview.
+    tmux.keys(&[":"]);
+    tmux.text(&first.user_id);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("search", &[&format!("search `{}`", first.user_id), &first.trace_id[..8]]);
+    tmux.keys(&["1"]);
+    tmux.wait_for("overview", &["last 7d per hour", "failure rate", "top patterns by impact"]);
+
+    // 9. Help, then quit: the terminal is restored and the exit status is 0.
     tmux.keys(&["?"]);
     tmux.wait_for("help", &["keys (esc closes)", "copy the trace id (OSC 52)"]);
     tmux.keys(&["Escape"]);

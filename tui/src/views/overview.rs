@@ -18,7 +18,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     };
     let window = o.window.unwrap_or(app.settings.window);
     let n = o.series.len() as u16;
-    let [charts, top] = Layout::vertical([Constraint::Length(n + 2), Constraint::Min(3)]).areas(area);
+    // The top patterns keep at least 3 rows; series beyond the space left are cut (by kind name).
+    let [charts, top] = Layout::vertical([Constraint::Length((n + 2).min(area.height.saturating_sub(5))), Constraint::Min(3)]).areas(area);
     let title = Line::from(vec![
         Span::styled(format!(" {} ", o.project), theme.title()),
         Span::raw(format!("last {} per {} ", window.label(), window.bucket_label())),
