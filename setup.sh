@@ -134,6 +134,15 @@ else
   echo "note: the report tests need Debian's chromium: sudo apt-get install -y chromium"
 fi
 
+# The TUI's end-to-end test drives the real binary in tmux.
+if ! command -v tmux >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -q tmux >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q tmux >/dev/null; }
+  else
+    echo "warning: tmux is missing (the TUI end-to-end test needs it): sudo apt-get install tmux" >&2
+  fi
+fi
+
 fi
 
 if wanted build; then

@@ -44,52 +44,23 @@ pub async fn run(demo: Demo) -> Result<ExitCode> {
     let store = store::open(&cfg).await?;
     migrate::migrate(&store, &MigrateOptions { cluster: None, retention: cfg.retention.clone() }).await?;
 
-    // A collector on free local ports, with a key of the demo project.
-    let (key, _) = auth::create_key(&store, PROJECT, "demo").await?;
-    let collector_cfg = CollectorConfig {
-        http: "127.0.0.1:0".into(),
-        grpc: "127.0.0.1:0".into(),
-        spans_retention_days: Some(cfg.retention.spans),
-        signal_link_interval_secs: 1,
-        ..Default::default()
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let server_store = store.clone();
-    let collector = tokio::spawn(async move {
-        server::run(
-            server_store,
-            collector_cfg,
-            AuthMode::Keys,
-            async {
-                let _ = stop_rx.await;
-            },
-            move |http, _grpc| {
-                let _ = bound_tx.send(http);
-            },
-        )
-        .await
-    });
-    let http = bound_rx.await.context("the collector did not start")?;
-    println!("collector: OTLP/HTTP on http://{http}");
+    let collector = LocalCollector::start(&store, PROJECT, cfg.retention.spans).await?;
+    println!("collector: OTLP/HTTP on {}", collector.endpoint);
 
     // Traffic: a different seed each run, so that a second demo adds new interactions.
     let seed = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
     let opts = flywheel_simulator::SimulateOptions {
         seed,
         volume: flywheel_simulator::Volume::Interactions(demo.interactions),
-        endpoint: format!("http://{http}"),
-        key: Some(key),
+        endpoint: collector.endpoint.clone(),
+        key: Some(collector.key.clone()),
         ..Default::default()
     };
     let bar = spinner(&format!("simulating {} interactions of a support and a coding assistant", demo.interactions));
     let summary = flywheel_simulator::run(&opts).await?;
     bar.finish_and_clear();
-    print!("{summary}");
-    // Let the write-ahead log drain and message-id signals link before analysing.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = stop_tx.send(());
-    collector.await.context("the collector task failed")??;
+    println!("{}", summary.to_string().trim_end());
+    collector.stop().await?;
 
     let derive = flywheel_collector::signals::derive::DeriveConfig { lookback_secs: 8 * 86_400, ..Default::default() };
     flywheel_collector::signals::derive::run(&store, &derive).await?;
@@ -100,9 +71,79 @@ pub async fn run(demo: Demo) -> Result<ExitCode> {
     for p in patterns.iter().filter(|p| p.size > 0).take(8) {
         println!("  {:>4} calls · {:>3} users · {}", p.size, p.users, p.label);
     }
-    if !demo.no_tui {
-        println!("(the TUI opens here once it lands; use --no-tui meanwhile)");
+
+    // The loop's outputs: an eval file of every open pattern and the weekly review.
+    use flywheel_analyzer::export::{self, EvalFormat, ExportOptions, Selection};
+    use flywheel_analyzer::report::{self, PeriodSpec, ReportFormat, ReportOptions};
+    let dir = std::env::current_dir()?.join("flywheel-demo");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let evals = ExportOptions {
+        project: Some(PROJECT.into()),
+        out: Some(dir.join("evals.jsonl")),
+        again: true,
+        ..ExportOptions::new(Selection::AllOpen, EvalFormat::Jsonl)
+    };
+    println!("\neval cases: {}", export::export_evals(&store, &evals).await?);
+    for (format, name) in [(ReportFormat::Html, "report.html"), (ReportFormat::Markdown, "report.md")] {
+        let opts = ReportOptions {
+            project: Some(PROJECT.into()),
+            out: Some(dir.join(name)),
+            ..ReportOptions::new(PeriodSpec::Since("7d".into()), format)
+        };
+        println!("report: {}", report::write_report(&store, &opts).await?);
     }
-    println!("\ndemo done in {:.0}s — explore with `flywheel tui --project {PROJECT}`", started.elapsed().as_secs_f64());
-    Ok(ExitCode::SUCCESS)
+    println!("\ndemo done in {:.0}s", started.elapsed().as_secs_f64());
+    if demo.no_tui {
+        println!("explore with `flywheel tui --project {PROJECT}`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::tui(Some(PROJECT.into()), false, "7d", "users").await
+}
+
+/// A collector on free local ports in this process, with a fresh key of `project`.
+pub struct LocalCollector {
+    pub endpoint: String,
+    pub key: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
+}
+
+impl LocalCollector {
+    pub async fn start(store: &flywheel_schemas::Store, project: &str, spans_retention_days: u32) -> Result<LocalCollector> {
+        let (key, _) = auth::create_key(store, project, "local").await?;
+        let cfg = CollectorConfig {
+            http: "127.0.0.1:0".into(),
+            grpc: "127.0.0.1:0".into(),
+            spans_retention_days: Some(spans_retention_days),
+            signal_link_interval_secs: 1,
+            ..Default::default()
+        };
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+        let server_store = store.clone();
+        let task = tokio::spawn(async move {
+            server::run(
+                server_store,
+                cfg,
+                AuthMode::Keys,
+                async {
+                    let _ = stop_rx.await;
+                },
+                move |http, _grpc| {
+                    let _ = bound_tx.send(http);
+                },
+            )
+            .await
+        });
+        let http = bound_rx.await.context("the collector did not start")?;
+        Ok(LocalCollector { endpoint: format!("http://{http}"), key, stop, task })
+    }
+
+    /// Lets message-id signals link, then stops (the write-ahead log drains on the way out).
+    pub async fn stop(self) -> Result<()> {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = self.stop.send(());
+        self.task.await.context("the collector task failed")??;
+        Ok(())
+    }
 }

@@ -106,8 +106,15 @@ enum Command {
     Tui {
         #[arg(long)]
         project: Option<String>,
+        /// No colours (also with NO_COLOR set).
         #[arg(long)]
         no_color: bool,
+        /// Time window of the overview and search: 24h, 7d or 30d.
+        #[arg(long, default_value = "7d")]
+        window: String,
+        /// What impact multiplies severity by: users, sessions, calls or cost.
+        #[arg(long, default_value = "users")]
+        impact: String,
     },
     /// Run the whole loop on a simulated application: engine, collector, traffic, analysis, TUI.
     Demo {
@@ -255,8 +262,20 @@ enum BenchCmd {
     },
     /// Analyzer time, memory and quality.
     Analyze,
-    /// TUI query latencies.
-    Tui,
+    /// TUI latencies on generated data: time to the patterns view and between views.
+    Tui {
+        /// Spans to generate (in the engine) in the bench database, if it has fewer.
+        #[arg(long, default_value_t = 10_000_000)]
+        spans: u64,
+        /// LLM calls to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        calls: u64,
+        /// Measurements per step.
+        #[arg(long, default_value_t = 7)]
+        repeat: usize,
+        #[arg(long, default_value = "flywheel_bench_tui")]
+        database: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -366,7 +385,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Tui { .. } => not_built("tui", "#8 (TUI)"),
+        Command::Tui { project, no_color, window, impact } => tui(project, no_color, &window, &impact).await,
         Command::Demo { no_tui } => demo::run(demo::Demo { no_tui, interactions: 1500 }).await,
         Command::Bench(BenchCmd::Ingest { requests, spans, concurrency }) => {
             let cfg = StorageConfig::load()?;
@@ -376,7 +395,13 @@ async fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCmd::Analyze) => not_built("bench analyze", "#6 (analyzer)"),
-        Command::Bench(BenchCmd::Tui) => not_built("bench tui", "#8 (TUI)"),
+        Command::Bench(BenchCmd::Tui { spans, calls, repeat, database }) => {
+            let cfg = StorageConfig::load()?;
+            let store = store::open(&cfg).await?;
+            let opts = flywheel_tui::bench::BenchOptions { spans, calls, repeat, database };
+            print!("{}", flywheel_tui::bench::run(&store, &opts).await?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -469,6 +494,38 @@ fn analyzer_rules(_cfg: &StorageConfig) -> Result<flywheel_analyzer::rules::Rule
         Some(path) => Ok(flywheel_analyzer::rules::Rules::load(std::path::Path::new(&path))?),
         None => Ok(flywheel_analyzer::rules::Rules::defaults()),
     }
+}
+
+/// `e` in the TUI: the same code path as `flywheel export evals --pattern ID` (JSONL).
+struct EvalExporter {
+    store: flywheel_schemas::Store,
+    runtime: tokio::runtime::Handle,
+}
+
+impl flywheel_tui::Exporter for EvalExporter {
+    fn export_pattern(&self, project: &str, pattern_id: &str) -> Result<String, String> {
+        use flywheel_analyzer::export::{self, EvalFormat, ExportOptions, Selection};
+        let opts = ExportOptions {
+            project: Some(project.to_string()),
+            ..ExportOptions::new(Selection::Pattern(pattern_id.to_string()), EvalFormat::Jsonl)
+        };
+        // Called on a blocking thread of the TUI's worker: blocking on the runtime is allowed there.
+        self.runtime.block_on(export::export_evals(&self.store, &opts)).map(|s| s.to_string()).map_err(|e| e.to_string())
+    }
+}
+
+async fn tui(project: Option<String>, no_color: bool, window: &str, impact: &str) -> Result<ExitCode> {
+    use flywheel_tui::model::{Impact, Window};
+    let window = Window::parse(window).with_context(|| format!("--window {window}: use 24h, 7d or 30d"))?;
+    let impact = Impact::parse(impact).with_context(|| format!("--impact {impact}: use users, sessions, calls or cost"))?;
+    let store = open_migrated().await?;
+    let defaults = flywheel_tui::TuiOptions::default();
+    let opts = flywheel_tui::TuiOptions { project, window, impact, no_color: no_color || defaults.no_color, ..defaults };
+    // The UI blocks this thread on the terminal; its queries run on this runtime's workers.
+    tokio::task::block_in_place(|| {
+        flywheel_tui::run(store.clone(), opts, std::sync::Arc::new(EvalExporter { store, runtime: tokio::runtime::Handle::current() }))
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn not_built(what: &str, issue: &str) -> Result<ExitCode> {

@@ -278,3 +278,65 @@ async fn one_pattern_and_errors() {
     let out = db.flywheel(&["export", "evals", "--all-open", "--format", "promptfoo", "--append-to", bad.to_str().unwrap()]);
     assert!(!out.status.success() && stderr(&out).contains("not a promptfoo tests file"), "{}", stderr(&out));
 }
+
+/// The loop: the simulator's traffic through the real collector, `flywheel analyze`,
+/// then every format from the patterns it found — each valid for its tool, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_traffic_analyzed_then_exported_in_every_format() {
+    let collector = common::Collector::start(TestDb::new("evals_loop"), "[collector]\nsignal_link_interval_secs = 1\n");
+    let key = collector.key("loop");
+    let http = collector.http.clone();
+    let out = collector.db.flywheel(&[
+        "simulate",
+        "--endpoint",
+        &http,
+        "--key",
+        &key,
+        "--interactions",
+        "600",
+        "--seed",
+        "7",
+        "--duration",
+        "2d",
+    ]);
+    assert!(out.status.success(), "simulate: {}", stderr(&out));
+    collector.wait_stored().await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let out = collector.db.flywheel(&["analyze", "--project", "loop", "--since", "3d"]);
+    assert!(out.status.success(), "analyze: {}{}", stdout(&out), stderr(&out));
+    let db = &collector.db;
+    let dir = scratch_dir("evals-loop");
+
+    let jsonl = dir.join("loop.jsonl");
+    let summary = export(db, &["--project", "loop", "--all-open", "--out", jsonl.to_str().unwrap()]);
+    let cases = lines(&jsonl);
+    assert!(cases.len() >= 10, "{summary}");
+    let validator = schema();
+    for c in &cases {
+        let errors: Vec<String> = validator.iter_errors(c).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{errors:?}\n{c:#}");
+        assert!(!c["input"]["messages"].as_array().unwrap().is_empty(), "{c:#}");
+        assert_eq!(c["provenance"]["trace_id"].as_str().unwrap().len(), 32);
+    }
+
+    let openai = dir.join("loop.openai.jsonl");
+    export(db, &["--project", "loop", "--all-open", "--format", "openai-evals", "--out", openai.to_str().unwrap()]);
+    for c in lines(&openai) {
+        assert!(c["input"].as_array().is_some_and(|m| !m.is_empty()) && c.get("ideal").is_some(), "{c}");
+    }
+
+    let promptfoo_file = dir.join("loop.promptfoo.yaml");
+    export(db, &["--project", "loop", "--all-open", "--format", "promptfoo", "--out", promptfoo_file.to_str().unwrap()]);
+    promptfoo_check(&promptfoo_file, cases.len());
+
+    let csv_file = dir.join("loop.csv");
+    export(db, &["--project", "loop", "--all-open", "--format", "csv", "--out", csv_file.to_str().unwrap()]);
+    assert_eq!(csv::Reader::from_path(&csv_file).unwrap().records().count(), cases.len());
+
+    // Nothing new the second time; everything again with --again.
+    let again_path = dir.join("loop-2.jsonl");
+    let summary = export(db, &["--project", "loop", "--all-open", "--out", again_path.to_str().unwrap()]);
+    assert!(summary.contains("no new eval cases") && summary.contains("already exported, use --again"), "{summary}");
+    export(db, &["--project", "loop", "--all-open", "--again", "--out", again_path.to_str().unwrap()]);
+    assert_eq!(lines(&again_path).len(), cases.len());
+}

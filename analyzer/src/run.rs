@@ -159,7 +159,7 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
         let imp = &impacts[ci];
         let mut signal_mix: BTreeMap<String, u64> = BTreeMap::new();
         let mut reason_counts: BTreeMap<String, u64> = BTreeMap::new();
-        let mut languages: BTreeSet<String> = BTreeSet::new();
+        let mut languages: BTreeMap<String, usize> = BTreeMap::new();
         for &i in members {
             for s in failures[i].signals.iter().map(|s| s.kind.clone()).collect::<BTreeSet<_>>() {
                 *signal_mix.entry(s).or_default() += 1;
@@ -168,10 +168,11 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
                 *reason_counts.entry(r.clone()).or_default() += 1;
             }
             if let Some((_, answer)) = &failures[i].languages {
-                languages.insert(answer.clone());
+                *languages.entry(answer.clone()).or_default() += 1;
             }
         }
-        let languages: Vec<String> = languages.into_iter().collect();
+        // Languages that make up a tenth of the pattern, not a stray misdetection.
+        let languages: Vec<String> = languages.iter().filter(|(_, n)| **n * 10 >= members.len()).map(|(l, _)| l.clone()).collect();
         let evidence =
             if signature.is_empty() { label::signal_phrase(&signal_mix) } else { label::signature_phrase(signature, &languages) };
         let feature = imp.features.first().cloned();
