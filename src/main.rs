@@ -16,6 +16,7 @@ use flywheel_schemas::migrate::{self, MigrateOptions};
 use flywheel_schemas::{bench, store};
 
 mod analyze;
+mod bench_analyze;
 mod demo;
 mod telemetry;
 
@@ -260,8 +261,16 @@ enum BenchCmd {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
-    /// Analyzer time, memory and quality.
-    Analyze,
+    /// Analyzer quality (ARI, NMI, modes recovered) and time and memory, on simulated traffic.
+    Analyze {
+        /// Interactions to simulate (failures ≈ interactions × failure rate).
+        #[arg(long, default_value_t = 20_000)]
+        interactions: usize,
+        #[arg(long, default_value_t = 0.5)]
+        failure_rate: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// TUI latencies on generated data: time to the patterns view and between views.
     Tui {
         /// Spans to generate (in the engine) in the bench database, if it has fewer.
@@ -394,7 +403,9 @@ async fn run(command: Command) -> Result<ExitCode> {
             print!("{}", flywheel_collector::bench::ingest(&store, &bench).await.map_err(anyhow::Error::msg)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(BenchCmd::Analyze) => not_built("bench analyze", "#6 (analyzer)"),
+        Command::Bench(BenchCmd::Analyze { interactions, failure_rate, seed }) => {
+            bench_analyze::run(bench_analyze::BenchAnalyze { interactions, failure_rate, seed }).await
+        }
         Command::Bench(BenchCmd::Tui { spans, calls, repeat, database }) => {
             let cfg = StorageConfig::load()?;
             let store = store::open(&cfg).await?;
@@ -526,10 +537,6 @@ async fn tui(project: Option<String>, no_color: bool, window: &str, impact: &str
         flywheel_tui::run(store.clone(), opts, std::sync::Arc::new(EvalExporter { store, runtime: tokio::runtime::Handle::current() }))
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn not_built(what: &str, issue: &str) -> Result<ExitCode> {
-    bail!("`flywheel {what}` is not built yet: it lands with issue {issue}")
 }
 
 fn clickhouse(cmd: ClickhouseCmd) -> Result<ExitCode> {

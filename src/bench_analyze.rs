@@ -1,0 +1,124 @@
+//! `flywheel bench analyze`: the analyzer's quality and cost on the simulator's ground truth.
+//! Seeded traffic goes through a collector in this process into a fresh database, then one
+//! analyzer run per representation (the embedding model when installed, and lexical); each
+//! prints its timings per stage, peak memory, ARI, NMI, the modes recovered and the share of
+//! healthy interactions put in patterns.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use flywheel_analyzer::embed::Embedder;
+use flywheel_analyzer::run::{self, Options, Silent};
+use flywheel_analyzer::score;
+use flywheel_schemas::config::StorageConfig;
+use flywheel_schemas::migrate::{self, MigrateOptions};
+use flywheel_schemas::store;
+
+use crate::demo::LocalCollector;
+
+pub struct BenchAnalyze {
+    pub interactions: usize,
+    pub failure_rate: f64,
+    pub seed: u64,
+}
+
+/// Peak resident memory of this process since the last reset, in MB (Linux).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Resets the peak so that it measures the analyzer alone (Linux ≥ 4.0).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+pub async fn run(bench: BenchAnalyze) -> Result<ExitCode> {
+    let mut cfg = StorageConfig::load()?;
+    let database = format!("flywheel_bench_analyze_{}", std::process::id());
+    cfg.clickhouse.database = database.clone();
+    let store = store::open(&cfg).await?;
+    migrate::migrate(&store, &MigrateOptions { cluster: None, retention: cfg.retention.clone() }).await?;
+    let project = "bench";
+    let collector = LocalCollector::start(&store, project, cfg.retention.spans).await?;
+    let truth_path = std::env::temp_dir().join(format!("{database}.truth.jsonl"));
+    let opts = flywheel_simulator::SimulateOptions {
+        seed: bench.seed,
+        volume: flywheel_simulator::Volume::Interactions(bench.interactions),
+        failure_rate: bench.failure_rate,
+        endpoint: collector.endpoint.clone(),
+        key: Some(collector.key.clone()),
+        truth: Some(truth_path.clone()),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let summary = flywheel_simulator::run(&opts).await?;
+    collector.stop().await?;
+    println!("{}", summary.to_string().trim_end());
+    println!("ingested in {:.1}s into database {database}", started.elapsed().as_secs_f64());
+    let derive = flywheel_collector::signals::derive::DeriveConfig { lookback_secs: 8 * 86_400, ..Default::default() };
+    flywheel_collector::signals::derive::run(&store, &derive).await?;
+
+    let truth = std::fs::read_to_string(&truth_path).with_context(|| format!("reading {}", truth_path.display()))?;
+    let mut mode_of: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for line in truth.lines().filter(|l| !l.starts_with("{\"summary\"")) {
+        let call: flywheel_simulator::truth::TruthCall = serde_json::from_str(line)?;
+        mode_of.insert(call.trace_id, call.trace_failure_mode);
+    }
+
+    let embedder = match Embedder::locate() {
+        Some(dir) => Some(tokio::task::spawn_blocking(move || Embedder::load(&dir)).await??),
+        None => None,
+    };
+    let mut table = String::from(
+        "| representation | failures | patterns | clustered | ARI | NMI | modes recovered | healthy in patterns | time s | peak MB | stages (s) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for embedder in [embedder.as_ref(), None].into_iter().enumerate().filter(|(i, e)| *i == 1 || e.is_some()).map(|(_, e)| e) {
+        // Same data, fresh state: drop what the previous run wrote so that tracking starts over.
+        for table in ["patterns", "pattern_members", "failures", "analysis_runs"] {
+            store.execute(&format!("TRUNCATE TABLE {table}")).await?;
+        }
+        reset_peak_rss();
+        let until = time::OffsetDateTime::now_utc() + time::Duration::minutes(1);
+        let opts = Options {
+            project: project.into(),
+            since: until - time::Duration::days(8),
+            until,
+            rules: flywheel_analyzer::rules::Rules::defaults(),
+            embedder,
+            min_pattern_size: None,
+        };
+        let t = std::time::Instant::now();
+        let outcome = run::analyze(&store, &opts, &Silent).await?;
+        let secs = t.elapsed().as_secs_f64();
+        let peak = peak_rss_mb().unwrap_or(f64::NAN);
+        let pattern_of: BTreeMap<&str, &str> = outcome.assignment.iter().map(|((t, _), p)| (t.as_str(), p.as_str())).collect();
+        let failing: Vec<(&String, &String)> = mode_of.iter().filter_map(|(t, m)| m.as_ref().map(|m| (t, m))).collect();
+        let truth_labels: Vec<String> = failing.iter().map(|(_, m)| m.to_string()).collect();
+        let predicted: Vec<Option<String>> = failing.iter().map(|(t, _)| pattern_of.get(t.as_str()).map(|p| p.to_string())).collect();
+        let flat: Vec<String> =
+            failing.iter().zip(&predicted).map(|((t, _), p)| p.clone().unwrap_or_else(|| format!("outlier-{t}"))).collect();
+        let modes = score::modes_recovered(&truth_labels, &predicted);
+        let healthy = mode_of.values().filter(|m| m.is_none()).count();
+        let healthy_in = mode_of.iter().filter(|(t, m)| m.is_none() && pattern_of.contains_key(t.as_str())).count();
+        let stages: Vec<String> = outcome.timings.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+        table.push_str(&format!(
+            "| {} | {} | {} | {} | {:.3} | {:.3} | {}/{} | {:.1}% ({healthy_in}/{healthy}) | {secs:.1} | {peak:.0} | {} |\n",
+            outcome.run.representation,
+            outcome.failures,
+            outcome.run.patterns,
+            outcome.run.clustered,
+            score::adjusted_rand_index(&truth_labels, &flat),
+            score::normalized_mutual_information(&truth_labels, &flat),
+            modes.iter().filter(|m| m.recovered).count(),
+            modes.len(),
+            100.0 * healthy_in as f64 / healthy.max(1) as f64,
+            stages.join(", ")
+        ));
+    }
+    print!("{table}");
+    store.with_database("default").execute(&format!("DROP DATABASE IF EXISTS `{database}`")).await?;
+    Ok(ExitCode::SUCCESS)
+}
