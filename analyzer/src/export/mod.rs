@@ -317,28 +317,7 @@ pub fn write_atomically(path: &Path, content: &str) -> Result<(), ExportError> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-#[derive(clickhouse::Row, Deserialize)]
-struct Project {
-    project_id: String,
-}
-
-/// The project to work on: `given`, or the only project with calls or patterns.
+/// The project to work on: `given`, or the only project with calls (one rule for every command).
 pub async fn resolve_project(store: &Store, given: Option<&str>) -> Result<String, StoreError> {
-    if let Some(p) = given.filter(|p| !p.is_empty()) {
-        return Ok(p.to_string());
-    }
-    let rows: Vec<Project> = store
-        .query(
-            "SELECT DISTINCT project_id FROM (SELECT DISTINCT project_id FROM patterns UNION ALL SELECT DISTINCT project_id FROM llm_calls) ORDER BY project_id",
-        )
-        .fetch_all()
-        .await?;
-    match rows.as_slice() {
-        [one] => Ok(one.project_id.clone()),
-        [] => Err(StoreError::Config("no project has data yet: send traces and run `flywheel analyze` first".into())),
-        many => Err(StoreError::Config(format!(
-            "several projects have data ({}): choose one with --project",
-            many.iter().map(|p| p.project_id.as_str()).collect::<Vec<_>>().join(", ")
-        ))),
-    }
+    flywheel_schemas::queries::resolve_project(store, given.filter(|p| !p.is_empty())).await
 }
