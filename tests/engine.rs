@@ -88,12 +88,12 @@ async fn engine_lifecycle_and_data_survive_a_restart() {
 }
 
 #[test]
-fn unbuilt_subcommands_say_so_and_fail() {
-    for args in [&["analyze"][..], &["tui"], &["demo", "--no-tui"]] {
-        let out = flywheel_cmd().args(args).output().unwrap();
-        assert!(!out.status.success(), "{args:?} must fail until it is built");
+fn commands_fail_with_a_reason_when_clickhouse_is_unreachable() {
+    for args in [&["analyze"][..], &["patterns"], &["report"], &["export", "evals", "--all-open"]] {
+        let out = flywheel_cmd().args(args).env("FLYWHEEL_CLICKHOUSE_URL", "http://127.0.0.1:9").output().unwrap();
+        assert!(!out.status.success(), "{args:?} must fail without a server");
         let err = stderr(&out);
-        assert!(err.contains("not built yet"), "{args:?}: {err}");
+        assert!(err.starts_with("error:") && err.contains("127.0.0.1:9"), "{args:?}: {err}");
         assert!(stdout(&out).is_empty(), "{args:?} printed output it did not produce");
     }
 }
