@@ -27,32 +27,12 @@ fn patterns(db: &TestDb, project: &str) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_failure_modes_come_out_as_distinct_stable_patterns() {
     let collector = Collector::start(TestDb::new("analyze"), "[collector]\nsignal_link_interval_secs = 1\n");
-    let key = collector.key("sim");
     let dir = scratch_dir("analyze");
     let truth_path = dir.join("truth.jsonl");
     let base_time = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap().format(&Rfc3339).unwrap();
-    let http = collector.http.clone();
-    let out = collector.db.flywheel(&[
-        "simulate",
-        "--endpoint",
-        &http,
-        "--key",
-        &key,
-        "--interactions",
-        "2500",
-        "--seed",
-        "11",
-        "--duration",
-        "2d",
-        "--base-time",
-        &base_time,
-        "--truth",
-        truth_path.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "simulate failed: {}{}", stdout(&out), stderr(&out));
-    collector.wait_stored().await;
-    // Signals sent by message id link in the background: give them a moment.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let truth_arg = truth_path.to_str().unwrap();
+    let args = ["--interactions", "2500", "--seed", "11", "--duration", "2d", "--base-time", &base_time, "--truth", truth_arg];
+    collector.simulate("sim", &args).await;
 
     let out = collector.db.flywheel(&["analyze", "--project", "sim", "--since", "3d"]);
     assert!(out.status.success(), "analyze failed: {}{}", stdout(&out), stderr(&out));

@@ -284,24 +284,7 @@ async fn one_pattern_and_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_traffic_analyzed_then_exported_in_every_format() {
     let collector = common::Collector::start(TestDb::new("evals_loop"), "[collector]\nsignal_link_interval_secs = 1\n");
-    let key = collector.key("loop");
-    let http = collector.http.clone();
-    let out = collector.db.flywheel(&[
-        "simulate",
-        "--endpoint",
-        &http,
-        "--key",
-        &key,
-        "--interactions",
-        "600",
-        "--seed",
-        "7",
-        "--duration",
-        "2d",
-    ]);
-    assert!(out.status.success(), "simulate: {}", stderr(&out));
-    collector.wait_stored().await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    collector.simulate("loop", &["--interactions", "600", "--seed", "7", "--duration", "2d"]).await;
     let out = collector.db.flywheel(&["analyze", "--project", "loop", "--since", "3d"]);
     assert!(out.status.success(), "analyze: {}{}", stdout(&out), stderr(&out));
     let db = &collector.db;

@@ -117,13 +117,7 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
         "this test needs tmux on the PATH (apt-get install tmux)"
     );
     let collector = Collector::start(TestDb::new("tui"), "[collector]\nsignal_link_interval_secs = 1\n");
-    let key = collector.key("shop");
-    let out = collector.db.flywheel(&[
-        "simulate",
-        "--endpoint",
-        &collector.http,
-        "--key",
-        &key,
+    let args = [
         "--interactions",
         "200",
         "--seed",
@@ -134,9 +128,8 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
         "0.3",
         "--modes",
         "truncated_answer=3,rate_limit_error=3",
-    ]);
-    assert!(out.status.success(), "simulate: {}{}", stdout(&out), stderr(&out));
-    collector.wait_stored().await;
+    ];
+    collector.simulate("shop", &args).await;
     let store = collector.db.store();
 
     // Two patterns on real seeded calls: the rate-limited ones and the truncated ones.

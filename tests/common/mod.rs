@@ -227,6 +227,19 @@ impl Collector {
         panic!("the write-ahead log did not drain within 10 s");
     }
 
+    /// Plays `flywheel simulate` into `project` (with a fresh key; `args` appended), then waits
+    /// until everything is stored and signals sent by message id had time to link.
+    pub async fn simulate(&self, project: &str, args: &[&str]) -> Output {
+        let key = self.key(project);
+        let mut all = vec!["simulate", "--endpoint", self.http.as_str(), "--key", key.as_str()];
+        all.extend_from_slice(args);
+        let out = self.db.flywheel(&all);
+        assert!(out.status.success(), "simulate: {}{}", stdout(&out), stderr(&out));
+        self.wait_stored().await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        out
+    }
+
     /// A new API key for `project`.
     pub fn key(&self, project: &str) -> String {
         let out = self.db.flywheel(&["keys", "create", "--project", project]);
