@@ -21,6 +21,15 @@ pub struct BenchAnalyze {
     pub interactions: usize,
     pub failure_rate: f64,
     pub seed: u64,
+    pub representation: Representations,
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Representations {
+    Both,
+    Model,
+    Lexical,
 }
 
 /// Peak resident memory of this process since the last reset, in MB (Linux).
@@ -37,29 +46,35 @@ fn reset_peak_rss() {
 
 pub async fn run(bench: BenchAnalyze) -> Result<ExitCode> {
     let mut cfg = StorageConfig::load()?;
-    let database = format!("flywheel_bench_analyze_{}", std::process::id());
+    let keep = bench.database.is_some();
+    let database = bench.database.clone().unwrap_or_else(|| format!("flywheel_bench_analyze_{}", std::process::id()));
     cfg.clickhouse.database = database.clone();
     let store = store::open(&cfg).await?;
     migrate::migrate(&store, &MigrateOptions { cluster: None, retention: cfg.retention.clone() }).await?;
     let project = "bench";
-    let collector = LocalCollector::start(&store, project, cfg.retention.spans).await?;
     let truth_path = std::env::temp_dir().join(format!("{database}.truth.jsonl"));
-    let opts = flywheel_simulator::SimulateOptions {
-        seed: bench.seed,
-        volume: flywheel_simulator::Volume::Interactions(bench.interactions),
-        failure_rate: bench.failure_rate,
-        endpoint: collector.endpoint.clone(),
-        key: Some(collector.key.clone()),
-        truth: Some(truth_path.clone()),
-        ..Default::default()
-    };
-    let started = std::time::Instant::now();
-    let summary = flywheel_simulator::run(&opts).await?;
-    collector.stop().await?;
-    println!("{}", summary.to_string().trim_end());
-    println!("ingested in {:.1}s into database {database}", started.elapsed().as_secs_f64());
-    let derive = flywheel_collector::signals::derive::DeriveConfig { lookback_secs: 8 * 86_400, ..Default::default() };
-    flywheel_collector::signals::derive::run(&store, &derive).await?;
+    let stored: Vec<u64> = store.query("SELECT count() FROM llm_calls WHERE project_id = ?").bind(project).fetch_all().await?;
+    if keep && stored.first().is_some_and(|&n| n > 0) && truth_path.exists() {
+        println!("reusing the traffic in database {database} ({} calls; truth {})", stored[0], truth_path.display());
+    } else {
+        let collector = LocalCollector::start(&store, project, cfg.retention.spans).await?;
+        let opts = flywheel_simulator::SimulateOptions {
+            seed: bench.seed,
+            volume: flywheel_simulator::Volume::Interactions(bench.interactions),
+            failure_rate: bench.failure_rate,
+            endpoint: collector.endpoint.clone(),
+            key: Some(collector.key.clone()),
+            truth: Some(truth_path.clone()),
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        let summary = flywheel_simulator::run(&opts).await?;
+        collector.stop().await?;
+        println!("{}", summary.to_string().trim_end());
+        println!("ingested in {:.1}s into database {database}", started.elapsed().as_secs_f64());
+        let derive = flywheel_collector::signals::derive::DeriveConfig { lookback_secs: 8 * 86_400, ..Default::default() };
+        flywheel_collector::signals::derive::run(&store, &derive).await?;
+    }
 
     let truth = std::fs::read_to_string(&truth_path).with_context(|| format!("reading {}", truth_path.display()))?;
     let mut mode_of: BTreeMap<String, Option<String>> = BTreeMap::new();
@@ -68,16 +83,24 @@ pub async fn run(bench: BenchAnalyze) -> Result<ExitCode> {
         mode_of.insert(call.trace_id, call.trace_failure_mode);
     }
 
-    let embedder = match Embedder::locate() {
+    let embedder = match Embedder::locate().filter(|_| bench.representation != Representations::Lexical) {
         Some(dir) => Some(tokio::task::spawn_blocking(move || Embedder::load(&dir)).await??),
         None => None,
     };
     let mut table = String::from(
         "| representation | failures | patterns | clustered | ARI | NMI | modes recovered | healthy in patterns | time s | peak MB | stages (s) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    for embedder in [embedder.as_ref(), None].into_iter().enumerate().filter(|(i, e)| *i == 1 || e.is_some()).map(|(_, e)| e) {
-        // Same data, fresh state: drop what the previous run wrote so that tracking starts over.
-        for table in ["patterns", "pattern_members", "failures", "analysis_runs"] {
+    if bench.representation == Representations::Model && embedder.is_none() {
+        anyhow::bail!(
+            "the embedding model is not installed in {}: run ./setup.sh --only model",
+            flywheel_analyzer::embed::model_dir().display()
+        );
+    }
+    let lexical = (bench.representation != Representations::Model).then_some(None);
+    for embedder in embedder.as_ref().map(Some).into_iter().chain(lexical) {
+        // Same data, fresh state: drop what the previous run wrote so that tracking starts over
+        // and the embedding cache is cold (the cost of a first analysis).
+        for table in ["patterns", "pattern_members", "failures", "analysis_runs", "embeddings"] {
             store.execute(&format!("TRUNCATE TABLE {table}")).await?;
         }
         reset_peak_rss();
@@ -119,6 +142,11 @@ pub async fn run(bench: BenchAnalyze) -> Result<ExitCode> {
         ));
     }
     print!("{table}");
-    store.with_database("default").execute(&format!("DROP DATABASE IF EXISTS `{database}`")).await?;
+    if keep {
+        println!("kept database {database}; drop it with: DROP DATABASE `{database}`");
+    } else {
+        store.with_database("default").execute(&format!("DROP DATABASE IF EXISTS `{database}`")).await?;
+        let _ = std::fs::remove_file(&truth_path);
+    }
     Ok(ExitCode::SUCCESS)
 }

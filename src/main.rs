@@ -270,6 +270,13 @@ enum BenchCmd {
         failure_rate: f64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Which representations to run: the embedding model, lexical TF-IDF, or both.
+        #[arg(long, value_enum, default_value_t = bench_analyze::Representations::Both)]
+        representation: bench_analyze::Representations,
+        /// Keep the traffic in this database: the first run simulates into it, later runs with
+        /// the same name analyse it again without simulating (drop it yourself when done).
+        #[arg(long)]
+        database: Option<String>,
     },
     /// TUI latencies on generated data: time to the patterns view and between views.
     Tui {
@@ -403,8 +410,8 @@ async fn run(command: Command) -> Result<ExitCode> {
             print!("{}", flywheel_collector::bench::ingest(&store, &bench).await.map_err(anyhow::Error::msg)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(BenchCmd::Analyze { interactions, failure_rate, seed }) => {
-            bench_analyze::run(bench_analyze::BenchAnalyze { interactions, failure_rate, seed }).await
+        Command::Bench(BenchCmd::Analyze { interactions, failure_rate, seed, representation, database }) => {
+            bench_analyze::run(bench_analyze::BenchAnalyze { interactions, failure_rate, seed, representation, database }).await
         }
         Command::Bench(BenchCmd::Tui { spans, calls, repeat, database }) => {
             let cfg = StorageConfig::load()?;

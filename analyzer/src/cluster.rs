@@ -65,7 +65,12 @@ pub fn hdbscan(vectors: &[Vec<f32>], params: Params) -> Vec<Option<usize>> {
     labels
 }
 
-/// PCA to `dims` (seeded SVD inside linfa); the vectors as they are when that cannot help.
+/// Rows the PCA is fitted on: the principal axes of a few thousand failures are those of all of
+/// them, and fitting on every row would hold an n × 1024 matrix of f64 at a million failures.
+const PCA_FIT_ROWS: usize = 20_000;
+
+/// PCA to `dims` (seeded SVD inside linfa), fitted on an evenly strided sample and applied to
+/// every row in chunks; the vectors as they are when that cannot help.
 fn reduce(vectors: &[Vec<f32>], dims: usize) -> Vec<Vec<f64>> {
     let n = vectors.len();
     let dim = vectors[0].len();
@@ -73,13 +78,22 @@ fn reduce(vectors: &[Vec<f32>], dims: usize) -> Vec<Vec<f64>> {
     if dim <= dims || n <= dims + 1 {
         return as_f64();
     }
-    let flat: Vec<f64> = vectors.iter().flat_map(|v| v.iter().map(|&x| x as f64)).collect();
-    let records = ndarray16::Array2::from_shape_vec((n, dim), flat).expect("rows of one dimension");
-    let dataset = linfa::DatasetBase::from(records);
+    let matrix = |rows: &[&Vec<f32>]| {
+        let flat: Vec<f64> = rows.iter().flat_map(|v| v.iter().map(|&x| x as f64)).collect();
+        ndarray16::Array2::from_shape_vec((rows.len(), dim), flat).expect("rows of one dimension")
+    };
+    let stride = n.div_ceil(PCA_FIT_ROWS);
+    let sample: Vec<&Vec<f32>> = vectors.iter().step_by(stride).collect();
+    let dataset = linfa::DatasetBase::from(matrix(&sample));
     match Pca::params(dims).fit(&dataset) {
         Ok(pca) => {
-            let projected = pca.predict(&dataset);
-            projected.outer_iter().map(|row| row.to_vec()).collect()
+            let mut out = Vec::with_capacity(n);
+            for chunk in vectors.chunks(PCA_FIT_ROWS) {
+                let rows: Vec<&Vec<f32>> = chunk.iter().collect();
+                let projected = pca.predict(&matrix(&rows));
+                out.extend(projected.outer_iter().map(|row| row.to_vec()));
+            }
+            out
         }
         Err(e) => {
             tracing::warn!("PCA failed ({e}); clustering on the full vectors");

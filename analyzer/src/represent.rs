@@ -5,41 +5,82 @@
 use crate::text::terms;
 
 /// Dimension of the hashed lexical space: enough to keep collisions rare among the terms of
-/// one signature group, small enough for a dense matrix of 100k rows.
+/// one signature group. Vectors are stored sparse (a failure's text has tens of terms), so a
+/// million failures hold a few hundred bytes each, not 4 KB.
 pub const LEXICAL_DIM: usize = 1024;
 
 /// Name of the lexical representation in runs and outputs.
 pub const LEXICAL: &str = "lexical-tfidf";
 
-/// Hashed TF-IDF vectors (sublinear tf, smoothed idf over `texts`), L2-normalised.
-pub fn lexical(texts: &[String]) -> Vec<Vec<f32>> {
-    let docs: Vec<Vec<usize>> = texts.iter().map(|t| terms(t).iter().map(|w| bucket(w)).collect()).collect();
-    let mut df = vec![0u32; LEXICAL_DIM];
-    for d in &docs {
-        let mut seen = d.clone();
-        seen.sort_unstable();
-        seen.dedup();
-        for b in seen {
-            df[b] += 1;
+/// A sparse vector of the lexical space: (bucket, weight), buckets ascending and distinct.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Sparse(pub Vec<(u32, f32)>);
+
+impl Sparse {
+    pub fn dense(&self) -> Vec<f32> {
+        let mut v = vec![0f32; LEXICAL_DIM];
+        for &(b, x) in &self.0 {
+            v[b as usize] = x;
         }
+        v
+    }
+
+    /// Dot product with a dense vector of the lexical space (the cosine when both are unit).
+    pub fn dot(&self, dense: &[f32]) -> f32 {
+        self.0.iter().map(|&(b, x)| x * dense.get(b as usize).copied().unwrap_or(0.0)).sum()
+    }
+}
+
+/// Hashed TF-IDF vectors (sublinear tf, smoothed idf over `texts`), L2-normalised.
+pub fn lexical(texts: &[String]) -> Vec<Sparse> {
+    let docs: Vec<Vec<(u32, f32)>> = texts
+        .iter()
+        .map(|t| {
+            let mut buckets: Vec<u32> = terms(t).iter().map(|w| bucket(w) as u32).collect();
+            buckets.sort_unstable();
+            let mut counts: Vec<(u32, f32)> = Vec::new();
+            for b in buckets {
+                match counts.last_mut() {
+                    Some((last, n)) if *last == b => *n += 1.0,
+                    _ => counts.push((b, 1.0)),
+                }
+            }
+            counts
+        })
+        .collect();
+    let mut df = vec![0u32; LEXICAL_DIM];
+    for &(b, _) in docs.iter().flatten() {
+        df[b as usize] += 1;
     }
     let n = docs.len() as f32;
     let idf: Vec<f32> = df.iter().map(|&d| ((1.0 + n) / (1.0 + d as f32)).ln() + 1.0).collect();
-    docs.iter()
-        .map(|d| {
-            let mut v = vec![0f32; LEXICAL_DIM];
-            for &b in d {
-                v[b] += 1.0;
+    docs.into_iter()
+        .map(|mut d| {
+            for (b, x) in d.iter_mut() {
+                *x = (1.0 + x.ln()) * idf[*b as usize];
             }
-            for (b, x) in v.iter_mut().enumerate() {
-                if *x > 0.0 {
-                    *x = (1.0 + x.ln()) * idf[b];
-                }
+            let norm = d.iter().map(|(_, x)| x * x).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                d.iter_mut().for_each(|(_, x)| *x /= norm);
             }
-            normalize(&mut v);
-            v
+            Sparse(d)
         })
         .collect()
+}
+
+/// The mean of sparse `vectors[members]`, dense and normalised.
+pub fn sparse_centroid(vectors: &[Sparse], members: &[usize]) -> Vec<f32> {
+    if members.is_empty() {
+        return vec![];
+    }
+    let mut c = vec![0f32; LEXICAL_DIM];
+    for &i in members {
+        for &(b, x) in &vectors[i].0 {
+            c[b as usize] += x;
+        }
+    }
+    normalize(&mut c);
+    c
 }
 
 /// FNV-1a: stable across runs and platforms, unlike the std hasher.
@@ -93,8 +134,12 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         let v = lexical(&texts);
-        assert!(v.iter().all(|x| (x.iter().map(|a| a * a).sum::<f32>() - 1.0).abs() < 1e-5));
-        assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[2]) + 0.2);
+        let d: Vec<Vec<f32>> = v.iter().map(Sparse::dense).collect();
+        assert!(d.iter().all(|x| (x.iter().map(|a| a * a).sum::<f32>() - 1.0).abs() < 1e-5));
+        assert!(cosine(&d[0], &d[1]) > cosine(&d[0], &d[2]) + 0.2);
+        assert!((v[0].dot(&d[1]) - cosine(&d[0], &d[1])).abs() < 1e-5, "sparse dot = dense cosine");
         assert_eq!(lexical(&texts), v, "deterministic");
+        let c = sparse_centroid(&v, &[0, 1]);
+        assert!((cosine(&c, &centroid(&d, &[0, 1])) - 1.0).abs() < 1e-5, "sparse centroid = dense centroid");
     }
 }

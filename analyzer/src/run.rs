@@ -101,7 +101,7 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
             (embedder.model_name().to_string(), vectors)
         }
         Some(embedder) => (embedder.model_name().to_string(), vec![]),
-        None => (LEXICAL.to_string(), text_only.iter().map(|&i| lexical[i].clone()).collect()),
+        None => (LEXICAL.to_string(), text_only.iter().map(|&i| lexical[i].dense()).collect()),
     };
     lap("represent", &mut timings);
 
@@ -117,7 +117,7 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
                 clusters.push((String::new(), global, represent::centroid(&text_vectors, &local), representation.clone()));
             }
         } else if members.len() >= min_size {
-            clusters.push((signature.clone(), members.clone(), represent::centroid(&lexical, members), LEXICAL.to_string()));
+            clusters.push((signature.clone(), members.clone(), represent::sparse_centroid(&lexical, members), LEXICAL.to_string()));
         }
     }
     let mut assignment: Vec<Option<usize>> = vec![None; failures.len()];
@@ -149,6 +149,8 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
     lap("label+track", &mut timings);
 
     let now = OffsetDateTime::now_utc();
+    // Failure index → row of `text_vectors`, for member distances.
+    let text_index: std::collections::HashMap<usize, usize> = text_only.iter().enumerate().map(|(k, &i)| (i, k)).collect();
     let triage = queries::triage_states(store, project).await?;
     let mut patterns = Vec::new();
     let mut members_rows = Vec::new();
@@ -252,8 +254,8 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
         for &i in members {
             let f = &failures[i];
             let distance = match vectors {
-                Some(v) => 1.0 - represent::cosine(&v[i], centroid),
-                None => text_only.iter().position(|&t| t == i).map_or(1.0, |k| 1.0 - represent::cosine(&text_vectors[k], centroid)),
+                Some(v) => 1.0 - v[i].dot(centroid),
+                None => text_index.get(&i).map_or(1.0, |&k| 1.0 - represent::cosine(&text_vectors[k], centroid)),
             };
             members_rows.push(PatternMemberRow {
                 project_id: project.into(),
