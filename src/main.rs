@@ -251,7 +251,7 @@ enum BenchCmd {
         #[arg(long, default_values_t = vec![1_000usize, 10_000, 100_000])]
         batch: Vec<usize>,
     },
-    /// Collector throughput over OTLP/HTTP protobuf, writer off and on.
+    /// Collector throughput over OTLP/HTTP protobuf and gRPC, writer off and on; latency at fixed loads.
     Ingest {
         #[arg(long, default_value_t = 400)]
         requests: usize,
@@ -260,6 +260,9 @@ enum BenchCmd {
         spans: usize,
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Fixed loads for the latency table, in requests per second (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = [20.0, 50.0, 100.0])]
+        rates: Vec<f64>,
     },
     /// Analyzer quality (ARI, NMI, modes recovered) and time and memory, on simulated traffic.
     Analyze {
@@ -403,10 +406,10 @@ async fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Tui { project, no_color, window, impact } => tui(project, no_color, &window, &impact).await,
         Command::Demo { no_tui } => demo::run(demo::Demo { no_tui, interactions: 1500 }).await,
-        Command::Bench(BenchCmd::Ingest { requests, spans, concurrency }) => {
+        Command::Bench(BenchCmd::Ingest { requests, spans, concurrency, rates }) => {
             let cfg = StorageConfig::load()?;
             let store = store::open(&cfg).await?;
-            let bench = flywheel_collector::bench::IngestBench { requests, spans_per_request: spans, concurrency };
+            let bench = flywheel_collector::bench::IngestBench { requests, spans_per_request: spans, concurrency, rates };
             print!("{}", flywheel_collector::bench::ingest(&store, &bench).await.map_err(anyhow::Error::msg)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -1,5 +1,7 @@
-//! `flywheel bench ingest`: collector throughput over OTLP/HTTP protobuf with realistic GenAI
-//! traffic, with the ClickHouse writer on and off. Prints a table; asserts nothing.
+//! `flywheel bench ingest`: collector throughput over OTLP/HTTP protobuf and OTLP/gRPC with
+//! realistic GenAI traffic, with the ClickHouse writer off, behind the write-ahead log and
+//! inserting directly; then acknowledgement latency at fixed loads. Prints tables; asserts
+//! nothing.
 //!
 //! The load generator runs in the same process as the collector (it shares the machine's
 //! cores, as a real sidecar SDK would); its CPU is included in the CPU-per-span figure.
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use flywheel_schemas::Store;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
@@ -24,6 +27,8 @@ pub struct IngestBench {
     pub requests: usize,
     pub spans_per_request: usize,
     pub concurrency: usize,
+    /// Fixed loads (requests per second) for the latency table.
+    pub rates: Vec<f64>,
 }
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
@@ -137,6 +142,14 @@ struct Run {
     cpu_seconds: f64,
 }
 
+impl Run {
+    /// The latency at quantile `p` in milliseconds.
+    fn ms(&self, p: f64) -> f64 {
+        let i = ((self.latencies.len() as f64 * p) as usize).min(self.latencies.len().saturating_sub(1));
+        self.latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    }
+}
+
 fn cpu_seconds() -> f64 {
     // utime + stime of this process (collector and load generator), from /proc/self/stat.
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -153,9 +166,79 @@ enum Mode {
     Direct,
 }
 
-async fn run_once(store: &Store, bench: &IngestBench, mode: Mode) -> Result<Run, String> {
-    let bodies: Arc<Vec<Vec<u8>>> =
-        Arc::new((0..bench.requests as u64).map(|i| sample_request(i + 1, bench.spans_per_request).encode_to_vec()).collect());
+/// How the load generator reaches the collector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Transport {
+    HttpProtobuf,
+    Grpc,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::HttpProtobuf => "HTTP protobuf",
+            Transport::Grpc => "gRPC",
+        }
+    }
+}
+
+/// Closed loop (`concurrency` clients, each sending as soon as its last request is answered:
+/// throughput at saturation) or open loop (requests started at a fixed rate whatever the
+/// answers, latency counted from the scheduled start so that a slow answer cannot hide the
+/// requests queued behind it).
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    Saturate,
+    Rate(f64),
+}
+
+/// One client of either transport; both send the same pre-built requests.
+#[derive(Clone)]
+enum Client {
+    Http { client: reqwest::Client, url: String },
+    Grpc(TraceServiceClient<tonic::transport::Channel>),
+}
+
+impl Client {
+    async fn connect(transport: Transport, http: std::net::SocketAddr, grpc: std::net::SocketAddr) -> Result<Client, String> {
+        Ok(match transport {
+            Transport::HttpProtobuf => Client::Http { client: reqwest::Client::new(), url: format!("http://{http}/v1/traces") },
+            Transport::Grpc => Client::Grpc(
+                TraceServiceClient::connect(format!("http://{grpc}"))
+                    .await
+                    .map_err(|e| format!("connecting to the gRPC receiver: {e}"))?
+                    .max_decoding_message_size(64 << 20)
+                    .max_encoding_message_size(64 << 20),
+            ),
+        })
+    }
+
+    async fn send(&mut self, body: &[u8], request: &ExportTraceServiceRequest) -> Result<(), String> {
+        match self {
+            Client::Http { client, url } => {
+                let resp = client
+                    .post(url.as_str())
+                    .header("content-type", "application/x-protobuf")
+                    .body(body.to_vec())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !resp.status().is_success() {
+                    return Err(format!("the collector answered {}", resp.status()));
+                }
+            }
+            Client::Grpc(client) => {
+                client.export(request.clone()).await.map_err(|e| format!("the collector answered {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run_once(store: &Store, bench: &IngestBench, mode: Mode, transport: Transport, load: Load) -> Result<Run, String> {
+    let requests: Arc<Vec<ExportTraceServiceRequest>> =
+        Arc::new((0..bench.requests as u64).map(|i| sample_request(i + 1, bench.spans_per_request)).collect());
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(requests.iter().map(|r| r.encode_to_vec()).collect());
     let wal_dir = std::env::temp_dir().join(format!("flywheel-bench-wal-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&wal_dir);
     let cfg = CollectorConfig {
@@ -178,42 +261,47 @@ async fn run_once(store: &Store, bench: &IngestBench, mode: Mode) -> Result<Run,
             async {
                 let _ = stop_rx.await;
             },
-            |http, _| {
-                let _ = addr_tx.send(http);
+            |http, grpc| {
+                let _ = addr_tx.send((http, grpc));
             },
         )
         .await
     });
-    let addr = addr_rx.await.map_err(|_| "the collector did not start".to_string())?;
-    let url = format!("http://{addr}/v1/traces");
-    let client = reqwest::Client::new();
+    let (http, grpc) = addr_rx.await.map_err(|_| "the collector did not start".to_string())?;
+    let client = Client::connect(transport, http, grpc).await?;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let cpu0 = cpu_seconds();
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..bench.concurrency {
-        let (client, url, bodies, next) = (client.clone(), url.clone(), bodies.clone(), next.clone());
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= bodies.len() {
-                    return Ok::<_, String>(latencies);
-                }
-                let t = Instant::now();
-                let resp = client
-                    .post(&url)
-                    .header("content-type", "application/x-protobuf")
-                    .body(bodies[i].clone())
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if !resp.status().is_success() {
-                    return Err(format!("the collector answered {}", resp.status()));
-                }
-                latencies.push(t.elapsed());
+    match load {
+        Load::Saturate => {
+            for _ in 0..bench.concurrency {
+                let (mut client, requests, bodies, next) = (client.clone(), requests.clone(), bodies.clone(), next.clone());
+                workers.push(tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= bodies.len() {
+                            return Ok::<_, String>(latencies);
+                        }
+                        let t = Instant::now();
+                        client.send(&bodies[i], &requests[i]).await?;
+                        latencies.push(t.elapsed());
+                    }
+                }));
             }
-        }));
+        }
+        Load::Rate(per_second) => {
+            for i in 0..bench.requests {
+                let scheduled = started + Duration::from_secs_f64(i as f64 / per_second);
+                tokio::time::sleep_until(scheduled.into()).await;
+                let (mut client, requests, bodies) = (client.clone(), requests.clone(), bodies.clone());
+                workers.push(tokio::spawn(async move {
+                    client.send(&bodies[i], &requests[i]).await?;
+                    Ok::<_, String>(vec![scheduled.elapsed()])
+                }));
+            }
+        }
     }
     let mut latencies = Vec::new();
     for w in workers {
@@ -242,7 +330,8 @@ async fn run_once(store: &Store, bench: &IngestBench, mode: Mode) -> Result<Run,
     })
 }
 
-/// Runs the benchmark with the writer off, then on (into a scratch database), and prints both.
+/// Runs the benchmark into a scratch database and prints two tables: throughput at saturation
+/// per transport and writer mode, then acknowledgement latency at fixed loads (default writer).
 pub async fn ingest(store: &Store, bench: &IngestBench) -> Result<String, String> {
     let scratch = store.with_database(&format!("{}_bench_ingest", store.database()));
     scratch
@@ -254,42 +343,69 @@ pub async fn ingest(store: &Store, bench: &IngestBench) -> Result<String, String
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "OTLP/HTTP protobuf, {} requests x {} GenAI spans, {} concurrent clients, ClickHouse at {}",
+        "{} requests x {} GenAI spans ({:.0} KB per request), {} concurrent clients at saturation, ClickHouse at {}",
         bench.requests,
         bench.spans_per_request,
+        sample_request(1, bench.spans_per_request).encoded_len() as f64 / 1e3,
         bench.concurrency,
         store.url()
     );
     let _ = writeln!(
         out,
-        "{:<34} {:>9} {:>7} {:>8} {:>8} {:>12}",
-        "writer (acknowledged when…)", "spans/s", "MB/s", "p50 ms", "p99 ms", "CPU us/span"
+        "{:<14} {:<36} {:>9} {:>7} {:>8} {:>8} {:>12}",
+        "transport", "writer (acknowledged when…)", "spans/s", "MB/s", "p50 ms", "p99 ms", "CPU us/span"
     );
-    for (label, mode) in [
-        ("off (decoded+normalised, discarded)", Mode::Discard),
-        ("write-ahead log (fsynced)", Mode::Wal),
-        ("no log (inserted in ClickHouse)", Mode::Direct),
-    ] {
-        let r = run_once(&scratch, bench, mode).await?;
-        let pct = |p: f64| {
-            r.latencies
-                .get(((r.latencies.len() as f64 * p) as usize).min(r.latencies.len().saturating_sub(1)))
-                .map(|d| d.as_secs_f64() * 1e3)
-                .unwrap_or(0.0)
-        };
-        let _ = writeln!(
-            out,
-            "{:<34} {:>9.0} {:>7.1} {:>8.1} {:>8.1} {:>12.1}",
-            label,
-            r.spans as f64 / r.seconds,
-            r.bytes as f64 / r.seconds / 1e6,
-            pct(0.5),
-            pct(0.99),
-            r.cpu_seconds / r.spans as f64 * 1e6
-        );
+    let mut runs = 0;
+    for transport in [Transport::HttpProtobuf, Transport::Grpc] {
+        for (label, mode) in [
+            ("off (decoded+normalised, discarded)", Mode::Discard),
+            ("write-ahead log (fsynced)", Mode::Wal),
+            ("no log (inserted in ClickHouse)", Mode::Direct),
+        ] {
+            let r = run_once(&scratch, bench, mode, transport, Load::Saturate).await?;
+            runs += (mode != Mode::Discard) as usize;
+            let _ = writeln!(
+                out,
+                "{:<14} {:<36} {:>9.0} {:>7.1} {:>8.1} {:>8.1} {:>12.1}",
+                transport.name(),
+                label,
+                r.spans as f64 / r.seconds,
+                r.bytes as f64 / r.seconds / 1e6,
+                r.ms(0.5),
+                r.ms(0.99),
+                r.cpu_seconds / r.spans as f64 * 1e6
+            );
+        }
+    }
+    let _ = writeln!(out, "\nacknowledgement latency at fixed loads (open loop, write-ahead log on)");
+    let _ = writeln!(
+        out,
+        "{:<14} {:>10} {:>9} {:>8} {:>8} {:>8} {:>12}",
+        "transport", "requests/s", "spans/s", "p50 ms", "p99 ms", "max ms", "CPU us/span"
+    );
+    for transport in [Transport::HttpProtobuf, Transport::Grpc] {
+        for &rate in &bench.rates {
+            let r = run_once(&scratch, bench, Mode::Wal, transport, Load::Rate(rate)).await?;
+            runs += 1;
+            let _ = writeln!(
+                out,
+                "{:<14} {:>10.0} {:>9.0} {:>8.1} {:>8.1} {:>8.1} {:>12.1}",
+                transport.name(),
+                rate,
+                rate * bench.spans_per_request as f64,
+                r.ms(0.5),
+                r.ms(0.99),
+                r.ms(1.0),
+                r.cpu_seconds / r.spans as f64 * 1e6
+            );
+        }
     }
     let stored: u64 = scratch.query("SELECT count() FROM spans FINAL").fetch_one().await.map_err(|e| e.to_string())?;
-    let _ = writeln!(out, "distinct spans stored after the runs: {stored} (expected {})", bench.requests * bench.spans_per_request);
+    let _ = writeln!(
+        out,
+        "\ndistinct spans stored after the {runs} storing runs: {stored} (expected {}: every run sends the same spans)",
+        bench.requests * bench.spans_per_request
+    );
     let peak = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()));
