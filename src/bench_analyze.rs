@@ -23,6 +23,8 @@ pub struct BenchAnalyze {
     pub seed: u64,
     pub representation: Representations,
     pub database: Option<String>,
+    /// Copies of the simulated traffic to analyse (1 = as simulated); see [`replicate`].
+    pub copies: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -80,8 +82,12 @@ pub async fn run(bench: BenchAnalyze) -> Result<ExitCode> {
     let mut mode_of: BTreeMap<String, Option<String>> = BTreeMap::new();
     for line in truth.lines().filter(|l| !l.starts_with("{\"summary\"")) {
         let call: flywheel_simulator::truth::TruthCall = serde_json::from_str(line)?;
-        mode_of.insert(call.trace_id, call.trace_failure_mode);
+        for k in 0..bench.copies {
+            mode_of.insert(copy_trace_id(&call.trace_id, k), call.trace_failure_mode.clone());
+        }
     }
+    let base = store.clone();
+    let store = if bench.copies > 1 { replicate(&base, bench.copies).await? } else { base.clone() };
 
     let embedder = match Embedder::locate().filter(|_| bench.representation != Representations::Lexical) {
         Some(dir) => Some(tokio::task::spawn_blocking(move || Embedder::load(&dir)).await??),
@@ -142,11 +148,58 @@ pub async fn run(bench: BenchAnalyze) -> Result<ExitCode> {
         ));
     }
     print!("{table}");
+    if bench.copies > 1 {
+        store.with_database("default").execute(&format!("DROP DATABASE IF EXISTS `{}`", store.database())).await?;
+    }
     if keep {
         println!("kept database {database}; drop it with: DROP DATABASE `{database}`");
     } else {
-        store.with_database("default").execute(&format!("DROP DATABASE IF EXISTS `{database}`")).await?;
+        base.with_database("default").execute(&format!("DROP DATABASE IF EXISTS `{database}`")).await?;
         let _ = std::fs::remove_file(&truth_path);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The trace id of copy `k` of a trace: copy 0 is the trace itself, copy k replaces the first
+/// byte by k (a 30-hex-digit suffix keeps copies of different traces apart).
+fn copy_trace_id(trace_id: &str, k: u8) -> String {
+    if k == 0 || trace_id.len() < 2 { trace_id.to_string() } else { format!("{k:02x}{}", &trace_id[2..]) }
+}
+
+/// Scale without simulating again: `copies` copies of the simulated calls, spans and signals,
+/// made in the engine into `<database>_x<copies>` with new trace, session, user and signal ids
+/// (same texts and times), so the analyzer sees `copies` times the interactions, users and
+/// sessions. Texts repeat across copies: the embedding cache embeds each distinct text once.
+async fn replicate(base: &store::Store, copies: u8) -> Result<store::Store> {
+    let target = base.with_database(&format!("{}_x{copies}", base.database()));
+    target.with_database("default").execute(&format!("DROP DATABASE IF EXISTS `{}`", target.database())).await?;
+    migrate::migrate(&target, &MigrateOptions::default()).await?;
+    let started = std::time::Instant::now();
+    let suffixed = |column: &str, k: u8| format!("if({column} = '', '', concat({column}, '~{k}')) AS {column}");
+    for k in 0..copies {
+        let trace = format!("if(trace_id = '' OR {k} = 0, trace_id, concat('{k:02x}', substring(trace_id, 3))) AS trace_id");
+        let replace = |columns: &[String]| columns.join(", ");
+        for (table, columns) in [
+            ("llm_calls", replace(&[trace.clone(), suffixed("session_id", k), suffixed("user_id", k)])),
+            ("spans", replace(std::slice::from_ref(&trace))),
+            (
+                "signals",
+                replace(&[
+                    trace.clone(),
+                    suffixed("session_id", k),
+                    suffixed("user_id", k),
+                    suffixed("signal_id", k),
+                    suffixed("idempotency_key", k),
+                ]),
+            ),
+        ] {
+            let columns = if k == 0 { String::new() } else { format!(" REPLACE ({columns})") };
+            target
+                .execute(&format!("INSERT INTO `{0}`.{table} SELECT *{columns} FROM `{1}`.{table}", target.database(), base.database()))
+                .await?;
+        }
+    }
+    let calls: u64 = target.query("SELECT count() FROM llm_calls").fetch_one().await?;
+    println!("copied the traffic {copies}x into {} in {:.1}s ({calls} calls)", target.database(), started.elapsed().as_secs_f64());
+    Ok(target)
 }

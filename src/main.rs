@@ -280,6 +280,10 @@ enum BenchCmd {
         /// the same name analyse it again without simulating (drop it yourself when done).
         #[arg(long)]
         database: Option<String>,
+        /// Analyse this many copies of the simulated traffic, made in the engine with new trace,
+        /// session and user ids (scale beyond what simulating through the collector allows).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=255))]
+        copies: u8,
     },
     /// TUI latencies on generated data: time to the patterns view and between views.
     Tui {
@@ -413,8 +417,8 @@ async fn run(command: Command) -> Result<ExitCode> {
             print!("{}", flywheel_collector::bench::ingest(&store, &bench).await.map_err(anyhow::Error::msg)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(BenchCmd::Analyze { interactions, failure_rate, seed, representation, database }) => {
-            bench_analyze::run(bench_analyze::BenchAnalyze { interactions, failure_rate, seed, representation, database }).await
+        Command::Bench(BenchCmd::Analyze { interactions, failure_rate, seed, representation, database, copies }) => {
+            bench_analyze::run(bench_analyze::BenchAnalyze { interactions, failure_rate, seed, representation, database, copies }).await
         }
         Command::Bench(BenchCmd::Tui { spans, calls, repeat, database }) => {
             let cfg = StorageConfig::load()?;
