@@ -6,7 +6,7 @@
 #   2. the sentence-embedding model (all-MiniLM-L6-v2) in $FLYWHEEL_HOME/models
 #   3. the tools the eval-export, report and TUI tests drive: promptfoo (npm, pinned) in
 #      $FLYWHEEL_HOME/node, Debian's chromium (headless) and tmux when missing
-#   4. a release build of flywheel, installed as ~/.cargo/bin/flywheel
+#   4. a release build of flywheel (and of its tests), installed as ~/.cargo/bin/flywheel
 #
 # FLYWHEEL_HOME defaults to ~/.local/share/flywheel; CARGO_TARGET_DIR is honoured.
 # `./setup.sh --only engine|model|tools|build` runs one step.
@@ -147,7 +147,10 @@ fi
 
 if wanted build; then
 step "release build"
-cargo build --release --locked --bin flywheel
+# The whole workspace with its tests and benches, in one feature resolution: building the binary
+# alone resolves dependency features without the dev-dependencies, and `./test.sh` would then
+# rebuild half the dependency tree (polars included) a second time.
+cargo build --release --locked --workspace --all-targets
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c "import json,sys; print(json.load(sys.stdin)['target_directory'])")
 bin_dir=${CARGO_HOME:-$HOME/.cargo}/bin
 mkdir -p "$bin_dir"

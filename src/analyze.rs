@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use flywheel_analyzer::embed::Embedder;
+use flywheel_analyzer::name::Namer;
 use flywheel_analyzer::rules::Rules;
 use flywheel_analyzer::run::{self, Options, Progress};
 use flywheel_schemas::Store;
@@ -45,9 +46,18 @@ pub fn window(since: &str) -> Result<(OffsetDateTime, OffsetDateTime)> {
     Ok((until - span, until))
 }
 
-pub async fn analyze(store: &Store, project: Option<String>, since: &str, rules: Rules, lexical: bool) -> Result<ExitCode> {
+pub async fn analyze(
+    store: &Store,
+    project: Option<String>,
+    since: &str,
+    rules: Rules,
+    lexical: bool,
+    llm_names: bool,
+) -> Result<ExitCode> {
     let project = queries::resolve_project(store, project.as_deref()).await?;
     let (since_t, until) = window(since)?;
+    // Checked before the run: a missing endpoint should not cost a whole analysis.
+    let namer = llm_names.then(Namer::from_env).transpose()?;
     // The local embedding model when installed (./setup.sh), else the lexical representation,
     // said in the summary line.
     let embedder = match (lexical, Embedder::locate()) {
@@ -65,7 +75,19 @@ pub async fn analyze(store: &Store, project: Option<String>, since: &str, rules:
     let opts = Options { project: project.clone(), since: since_t, until, rules, embedder: embedder.as_ref(), min_pattern_size: None };
     let outcome = run::analyze(store, &opts, &bar).await;
     bar.bar.finish_and_clear();
-    let outcome = outcome?;
+    let mut outcome = outcome?;
+    if let Some(namer) = &namer {
+        let naming = flywheel_analyzer::name::name_patterns(store, &project, namer).await?;
+        for p in &mut outcome.patterns {
+            if let Some((_, name)) = naming.named.iter().find(|(id, _)| *id == p.pattern_id) {
+                p.label = name.clone();
+            }
+        }
+        eprintln!("named {} new patterns with {}", naming.named.len(), namer.model());
+        for (id, e) in &naming.failed {
+            eprintln!("warning: {id} keeps its rule label: {e}");
+        }
+    }
     let r = &outcome.run;
     println!(
         "project {project}: {} calls, {} failing interactions, {} in {} patterns, {} unclustered (text: {})",

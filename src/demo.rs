@@ -64,7 +64,7 @@ pub async fn run(demo: Demo) -> Result<ExitCode> {
 
     let derive = flywheel_collector::signals::derive::DeriveConfig { lookback_secs: 8 * 86_400, ..Default::default() };
     flywheel_collector::signals::derive::run(&store, &derive).await?;
-    crate::analyze::analyze(&store, Some(PROJECT.into()), "8d", flywheel_analyzer::rules::Rules::defaults(), false).await?;
+    crate::analyze::analyze(&store, Some(PROJECT.into()), "8d", flywheel_analyzer::rules::Rules::defaults(), false, false).await?;
 
     let patterns = queries::current_patterns(&store, PROJECT).await?;
     println!("\ntop patterns:");

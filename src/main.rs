@@ -68,6 +68,11 @@ enum Command {
         /// Represent texts lexically (TF-IDF) even when the embedding model is installed.
         #[arg(long)]
         lexical: bool,
+        /// Name new patterns with an LLM behind an OpenAI-compatible endpoint (FLYWHEEL_LLM_BASE_URL,
+        /// FLYWHEEL_LLM_MODEL, FLYWHEEL_LLM_API_KEY). Sends each new pattern's label, terms and five
+        /// example failures to it; a pattern is named once and keeps its name.
+        #[arg(long)]
+        llm_names: bool,
     },
     /// List the current failure patterns.
     Patterns {
@@ -355,7 +360,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Keys(cmd) => keys(cmd).await,
         Command::Serve { http, grpc, no_auth, project } => serve(http, grpc, no_auth.then_some(project)).await,
         Command::Simulate(args) => simulate(args).await,
-        Command::Analyze { project, since, lexical } => {
+        Command::Analyze { project, since, lexical, llm_names } => {
             let cfg = StorageConfig::load()?;
             let store = store::open(&cfg).await?;
             // Derived signals (regenerations, retries, abandonment) over the whole window first:
@@ -365,7 +370,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             let derive = flywheel_collector::signals::derive::DeriveConfig { lookback_secs: lookback, ..Default::default() };
             let derived = flywheel_collector::signals::derive::run(&store, &derive).await?;
             tracing::info!(derived = derived.len(), "derived signals");
-            analyze::analyze(&store, project, &since, analyzer_rules(&cfg)?, lexical).await
+            analyze::analyze(&store, project, &since, analyzer_rules(&cfg)?, lexical, llm_names).await
         }
         Command::Patterns { project, json, members } => {
             let cfg = StorageConfig::load()?;

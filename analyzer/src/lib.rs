@@ -5,7 +5,8 @@
 //! locally ([`embed`], [`represent`]), cluster deterministically ([`cluster`]), name ([`label`]) and
 //! track ([`track`]) patterns across runs with their [`impact`], all orchestrated by [`run`];
 //! then turn patterns into eval cases ([`export`]) and the weekly review ([`report`]).
-//! No LLM call and no network are needed, and the same data gives the same patterns.
+//! No LLM call and no network are needed, and the same data gives the same patterns; naming
+//! patterns with an LLM ([`name`]) is opt-in and named patterns keep their name.
 
 pub mod cluster;
 pub mod detect;
@@ -16,6 +17,7 @@ pub mod features;
 pub mod impact;
 pub mod label;
 pub mod language;
+pub mod name;
 pub mod report;
 pub mod represent;
 pub mod rules;

@@ -152,6 +152,7 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
     // Failure index → row of `text_vectors`, for member distances.
     let text_index: std::collections::HashMap<usize, usize> = text_only.iter().enumerate().map(|(k, &i)| (i, k)).collect();
     let triage = queries::triage_states(store, project).await?;
+    let names = queries::pattern_names(store, project).await?;
     let mut patterns = Vec::new();
     let mut members_rows = Vec::new();
     let mut by_failure: BTreeMap<(String, String), String> = BTreeMap::new();
@@ -178,8 +179,13 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
         let evidence =
             if signature.is_empty() { label::signal_phrase(&signal_mix) } else { label::signature_phrase(signature, &languages) };
         let feature = imp.features.first().cloned();
-        let label = label::label(&evidence, &terms[ci], feature.as_ref());
+        let mut label = label::label(&evidence, &terms[ci], feature.as_ref());
         let mut facets: BTreeMap<String, String> = BTreeMap::new();
+        // A name an LLM gave this pattern once (`--llm-names`) is kept; the rule label stays.
+        if let Some(named) = names.get(&pattern_id) {
+            facets.insert("rule_label".into(), std::mem::replace(&mut label, named.name.clone()));
+            facets.insert("named_by".into(), named.model.clone());
+        }
         facets.insert("signature".into(), signature.clone());
         facets.insert("representation".into(), rep.clone());
         let shares = |v: &[(String, f64)]| v.iter().take(4).map(|(k, s)| format!("{k} {:.0}%", s * 100.0)).collect::<Vec<_>>().join(", ");

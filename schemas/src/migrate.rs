@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("../sql/0001_initial.sql") },
     Migration { version: 2, name: "log_records", sql: include_str!("../sql/0002_log_records.sql") },
     Migration { version: 3, name: "analysis", sql: include_str!("../sql/0003_analysis.sql") },
+    Migration { version: 4, name: "pattern_names", sql: include_str!("../sql/0004_pattern_names.sql") },
 ];
 
 #[derive(Debug, Clone, Default)]

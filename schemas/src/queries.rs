@@ -9,7 +9,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
-use crate::rows::{PatternMemberRow, PatternRow, PatternTriageRow, SignalRow, TRIAGE_STATES};
+use crate::rows::{PatternMemberRow, PatternNameRow, PatternRow, PatternTriageRow, SignalRow, TRIAGE_STATES};
 use crate::store::Store;
 
 fn nanos(t: OffsetDateTime) -> i64 {
@@ -160,6 +160,13 @@ pub async fn current_patterns(store: &Store, project: &str) -> Result<Vec<Patter
 pub async fn triage_states(store: &Store, project: &str) -> Result<BTreeMap<String, PatternTriageRow>, StoreError> {
     let rows: Vec<PatternTriageRow> =
         store.query("SELECT ?fields FROM pattern_triage FINAL WHERE project_id = ?").bind(project).fetch_all().await?;
+    Ok(rows.into_iter().map(|r| (r.pattern_id.clone(), r)).collect())
+}
+
+/// The names an LLM gave to the project's patterns, by pattern id.
+pub async fn pattern_names(store: &Store, project: &str) -> Result<BTreeMap<String, PatternNameRow>, StoreError> {
+    let rows: Vec<PatternNameRow> =
+        store.query("SELECT ?fields FROM pattern_names FINAL WHERE project_id = ?").bind(project).fetch_all().await?;
     Ok(rows.into_iter().map(|r| (r.pattern_id.clone(), r)).collect())
 }
 

@@ -220,6 +220,37 @@ pub struct PatternRow {
     pub updated_at: OffsetDateTime,
 }
 
+// For building rows in tests and callers; the epoch stands for "no time".
+impl Default for PatternRow {
+    fn default() -> Self {
+        PatternRow {
+            project_id: String::new(),
+            pattern_id: String::new(),
+            label: String::new(),
+            description: String::new(),
+            terms: vec![],
+            facets: Attributes::default(),
+            status: String::new(),
+            trend: String::new(),
+            size: 0,
+            previous_size: 0,
+            calls: 0,
+            traces: 0,
+            sessions: 0,
+            users: 0,
+            severity: 0.0,
+            cost_usd: 0.0,
+            mean_latency_ms: 0.0,
+            signal_mix: BTreeMap::new(),
+            centroid: vec![],
+            first_seen: OffsetDateTime::UNIX_EPOCH,
+            last_seen: OffsetDateTime::UNIX_EPOCH,
+            run_id: String::new(),
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct PatternMemberRow {
     pub project_id: String,
@@ -292,6 +323,20 @@ pub struct EmbeddingRow {
     pub vector: Vec<f32>,
     #[serde(with = "ts::nanos")]
     pub created_at: OffsetDateTime,
+}
+
+/// A name an LLM gave a pattern (opt-in); the latest per pattern id wins.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct PatternNameRow {
+    pub project_id: String,
+    pub pattern_id: String,
+    pub name: String,
+    /// The model that named it.
+    pub model: String,
+    /// The analyzer's own label when it was named.
+    pub rule_label: String,
+    #[serde(with = "ts::nanos")]
+    pub named_at: OffsetDateTime,
 }
 
 /// A triage decision on a pattern; the latest row per pattern wins.

@@ -122,7 +122,15 @@ impl TestDb {
 /// The `flywheel` binary with no ClickHouse configuration inherited from the environment.
 pub fn flywheel_cmd() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flywheel"));
-    for var in ["FLYWHEEL_CLICKHOUSE_URL", "FLYWHEEL_CLICKHOUSE_DATABASE", "FLYWHEEL_CONFIG"] {
+    for var in [
+        "FLYWHEEL_CLICKHOUSE_URL",
+        "FLYWHEEL_CLICKHOUSE_DATABASE",
+        "FLYWHEEL_CONFIG",
+        "FLYWHEEL_LLM_BASE_URL",
+        "FLYWHEEL_LLM_MODEL",
+        "FLYWHEEL_LLM_API_KEY",
+        "OPENAI_API_KEY",
+    ] {
         cmd.env_remove(var);
     }
     cmd
