@@ -102,6 +102,56 @@ fn reduce(vectors: &[Vec<f32>], dims: usize) -> Vec<Vec<f64>> {
     }
 }
 
+/// Merges clusters that are one failure, most similar pair first, until none is left: two
+/// clusters merge when their centroids point the same way (cosine ≥ `strict`), or when they
+/// share their facets (`key`: feature and users' reactions) and are similar (cosine ≥ `loose`).
+/// Density clustering of many failures finds dense sub-groups of one failure — the same kind of
+/// invented refund policy, worded a dozen ways — that a reviewer would name once; what users
+/// did about them (thumbs-down then escalation) is the strong evidence that they are one.
+/// Deterministic: ties go to the lowest indices; member lists stay sorted.
+pub fn merge_similar<K: PartialEq>(
+    vectors: &[Vec<f32>],
+    clusters: Vec<Vec<usize>>,
+    strict: f32,
+    loose: f32,
+    key: &dyn Fn(&[usize]) -> K,
+) -> Vec<Vec<usize>> {
+    let mut clusters = clusters;
+    let mut keys: Vec<K> = clusters.iter().map(|m| key(m)).collect();
+    let mut sums: Vec<Vec<f32>> = clusters
+        .iter()
+        .map(|m| {
+            let mut sum = vec![0f32; vectors.first().map_or(0, Vec::len)];
+            for &i in m {
+                sum.iter_mut().zip(&vectors[i]).for_each(|(a, b)| *a += b);
+            }
+            sum
+        })
+        .collect();
+    loop {
+        let mut best: Option<(f32, usize, usize)> = None;
+        for a in 0..clusters.len() {
+            for b in a + 1..clusters.len() {
+                let c = crate::represent::cosine(&sums[a], &sums[b]);
+                let allowed = c >= strict || (c >= loose && keys[a] == keys[b]);
+                if allowed && best.is_none_or(|(bc, _, _)| c > bc) {
+                    best = Some((c, a, b));
+                }
+            }
+        }
+        let Some((_, a, b)) = best else { break };
+        let absorbed = clusters.remove(b);
+        let sum = sums.remove(b);
+        keys.remove(b);
+        clusters[a].extend(absorbed);
+        clusters[a].sort_unstable();
+        sums[a].iter_mut().zip(&sum).for_each(|(x, y)| *x += y);
+        keys[a] = key(&clusters[a]);
+    }
+    clusters.sort_by_key(|m| m[0]);
+    clusters
+}
+
 /// Groups labels into member lists, in label order.
 pub fn members(labels: &[Option<usize>]) -> Vec<Vec<usize>> {
     let mut by: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -154,6 +204,28 @@ mod tests {
         let noise = (120..126).filter(|&i| labels[i].is_none()).count();
         assert!(noise >= 4, "scattered points should mostly stay out: {noise}/6");
         assert_eq!(hdbscan(&v, Params { min_cluster_size: 10, min_samples: 5, dims: 4 }), labels);
+    }
+
+    #[test]
+    fn near_parallel_clusters_merge_and_distinct_ones_do_not() {
+        // Two sub-groups of one direction (x) and one of another (y).
+        let v = vec![
+            vec![1.0, 0.1, 0.0],
+            vec![1.0, 0.12, 0.0],
+            vec![1.0, -0.1, 0.0],
+            vec![1.0, -0.12, 0.0],
+            vec![0.0, 1.0, 0.1],
+            vec![0.0, 1.0, 0.12],
+        ];
+        let clusters = || vec![vec![0, 1], vec![2, 3], vec![4, 5]];
+        let same = |_: &[usize]| ();
+        assert_eq!(merge_similar(&v, clusters(), 0.9, 0.9, &same), vec![vec![0, 1, 2, 3], vec![4, 5]]);
+        assert_eq!(merge_similar(&v, clusters(), 0.999, 0.999, &same).len(), 3, "a strict threshold keeps them apart");
+        // Facets: clusters 0 and 1 differ (say, escalated vs regenerated) and stay apart below
+        // the strict threshold; with the same facets the loose one merges them.
+        let facet = |m: &[usize]| m[0] < 2;
+        assert_eq!(merge_similar(&v, clusters(), 0.999, 0.9, &facet).len(), 3);
+        assert_eq!(merge_similar(&v, clusters(), 0.999, 0.9, &|_: &[usize]| 0).len(), 2);
     }
 
     #[test]
