@@ -117,22 +117,33 @@ pub fn merge_similar<K: PartialEq>(
     key: &dyn Fn(&[usize]) -> K,
 ) -> Vec<Vec<usize>> {
     let mut clusters = clusters;
+    let dim = vectors.first().map_or(0, Vec::len);
     let mut keys: Vec<K> = clusters.iter().map(|m| key(m)).collect();
     let mut sums: Vec<Vec<f32>> = clusters
         .iter()
         .map(|m| {
-            let mut sum = vec![0f32; vectors.first().map_or(0, Vec::len)];
+            let mut sum = vec![0f32; dim];
             for &i in m {
                 sum.iter_mut().zip(&vectors[i]).for_each(|(a, b)| *a += b);
             }
             sum
         })
         .collect();
+    // Pairwise similarities once, then one row per merge: thousands of small clusters (a
+    // million failures) would otherwise cost k² cosines of 384–1024 dimensions per merge.
+    let n = clusters.len();
+    let mut alive = vec![true; n];
+    let mut sim = vec![vec![f32::NEG_INFINITY; n]; n];
+    for a in 0..n {
+        for b in a + 1..n {
+            sim[a][b] = crate::represent::cosine(&sums[a], &sums[b]);
+        }
+    }
     loop {
         let mut best: Option<(f32, usize, usize)> = None;
-        for a in 0..clusters.len() {
-            for b in a + 1..clusters.len() {
-                let c = crate::represent::cosine(&sums[a], &sums[b]);
+        for a in (0..n).filter(|&a| alive[a]) {
+            for b in (a + 1..n).filter(|&b| alive[b]) {
+                let c = sim[a][b];
                 let allowed = c >= strict || (c >= loose && keys[a] == keys[b]);
                 if allowed && best.is_none_or(|(bc, _, _)| c > bc) {
                     best = Some((c, a, b));
@@ -140,14 +151,23 @@ pub fn merge_similar<K: PartialEq>(
             }
         }
         let Some((_, a, b)) = best else { break };
-        let absorbed = clusters.remove(b);
-        let sum = sums.remove(b);
-        keys.remove(b);
+        alive[b] = false;
+        let absorbed = std::mem::take(&mut clusters[b]);
         clusters[a].extend(absorbed);
         clusters[a].sort_unstable();
+        let sum = std::mem::take(&mut sums[b]);
         sums[a].iter_mut().zip(&sum).for_each(|(x, y)| *x += y);
         keys[a] = key(&clusters[a]);
+        for other in (0..n).filter(|&o| alive[o] && o != a) {
+            let c = crate::represent::cosine(&sums[a], &sums[other]);
+            if other < a {
+                sim[other][a] = c;
+            } else {
+                sim[a][other] = c;
+            }
+        }
     }
+    let mut clusters: Vec<Vec<usize>> = clusters.into_iter().zip(alive).filter(|(_, alive)| *alive).map(|(m, _)| m).collect();
     clusters.sort_by_key(|m| m[0]);
     clusters
 }
