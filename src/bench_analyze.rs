@@ -34,24 +34,23 @@ pub enum Representations {
     Lexical,
 }
 
-/// Peak resident memory of this process since the last reset, in MB (Linux).
-fn peak_rss_mb() -> Option<f64> {
+/// A memory figure of this process from /proc/self/status (Linux), in MB.
+fn status_mb(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: f64 = status.lines().find_map(|l| l.strip_prefix(field))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// Peak resident memory of this process since the last reset.
+fn peak_rss_mb() -> Option<f64> {
+    status_mb("VmHWM:")
 }
 
 /// Resets the peak to the current resident memory (Linux ≥ 4.0), which it returns in MB: what
 /// the process already held (the simulation's, when it ran in this process) is in the peak too.
 fn reset_peak_rss() -> f64 {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
+    status_mb("VmRSS:").unwrap_or(0.0)
 }
 
 pub async fn run(bench: BenchAnalyze) -> Result<ExitCode> {

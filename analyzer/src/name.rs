@@ -124,6 +124,12 @@ pub fn clean(answer: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// Shows an LLM's name on a pattern, keeping the rule label in its facets.
+pub fn apply(pattern: &mut PatternRow, named: &PatternNameRow) {
+    pattern.facets.insert("rule_label".into(), std::mem::replace(&mut pattern.label, named.name.clone()));
+    pattern.facets.insert("named_by".into(), named.model.clone());
+}
+
 /// What naming did: patterns named now, and the ones the endpoint failed on (kept with their
 /// rule label; the next `--llm-names` run tries them again).
 #[derive(Debug, Default)]
@@ -150,9 +156,8 @@ pub async fn name_patterns(store: &Store, project: &str, namer: &Namer) -> Resul
                     rule_label: pattern.label.clone(),
                     named_at: now,
                 };
+                apply(&mut pattern, &row);
                 store.insert("pattern_names", &[row]).await?;
-                pattern.facets.insert("rule_label".into(), std::mem::replace(&mut pattern.label, name.clone()));
-                pattern.facets.insert("named_by".into(), namer.model().into());
                 pattern.updated_at = now;
                 store.insert("patterns", std::slice::from_ref(&pattern)).await?;
                 naming.named.push((pattern.pattern_id, name));

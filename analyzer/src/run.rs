@@ -191,13 +191,8 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
         let evidence =
             if signature.is_empty() { label::signal_phrase(&signal_mix) } else { label::signature_phrase(signature, &languages) };
         let feature = imp.features.first().cloned();
-        let mut label = label::label(&evidence, &terms[ci], feature.as_ref());
+        let label = label::label(&evidence, &terms[ci], feature.as_ref());
         let mut facets: BTreeMap<String, String> = BTreeMap::new();
-        // A name an LLM gave this pattern once (`--llm-names`) is kept; the rule label stays.
-        if let Some(named) = names.get(&pattern_id) {
-            facets.insert("rule_label".into(), std::mem::replace(&mut label, named.name.clone()));
-            facets.insert("named_by".into(), named.model.clone());
-        }
         facets.insert("signature".into(), signature.clone());
         facets.insert("representation".into(), rep.clone());
         let shares = |v: &[(String, f64)]| v.iter().take(4).map(|(k, s)| format!("{k} {:.0}%", s * 100.0)).collect::<Vec<_>>().join(", ");
@@ -243,7 +238,7 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
         let calls_now = inputs.calls.len() as u64;
         let trend = track::trend(prev, members.len() as u64, calls_now, previous_calls);
         let status = triage.get(&pattern_id).map_or_else(|| "new".to_string(), |t| t.status.clone());
-        patterns.push(PatternRow {
+        let mut row = PatternRow {
             project_id: project.into(),
             pattern_id: pattern_id.clone(),
             label,
@@ -267,7 +262,12 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
             last_seen: at(imp.last_seen_ns),
             run_id: run_id.clone(),
             updated_at: now,
-        });
+        };
+        // A name an LLM gave this pattern once (`--llm-names`) is kept; the rule label stays.
+        if let Some(named) = names.get(&pattern_id) {
+            crate::name::apply(&mut row, named);
+        }
+        patterns.push(row);
         let vectors = if signature.is_empty() { None } else { Some(&lexical) };
         for &i in members {
             let f = &failures[i];
