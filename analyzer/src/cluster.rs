@@ -117,18 +117,8 @@ pub fn merge_similar<K: PartialEq>(
     key: &dyn Fn(&[usize]) -> K,
 ) -> Vec<Vec<usize>> {
     let mut clusters = clusters;
-    let dim = vectors.first().map_or(0, Vec::len);
     let mut keys: Vec<K> = clusters.iter().map(|m| key(m)).collect();
-    let mut sums: Vec<Vec<f32>> = clusters
-        .iter()
-        .map(|m| {
-            let mut sum = vec![0f32; dim];
-            for &i in m {
-                sum.iter_mut().zip(&vectors[i]).for_each(|(a, b)| *a += b);
-            }
-            sum
-        })
-        .collect();
+    let mut sums: Vec<Vec<f32>> = clusters.iter().map(|m| crate::represent::sum(vectors, m)).collect();
     // Pairwise similarities once, then one row per merge: thousands of small clusters (a
     // million failures) would otherwise cost k² cosines of 384–1024 dimensions per merge.
     let n = clusters.len();

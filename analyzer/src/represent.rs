@@ -106,15 +106,20 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na * nb) }
 }
 
-/// The mean of `vectors[members]`, normalised.
-pub fn centroid(vectors: &[Vec<f32>], members: &[usize]) -> Vec<f32> {
-    let Some(dim) = members.first().map(|&i| vectors[i].len()) else { return vec![] };
-    let mut c = vec![0f32; dim];
+/// The sum of `vectors[members]` (a centroid before normalisation; sums of merged groups add up).
+pub fn sum(vectors: &[Vec<f32>], members: &[usize]) -> Vec<f32> {
+    let mut c = vec![0f32; members.first().map_or(0, |&i| vectors[i].len())];
     for &i in members {
         for (a, b) in c.iter_mut().zip(&vectors[i]) {
             *a += b;
         }
     }
+    c
+}
+
+/// The mean of `vectors[members]`, normalised.
+pub fn centroid(vectors: &[Vec<f32>], members: &[usize]) -> Vec<f32> {
+    let mut c = sum(vectors, members);
     normalize(&mut c);
     c
 }
