@@ -104,10 +104,19 @@ pub async fn analyze(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Behaviour patterns first; operations failures (rate limits, timeouts, latency) in a lane of
+/// their own below, as they are fixed elsewhere.
 fn table(patterns: &[flywheel_schemas::rows::PatternRow]) -> String {
+    use flywheel_schemas::failure::Lane;
     let mut out = format!("{:<16} {:>5} {:>5} {:<9} {:<12} {}\n", "PATTERN", "SIZE", "USERS", "TREND", "STATUS", "LABEL");
-    for p in patterns {
-        out.push_str(&format!("{:<16} {:>5} {:>5} {:<9} {:<12} {}\n", p.pattern_id, p.size, p.users, p.trend, p.status, p.label));
+    for lane in [Lane::Behaviour, Lane::Operations] {
+        let rows: Vec<_> = patterns.iter().filter(|p| Lane::of(p) == lane).collect();
+        if lane == Lane::Operations && !rows.is_empty() {
+            out.push_str("\noperations (rate limits, timeouts, unavailable services, latency and cost):\n");
+        }
+        for p in rows {
+            out.push_str(&format!("{:<16} {:>5} {:>5} {:<9} {:<12} {}\n", p.pattern_id, p.size, p.users, p.trend, p.status, p.label));
+        }
     }
     out
 }
@@ -126,6 +135,7 @@ pub async fn patterns(store: &Store, project: Option<String>, json: bool, member
         let mut obj = serde_json::json!({
             "id": p.pattern_id,
             "label": p.label,
+            "lane": flywheel_schemas::failure::Lane::of(p).as_str(),
             "description": p.description,
             "size": p.size,
             "previous_size": p.previous_size,

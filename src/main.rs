@@ -223,9 +223,12 @@ enum ExportCmd {
         /// One pattern, by id (`flywheel patterns`).
         #[arg(long, required_unless_present = "all_open", conflicts_with = "all_open")]
         pattern: Option<String>,
-        /// Every open pattern (triage new or acknowledged, not resolved).
+        /// Every open behaviour pattern (triage new or acknowledged, not resolved).
         #[arg(long)]
         all_open: bool,
+        /// With --all-open: also the operations lane (rate limits, timeouts, latency).
+        #[arg(long, requires = "all_open")]
+        include_operations: bool,
         #[arg(long, value_enum, default_value_t = EvalFormat::Jsonl)]
         format: EvalFormat,
         /// Representative (diverse) failing calls per pattern.
@@ -377,9 +380,19 @@ async fn run(command: Command) -> Result<ExitCode> {
             let store = store::open(&cfg).await?;
             analyze::patterns(&store, project, json, members).await
         }
-        Command::Export(ExportCmd::Evals { pattern, all_open: _, format, max_per_pattern, out, append_to, again, project }) => {
+        Command::Export(ExportCmd::Evals {
+            pattern,
+            all_open: _,
+            include_operations,
+            format,
+            max_per_pattern,
+            out,
+            append_to,
+            again,
+            project,
+        }) => {
             use flywheel_analyzer::export::{self, ExportOptions, Selection};
-            let selection = pattern.map(Selection::Pattern).unwrap_or(Selection::AllOpen);
+            let selection = pattern.map(Selection::Pattern).unwrap_or(Selection::AllOpen { operations: include_operations });
             let format = match format {
                 EvalFormat::Jsonl => export::EvalFormat::Jsonl,
                 EvalFormat::OpenaiEvals => export::EvalFormat::OpenaiEvals,

@@ -1,6 +1,6 @@
 //! Density clustering of failures into patterns, deterministic for the same input.
 //!
-//! A signature group (failures the system itself named alike, see [`crate::features`]) is one
+//! A cause group (failures the system itself named alike, see [`crate::cause`]) is one
 //! pattern: within it, text differences are topics (which order, which language), not
 //! different failures. Failures only users flagged have no such name: they are clustered by
 //! the text of what went wrong with HDBSCAN (petal-clustering), after PCA (linfa) to a few
@@ -103,21 +103,13 @@ fn reduce(vectors: &[Vec<f32>], dims: usize) -> Vec<Vec<f64>> {
 }
 
 /// Merges clusters that are one failure, most similar pair first, until none is left: two
-/// clusters merge when their centroids point the same way (cosine ≥ `strict`), or when they
-/// share their facets (`key`: feature and users' reactions) and are similar (cosine ≥ `loose`).
-/// Density clustering of many failures finds dense sub-groups of one failure — the same kind of
-/// invented refund policy, worded a dozen ways — that a reviewer would name once; what users
-/// did about them (thumbs-down then escalation) is the strong evidence that they are one.
+/// clusters merge when their centroids point the same way (cosine ≥ `threshold`). Density
+/// clustering of many failures finds dense sub-groups of one failure — the same kind of
+/// invented refund policy, worded a dozen ways — that a reviewer would name once. What users
+/// did about them is no evidence that they are one: users react alike to different failures.
 /// Deterministic: ties go to the lowest indices; member lists stay sorted.
-pub fn merge_similar<K: PartialEq>(
-    vectors: &[Vec<f32>],
-    clusters: Vec<Vec<usize>>,
-    strict: f32,
-    loose: f32,
-    key: &dyn Fn(&[usize]) -> K,
-) -> Vec<Vec<usize>> {
+pub fn merge_similar(vectors: &[Vec<f32>], clusters: Vec<Vec<usize>>, threshold: f32) -> Vec<Vec<usize>> {
     let mut clusters = clusters;
-    let mut keys: Vec<K> = clusters.iter().map(|m| key(m)).collect();
     let mut sums: Vec<Vec<f32>> = clusters.iter().map(|m| crate::represent::sum(vectors, m)).collect();
     // Pairwise similarities once, then one row per merge: thousands of small clusters (a
     // million failures) would otherwise cost k² cosines of 384–1024 dimensions per merge.
@@ -134,8 +126,7 @@ pub fn merge_similar<K: PartialEq>(
         for a in (0..n).filter(|&a| alive[a]) {
             for b in (a + 1..n).filter(|&b| alive[b]) {
                 let c = sim[a][b];
-                let allowed = c >= strict || (c >= loose && keys[a] == keys[b]);
-                if allowed && best.is_none_or(|(bc, _, _)| c > bc) {
+                if c >= threshold && best.is_none_or(|(bc, _, _)| c > bc) {
                     best = Some((c, a, b));
                 }
             }
@@ -147,7 +138,6 @@ pub fn merge_similar<K: PartialEq>(
         clusters[a].sort_unstable();
         let sum = std::mem::take(&mut sums[b]);
         sums[a].iter_mut().zip(&sum).for_each(|(x, y)| *x += y);
-        keys[a] = key(&clusters[a]);
         for other in (0..n).filter(|&o| alive[o] && o != a) {
             let c = crate::represent::cosine(&sums[a], &sums[other]);
             if other < a {
@@ -228,14 +218,8 @@ mod tests {
             vec![0.0, 1.0, 0.12],
         ];
         let clusters = || vec![vec![0, 1], vec![2, 3], vec![4, 5]];
-        let same = |_: &[usize]| ();
-        assert_eq!(merge_similar(&v, clusters(), 0.9, 0.9, &same), vec![vec![0, 1, 2, 3], vec![4, 5]]);
-        assert_eq!(merge_similar(&v, clusters(), 0.999, 0.999, &same).len(), 3, "a strict threshold keeps them apart");
-        // Facets: clusters 0 and 1 differ (say, escalated vs regenerated) and stay apart below
-        // the strict threshold; with the same facets the loose one merges them.
-        let facet = |m: &[usize]| m[0] < 2;
-        assert_eq!(merge_similar(&v, clusters(), 0.999, 0.9, &facet).len(), 3);
-        assert_eq!(merge_similar(&v, clusters(), 0.999, 0.9, &|_: &[usize]| 0).len(), 2);
+        assert_eq!(merge_similar(&v, clusters(), 0.9), vec![vec![0, 1, 2, 3], vec![4, 5]]);
+        assert_eq!(merge_similar(&v, clusters(), 0.999).len(), 3, "a strict threshold keeps them apart");
     }
 
     #[test]

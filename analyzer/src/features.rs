@@ -2,18 +2,17 @@
 //! the user's correction) and the structured facets (feature, model, provider, error type,
 //! finish reason, signal kinds, tools, latency and token buckets), in a polars frame.
 //!
-//! The *signature* is the strongest explicit or derived evidence (an error type, a finish
-//! reason, a failed tool, a refusal, a wrong language, an outlier latency): when the system
-//! itself names the failure, that name is the pattern's backbone and text only describes it.
-//! Failures with user signals only have no signature; their text has to speak.
+//! The *signature* column is the failure's cause key ([`crate::cause`]): when the system itself
+//! names the failure, that name is the pattern's backbone and text only describes it. Failures
+//! with user signals only have no signature; their text has to speak.
 
 use std::collections::BTreeSet;
 
 use polars::prelude::*;
 
+use crate::cause::Cause;
 use crate::detect::{Failure, excerpt};
 use crate::error::AnalyzerError;
-use crate::rules::{Category, Rules};
 
 /// The readable views of one failure.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -80,31 +79,8 @@ fn tool_arguments(messages_json: &str) -> String {
     out.join(" ")
 }
 
-/// The failure's signature: its strongest explicit or derived reason, qualified by the error
-/// or exception type when there is one. Empty when only users said something was wrong.
-pub fn signature(rules: &Rules, f: &Failure) -> String {
-    let strongest = f
-        .reasons
-        .iter()
-        .filter_map(|r| rules.get(r))
-        .filter(|r| r.spec.category != Category::Implicit)
-        .max_by(|a, b| a.spec.severity.total_cmp(&b.spec.severity).then_with(|| rule_rank(rules, b).cmp(&rule_rank(rules, a))));
-    let Some(rule) = strongest else { return String::new() };
-    let id = rule.id();
-    let qualifier = match id {
-        "error_status" => f.call.error_type.clone(),
-        "exception" => f.evidence.get(id).and_then(|e| e.split(':').next()).unwrap_or_default().to_string(),
-        _ => String::new(),
-    };
-    if qualifier.is_empty() { id.to_string() } else { format!("{id} · {qualifier}") }
-}
-
-fn rule_rank(rules: &Rules, rule: &crate::rules::Rule) -> usize {
-    rules.rules.iter().position(|r| r.id() == rule.id()).unwrap_or(usize::MAX)
-}
-
 /// One row per failure with its facets; the row index is the failure's index.
-pub fn frame(rules: &Rules, failures: &[Failure]) -> Result<DataFrame, AnalyzerError> {
+pub fn frame(failures: &[Failure], causes: &[Cause]) -> Result<DataFrame, AnalyzerError> {
     let col_str = |name: &str, f: &dyn Fn(&Failure) -> String| Column::new(name.into(), failures.iter().map(f).collect::<Vec<String>>());
     let joined = |v: BTreeSet<String>| v.into_iter().collect::<Vec<_>>().join(",");
     let columns = vec![
@@ -120,7 +96,8 @@ pub fn frame(rules: &Rules, failures: &[Failure]) -> Result<DataFrame, AnalyzerE
         col_str("signals", &|f| joined(f.signals.iter().map(|s| s.kind.clone()).collect())),
         col_str("tools", &|f| joined(f.call.tool_names.iter().cloned().collect())),
         col_str("reasons", &|f| f.reasons.join(",")),
-        col_str("signature", &|f| signature(rules, f)),
+        Column::new("signature".into(), causes.iter().map(|c| c.key.clone()).collect::<Vec<String>>()),
+        Column::new("lane".into(), causes.iter().map(|c| c.lane.as_str()).collect::<Vec<&str>>()),
         Column::new("severity".into(), failures.iter().map(|f| f.severity).collect::<Vec<f32>>()),
         Column::new("latency_ms".into(), failures.iter().map(|f| f.call.duration_ns as f64 / 1e6).collect::<Vec<f64>>()),
         Column::new("cost_usd".into(), failures.iter().map(|f| f.call.cost_usd).collect::<Vec<Option<f64>>>()),
@@ -203,6 +180,7 @@ pub(crate) mod tests_support {
             edit_text: String::new(),
             tool_errors: vec![],
             languages: None,
+            qualifiers: Default::default(),
         }
     }
 }
@@ -213,35 +191,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn views_and_signatures() {
-        let rules = Rules::defaults();
+    fn views_say_what_went_wrong() {
         let mut rate = failure("t1", &["error_status", "thumbs_down"]);
         rate.call.error_type = "RateLimitError".into();
         rate.call.error_message = "Rate limit reached".into();
         rate.call.output_text.clear();
-        assert_eq!(signature(&rules, &rate), "error_status · RateLimitError");
         assert_eq!(TextViews::of(&rate).failure_text(), "Rate limit reached");
         let mut tool = failure("t2", &["tool_error"]);
         tool.tool_errors = vec!["lookup_order: ValidationError: order_id: field required".into()];
         tool.call.tool_calls =
             r#"[{"role":"assistant","parts":[{"type":"tool_call","id":"c1","name":"lookup_order","arguments":{"order":12}}]}]"#.into();
         tool.call.tool_names = vec!["lookup_order".into()];
-        // Tools fail with whatever their framework raises: the type is a facet, not the name.
-        assert_eq!(signature(&rules, &tool), "tool_error");
         let views = TextViews::of(&tool);
         assert_eq!(views.tools, r#"lookup_order lookup_order({"order":12})"#);
         assert_eq!(views.error, "lookup_order: ValidationError: order_id: field required");
-        // Slow and truncated: the stronger evidence names it.
-        assert_eq!(signature(&rules, &failure("t3", &["finish_reason:length", "slow"])), "finish_reason:length");
-        // Users only: no signature.
-        assert_eq!(signature(&rules, &failure("t4", &["thumbs_down", "regenerate"])), "");
     }
 
     #[test]
     fn the_frame_has_facets_buckets_and_signature_groups() {
-        let rules = Rules::defaults();
+        let rules = crate::rules::Rules::defaults();
         let fs = vec![failure("t1", &["thumbs_down"]), failure("t2", &["refusal"]), failure("t3", &["thumbs_down"])];
-        let df = frame(&rules, &fs).unwrap();
+        let df = frame(&fs, &crate::cause::causes(&rules, &fs)).unwrap();
         assert_eq!(df.height(), 3);
         let bucket = df.column("latency_bucket").unwrap().str().unwrap().get(0).map(str::to_string);
         assert_eq!(bucket.as_deref(), Some("1-5s"));

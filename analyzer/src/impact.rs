@@ -137,7 +137,7 @@ mod tests {
             f.call.start_time = time::OffsetDateTime::from_unix_timestamp(1_000 + i as i64).unwrap();
             fs.push(f);
         }
-        let df = features::frame(&Rules::defaults(), &fs).unwrap();
+        let df = features::frame(&fs, &crate::cause::causes(&Rules::defaults(), &fs)).unwrap();
         let out = impacts(&df, &[Some(0), Some(0), Some(0), None], 1).unwrap();
         let i = &out[0];
         assert_eq!((i.calls, i.traces, i.sessions, i.users), (3, 3, 2, 2));

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::cause;
+use crate::detect::{Failure, excerpt};
 use crate::text::terms;
 
 /// The `k` most distinctive terms of each class; `docs[i]` belongs to `classes[i]` (None =
@@ -70,26 +72,146 @@ pub fn dominant<'a>(values: impl Iterator<Item = &'a str>) -> Option<(String, f6
     Some((v.to_string(), c as f64 / n as f64))
 }
 
-/// What a signature reads as in a label.
-pub fn signature_phrase(signature: &str, languages: &[String]) -> String {
-    let (id, qualifier) = signature.split_once(" · ").unwrap_or((signature, ""));
-    match id {
-        "error_status" if !qualifier.is_empty() => format!("{qualifier} errors"),
-        "error_status" => "calls in error".into(),
-        "exception" => format!("{qualifier} exceptions"),
-        "tool_error" if !qualifier.is_empty() => format!("tool calls failing with {qualifier}"),
-        "tool_error" => "failing tool calls".into(),
-        "empty_output" => "empty answers".into(),
-        "refusal" => "refusals".into(),
-        "language_mismatch" if !languages.is_empty() => format!("answers in the wrong language ({})", languages.join(", ")),
-        "language_mismatch" => "answers in the wrong language".into(),
-        "slow" => "slow answers".into(),
-        "costly" => "unusually expensive calls".into(),
-        id => match id.strip_prefix("finish_reason:") {
-            Some(reason) => format!("`{reason}` finish"),
-            None => id.replace('_', " "),
-        },
+/// The cause first, in the words a reviewer would use: "`lookup_order` arguments rejected:
+/// “order_id: Input should be a valid integer” (ValidationError)", "answers cut at
+/// `max_tokens` = 256", "answers in French, Spanish to users writing in English". Built from
+/// the cause key and what the members have in common; deterministic.
+pub fn cause_phrase(key: &str, members: &[&Failure]) -> String {
+    let most = |values: Vec<String>| dominant(values.iter().map(String::as_str));
+    let tools = |n: usize| -> String {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for f in members {
+            if let Some((tool, _)) = f.tool_errors.first().and_then(|e| e.split_once(": ")) {
+                *counts.entry(tool.to_string()).or_default() += 1;
+            }
+        }
+        let mut v: Vec<(String, usize)> = counts.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.iter().take(n).map(|(t, _)| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+    };
+    if let Some((scope, class, ty, _)) = cause::parse_error_key(key) {
+        let who = match scope.strip_prefix("tool:") {
+            Some(tool) => format!("`{tool}`"),
+            None if scope == "tool" => {
+                let t = tools(2);
+                if t.is_empty() { "tool calls".to_string() } else { t }
+            }
+            None => "model calls".to_string(),
+        };
+        // The most frequent message, its variables masked, says what the error is.
+        let message = most(members.iter().map(|f| error_message(f)).map(|m| cause::template(&m)).collect());
+        let types = most(members.iter().map(|f| error_type(f)).collect());
+        let mut phrase = match class {
+            cause::ErrorClass::Other => format!("{who} fail"),
+            _ => format!("{who} {}", class.phrase()),
+        };
+        if let Some((m, _)) = message.filter(|(m, _)| !m.is_empty()) {
+            phrase.push_str(&format!(": “{}”", excerpt(&m, 90)));
+        }
+        let ty = types.map(|(t, _)| t).unwrap_or(ty);
+        if !ty.is_empty() {
+            phrase.push_str(&format!(" ({ty})"));
+        }
+        return phrase;
     }
+    let (id, qualifier) = key.split_once(" · ").unwrap_or((key, ""));
+    match id {
+        "finish_reason:length" => match most(members.iter().map(|f| f.call.output_tokens.to_string()).collect()) {
+            Some((n, share)) if share >= 0.5 && n != "0" => format!("answers cut at `max_tokens` = {n}"),
+            _ => "answers cut off (finish reason `length`)".into(),
+        },
+        "finish_reason:content_filter" => "answers blocked by the content filter".into(),
+        "refusal" => "refuses requests".into(),
+        "empty_output" => "empty answers".into(),
+        "language_mismatch" => {
+            let mut asked: BTreeMap<&str, usize> = BTreeMap::new();
+            let mut answered: BTreeMap<&str, usize> = BTreeMap::new();
+            for f in members {
+                if let Some((q, a)) = &f.languages {
+                    *asked.entry(q).or_default() += 1;
+                    *answered.entry(a).or_default() += 1;
+                }
+            }
+            // Languages that make up a tenth of the pattern, not a stray misdetection.
+            let list = |m: BTreeMap<&str, usize>| {
+                let mut v: Vec<(&str, usize)> = m.into_iter().filter(|(_, n)| n * 10 >= members.len()).collect();
+                v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+                v.iter().map(|(l, _)| *l).collect::<Vec<_>>().join(", ")
+            };
+            let (a, q) = (list(answered), list(asked));
+            if a.is_empty() { "answers in the wrong language".into() } else { format!("answers in {a} to users writing in {q}") }
+        }
+        "format_violation" => {
+            let what = most(
+                members
+                    .iter()
+                    .filter_map(|f| f.evidence.get(id))
+                    .map(|e| if e.contains("misses required") { e.clone() } else { "not valid JSON".into() })
+                    .collect(),
+            );
+            match what {
+                Some((w, _)) if w.contains("misses") => {
+                    format!("answers break the requested JSON format ({})", w.trim_start_matches("the answer "))
+                }
+                _ => "answers break the requested JSON format (not valid JSON)".into(),
+            }
+        }
+        "sensitive_data" => {
+            let kinds = most(
+                members
+                    .iter()
+                    .filter_map(|f| f.evidence.get(id))
+                    .map(|e| {
+                        e.split(" (")
+                            .next()
+                            .unwrap_or("")
+                            .trim_start_matches("the answer discloses ")
+                            .trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ')
+                            .to_string()
+                    })
+                    .collect(),
+            );
+            match (qualifier, kinds) {
+                ("secret", _) => "answers contain secrets (API keys, tokens) nobody gave them".into(),
+                (_, Some((k, _))) => format!("answers disclose {k} the user did not give"),
+                _ => "answers disclose personal data the user did not give".into(),
+            }
+        }
+        "agent_loop" => match most(members.iter().filter_map(|f| f.qualifiers.get(id).cloned()).collect()) {
+            Some((tool, _)) => format!("the agent runs `{tool}` in a loop"),
+            None => "the agent repeats the same step in a loop".into(),
+        },
+        "slow" => "answers far slower than the feature's usual".into(),
+        "costly" => "calls far costlier than the feature's usual".into(),
+        id => id.replace('_', " "),
+    }
+}
+
+fn error_message(f: &Failure) -> String {
+    if !f.call.error_message.is_empty() {
+        return f.call.error_message.clone();
+    }
+    if let Some(e) = f.tool_errors.first() {
+        let rest = e.split_once(": ").map_or(e.as_str(), |(_, r)| r);
+        return match rest.split_once(": ") {
+            Some((t, m)) if !t.contains(' ') && t.len() <= 80 => m.to_string(),
+            _ => rest.to_string(),
+        };
+    }
+    f.evidence.get("exception").and_then(|e| e.split_once(": ")).map(|(_, m)| m.to_string()).unwrap_or_default()
+}
+
+/// The error's type as the producer wrote it, without its module (`openai.RateLimitError`
+/// → `RateLimitError`).
+pub fn error_type(f: &Failure) -> String {
+    let raw = if !f.call.error_type.is_empty() {
+        f.call.error_type.clone()
+    } else if let Some(t) = f.tool_errors.first().and_then(|e| e.split(": ").nth(1)).filter(|t| !t.contains(' ') && t.len() <= 80) {
+        t.to_string()
+    } else {
+        f.evidence.get("exception").and_then(|e| e.split(": ").next()).unwrap_or_default().to_string()
+    };
+    raw.rsplit('.').next().unwrap_or_default().to_string()
 }
 
 /// The label: evidence · distinctive terms · the dominant feature when it clearly dominates.
@@ -140,12 +262,6 @@ mod tests {
 
     #[test]
     fn labels_read_like_a_reviewer_would_name_the_pattern() {
-        assert_eq!(signature_phrase("finish_reason:length", &[]), "`length` finish");
-        assert_eq!(signature_phrase("error_status · RateLimitError", &[]), "RateLimitError errors");
-        assert_eq!(
-            signature_phrase("language_mismatch", &["French".into(), "Spanish".into()]),
-            "answers in the wrong language (French, Spanish)"
-        );
         let feature = ("support_assistant".to_string(), 0.9);
         assert_eq!(
             label("`length` finish", &["cut".into(), "mid sentence".into()], Some(&feature)),
@@ -155,5 +271,41 @@ mod tests {
         assert_eq!(dominant(["a", "b", "b", ""].into_iter()), Some(("b".into(), 2.0 / 3.0)));
         let mix = BTreeMap::from([("thumbs_down".to_string(), 5), ("regenerate".to_string(), 2), ("edit".to_string(), 1)]);
         assert_eq!(signal_phrase(&mix), "thumbs-down, regenerate");
+    }
+
+    #[test]
+    fn the_cause_comes_first() {
+        use crate::features::tests_support::failure;
+        let rules = crate::rules::Rules::defaults();
+        let tool = |t: &str, e: &str| {
+            let mut f = failure(t, &["tool_error"]);
+            f.tool_errors = vec![e.to_string()];
+            f
+        };
+        let fs = [
+            tool("t1", "lookup_order: ValidationError: order_id: Input should be a valid integer, got 'NW-1'"),
+            tool("t2", "lookup_order: ValidationError: order_id: Input should be a valid integer, got 'NW-7'"),
+            tool("t3", "cancel_order: ValidationError: 'reason' is a required property"),
+        ];
+        let key = crate::cause::of(&rules, &fs[0]).key;
+        let members: Vec<&Failure> = fs.iter().collect();
+        assert_eq!(
+            cause_phrase(&key, &members),
+            "`lookup_order`, `cancel_order` arguments rejected: “order_id: Input should be a valid integer, got <*>” (ValidationError)"
+        );
+        let mut rate = failure("t4", &["error_status"]);
+        rate.call.error_type = "openai.RateLimitError".into();
+        rate.call.error_message = "Rate limit reached for gpt-4.1 in organization org-Ab12 on tokens per min (TPM): Limit 30000".into();
+        let key = crate::cause::of(&rules, &rate).key;
+        assert_eq!(
+            cause_phrase(&key, &[&rate]),
+            "model calls rate limited: “Rate limit reached for <n> in organization <n> on tokens per min (TPM): Limit <n>” (RateLimitError)"
+        );
+        let mut cut = failure("t5", &["finish_reason:length"]);
+        cut.call.output_tokens = 256;
+        assert_eq!(cause_phrase("finish_reason:length", &[&cut, &cut]), "answers cut at `max_tokens` = 256");
+        let mut lang = failure("t6", &["language_mismatch"]);
+        lang.languages = Some(("English".into(), "French".into()));
+        assert_eq!(cause_phrase("language_mismatch", &[&lang]), "answers in French to users writing in English");
     }
 }

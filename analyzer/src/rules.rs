@@ -42,6 +42,9 @@ pub enum RuleKind {
     Signal,
     LatencyNorm,
     CostNorm,
+    AgentLoop,
+    FormatViolation,
+    SensitiveData,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +67,14 @@ pub struct RuleSpec {
     pub min_calls: Option<u64>,
     pub min_chars: Option<usize>,
     pub min_confidence: Option<f64>,
+    /// `agent_loop`: runs of one tool with identical arguments that make a loop.
+    pub min_repeats: Option<usize>,
+    /// `agent_loop`: runs with near-identical arguments (token overlap ≥ `min_similarity`).
+    pub min_near_repeats: Option<usize>,
+    pub min_similarity: Option<f64>,
+    /// `sensitive_data`: the kinds that count (secret, card, email, phone); all when empty.
+    #[serde(default)]
+    pub kinds: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +133,10 @@ impl Rules {
                 RuleKind::LatencyNorm | RuleKind::CostNorm if spec.factor.is_none_or(|f| f <= 1.0) => {
                     return Err(bad("needs `factor` above 1"));
                 }
+                RuleKind::SensitiveData if spec.kinds.iter().any(|k| !["secret", "card", "email", "phone"].contains(&k.as_str())) => {
+                    return Err(bad("`kinds` are among secret, card, email, phone"));
+                }
+                RuleKind::AgentLoop if spec.min_repeats.is_some_and(|n| n < 2) => return Err(bad("`min_repeats` is at least 2")),
                 _ => {}
             }
             let regexes = spec
@@ -161,6 +176,9 @@ mod tests {
             RuleKind::Signal,
             RuleKind::LatencyNorm,
             RuleKind::CostNorm,
+            RuleKind::AgentLoop,
+            RuleKind::FormatViolation,
+            RuleKind::SensitiveData,
         ] {
             assert!(rules.of_kind(kind).count() > 0, "{kind:?}");
         }

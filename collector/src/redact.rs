@@ -28,21 +28,8 @@ impl Default for RedactionConfig {
     }
 }
 
-const SECRETS: &[&str] = &[
-    r"\bsk-(?:ant-|proj-|live-|test-)?[A-Za-z0-9_\-]{20,}",
-    r"\bfwk_[A-Za-z0-9]{20,}",
-    r"\bAKIA[0-9A-Z]{16}\b",
-    r"\bgh[pousr]_[A-Za-z0-9]{36,}\b",
-    r"\bgithub_pat_[A-Za-z0-9_]{40,}\b",
-    r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",
-    r"\bAIza[0-9A-Za-z_\-]{35}\b",
-    r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
-    r"(?i)\bbearer\s+[A-Za-z0-9._~+/\-]{20,}=*",
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
-];
-const EMAIL: &str = r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b";
-const PHONE: &str = r"(?:\+|\b)\(?\d[\d \-.()]{6,}\d\b";
-const CARD: &str = r"\b(?:\d[ \-]?){12,18}\d\b";
+// The patterns are shared with the analyzer, which flags answers that disclose them.
+use flywheel_schemas::sensitive::{CARD, EMAIL, PHONE, SECRETS};
 
 #[derive(Debug, Clone)]
 pub struct Redactor {

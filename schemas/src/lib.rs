@@ -9,6 +9,10 @@
 //! * [`engine`]: the local ClickHouse engine used for development, the demo and CI (chDB behind
 //!   a ClickHouse-HTTP-compatible server); production points [`config::ClickHouseConfig`] at a
 //!   real server instead and nothing else changes.
+//! * [`failure`]: shared shapes of the analyzer's output (`failures.details`, a pattern's
+//!   lane), read by the TUI, the export and the report with the analyzer's own types.
+//! * [`sensitive`]: what personal data and secrets look like (the collector redacts them, the
+//!   analyzer flags answers that disclose them).
 //!
 //! Non-goals: no business logic (normalisation, detection, clustering) lives here.
 
@@ -16,10 +20,12 @@ pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod failure;
 pub mod messages;
 pub mod migrate;
 pub mod queries;
 pub mod rows;
+pub mod sensitive;
 pub mod store;
 
 pub use config::{ClickHouseConfig, Retention};

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
 use clickhouse::Row;
+use flywheel_schemas::failure::FailureDetails;
 use flywheel_schemas::messages::Message;
 use flywheel_schemas::queries;
 use flywheel_schemas::rows::SignalRow;
@@ -369,13 +370,6 @@ struct MemberFailure {
 }
 
 /// The parts of `failures.details` the member table shows (every key is optional).
-#[derive(Deserialize, Default)]
-struct Details {
-    #[serde(default)]
-    request: Option<String>,
-    #[serde(default)]
-    output: Option<String>,
-}
 
 /// `(toStartOfHour(start_time), trace_id) IN (…)`: the leading keys of `llm_calls` after the
 /// project, so that each member costs one primary-key range instead of a time-range scan.
@@ -422,7 +416,9 @@ pub async fn pattern_detail(store: &Store, project: &str, item: PatternItem) -> 
         failures = rows.into_iter().map(|r| ((r.trace_id.clone(), r.span_id.clone()), r)).collect();
         let missing: Vec<(OffsetDateTime, &str)> = shown
             .iter()
-            .filter(|m| failures.get(&(m.trace_id.clone(), m.span_id.clone())).is_none_or(|f| details(&f.details).request.is_none()))
+            .filter(|m| {
+                failures.get(&(m.trace_id.clone(), m.span_id.clone())).is_none_or(|f| FailureDetails::parse(&f.details).request.is_empty())
+            })
             .map(|m| (m.call_time, m.trace_id.as_str()))
             .collect();
         if !missing.is_empty() {
@@ -448,7 +444,7 @@ pub async fn pattern_detail(store: &Store, project: &str, item: PatternItem) -> 
             let key = (m.trace_id.clone(), m.span_id.clone());
             let f = failures.remove(&key);
             let c = calls.remove(&key);
-            let d = f.as_ref().map(|f| details(&f.details)).unwrap_or_default();
+            let d = f.as_ref().map(|f| FailureDetails::parse(&f.details)).unwrap_or_default();
             let reasons = f.as_ref().map(|f| f.reasons.clone()).unwrap_or_default();
             // The failure reasons say what the call row would: an error status, a finish reason.
             let derived_finish: Vec<String> = reasons.iter().filter_map(|r| r.strip_prefix("finish_reason:")).map(String::from).collect();
@@ -471,18 +467,20 @@ pub async fn pattern_detail(store: &Store, project: &str, item: PatternItem) -> 
                 },
                 error_type: c.as_ref().map(|c| c.error_type.clone()).unwrap_or_default(),
                 finish_reasons: c.as_ref().map(|c| c.finish_reasons.clone()).unwrap_or(derived_finish),
-                input_text: d.request.clone().or_else(|| c.as_ref().map(|c| c.input_text.clone())).unwrap_or_default(),
-                output_text: d.output.clone().or_else(|| c.as_ref().map(|c| c.output_text.clone())).unwrap_or_default(),
+                input_text: Some(d.request.clone())
+                    .filter(|r| !r.is_empty())
+                    .or_else(|| c.as_ref().map(|c| c.input_text.clone()))
+                    .unwrap_or_default(),
+                output_text: Some(d.output.clone())
+                    .filter(|o| !o.is_empty())
+                    .or_else(|| c.as_ref().map(|c| c.output_text.clone()))
+                    .unwrap_or_default(),
                 reasons,
             }
         })
         .collect();
     let facets = facets_of(&item, &members);
     Ok(PatternDetail { item, facets, timeline, member_count: all.len(), members })
-}
-
-fn details(raw: &str) -> Details {
-    serde_json::from_str(raw).unwrap_or_default()
 }
 
 /// Facet distributions over the members shown; signals from the pattern's own signal mix

@@ -7,6 +7,7 @@
 //! output (canonical JSON), so two calls that got the same input and gave the same answer are
 //! one case, and a later label, triage decision or signal does not make an old case new.
 
+use flywheel_schemas::failure::FailureDetails;
 use std::collections::BTreeMap;
 
 use flywheel_schemas::messages::{Message, Part};
@@ -119,12 +120,9 @@ pub struct FailingCall {
 }
 
 impl FailingCall {
-    /// `failures.details` as a JSON object (an empty one when missing or malformed).
-    pub fn details(&self) -> Value {
-        serde_json::from_str::<Value>(&self.failure.details)
-            .ok()
-            .filter(Value::is_object)
-            .unwrap_or_else(|| Value::Object(Default::default()))
+    /// `failures.details` (empty details when missing or malformed).
+    pub fn details(&self) -> FailureDetails {
+        FailureDetails::parse(&self.failure.details)
     }
 
     /// The conversation given to the model; from the detector's `request` text when the call
@@ -134,7 +132,7 @@ impl FailingCall {
         if !parsed.is_empty() {
             return parsed;
         }
-        match self.details().get("request").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        match Some(self.details().request).filter(|s| !s.is_empty()) {
             Some(request) => vec![Message::text("user", request)],
             None => self
                 .call
@@ -159,7 +157,7 @@ impl FailingCall {
         if !from_messages.is_empty() {
             return from_messages.join("\n");
         }
-        self.details().get("output").and_then(Value::as_str).unwrap_or_default().to_string()
+        self.details().output
     }
 
     /// The last user message's text: what the user asked.
@@ -170,8 +168,8 @@ impl FailingCall {
 
     /// The user's corrected text, from the detector's `edit_text` or an `edit` signal.
     pub fn edit_text(&self) -> Option<String> {
-        let from_details = self.details().get("edit_text").and_then(Value::as_str).map(str::to_string);
-        from_details
+        Some(self.details().edit_text)
+            .filter(|t| !t.is_empty())
             .or_else(|| self.signals.iter().rev().find(|s| s.kind == "edit" && !s.text.is_empty()).map(|s| s.text.clone()))
             .filter(|t| !t.trim().is_empty())
     }
@@ -188,44 +186,28 @@ impl EvalCase {
             .as_ref()
             .filter(|c| !c.error_type.is_empty() || !c.error_message.is_empty())
             .map(|c| if c.error_message.is_empty() { c.error_type.clone() } else { format!("{}: {}", c.error_type, c.error_message) })
-            .or_else(|| details.get("error").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string));
+            .or_else(|| Some(details.error.clone()).filter(|s| !s.is_empty()));
         let output = CaseOutput {
             messages: call.output_messages(),
             text: call.output_text(),
             finish_reasons: call.call.as_ref().map(|c| c.finish_reasons.clone()).unwrap_or_default(),
             error,
         };
-        let mut signals: Vec<CaseSignal> = match details.get("signals").and_then(Value::as_array) {
-            Some(list) => list
-                .iter()
-                .map(|s| CaseSignal {
-                    kind: s.get("kind").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    value: s.get("value").and_then(Value::as_f64),
-                    comment: s.get("comment").and_then(Value::as_str).unwrap_or_default().to_string(),
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+        let mut signals: Vec<CaseSignal> =
+            details.signals.iter().map(|s| CaseSignal { kind: s.kind.clone(), value: s.value, comment: s.comment.clone() }).collect();
         if signals.is_empty() {
             signals =
                 call.signals.iter().map(|s| CaseSignal { kind: s.kind.clone(), value: s.value, comment: s.comment.clone() }).collect();
         }
-        let evidence = details
-            .get("evidence")
-            .and_then(Value::as_object)
-            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
-            .unwrap_or_default();
+        let evidence = details.evidence.clone().into_iter().collect();
         let failure = CaseFailure {
             reasons: f.reasons.clone(),
             categories: f.categories.clone(),
             severity: (f.severity as f64 * 1000.0).round() / 1000.0,
             signals,
             evidence,
-            latency_ms: details
-                .get("latency_ms")
-                .and_then(Value::as_f64)
-                .or_else(|| call.call.as_ref().map(|c| c.duration_ns as f64 / 1e6)),
-            cost_usd: details.get("cost_usd").and_then(Value::as_f64).or_else(|| call.call.as_ref().and_then(|c| c.cost_usd)),
+            latency_ms: details.latency_ms.or_else(|| call.call.as_ref().map(|c| c.duration_ns as f64 / 1e6)),
+            cost_usd: details.cost_usd.or_else(|| call.call.as_ref().and_then(|c| c.cost_usd)),
         };
         let expected = match call.edit_text() {
             Some(text) => Expected { text: Some(text), source: Some("edit".into()) },

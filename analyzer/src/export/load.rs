@@ -79,8 +79,7 @@ pub async fn failing_calls(store: &Store, project: &str, members: &[PatternMembe
 /// The vectors of `calls` (by `failures.details.text_hash`) under the model that covers most of
 /// them, when it covers all of them; `None` otherwise (the caller falls back to lexical).
 pub async fn embeddings(store: &Store, project: &str, calls: &[FailingCall]) -> Result<Option<(String, Vec<Vec<f32>>)>, StoreError> {
-    let hashes: Vec<Option<String>> =
-        calls.iter().map(|c| c.details().get("text_hash").and_then(Value::as_str).filter(|h| !h.is_empty()).map(str::to_string)).collect();
+    let hashes: Vec<Option<String>> = calls.iter().map(|c| Some(c.details().text_hash).filter(|h| !h.is_empty())).collect();
     if calls.is_empty() || hashes.iter().any(Option::is_none) {
         return Ok(None);
     }

@@ -55,8 +55,12 @@ pub enum ExportError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
     Pattern(String),
-    /// Triage state `new` or `acknowledged`, and not resolved.
-    AllOpen,
+    /// Triage state `new` or `acknowledged`, and not resolved; behaviour patterns only unless
+    /// `operations` (rate limits and timeouts make no behaviour eval: a correct answer would
+    /// fail them as well).
+    AllOpen {
+        operations: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -260,7 +264,11 @@ async fn select_patterns(store: &Store, project: &str, selection: &Selection) ->
             Some(p) => Ok(vec![p]),
             None => Err(ExportError::UnknownPattern { project: project.into(), pattern: id.clone() }),
         },
-        Selection::AllOpen => Ok(all.into_iter().filter(is_open).collect()),
+        Selection::AllOpen { operations } => Ok(all
+            .into_iter()
+            .filter(is_open)
+            .filter(|p| *operations || flywheel_schemas::failure::Lane::of(p) == flywheel_schemas::failure::Lane::Behaviour)
+            .collect()),
     }
 }
 

@@ -115,6 +115,15 @@ impl Decision {
         }
     }
 
+    /// What to do about the cause, after the spread's verdict.
+    pub fn add_advice(&mut self, advice: &str) {
+        let (Decision::OneOff(w) | Decision::Systemic(w) | Decision::Watch(w)) = self;
+        if !advice.is_empty() {
+            w.push_str(". ");
+            w.push_str(advice);
+        }
+    }
+
     /// One-off vs systemic from the spread across users, sessions, features and days.
     pub fn from_spread(s: &Spread) -> Decision {
         let features = s.features.len();
@@ -292,7 +301,8 @@ pub async fn gather(store: &Store, project: &str, period: &Period, top: usize) -
             models: p.facets.get("model").map(|m| vec![(m.clone(), p.size)]).unwrap_or_default(),
         });
         let share_of_users = if current.users == 0 { 0.0 } else { (p.users as f64 / current.users as f64).min(1.0) };
-        let decision = Decision::from_spread(&spread);
+        let mut decision = Decision::from_spread(&spread);
+        decision.add_advice(crate::cause::advice(p.facets.get("signature").map(String::as_str).unwrap_or("")));
         patterns.push(PatternView { pattern: p, share_of_users, spread, decision, examples: Vec::new() });
     }
     // Active patterns by impact first (the order of current_patterns), resolved ones last.
@@ -342,9 +352,8 @@ async fn examples(store: &Store, project: &str, pattern_id: &str) -> Result<Vec<
             let f = &c.failure;
             let output = c.output_text();
             let output = if output.trim().is_empty() {
-                c.details()
-                    .get("error")
-                    .and_then(|e| e.as_str())
+                Some(c.details().error)
+                    .filter(|e| !e.is_empty())
                     .map(|e| format!("(no answer; error: {e})"))
                     .unwrap_or_else(|| "(no answer)".into())
             } else {

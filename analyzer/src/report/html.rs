@@ -1,6 +1,7 @@
 //! The review as one self-contained HTML file: inline CSS, inline SVG charts, no script, no
 //! font or image fetched from anywhere, readable in light mode and printable.
 
+use flywheel_schemas::failure::Lane;
 use std::fmt::Write;
 
 use super::charts;
@@ -71,6 +72,31 @@ fn delta(text: String, worse_when_up: bool) -> String {
     format!("<span class=\"{class}\">{}</span>", esc(&text))
 }
 
+/// One table row per pattern, most impactful first.
+fn pattern_table(h: &mut String, patterns: &[&PatternView]) {
+    h.push_str("<table>\n<tr><th class=\"num\">#</th><th>pattern</th><th>trend</th><th>triage</th><th class=\"num\">calls</th><th class=\"num\">users (share)</th><th>features</th><th>models</th><th class=\"num\">cost</th><th>decision</th></tr>\n");
+    for (i, v) in patterns.iter().enumerate() {
+        let p = &v.pattern;
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"num\">{}</td><td><strong>{}</strong><br><span class=\"id\">{}</span></td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{} ({})</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            i + 1,
+            esc(&p.label),
+            esc(&p.pattern_id),
+            tag(&p.trend, &trend(&p.trend)),
+            esc(&p.status),
+            int(p.calls.max(p.size)),
+            int(p.users),
+            pct(v.share_of_users),
+            esc(&counts(&v.spread.features)),
+            esc(&counts(&v.spread.models)),
+            usd(p.cost_usd),
+            tag(v.decision.name(), v.decision.name())
+        );
+    }
+    h.push_str("</table>\n");
+}
+
 pub fn render(r: &Review) -> String {
     let mut h = String::new();
     let (c, p) = (&r.current, &r.previous);
@@ -120,11 +146,14 @@ pub fn render(r: &Review) -> String {
     h.push_str("</div>\n");
     let _ = writeln!(h, "<div class=\"chart\">{}</div>", charts::daily_failure_rate(&r.daily));
 
-    let active: Vec<&PatternView> = r.patterns.iter().filter(|v| v.pattern.trend != "resolved").collect();
+    let live = |lane: Lane| -> Vec<&PatternView> {
+        r.patterns.iter().filter(|v| v.pattern.trend != "resolved" && Lane::of(&v.pattern) == lane).collect()
+    };
+    let (active, operations) = (live(Lane::Behaviour), live(Lane::Operations));
     let resolved: Vec<&PatternView> = r.patterns.iter().filter(|v| v.pattern.trend == "resolved").collect();
     h.push_str("<h2>Patterns by impact</h2>\n");
     if active.is_empty() {
-        h.push_str("<p>No active failure pattern. Run <code>flywheel analyze</code> if this is unexpected.</p>\n");
+        h.push_str("<p>No active failure pattern of the AI's behaviour. Run <code>flywheel analyze</code> if this is unexpected.</p>\n");
     } else {
         let bars: Vec<(String, f64, String)> = active
             .iter()
@@ -143,27 +172,12 @@ pub fn render(r: &Review) -> String {
             })
             .collect();
         let _ = writeln!(h, "<div class=\"chart\">{}</div>", charts::bars("users affected per pattern", &bars));
-        h.push_str("<table>\n<tr><th class=\"num\">#</th><th>pattern</th><th>trend</th><th>triage</th><th class=\"num\">calls</th><th class=\"num\">users (share)</th><th>features</th><th>models</th><th class=\"num\">cost</th><th>decision</th></tr>\n");
-        for (i, v) in active.iter().enumerate() {
-            let p = &v.pattern;
-            let _ = writeln!(
-                h,
-                "<tr><td class=\"num\">{}</td><td><strong>{}</strong><br><span class=\"id\">{}</span></td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{} ({})</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-                i + 1,
-                esc(&p.label),
-                esc(&p.pattern_id),
-                tag(&p.trend, &trend(&p.trend)),
-                esc(&p.status),
-                int(p.calls.max(p.size)),
-                int(p.users),
-                pct(v.share_of_users),
-                esc(&counts(&v.spread.features)),
-                esc(&counts(&v.spread.models)),
-                usd(p.cost_usd),
-                tag(v.decision.name(), v.decision.name())
-            );
-        }
-        h.push_str("</table>\n");
+        pattern_table(&mut h, &active);
+    }
+
+    if !operations.is_empty() {
+        h.push_str("<h2>Operations</h2>\n<p>Rate limits, timeouts, unavailable services, latency and cost outliers: infrastructure, fixed by configuration rather than prompts, and not exported as behaviour evals.</p>\n");
+        pattern_table(&mut h, &operations);
     }
 
     let top: Vec<&&PatternView> = active.iter().filter(|v| !v.examples.is_empty()).collect();

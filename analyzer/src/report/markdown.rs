@@ -1,6 +1,7 @@
 //! The review as Markdown that renders on a code forge: headings, tables, block quotes and
 //! code spans only (no raw HTML).
 
+use flywheel_schemas::failure::Lane;
 use std::fmt::Write;
 
 use super::data::{PatternView, Review};
@@ -14,6 +15,32 @@ fn cell(s: &str) -> String {
 /// Text inside a block quote line.
 fn quote(s: &str) -> String {
     s.replace(['\n', '\r'], " ").replace('<', "&lt;")
+}
+
+/// One table row per pattern, most impactful first.
+fn pattern_table(md: &mut String, patterns: &[&PatternView]) {
+    md.push_str("| # | pattern | trend | triage | calls | users (share) | features | models | cost | decision |\n");
+    md.push_str("|---:|---|---|---|---:|---:|---|---|---:|---|\n");
+    for (i, v) in patterns.iter().enumerate() {
+        let p = &v.pattern;
+        let _ = writeln!(
+            md,
+            "| {} | **{}** `{}` | {} | {} | {} | {} ({}) | {} | {} | {} | **{}** |",
+            i + 1,
+            cell(&p.label),
+            cell(&p.pattern_id),
+            trend(&p.trend),
+            cell(&p.status),
+            int(p.calls.max(p.size)),
+            int(p.users),
+            pct(v.share_of_users),
+            cell(&counts(&v.spread.features)),
+            cell(&counts(&v.spread.models)),
+            usd(p.cost_usd),
+            v.decision.name()
+        );
+    }
+    md.push('\n');
 }
 
 pub fn render(r: &Review) -> String {
@@ -50,34 +77,20 @@ pub fn render(r: &Review) -> String {
     }
     md.push('\n');
 
-    let active: Vec<&PatternView> = r.patterns.iter().filter(|v| v.pattern.trend != "resolved").collect();
+    let live = |lane: Lane| -> Vec<&PatternView> {
+        r.patterns.iter().filter(|v| v.pattern.trend != "resolved" && Lane::of(&v.pattern) == lane).collect()
+    };
+    let (active, operations) = (live(Lane::Behaviour), live(Lane::Operations));
     let resolved: Vec<&PatternView> = r.patterns.iter().filter(|v| v.pattern.trend == "resolved").collect();
     md.push_str("## Patterns by impact\n\n");
     if active.is_empty() {
-        md.push_str("No active failure pattern. Run `flywheel analyze` if this is unexpected.\n\n");
+        md.push_str("No active failure pattern of the AI's behaviour. Run `flywheel analyze` if this is unexpected.\n\n");
     } else {
-        md.push_str("| # | pattern | trend | triage | calls | users (share) | features | models | cost | decision |\n");
-        md.push_str("|---:|---|---|---|---:|---:|---|---|---:|---|\n");
-        for (i, v) in active.iter().enumerate() {
-            let p = &v.pattern;
-            let _ = writeln!(
-                md,
-                "| {} | **{}** `{}` | {} | {} | {} | {} ({}) | {} | {} | {} | **{}** |",
-                i + 1,
-                cell(&p.label),
-                cell(&p.pattern_id),
-                trend(&p.trend),
-                cell(&p.status),
-                int(p.calls.max(p.size)),
-                int(p.users),
-                pct(v.share_of_users),
-                cell(&counts(&v.spread.features)),
-                cell(&counts(&v.spread.models)),
-                usd(p.cost_usd),
-                v.decision.name()
-            );
-        }
-        md.push('\n');
+        pattern_table(&mut md, &active);
+    }
+    if !operations.is_empty() {
+        md.push_str("## Operations\n\nRate limits, timeouts, unavailable services, latency and cost outliers: infrastructure, fixed by configuration rather than prompts, and not exported as behaviour evals.\n\n");
+        pattern_table(&mut md, &operations);
     }
 
     let top: Vec<&&PatternView> = active.iter().filter(|v| !v.examples.is_empty()).collect();

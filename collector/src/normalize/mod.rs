@@ -270,7 +270,10 @@ pub fn content_hash(text: &str) -> String {
 pub fn to_row(project: &str, ids: &SpanIds, draft: &Draft, is_error: bool, now: OffsetDateTime) -> LlmCallRow {
     let input = draft.input.clone().unwrap_or_default();
     let output = draft.output.clone().unwrap_or_default();
-    let input_text = input.iter().rev().find(|m| m.role == "user").map(Message::text_content).unwrap_or_default();
+    // The user's own last words: a user message that only carries tool results (Anthropic's
+    // layout) is not what the user asked.
+    let input_text =
+        input.iter().rev().filter(|m| m.role == "user").map(Message::text_content).find(|t| !t.trim().is_empty()).unwrap_or_default();
     let output_text = output.iter().map(Message::text_content).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("\n");
     let mut tool_names: Vec<String> = output.iter().flat_map(|m| m.tool_calls().map(|(_, name, _)| name.to_string())).collect();
     tool_names.dedup();

@@ -1,5 +1,5 @@
 //! The patterns table: impact order (or the chosen sort), trend arrows, size, users, signal
-//! mix, main feature and model, triage state. Narrow terminals drop the widest optional columns.
+//! mix, main feature and model, triage state; operations patterns tagged `ops`. Narrow terminals drop the widest optional columns.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
@@ -63,7 +63,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         let mut cells = vec![
             Cell::from(fmt_count(p.impact(app.settings.impact))),
             Cell::from(Span::styled(p.trend_arrow(), theme.trend(&r.trend))),
-            Cell::from(r.label.clone()),
+            // Operations failures (rate limits, timeouts, latency) are fixed elsewhere: tagged.
+            Cell::from(match flywheel_schemas::failure::Lane::of(r) {
+                flywheel_schemas::failure::Lane::Operations => {
+                    Line::from(vec![Span::styled("ops ", theme.dim()), Span::raw(r.label.clone())])
+                }
+                flywheel_schemas::failure::Lane::Behaviour => Line::from(r.label.clone()),
+            }),
             Cell::from(fmt_count(r.size as f64)),
             Cell::from(fmt_count(r.users as f64)),
         ];

@@ -9,164 +9,20 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use clickhouse::Row;
-use flywheel_schemas::Store;
-use flywheel_schemas::rows::ts;
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-
-use crate::error::AnalyzerError;
 use crate::rules::{Category, Rule, RuleKind, Rules};
 
-/// One LLM call of the window, as much as the rules need.
-#[derive(Debug, Clone, Row, Serialize, Deserialize)]
-pub struct Call {
-    pub trace_id: String,
-    pub span_id: String,
-    pub session_id: String,
-    pub user_id: String,
-    pub feature: String,
-    pub model: String,
-    pub provider: String,
-    #[serde(with = "ts::nanos")]
-    pub start_time: OffsetDateTime,
-    pub duration_ns: u64,
-    pub cost_usd: Option<f64>,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub status: String,
-    pub error_type: String,
-    pub error_message: String,
-    pub finish_reasons: Vec<String>,
-    pub tool_names: Vec<String>,
-    /// The user's last message (excerpt).
-    pub input_text: String,
-    /// The answer (excerpt).
-    pub output_text: String,
-    /// Tool calls the model made: the output messages' JSON when it has any (excerpt).
-    pub tool_calls: String,
-}
+mod checks;
+pub mod disclosure;
+pub mod format;
+mod inputs;
+pub mod loops;
+pub mod wrong_language;
 
-/// A span in error, or with an exception event, that is not an LLM call of the window.
-#[derive(Debug, Clone, Row, Serialize, Deserialize)]
-pub struct ErrorSpan {
-    pub trace_id: String,
-    pub span_id: String,
-    pub name: String,
-    #[serde(with = "ts::nanos")]
-    pub start_time: OffsetDateTime,
-    pub status_code: String,
-    pub status_message: String,
-    pub tool_name: String,
-    pub exception_type: String,
-    pub exception_message: String,
-}
+pub use checks::excerpt;
+use checks::{call_rule, signal_rule};
+pub use inputs::{Call, DisclosureCandidate, ErrorSpan, FormatRequest, Inputs, Norm, Signal, ToolRun, fetch};
 
-/// A signal that may attach to a call of the window.
-#[derive(Debug, Clone, Row, Serialize, Deserialize)]
-pub struct Signal {
-    pub kind: String,
-    pub source: String,
-    #[serde(with = "ts::nanos")]
-    pub timestamp: OffsetDateTime,
-    pub trace_id: String,
-    pub span_id: String,
-    pub session_id: String,
-    pub value: Option<f64>,
-    pub comment: String,
-    pub text: String,
-    pub edit_ratio: Option<f64>,
-}
-
-// Defaults for building rows in tests and callers; the epoch stands for "no time".
-impl Default for Call {
-    fn default() -> Self {
-        Call {
-            trace_id: String::new(),
-            span_id: String::new(),
-            session_id: String::new(),
-            user_id: String::new(),
-            feature: String::new(),
-            model: String::new(),
-            provider: String::new(),
-            start_time: OffsetDateTime::UNIX_EPOCH,
-            duration_ns: 0,
-            cost_usd: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            status: String::new(),
-            error_type: String::new(),
-            error_message: String::new(),
-            finish_reasons: vec![],
-            tool_names: vec![],
-            input_text: String::new(),
-            output_text: String::new(),
-            tool_calls: String::new(),
-        }
-    }
-}
-
-impl Default for ErrorSpan {
-    fn default() -> Self {
-        ErrorSpan {
-            trace_id: String::new(),
-            span_id: String::new(),
-            name: String::new(),
-            start_time: OffsetDateTime::UNIX_EPOCH,
-            status_code: String::new(),
-            status_message: String::new(),
-            tool_name: String::new(),
-            exception_type: String::new(),
-            exception_message: String::new(),
-        }
-    }
-}
-
-impl Default for Signal {
-    fn default() -> Self {
-        Signal {
-            kind: String::new(),
-            source: String::new(),
-            timestamp: OffsetDateTime::UNIX_EPOCH,
-            trace_id: String::new(),
-            span_id: String::new(),
-            session_id: String::new(),
-            value: None,
-            comment: String::new(),
-            text: String::new(),
-            edit_ratio: None,
-        }
-    }
-}
-
-/// The usual latency and cost of a feature on a model, computed in ClickHouse (models differ
-/// in price and speed by 20×: a norm across models would flag every call of the slow one).
-#[derive(Debug, Clone, Default, Row, Serialize, Deserialize)]
-pub struct Norm {
-    pub feature: String,
-    pub model: String,
-    pub calls: u64,
-    pub median_duration_ns: f64,
-    pub median_cost_usd: f64,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Inputs {
-    pub calls: Vec<Call>,
-    pub error_spans: Vec<ErrorSpan>,
-    pub signals: Vec<Signal>,
-    pub norms: Vec<Norm>,
-}
-
-/// A signal as a failure remembers it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SignalBrief {
-    pub kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<f64>,
-    #[serde(skip_serializing_if = "String::is_empty", default)]
-    pub comment: String,
-}
+pub use flywheel_schemas::failure::SignalBrief;
 
 /// A failing interaction, anchored on one of its calls.
 #[derive(Debug, Clone)]
@@ -186,6 +42,9 @@ pub struct Failure {
     pub tool_errors: Vec<String>,
     /// Detected languages of question and answer when they differ.
     pub languages: Option<(String, String)>,
+    /// Rule id → what the rule found, in a word that takes part in the failure's cause: the
+    /// looping tool, the family of disclosed data (`secret` or `personal`).
+    pub qualifiers: BTreeMap<String, String>,
 }
 
 impl Failure {
@@ -203,6 +62,7 @@ struct Hits {
     edit_text: String,
     tool_errors: Vec<String>,
     languages: Option<(String, String)>,
+    qualifiers: BTreeMap<usize, String>,
     /// Signal rules fired only by signals the collector derived (not sent by the app).
     derived_only: BTreeMap<usize, bool>,
 }
@@ -233,8 +93,39 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
     for (ri, rule) in rules.rules.iter().enumerate() {
         match rule.spec.kind {
             RuleKind::Signal | RuleKind::ToolError | RuleKind::Exception => continue,
+            RuleKind::AgentLoop => {
+                for (i, l) in loops::find(rule, &inputs.tool_runs, &inputs.calls, &by_trace) {
+                    let c = &inputs.calls[i];
+                    let h = hits.entry((c.trace_id.clone(), c.span_id.clone())).or_default();
+                    h.add(ri, l.evidence());
+                    h.qualifiers.insert(ri, l.tool.clone());
+                }
+                continue;
+            }
+            RuleKind::FormatViolation => {
+                for r in &inputs.format_requests {
+                    if by_key.contains_key(&(r.trace_id.as_str(), r.span_id.as_str()))
+                        && let Some(what) = format::check(r)
+                    {
+                        hits.entry((r.trace_id.clone(), r.span_id.clone())).or_default().add(ri, what);
+                    }
+                }
+                continue;
+            }
+            RuleKind::SensitiveData => {
+                for d in &inputs.disclosures {
+                    if by_key.contains_key(&(d.trace_id.as_str(), d.span_id.as_str()))
+                        && let Some(found) = disclosure::check(rule, d)
+                    {
+                        let h = hits.entry((d.trace_id.clone(), d.span_id.clone())).or_default();
+                        h.add(ri, found.evidence.clone());
+                        h.qualifiers.insert(ri, found.family().to_string());
+                    }
+                }
+                continue;
+            }
             RuleKind::LanguageMismatch => {
-                for (i, (question, answer)) in language_mismatches(rule, &inputs.calls) {
+                for (i, (question, answer)) in wrong_language::mismatches(rule, &inputs.calls) {
                     let c = &inputs.calls[i];
                     let h = hits.entry((c.trace_id.clone(), c.span_id.clone())).or_default();
                     h.add(ri, format!("asked in {question}, answered in {answer}"));
@@ -352,6 +243,9 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
                 if merged.languages.is_none() {
                     merged.languages = h.languages;
                 }
+                for (ri, q) in h.qualifiers {
+                    merged.qualifiers.entry(ri).or_insert(q);
+                }
             }
         }
         for (ri, s, evidence) in trace_signals.remove(trace).unwrap_or_default() {
@@ -382,6 +276,7 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
             edit_text: merged.edit_text,
             tool_errors: merged.tool_errors,
             languages: merged.languages,
+            qualifiers: merged.qualifiers.into_iter().map(|(ri, q)| (rules.rules[ri].spec.id.clone(), q)).collect(),
         });
     }
     failures
@@ -405,206 +300,10 @@ pub fn combine(severities: impl Iterator<Item = f32>) -> f32 {
     1.0 - severities.fold(1.0, |acc, s| acc * (1.0 - s.clamp(0.0, 1.0)))
 }
 
-/// Calls answered in another language than asked: the question's language when it is long
-/// enough to tell, else the language the feature answers in 80 % of the time (a short "and
-/// the price?" says nothing, a feature that always answers in English does).
-fn language_mismatches(rule: &Rule, calls: &[Call]) -> Vec<(usize, (String, String))> {
-    let detector = crate::language::Detector::new();
-    let min_chars = rule.spec.min_chars.unwrap_or(40);
-    let min_confidence = rule.spec.min_confidence.unwrap_or(0.5);
-    let answers: Vec<Option<String>> = calls
-        .iter()
-        .map(|c| if c.output_text.chars().count() >= min_chars { detector.detect(&c.output_text, min_confidence) } else { None })
-        .collect();
-    let mut per_feature: HashMap<&str, BTreeMap<&str, usize>> = HashMap::new();
-    for (c, a) in calls.iter().zip(&answers) {
-        if let Some(a) = a {
-            *per_feature.entry(&c.feature).or_default().entry(a).or_default() += 1;
-        }
-    }
-    let usual: HashMap<&str, &str> = per_feature
-        .iter()
-        .filter_map(|(f, langs)| {
-            let total: usize = langs.values().sum();
-            let (lang, n) = langs.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
-            (total >= 20 && *n * 5 >= total * 4).then_some((*f, *lang))
-        })
-        .collect();
-    let mut out = Vec::new();
-    for (i, (c, answer)) in calls.iter().zip(&answers).enumerate() {
-        let Some(answer) = answer else { continue };
-        let question = detector.detect(&c.input_text, min_confidence).or_else(|| usual.get(c.feature.as_str()).map(|l| l.to_string()));
-        if let Some(question) = question
-            && &question != answer
-        {
-            out.push((i, (question, answer.clone())));
-        }
-    }
-    out
-}
-
-fn call_rule(rule: &Rule, c: &Call, norm: Option<&Norm>) -> Option<String> {
-    let spec = &rule.spec;
-    let text = |s: String| Some(s);
-    match spec.kind {
-        RuleKind::CallError => {
-            if c.status == "error" || !c.error_type.is_empty() {
-                let kind = if c.error_type.is_empty() { "error" } else { &c.error_type };
-                return text(format!("{kind}: {}", excerpt(&c.error_message, 200)).trim_end_matches(": ").to_string());
-            }
-            None
-        }
-        RuleKind::FinishReason => c
-            .finish_reasons
-            .iter()
-            .find(|r| spec.values.iter().any(|v| v.eq_ignore_ascii_case(r)))
-            .map(|r| format!("finish reason `{r}` after {} output tokens", c.output_tokens)),
-        RuleKind::EmptyOutput => {
-            if c.status != "error"
-                && c.error_type.is_empty()
-                && c.output_text.trim().is_empty()
-                && c.tool_names.is_empty()
-                && c.tool_calls.is_empty()
-            {
-                return text("the call succeeded with no output".into());
-            }
-            None
-        }
-        RuleKind::OutputPattern => {
-            let out = c.output_text.trim();
-            rule.regexes.iter().find_map(|re| re.find(out)).and_then(|m| text(format!("\"{}\"", excerpt(m.as_str(), 120))))
-        }
-        RuleKind::LatencyNorm => {
-            let norm = norm.filter(|n| n.calls >= spec.min_calls.unwrap_or(20) && n.median_duration_ns > 0.0)?;
-            let ms = c.duration_ns as f64 / 1e6;
-            let limit = norm.median_duration_ns / 1e6 * spec.factor.unwrap_or(5.0);
-            (ms > limit && ms >= spec.min_ms.unwrap_or(0.0)).then(|| {
-                format!(
-                    "{:.1} s, {:.0}× the feature's median of {:.1} s",
-                    ms / 1e3,
-                    ms / (norm.median_duration_ns / 1e6),
-                    norm.median_duration_ns / 1e9
-                )
-            })
-        }
-        RuleKind::CostNorm => {
-            let norm = norm.filter(|n| n.calls >= spec.min_calls.unwrap_or(20) && n.median_cost_usd > 0.0)?;
-            let cost = c.cost_usd?;
-            (cost > norm.median_cost_usd * spec.factor.unwrap_or(5.0))
-                .then(|| format!("${cost:.4}, {:.0}× the feature's median", cost / norm.median_cost_usd))
-        }
-        RuleKind::Signal | RuleKind::ToolError | RuleKind::Exception | RuleKind::LanguageMismatch => None,
-    }
-}
-
-fn signal_rule(rule: &Rule, s: &Signal) -> Option<String> {
-    let spec = &rule.spec;
-    if spec.signal.as_deref() != Some(s.kind.as_str()) {
-        return None;
-    }
-    if let Some(max) = spec.max_value {
-        let v = s.value?;
-        if v > max {
-            return None;
-        }
-    }
-    if let Some(min) = spec.min_edit_ratio
-        && s.edit_ratio.is_none_or(|r| r < min)
-    {
-        return None;
-    }
-    let mut what = s.kind.clone();
-    if s.source == "derived" {
-        what.push_str(" (derived)");
-    }
-    if let Some(v) = s.value {
-        what.push_str(&format!(" {v}"));
-    }
-    if let Some(r) = s.edit_ratio {
-        what.push_str(&format!(", {:.0}% of the answer rewritten", r * 100.0));
-    }
-    if !s.comment.is_empty() {
-        what.push_str(&format!(": \"{}\"", excerpt(&s.comment, 120)));
-    }
-    Some(what)
-}
-
-/// At most `max` characters, cut on a char boundary, with an ellipsis when cut.
-pub fn excerpt(text: &str, max: usize) -> String {
-    let text = text.trim();
-    match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
-    }
-}
-
-fn nanos(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp_nanos() as i64
-}
-
-/// Pulls what the rules need for `[since, until)` from ClickHouse.
-pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: OffsetDateTime) -> Result<Inputs, AnalyzerError> {
-    let window = "project_id = ? AND start_time >= fromUnixTimestamp64Nano(?) AND start_time < fromUnixTimestamp64Nano(?)";
-    let norms: Vec<Norm> = store
-        .query(&format!(
-            "SELECT feature, if(response_model != '', response_model, request_model) AS model, count() AS calls, \
-             toFloat64(quantileExact(0.5)(duration_ns)) AS median_duration_ns, \
-             toFloat64(quantileExactIf(0.5)(ifNull(cost_usd, 0), isNotNull(cost_usd))) AS median_cost_usd \
-             FROM llm_calls FINAL WHERE {window} AND status != 'error' GROUP BY feature, model ORDER BY feature, model"
-        ))
-        .bind(project)
-        .bind(nanos(since))
-        .bind(nanos(until))
-        .fetch_all()
-        .await?;
-    let calls: Vec<Call> = store
-        .query(&format!(
-            "SELECT trace_id, span_id, session_id, user_id, feature, if(response_model != '', response_model, request_model) AS model, \
-             provider, start_time, duration_ns, cost_usd, input_tokens, output_tokens, status, error_type, \
-             substringUTF8(error_message, 1, 400) AS error_message, finish_reasons, tool_names, \
-             substringUTF8(input_text, 1, 600) AS input_text, substringUTF8(output_text, 1, 800) AS output_text, \
-             if(position(output_messages, 'tool_call') > 0, substringUTF8(output_messages, 1, 2000), '') AS tool_calls \
-             FROM llm_calls FINAL WHERE {window} ORDER BY trace_id, start_time, span_id"
-        ))
-        .bind(project)
-        .bind(nanos(since))
-        .bind(nanos(until))
-        .fetch_all()
-        .await?;
-    // Spans of the window's traces in error or with an exception event; LLM call spans are
-    // told apart by the rules (their exception events count, their status already did).
-    let error_spans: Vec<ErrorSpan> = store
-        .query(&format!(
-            "SELECT trace_id, span_id, name, start_time, status_code, status_message, \
-             if(attributes['gen_ai.tool.name'] != '', attributes['gen_ai.tool.name'], attributes['tool.name']) AS tool_name, \
-             if(indexOf(event_names, 'exception') > 0, event_attributes[indexOf(event_names, 'exception')]['exception.type'], '') AS exception_type, \
-             substringUTF8(if(indexOf(event_names, 'exception') > 0, event_attributes[indexOf(event_names, 'exception')]['exception.message'], ''), 1, 400) AS exception_message \
-             FROM spans FINAL WHERE {window} AND (status_code = 'error' OR has(event_names, 'exception')) ORDER BY trace_id, start_time, span_id"
-        ))
-        .bind(project)
-        .bind(nanos(since))
-        .bind(nanos(until))
-        .fetch_all()
-        .await?;
-    // Signals may come a while after the call: look a day past the window's end.
-    let signals: Vec<Signal> = store
-        .query(
-            "SELECT kind, source, timestamp, trace_id, span_id, session_id, value, substringUTF8(comment, 1, 400) AS comment, \
-             substringUTF8(text, 1, 4000) AS text, edit_ratio FROM signals FINAL \
-             WHERE project_id = ? AND timestamp >= fromUnixTimestamp64Nano(?) AND timestamp < fromUnixTimestamp64Nano(?) \
-             ORDER BY timestamp, signal_id",
-        )
-        .bind(project)
-        .bind(nanos(since))
-        .bind(nanos(until + time::Duration::days(1)))
-        .fetch_all()
-        .await?;
-    Ok(Inputs { calls, error_spans, signals, norms })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::OffsetDateTime;
 
     fn at(minute: i64) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_763_700_000).unwrap() + time::Duration::minutes(minute)
@@ -648,7 +347,7 @@ mod tests {
     }
 
     fn run(calls: Vec<Call>, error_spans: Vec<ErrorSpan>, signals: Vec<Signal>) -> Vec<Failure> {
-        evaluate(&Rules::defaults(), &Inputs { calls, error_spans, signals, norms: norms() })
+        evaluate(&Rules::defaults(), &Inputs { calls, error_spans, signals, norms: norms(), ..Default::default() })
     }
 
     fn reasons(calls: Vec<Call>) -> Vec<String> {

@@ -1,0 +1,105 @@
+//! The rules that look at one call or one signal alone.
+
+use super::inputs::{Call, Norm, Signal};
+use crate::rules::{Rule, RuleKind};
+
+pub(super) fn call_rule(rule: &Rule, c: &Call, norm: Option<&Norm>) -> Option<String> {
+    let spec = &rule.spec;
+    let text = |s: String| Some(s);
+    match spec.kind {
+        RuleKind::CallError => {
+            if c.status == "error" || !c.error_type.is_empty() {
+                let kind = if c.error_type.is_empty() { "error" } else { &c.error_type };
+                return text(format!("{kind}: {}", excerpt(&c.error_message, 200)).trim_end_matches(": ").to_string());
+            }
+            None
+        }
+        RuleKind::FinishReason => c
+            .finish_reasons
+            .iter()
+            .find(|r| spec.values.iter().any(|v| v.eq_ignore_ascii_case(r)))
+            .map(|r| format!("finish reason `{r}` after {} output tokens", c.output_tokens)),
+        RuleKind::EmptyOutput => {
+            if c.status != "error"
+                && c.error_type.is_empty()
+                && c.output_text.trim().is_empty()
+                && c.tool_names.is_empty()
+                && c.tool_calls.is_empty()
+            {
+                return text("the call succeeded with no output".into());
+            }
+            None
+        }
+        RuleKind::OutputPattern => {
+            let out = c.output_text.trim();
+            rule.regexes.iter().find_map(|re| re.find(out)).and_then(|m| text(format!("\"{}\"", excerpt(m.as_str(), 120))))
+        }
+        RuleKind::LatencyNorm => {
+            let norm = norm.filter(|n| n.calls >= spec.min_calls.unwrap_or(20) && n.median_duration_ns > 0.0)?;
+            let ms = c.duration_ns as f64 / 1e6;
+            let limit = norm.median_duration_ns / 1e6 * spec.factor.unwrap_or(5.0);
+            (ms > limit && ms >= spec.min_ms.unwrap_or(0.0)).then(|| {
+                format!(
+                    "{:.1} s, {:.0}× the feature's median of {:.1} s",
+                    ms / 1e3,
+                    ms / (norm.median_duration_ns / 1e6),
+                    norm.median_duration_ns / 1e9
+                )
+            })
+        }
+        RuleKind::CostNorm => {
+            let norm = norm.filter(|n| n.calls >= spec.min_calls.unwrap_or(20) && n.median_cost_usd > 0.0)?;
+            let cost = c.cost_usd?;
+            (cost > norm.median_cost_usd * spec.factor.unwrap_or(5.0))
+                .then(|| format!("${cost:.4}, {:.0}× the feature's median", cost / norm.median_cost_usd))
+        }
+        RuleKind::Signal
+        | RuleKind::ToolError
+        | RuleKind::Exception
+        | RuleKind::LanguageMismatch
+        | RuleKind::AgentLoop
+        | RuleKind::FormatViolation
+        | RuleKind::SensitiveData => None,
+    }
+}
+
+pub(super) fn signal_rule(rule: &Rule, s: &Signal) -> Option<String> {
+    let spec = &rule.spec;
+    if spec.signal.as_deref() != Some(s.kind.as_str()) {
+        return None;
+    }
+    if let Some(max) = spec.max_value {
+        let v = s.value?;
+        if v > max {
+            return None;
+        }
+    }
+    if let Some(min) = spec.min_edit_ratio
+        && s.edit_ratio.is_none_or(|r| r < min)
+    {
+        return None;
+    }
+    let mut what = s.kind.clone();
+    if s.source == "derived" {
+        what.push_str(" (derived)");
+    }
+    if let Some(v) = s.value {
+        what.push_str(&format!(" {v}"));
+    }
+    if let Some(r) = s.edit_ratio {
+        what.push_str(&format!(", {:.0}% of the answer rewritten", r * 100.0));
+    }
+    if !s.comment.is_empty() {
+        what.push_str(&format!(": \"{}\"", excerpt(&s.comment, 120)));
+    }
+    Some(what)
+}
+
+/// At most `max` characters, cut on a char boundary, with an ellipsis when cut.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}

@@ -1,0 +1,112 @@
+//! Shared shapes of the analyzer's output that other crates read: a failure's details and the
+//! lane of a pattern.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rows::PatternRow;
+
+/// Which lane a failure pattern is in. *Operations* failures are infrastructure (rate limits,
+/// timeouts, unavailable services, latency and cost outliers), fixed by configuration and shown
+/// apart; *behaviour* failures are what the AI said or did, fixed by prompts, tools, models and
+/// evals — the ones eval cases are exported from by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    #[default]
+    Behaviour,
+    Operations,
+}
+
+impl Lane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Behaviour => "behaviour",
+            Lane::Operations => "operations",
+        }
+    }
+
+    /// The lane a stored value names; anything else (older rows) is behaviour.
+    pub fn parse(s: &str) -> Lane {
+        if s == "operations" { Lane::Operations } else { Lane::Behaviour }
+    }
+
+    /// The lane of a pattern, from its `lane` facet.
+    pub fn of(pattern: &PatternRow) -> Lane {
+        Lane::parse(pattern.facets.get("lane").map(String::as_str).unwrap_or(""))
+    }
+}
+
+/// A user signal as a failure remembers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SignalBrief {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comment: String,
+}
+
+/// What the analyzer records about one failure (`failures.details`): the texts a reviewer
+/// reads, the evidence, and the cause it was grouped by. Written by the analyzer; read by the
+/// TUI, the eval export and the report with this one type. Every field has a default, so rows
+/// written by older versions read as far as they go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct FailureDetails {
+    /// Hash of the text the failure was represented by (the embeddings cache key).
+    pub text_hash: String,
+    /// The user's request (excerpt).
+    pub request: String,
+    /// The answer (excerpt).
+    pub output: String,
+    /// The call's error and the trace's tool errors.
+    pub error: String,
+    pub tools: Vec<String>,
+    /// The user's corrected text, when an `edit` signal carried one.
+    pub edit_text: String,
+    pub signals: Vec<SignalBrief>,
+    /// Rule id → what the rule saw.
+    pub evidence: BTreeMap<String, String>,
+    pub latency_ms: Option<f64>,
+    pub cost_usd: Option<f64>,
+    /// The cause key the failure was grouped by (empty: only users flagged it).
+    pub signature: String,
+    pub lane: Lane,
+    /// (user's language, answer's language) when they differ.
+    pub languages: Option<(String, String)>,
+}
+
+impl FailureDetails {
+    /// The details of a stored row; empty details for a missing or malformed value.
+    pub fn parse(raw: &str) -> FailureDetails {
+        serde_json::from_str(raw).unwrap_or_default()
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("details serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_round_trip_and_old_rows_read() {
+        let d = FailureDetails {
+            request: "Where is my order?".into(),
+            signals: vec![SignalBrief { kind: "thumbs_down".into(), value: None, comment: String::new() }],
+            evidence: BTreeMap::from([("tool_error".into(), "lookup_order: ValidationError".into())]),
+            lane: Lane::Operations,
+            languages: Some(("English".into(), "French".into())),
+            ..Default::default()
+        };
+        assert_eq!(FailureDetails::parse(&d.to_json()), d);
+        // A row of an earlier version: no lane, numbers where they were.
+        let old = FailureDetails::parse(r#"{"request":"hi","latency_ms":12.5,"signature":"refusal","unknown":1}"#);
+        assert_eq!((old.request.as_str(), old.latency_ms, old.lane), ("hi", Some(12.5), Lane::Behaviour));
+        assert_eq!(FailureDetails::parse("not json"), FailureDetails::default());
+    }
+}
