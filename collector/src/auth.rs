@@ -168,7 +168,7 @@ impl Authenticator {
             if cache.misses.get(&miss).is_some_and(|t| t.elapsed() < MISS_TTL) {
                 return Err(no_key());
             }
-            let stale = !cache.loaded_at.is_some_and(|t| t.elapsed() < self.refresh_every);
+            let stale = cache.loaded_at.is_none_or(|t| t.elapsed() >= self.refresh_every);
             (cache.keys.iter().find(|(_, e)| e.key_id == claims.k).map(|(h, e)| (h.clone(), e.clone())), stale)
         };
         if stale && key.is_some() {
