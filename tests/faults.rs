@@ -1,6 +1,8 @@
 //! Fault tests of the durability contract, each bounded in time and on loopback: the collector
-//! killed with SIGKILL under load, and the write-ahead log filling up while ClickHouse is
-//! down. After each, every acknowledged span is in ClickHouse exactly once. Each test prints
+//! killed with SIGKILL under load, and at the instants the load never reaches (right after a
+//! segment rotation, during a checkpoint); the write-ahead log filling up while ClickHouse is
+//! down; a poison record beside another project's traffic; a log written by the previous
+//! format. After each, every acknowledged span is in ClickHouse exactly once. Each test prints
 //! its counts (sent, acknowledged, stored, duplicates, lost).
 
 mod common;
@@ -210,4 +212,259 @@ async fn a_small_log_keeps_taking_traffic_as_stored_segments_are_deleted() {
     println!("small log: 400 requests acknowledged ({throttled} 429s on the way), log at {bytes} bytes after the drain");
     assert!(bytes <= 1_000_000, "stored segments are deleted: {bytes}");
     verify(&c, "p", &counts, "small log").await;
+}
+
+/// The segments of a write-ahead log directory and the LSNs of their records, read with the
+/// on-disk layout itself (optional 16-byte header `flywal\0\0` + version, then records
+/// `[len u32][crc32 u32][lsn u64][payload]`), independently of the collector's reader.
+fn wal_lsns(dir: &std::path::Path) -> Vec<(u64, Vec<u64>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(first) = path.file_name().unwrap().to_str().unwrap().strip_suffix(".wal").and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
+        let bytes = std::fs::read(&path).unwrap();
+        let mut pos = if bytes.starts_with(b"flywal") { 16 } else { 0 };
+        let mut lsns = Vec::new();
+        while pos + 16 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+            if pos + 16 + len > bytes.len() {
+                break;
+            }
+            lsns.push(u64::from_le_bytes(bytes[pos + 8..pos + 16].try_into().unwrap()));
+            pos += 16 + len;
+        }
+        out.push((first, lsns));
+    }
+    out.sort();
+    out
+}
+
+fn last_lsn(dir: &std::path::Path) -> u64 {
+    wal_lsns(dir).iter().flat_map(|(first, lsns)| lsns.iter().copied().chain([first - 1])).max().unwrap_or(0)
+}
+
+/// One record in the layout of format versions 1 and 2.
+fn record(lsn: u64, payload: &[u8]) -> Vec<u8> {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&lsn.to_le_bytes());
+    h.update(payload);
+    let mut rec = Vec::new();
+    rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    rec.extend_from_slice(&h.finalize().to_le_bytes());
+    rec.extend_from_slice(&lsn.to_le_bytes());
+    rec.extend_from_slice(payload);
+    rec
+}
+
+/// The rows the collector logs for trace request `n` of `project`, as a log record payload.
+fn payload(project: &str, n: u64) -> (Vec<u8>, Vec<String>, u64) {
+    let req = flywheel_collector::bench::sample_request(n + 1, 6);
+    let (spans, rejected) = flywheel_collector::normalize::span::decode_spans(&req);
+    assert!(rejected.is_empty());
+    let now = time::OffsetDateTime::now_utc();
+    let batch = flywheel_collector::writer::Batch { spans: spans.iter().map(|s| s.row(project, now)).collect(), ..Default::default() };
+    let body = req.encode_to_vec();
+    (postcard::to_stdvec(&batch).unwrap(), trace_ids(&body), spans.len() as u64)
+}
+
+/// Issue 15, item 1: killed right after a rotation (the next segment created, no record durable
+/// in it yet), restarted while ClickHouse is still down. New records must not reuse the LSNs of
+/// the records waiting in the previous segment, or the drain skips them as already stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_a_rotation_loses_nothing() {
+    let _ = common::scratch_dir("rotation");
+    let engine = common::dedicated_engine("rotation", 0);
+    let port = engine.state.port;
+    // A 1 MB log: 256 KB segments, so a few hundred requests rotate several times.
+    let config = "[collector]\nwal_max_bytes = 1000000\n";
+    let c = Collector::start(TestDb { url: engine.url().to_string(), database: "rotation".into() }, config);
+    let key = c.key("p");
+    let client = reqwest::Client::new();
+    let mut counts = Counts { sent: 0, acknowledged: 0, acknowledged_spans: 0, traces: Vec::new() };
+    let send = async |counts: &mut Counts, http: &str, n: u64| {
+        let (body, spans) = request(n);
+        counts.sent += 1;
+        let status = post(&client, http, &key, &body).await.unwrap().status();
+        if status == 200 {
+            counts.acknowledged += 1;
+            counts.acknowledged_spans += spans;
+            counts.traces.extend(trace_ids(&body));
+        }
+        status
+    };
+    assert_eq!(send(&mut counts, &c.http, 0).await, 200, "known key while ClickHouse is up");
+    c.wait_stored().await;
+    engine.stop().unwrap();
+    let mut n = 1;
+    while wal_lsns(&c.wal_dir()).len() < 3 {
+        assert_eq!(send(&mut counts, &c.http, n).await, 200);
+        n += 1;
+    }
+    let before = counts.acknowledged;
+    let mut engine = None;
+    let c = c.crash_and_restart_with(config, |wal| {
+        // What the crash leaves: the next segment, named after the LSN it will hold first, and
+        // nothing durable in it. ClickHouse comes back before the restart (`serve` needs it to
+        // start); the records waiting in the log are then replayed while new ones arrive.
+        let next = last_lsn(wal) + 1;
+        std::fs::write(wal.join(format!("{next:020}.wal")), b"").unwrap();
+        engine = Some(common::dedicated_engine("rotation", port));
+    });
+    for _ in 0..20 {
+        assert_eq!(send(&mut counts, &c.http, n).await, 200, "the restarted collector acknowledges");
+        n += 1;
+    }
+    let mut lsns: Vec<u64> = wal_lsns(&c.wal_dir()).into_iter().flat_map(|(_, l)| l).collect();
+    let all = lsns.len();
+    lsns.sort();
+    lsns.dedup();
+    assert_eq!(lsns.len(), all, "no LSN is used twice among the segments not yet deleted");
+    println!("rotation crash: {before} requests acknowledged before the crash, {} after", counts.acknowledged - before);
+    c.wait_stored().await;
+    verify(&c, "p", &counts, "crash after rotation").await;
+    drop(engine);
+}
+
+/// Killed while the checkpoint is being replaced: a half-written temporary file, and a
+/// checkpoint emptied (a rename that reached the disk before the data did). The log replays
+/// from its oldest segment; replays are deduplicated, nothing acknowledged is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_a_checkpoint_loses_nothing_and_counts_nothing_twice() {
+    let _ = common::scratch_dir("checkpoint");
+    let engine = common::dedicated_engine("checkpoint", 0);
+    let port = engine.state.port;
+    let config = "[collector]\nwal_max_bytes = 2000000\n";
+    let c = Collector::start(TestDb { url: engine.url().to_string(), database: "checkpoint".into() }, config);
+    let key = c.key("p");
+    let client = reqwest::Client::new();
+    let mut counts = Counts { sent: 0, acknowledged: 0, acknowledged_spans: 0, traces: Vec::new() };
+    let mut engine = Some(engine);
+    for n in 0..200 {
+        let (body, spans) = request(n);
+        counts.sent += 1;
+        if n == 120 {
+            engine.take().unwrap().stop().unwrap(); // the rest waits in the log
+        }
+        assert_eq!(post(&client, &c.http, &key, &body).await.unwrap().status(), 200);
+        counts.acknowledged += 1;
+        counts.acknowledged_spans += spans;
+        counts.traces.extend(trace_ids(&body));
+    }
+    let mut restarted = None;
+    let c = c.crash_and_restart_with(config, |wal| {
+        std::fs::write(wal.join("checkpoint.tmp"), b"12").unwrap();
+        std::fs::write(wal.join("checkpoint"), b"").unwrap();
+        // And the crash came right after a rotation too.
+        let next = last_lsn(wal) + 1;
+        std::fs::write(wal.join(format!("{next:020}.wal")), b"").unwrap();
+        restarted = Some(common::dedicated_engine("checkpoint", port));
+    });
+    for n in 200..220 {
+        let (body, spans) = request(n);
+        counts.sent += 1;
+        assert_eq!(post(&client, &c.http, &key, &body).await.unwrap().status(), 200);
+        counts.acknowledged += 1;
+        counts.acknowledged_spans += spans;
+        counts.traces.extend(trace_ids(&body));
+    }
+    c.wait_stored().await;
+    verify(&c, "p", &counts, "crash during checkpoint").await;
+    drop(restarted);
+}
+
+/// Issue 15, item 3: during an outage, one project sends a request with spans on 150 distinct
+/// days (more than ClickHouse takes in one insert block), between another project's requests.
+/// When ClickHouse returns, both projects' spans are all stored: the drain splits inserts by
+/// partition, and no batch holds back or takes down the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_100_days_during_an_outage_does_not_hold_back_another_project() {
+    let _ = common::scratch_dir("manydays");
+    let engine = common::dedicated_engine("manydays", 0);
+    let port = engine.state.port;
+    let c = Collector::start(TestDb { url: engine.url().to_string(), database: "manydays".into() }, "");
+    let (key_a, key_b) = (c.key("a"), c.key("b"));
+    let client = reqwest::Client::new();
+    let mut counts = Counts { sent: 0, acknowledged: 0, acknowledged_spans: 0, traces: Vec::new() };
+    let send = async |counts: &mut Counts, n: u64| {
+        let (body, spans) = request(n);
+        counts.sent += 1;
+        assert_eq!(post(&client, &c.http, &key_a, &body).await.unwrap().status(), 200);
+        counts.acknowledged += 1;
+        counts.acknowledged_spans += spans;
+        counts.traces.extend(trace_ids(&body));
+    };
+    send(&mut counts, 0).await;
+    let b_first = post(&client, &c.http, &key_b, &request(900).0).await.unwrap().status();
+    assert_eq!(b_first, 200, "both keys known while ClickHouse is up");
+    c.wait_stored().await;
+    engine.stop().unwrap();
+    for n in 1..=10 {
+        send(&mut counts, n).await;
+    }
+    // Project B: 150 spans, one per day over the next 150 days (ahead, not behind: the test
+    // database's retention TTL must not expire any of them; the partitions are the same).
+    let mut many = flywheel_collector::bench::sample_request(777, 150);
+    let day = 86_400 * 1_000_000_000u64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    for (i, span) in many.resource_spans.iter_mut().flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans).enumerate() {
+        span.start_time_unix_nano = now + (i as u64 + 1) * day;
+        span.end_time_unix_nano = span.start_time_unix_nano + 1_000_000;
+    }
+    let many_traces = trace_ids(&many.encode_to_vec());
+    assert_eq!(post(&client, &c.http, &key_b, &many.encode_to_vec()).await.unwrap().status(), 200);
+    for n in 11..=20 {
+        send(&mut counts, n).await;
+    }
+    let _engine = common::dedicated_engine("manydays", port);
+    c.wait_stored().await;
+    verify(&c, "a", &counts, "150 days beside another project").await;
+    let (spans, days): (u64, u64) =
+        c.db.store()
+            .query("SELECT count(), uniqExact(toDate(start_time)) FROM spans FINAL WHERE project_id = 'b' AND has(?, trace_id)")
+            .bind(&many_traces)
+            .fetch_one()
+            .await
+            .unwrap();
+    assert_eq!((spans, days), (150, 150), "project B's spans, on all their days");
+}
+
+/// Issue 15, item 6: an upgrade finds a log written by the previous build (format version 1: no
+/// segment header), including a record this build cannot decode although its checksum holds.
+/// Every decodable record is replayed; the undecodable one is quarantined and reported, and the
+/// records after it are not cut as a torn tail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_written_by_the_previous_format_version_is_replayed_after_an_upgrade() {
+    let c = Collector::start(TestDb::new("upgrade"), "");
+    let _key = c.key("p");
+    let mut counts = Counts { sent: 0, acknowledged: 0, acknowledged_spans: 0, traces: Vec::new() };
+    let c = c.crash_and_restart_with("", |wal| {
+        for entry in std::fs::read_dir(wal).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() && path.file_name().unwrap() != "lock" {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+        let mut file = Vec::new();
+        for lsn in 1..=6u64 {
+            if lsn == 3 {
+                // Intact bytes in an encoding this build does not know.
+                file.extend(record(lsn, &[0xff; 64]));
+                continue;
+            }
+            let (payload, traces, spans) = payload("p", 500 + lsn);
+            file.extend(record(lsn, &payload));
+            counts.acknowledged += 1;
+            counts.acknowledged_spans += spans;
+            counts.traces.extend(traces);
+        }
+        std::fs::write(wal.join(format!("{:020}.wal", 1)), file).unwrap();
+    });
+    c.wait_stored().await;
+    verify(&c, "p", &counts, "previous format").await;
+    let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"flywheel_rejected_total{signal="wal",reason="undecodable"} 1"#), "{metrics}");
+    assert!(!metrics.contains(r#"reason="torn_tail""#), "nothing is cut: {metrics}");
+    assert!(c.wal_dir().join("quarantine").join(format!("undecodable-lsn{:020}.bin", 3)).exists());
 }

@@ -322,3 +322,236 @@ async fn spans_older_than_the_retention_are_refused_not_silently_expired() {
     let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"flywheel_rejected_total{signal="spans",reason="expired"} 1"#), "{metrics}");
 }
+
+fn string_kv(key: &str, value: String) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(value)) }), ..Default::default() }
+}
+
+/// `n` spans of one trace under one resource; `start(i)` dates span `i` (nanoseconds).
+fn spans_request(
+    resource: Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
+    n: u64,
+    start: impl Fn(u64) -> u64,
+) -> ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let spans = (0..n)
+        .map(|i| Span {
+            trace_id: [7u8; 16].to_vec(),
+            span_id: (i + 1).to_be_bytes().to_vec(),
+            name: format!("step {i}"),
+            start_time_unix_nano: start(i),
+            end_time_unix_nano: start(i) + 1_000_000,
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: resource, ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+/// Issue 15, item 2: a 350 KB request whose 300 KB resource attribute is copied into each of
+/// its 1,000 span rows (300 MB of rows) is refused with 413 and a reason before anything is
+/// built or acknowledged; the collector goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_rows_multiply_a_large_resource_is_refused_with_413() {
+    let c = Collector::start(TestDb::new("expansion"), "");
+    let key = c.key("p");
+    let now = now_nanos();
+    let big = spans_request(vec![string_kv("k8s.manifest", "x".repeat(300_000))], 1000, |i| now - i * 1_000_000);
+    let body = big.encode_to_vec();
+    assert!(body.len() < 400_000, "{}", body.len());
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, body).await;
+    assert_eq!(r.status, 413, "{}", r.message());
+    assert!(r.message().contains("resource attributes") && r.message().contains("send fewer spans"), "{}", r.message());
+    assert!(r.retry_after.is_none(), "resending the same request cannot help");
+    let mut client = TraceServiceClient::connect(c.grpc.clone()).await.unwrap();
+    let mut req = tonic::Request::new(big);
+    req.metadata_mut().insert("x-flywheel-key", key.parse().unwrap());
+    let status = client.export(req).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"flywheel_rejected_total{signal="spans",reason="too_large_rows"} 2"#), "{metrics}");
+    assert_eq!(count(&c.db.store(), "spans", "p").await, 0, "nothing of it acknowledged, nothing stored");
+
+    // The same shape with a small resource is an ordinary request.
+    let small = spans_request(vec![string_kv("service.name", "shop".into())], 1000, |i| now - i * 1_000_000);
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, small.encode_to_vec()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(count(&c.db.store(), "spans", "p").await, 1000);
+}
+
+/// Issue 15, item 3: one request with spans on 150 distinct days (a backfill) is stored whole:
+/// inserts are split so that no block touches more than 100 daily partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_on_more_than_100_days_in_one_request_are_all_stored() {
+    let c = Collector::start(TestDb::new("partitions"), "");
+    let key = c.key("p");
+    let now = now_nanos();
+    let day = 86_400 * 1_000_000_000u64;
+    // Days ahead, not behind: the test database's retention TTL must not expire any of them.
+    let req = spans_request(vec![string_kv("service.name", "backfill".into())], 150, |i| now + (i + 1) * day);
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, req.encode_to_vec()).await;
+    assert_eq!(r.status, 200);
+    let partial = ExportTraceServiceResponse::decode(r.body.as_slice()).unwrap().partial_success;
+    assert_eq!(partial, None, "nothing refused");
+    let store = c.db.store();
+    let (spans, days): (u64, u64) =
+        store.query("SELECT count(), uniqExact(toDate(start_time)) FROM spans FINAL WHERE project_id = 'p'").fetch_one().await.unwrap();
+    assert_eq!((spans, days), (150, 150), "every acknowledged span is stored");
+}
+
+/// Issue 15, item 4: spans dated where storage cannot keep them (after 2106 the retention TTL
+/// wraps around and ClickHouse drops the row at once; after 2262 the row cannot be encoded and
+/// the whole insert fails) are refused with OTLP partial success; the valid spans beside them
+/// are stored, and the request is not answered 503 (which exporters would retry forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_dated_past_what_storage_holds_are_refused_and_the_rest_is_stored() {
+    let c = Collector::start(TestDb::new("farfuture"), "");
+    let key = c.key("p");
+    let now = now_nanos();
+    let year = 365 * 86_400 * 1_000_000_000u64;
+    // 2150, 2300 (past DateTime64's end), and now.
+    let dates = [now + 124 * year, now + 274 * year, now];
+    let req = spans_request(vec![string_kv("service.name", "clock".into())], 3, |i| dates[i as usize]);
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, req.encode_to_vec()).await;
+    assert_eq!(r.status, 200);
+    let partial = ExportTraceServiceResponse::decode(r.body.as_slice()).unwrap().partial_success.expect("partial success");
+    assert_eq!(partial.rejected_spans, 2);
+    assert!(partial.error_message.contains("start_time") && partial.error_message.contains("clock"), "{}", partial.error_message);
+    assert_eq!(count(&c.db.store(), "spans", "p").await, 1, "the valid span is stored");
+    let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"flywheel_rejected_total{signal="spans",reason="time_out_of_range"} 2"#), "{metrics}");
+
+    // A span whose event is dated past 2262: same answer, same reason.
+    let mut req = spans_request(vec![], 1, |_| now);
+    req.resource_spans[0].scope_spans[0].spans[0].span_id = 99u64.to_be_bytes().to_vec();
+    req.resource_spans[0].scope_spans[0].spans[0].events =
+        vec![opentelemetry_proto::tonic::trace::v1::span::Event { name: "late".into(), time_unix_nano: u64::MAX, ..Default::default() }];
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, req.encode_to_vec()).await;
+    assert_eq!(r.status, 200);
+    let partial = ExportTraceServiceResponse::decode(r.body.as_slice()).unwrap().partial_success.expect("partial success");
+    assert!(partial.error_message.contains("event `late`"), "{}", partial.error_message);
+}
+
+/// gRPC refusals that tonic makes before the service runs carry the codes the README promises:
+/// RESOURCE_EXHAUSTED for an oversize message (not OUT_OF_RANGE), INVALID_ARGUMENT for one that
+/// does not decode, such as nesting past the decoder's recursion limit (not INTERNAL, which an
+/// exporter may retry forever). Both are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_refusals_carry_the_documented_status_codes() {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, any_value};
+    let c = Collector::start(TestDb::new("grpccodes"), "[collector]\nmax_body_bytes = 100000\n");
+    let key = c.key("p");
+    let mut client = TraceServiceClient::connect(c.grpc.clone()).await.unwrap();
+    let export = |req: ExportTraceServiceRequest| {
+        let mut req = tonic::Request::new(req);
+        req.metadata_mut().insert("x-flywheel-key", key.parse().unwrap());
+        req
+    };
+    let big = spans_request(vec![string_kv("blob", "x".repeat(200_000))], 1, |_| now_nanos());
+    let status = client.export(export(big)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+
+    let mut deep = AnyValue { value: Some(any_value::Value::StringValue("bottom".into())) };
+    for _ in 0..200 {
+        deep = AnyValue { value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![deep] })) };
+    }
+    let mut nested = spans_request(vec![], 1, |_| now_nanos());
+    nested.resource_spans[0].scope_spans[0].spans[0].attributes =
+        vec![opentelemetry_proto::tonic::common::v1::KeyValue { key: "deep".into(), value: Some(deep), ..Default::default() }];
+    let status = client.export(export(nested)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+
+    let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"flywheel_rejected_total{signal="grpc",reason="too_large"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"flywheel_rejected_total{signal="grpc",reason="malformed"} 1"#), "{metrics}");
+}
+
+/// Issue 15, memory and time bounds: an upload that stalls holds its memory only until the
+/// idle timeout closes its connection; meanwhile the memory budget of bodies in flight refuses
+/// new bodies with 429 and Retry-After instead of growing; once the stalled connection is
+/// closed its reservation is released and the same request is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_is_cut_and_a_spent_memory_budget_answers_429() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Collector::start(
+        TestDb::new("budget"),
+        "[collector]\nmax_inflight_body_bytes = 400000\nidle_timeout_secs = 1\nmax_body_bytes = 16777216\n",
+    );
+    let key = c.key("p");
+    let addr = c.http.trim_start_matches("http://").to_string();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/x-protobuf\r\nContent-Length: 16000000\r\n\r\n"
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&vec![0u8; 150_000]).await.unwrap();
+
+    // A second body of 100 KB reserves about 300 KB (its bytes, then its decompressed copy and
+    // decoded request): it fits the 400 KB budget alone, not beside the stalled 150 KB.
+    let body = spans_request(vec![string_kv("pad", "x".repeat(100_000))], 1, |_| now_nanos()).encode_to_vec();
+    let mut refused = None;
+    for _ in 0..50 {
+        let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, body.clone()).await;
+        if r.status == 429 {
+            refused = Some(r);
+            break;
+        }
+        // The stalled bytes may not all be read yet: the reservation grows as they arrive.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let refused = refused.expect("the budget refuses while the stalled upload holds it");
+    assert_eq!(refused.retry_after.as_deref(), Some("1"));
+    assert!(refused.message().contains("memory budget"), "{}", refused.message());
+
+    // The idle timeout ends the stalled request (its body read fails: 400, never a 200) and
+    // closes the connection.
+    let mut reply = Vec::new();
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(30), stalled.read_to_end(&mut reply)).await.expect("closed by the collector");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(closed.is_err() || !reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let mut accepted = false;
+    for _ in 0..100 {
+        if post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, body.clone()).await.status == 200 {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(accepted, "the stalled upload's reservation is released with its connection");
+    let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"reason="memory_budget"}"#), "{metrics}");
+}
+
+/// Issue 15: idle connections cannot exhaust the collector. With every connection slot taken by
+/// idle clients, `/healthz` still gets an answer: idle connections are closed after the idle
+/// timeout and the waiting connection is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_bounded_and_reclaimed() {
+    let c = Collector::start(TestDb::new("idle"), "[collector]\nmax_connections = 50\nidle_timeout_secs = 1\n");
+    let addr = c.http.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..80 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let health = tokio::time::timeout(std::time::Duration::from_secs(30), reqwest::get(format!("{}/healthz", c.http)))
+        .await
+        .expect("answered once idle connections are reclaimed")
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
+    let max: u64 = metrics.lines().find_map(|l| l.strip_prefix("flywheel_connections_max ")).unwrap().trim().parse().unwrap();
+    assert_eq!(max, 50);
+    drop(idle);
+}

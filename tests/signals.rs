@@ -466,3 +466,69 @@ async fn asking_again_in_a_session_is_a_derived_regeneration() {
     assert_eq!((d.session_id.as_str(), d.user_id.as_str()), ("sess-a", "u1"));
     let _ = (d.signal_id.len(), d.message_id.len());
 }
+
+/// Issue 15, item 7: while ClickHouse is down, signals are logged like spans and acknowledged
+/// once durable — by `/v1/signals`, and on a trace carrying `flywheel.signal` span events —
+/// then linked to their calls once ClickHouse is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_during_an_outage_are_acknowledged_and_linked_when_clickhouse_returns() {
+    let _ = common::scratch_dir("signal-outage");
+    let engine = common::dedicated_engine("signal-outage", 0);
+    let port = engine.state.port;
+    let c = Collector::start(
+        TestDb { url: engine.url().to_string(), database: "signal_outage".into() },
+        "[collector]\nsignal_link_interval_secs = 1\n",
+    );
+    let key = c.key("p");
+    let http = reqwest::Client::new();
+    // One request while ClickHouse is up: the collector knows the key from then on.
+    let warm = http.post(format!("{}/v1/signals", c.http)).bearer_auth(&key).json(&json!({"kind": "copy", "session_id": "s0"}));
+    assert_eq!(warm.send().await.unwrap().status(), 200);
+    c.wait_stored().await;
+    engine.stop().unwrap();
+
+    let mut req = ExportTraceServiceRequest::decode(fixture("otel-v2/chat_plain.pb").as_slice()).unwrap();
+    let span = &mut req.resource_spans[0].scope_spans[0].spans[0];
+    let trace = hex(&span.trace_id);
+    span.events.push(Event {
+        time_unix_nano: span.end_time_unix_nano,
+        name: "flywheel.signal".into(),
+        attributes: vec![kv("kind", "thumbs_down")],
+        ..Default::default()
+    });
+    let resp = http
+        .post(format!("{}/v1/traces", c.http))
+        .bearer_auth(&key)
+        .header("content-type", "application/x-protobuf")
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "spans and their signal event are durable in the log");
+    let resp = http
+        .post(format!("{}/v1/signals", c.http))
+        .bearer_auth(&key)
+        .json(&json!({"kind": "rating", "value": 2, "scale": 5, "trace_id": trace, "idempotency_key": "outage-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let reply: Value = resp.json().await.unwrap();
+    assert_eq!(reply["signals"][0]["link_status"], "pending", "{reply}");
+
+    let _engine = common::dedicated_engine("signal-outage", port);
+    c.wait_stored().await;
+    let store = c.db.store();
+    let rows = eventually("the signals to link", || {
+        let store = store.clone();
+        let trace = trace.clone();
+        async move {
+            let rows = stored(&store, "p", &format!("trace_id = '{trace}'")).await;
+            (rows.len() == 2 && rows.iter().all(|r| r.link_status == "linked")).then_some(rows)
+        }
+    })
+    .await;
+    let mut kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["rating", "thumbs_down"]);
+}

@@ -641,3 +641,31 @@ async fn triage_decisions_override_the_analyzers_status_and_the_latest_wins() {
     assert_eq!(ids, vec![("pat-b", "new"), ("pat-a", "fixed")], "most users first, triage applied");
     assert!(queries::current_patterns(&store, "other").await.unwrap().is_empty());
 }
+
+/// Issue 15, item 5: an insert the engine fails is an error on the wire, as a ClickHouse server
+/// answers it — here one touching more than `max_partitions_per_insert_block` (100) daily
+/// partitions, which chDB's streaming inserter used to report as written while storing nothing.
+#[tokio::test]
+async fn an_insert_the_engine_refuses_is_an_error_never_a_silent_success() {
+    let db = TestDb::new("refused");
+    let store = db.migrated().await;
+    // 150 days ahead rather than behind: the retention TTL must not expire any of them.
+    let now = OffsetDateTime::now_utc();
+    let rows: Vec<ContentRow> = (0..150)
+        .map(|i| ContentRow {
+            project_id: "p".into(),
+            hash: format!("h{i}"),
+            kind: "system_instructions".into(),
+            content: "c".into(),
+            last_seen: now + time::Duration::days(i),
+        })
+        .collect();
+    let err = store.insert("contents", &rows).await.unwrap_err();
+    assert!(err.to_string().contains("TOO_MANY_PARTS") && err.to_string().contains("partitions"), "{err}");
+    let stored: u64 = store.query("SELECT count() FROM contents").fetch_one().await.unwrap();
+    assert_eq!(stored, 0);
+    // Within the limit, the same rows go in.
+    store.insert("contents", &rows[..100]).await.unwrap();
+    let stored: u64 = store.query("SELECT count() FROM contents").fetch_one().await.unwrap();
+    assert_eq!(stored, 100);
+}

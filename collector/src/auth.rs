@@ -1,10 +1,13 @@
 //! Project API keys. A key is shown once at creation and stored as its SHA-256; every request
 //! is authenticated to exactly one project, and every row it produces carries that project.
 //!
-//! Keys are cached in memory. An unknown key is looked up alone (a key created a moment ago
-//! works at once; a refused key is not looked up again for a second, so that a client retrying
-//! a bad key cannot load the database), and the whole cache is re-read periodically (`[collector] key_refresh_secs`, 30 by default), so that a revocation takes
-//! effect without a restart.
+//! Keys are cached in memory. An unknown key (or the unknown key id of a feedback token) is
+//! looked up alone, once: a key created a moment ago works at once, and a refused one is
+//! refused from memory for [`MISS_TTL`], so that a client retrying bad keys cannot load the
+//! database. The whole cache is re-read on a timer ([`Authenticator::refresh_forever`],
+//! `[collector] key_refresh_secs`, 30 by default) — at most one re-read at a time, and none
+//! within [`MIN_REFRESH`] of the last — so that a revocation takes effect without a restart,
+//! for keys and for the feedback tokens they signed alike.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -12,12 +15,19 @@ use std::time::{Duration, Instant};
 use flywheel_schemas::rows::ApiKeyRow;
 use flywheel_schemas::{Store, StoreError};
 use rand::Rng;
+
+use crate::deadline::{QUERY, within};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::RwLock;
 
 const KEY_PREFIX: &str = "fwk_";
-const MISS_RECHECK: Duration = Duration::from_secs(1);
+/// How long a refused key or key id is refused from memory.
+pub const MISS_TTL: Duration = Duration::from_secs(30);
+/// Re-reads of the whole key table are at least this far apart, however many requests ask.
+const MIN_REFRESH: Duration = Duration::from_secs(1);
+/// Refused keys remembered at most (a flood of random keys clears the memory, not the bound).
+const MAX_MISSES: usize = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -64,10 +74,13 @@ pub struct Authenticator {
     refresh_every: Duration,
     store: Store,
     cache: RwLock<Cache>,
+    /// Held while the key table is re-read: one re-read at a time.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 struct Cache {
     keys: HashMap<String, Entry>,
+    /// Key hashes, and `id:`-prefixed key ids of tokens, refused recently.
     misses: HashMap<String, Instant>,
     loaded_at: Option<Instant>,
 }
@@ -89,6 +102,7 @@ impl Authenticator {
             refresh_every,
             store,
             cache: RwLock::new(Cache { keys: HashMap::new(), misses: HashMap::new(), loaded_at: None }),
+            refreshing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -111,9 +125,9 @@ impl Authenticator {
             match cache.keys.get(&hash) {
                 Some(entry) if fresh => return entry_result(entry, &hash),
                 Some(_) => {}
-                // A key refused less than a second ago is refused again without a query, so
-                // that a client retrying a bad key cannot load the database.
-                None if fresh && cache.misses.get(&hash).is_some_and(|t| t.elapsed() < MISS_RECHECK) => return Err(AuthError::Unknown),
+                // A key refused recently is refused again without a query, so that a client
+                // retrying bad keys cannot load the database.
+                None if cache.misses.get(&hash).is_some_and(|t| t.elapsed() < MISS_TTL) => return Err(AuthError::Unknown),
                 None if fresh => {
                     // A key created since the last refresh must work at once: look it up alone.
                     drop(cache);
@@ -134,30 +148,45 @@ impl Authenticator {
                 None => Err(unavailable(e)),
             };
         }
-        let cache = self.cache.read().await;
-        cache.keys.get(&hash).map(|e| entry_result(e, &hash)).unwrap_or(Err(AuthError::Unknown))
+        let found = self.cache.read().await.keys.get(&hash).map(|e| entry_result(e, &hash));
+        match found {
+            Some(result) => result,
+            // Not in the table as last read (the re-read may have been skipped as too recent):
+            // look it up alone, once; a miss is then remembered.
+            None => self.lookup(&hash).await.map_err(unavailable)?,
+        }
     }
 
     /// Verifies a feedback token: signed by a live key of the project it names, unexpired.
     pub async fn token(&self, token: &str) -> Result<crate::signals::token::Claims, AuthError> {
         use crate::signals::token;
         let (claims, _, _) = token::peek(token).map_err(|e| AuthError::Token(e.to_string()))?;
-        let key = {
+        let no_key = || AuthError::Token("the feedback token names a key that does not exist".into());
+        let miss = format!("id:{}", claims.k);
+        let (key, stale) = {
             let cache = self.cache.read().await;
-            cache.keys.iter().find(|(_, e)| e.key_id == claims.k).map(|(h, e)| (h.clone(), e.clone()))
+            if cache.misses.get(&miss).is_some_and(|t| t.elapsed() < MISS_TTL) {
+                return Err(no_key());
+            }
+            let stale = cache.loaded_at.is_none_or(|t| t.elapsed() >= self.refresh_every);
+            (cache.keys.iter().find(|(_, e)| e.key_id == claims.k).map(|(h, e)| (h.clone(), e.clone())), stale)
+        };
+        if stale && key.is_some() {
+            // A revocation must reach tokens too: a stale cache is re-read (rate-limited).
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "API keys could not be re-read; checking the token against the cached ones");
+            }
+        }
+        let key = match key {
+            Some((hash, _)) if stale => {
+                let cache = self.cache.read().await;
+                cache.keys.get(&hash).map(|e| (hash.clone(), e.clone()))
+            }
+            other => other,
         };
         let (hash, entry) = match key {
             Some(k) => k,
-            None => {
-                self.refresh().await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
-                let cache = self.cache.read().await;
-                cache
-                    .keys
-                    .iter()
-                    .find(|(_, e)| e.key_id == claims.k)
-                    .map(|(h, e)| (h.clone(), e.clone()))
-                    .ok_or(AuthError::Token("the feedback token names a key that does not exist".into()))?
-            }
+            None => self.lookup_id(&claims.k).await.map_err(|e| AuthError::Unavailable(e.to_string()))?.ok_or_else(no_key)?,
         };
         entry_result(&entry, &hash)?;
         if entry.project != claims.p {
@@ -171,8 +200,12 @@ impl Authenticator {
     }
 
     async fn lookup(&self, hash: &str) -> Result<Result<KeyInfo, AuthError>, StoreError> {
-        let row: Option<KeyRow> =
-            self.store.query(&format!("SELECT {KEY_COLUMNS} FROM api_keys FINAL WHERE key_hash = ?")).bind(hash).fetch_optional().await?;
+        let row: Option<KeyRow> = within(
+            &self.store,
+            QUERY,
+            self.store.query(&format!("SELECT {KEY_COLUMNS} FROM api_keys FINAL WHERE key_hash = ?")).bind(hash).fetch_optional(),
+        )
+        .await?;
         let mut cache = self.cache.write().await;
         Ok(match row {
             Some(r) => {
@@ -182,24 +215,72 @@ impl Authenticator {
                 result
             }
             None => {
-                if cache.misses.len() > 10_000 {
-                    cache.misses.clear();
-                }
-                cache.misses.insert(hash.to_string(), Instant::now());
+                remember_miss(&mut cache, hash.to_string());
                 Err(AuthError::Unknown)
             }
         })
     }
 
+    /// The key of id `key_id`, looked up alone; remembered as refused when there is none.
+    async fn lookup_id(&self, key_id: &str) -> Result<Option<(String, Entry)>, StoreError> {
+        let query = self.store.query(&format!("SELECT {KEY_COLUMNS} FROM api_keys FINAL WHERE key_id = ?")).bind(key_id);
+        let row: Option<KeyRow> = within(&self.store, QUERY, query.fetch_optional()).await?;
+        let mut cache = self.cache.write().await;
+        Ok(match row {
+            Some(r) => {
+                let entry = Entry { project: r.project_id, key_id: r.key_id, revoked: r.revoked };
+                cache.keys.insert(r.key_hash.clone(), entry.clone());
+                Some((r.key_hash, entry))
+            }
+            None => {
+                remember_miss(&mut cache, format!("id:{key_id}"));
+                None
+            }
+        })
+    }
+
+    /// Re-reads the key table every `key_refresh_secs`, forever: revocations take effect within
+    /// that delay for keys and tokens, whatever the traffic.
+    pub async fn refresh_forever(&self) {
+        if matches!(self.mode, AuthMode::Open { .. }) {
+            return;
+        }
+        let mut tick = tokio::time::interval(self.refresh_every.max(MIN_REFRESH));
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "API keys could not be re-read; the cached ones stay in use");
+            }
+        }
+    }
+
     async fn refresh(&self) -> Result<(), StoreError> {
-        let rows: Vec<KeyRow> = self.store.query(&format!("SELECT {KEY_COLUMNS} FROM api_keys FINAL")).fetch_all().await?;
+        let _one_at_a_time = self.refreshing.lock().await;
+        let min = MIN_REFRESH.min(self.refresh_every);
+        if self.cache.read().await.loaded_at.is_some_and(|t| t.elapsed() < min) {
+            return Ok(()); // re-read a moment ago, maybe while this call waited for the lock
+        }
+        let rows: Vec<KeyRow> =
+            within(&self.store, QUERY, self.store.query(&format!("SELECT {KEY_COLUMNS} FROM api_keys FINAL")).fetch_all()).await?;
         let mut cache = self.cache.write().await;
         cache.keys =
             rows.into_iter().map(|r| (r.key_hash, Entry { project: r.project_id, key_id: r.key_id, revoked: r.revoked })).collect();
-        cache.misses.clear();
+        // A refused key stays refused (keys are random: no one can present a key before it is
+        // created); a refused key id may be a key created since.
+        cache.misses.retain(|k, _| !k.starts_with("id:"));
         cache.loaded_at = Some(Instant::now());
         Ok(())
     }
+}
+
+fn remember_miss(cache: &mut Cache, key: String) {
+    if cache.misses.len() >= MAX_MISSES {
+        cache.misses.retain(|_, t| t.elapsed() < MISS_TTL);
+        if cache.misses.len() >= MAX_MISSES {
+            cache.misses.clear();
+        }
+    }
+    cache.misses.insert(key, Instant::now());
 }
 
 fn entry_result(entry: &Entry, hash: &str) -> Result<KeyInfo, AuthError> {

@@ -15,6 +15,19 @@ pub struct CollectorConfig {
     pub grpc: String,
     /// Largest request body accepted, after decompression (413 / RESOURCE_EXHAUSTED beyond).
     pub max_body_bytes: usize,
+    /// Bytes of request bodies held at once (raw, decompressed, decoded), over all requests;
+    /// beyond, 429 / RESOURCE_EXHAUSTED with Retry-After.
+    pub max_inflight_body_bytes: u64,
+    /// Connections open at once over both listeners (lowered below the file descriptor limit).
+    pub max_connections: usize,
+    /// A connection on which nothing arrives for this long is closed (idle keep-alive, a
+    /// stalled upload).
+    pub idle_timeout_secs: u64,
+    /// Request headers must arrive within this delay.
+    pub header_timeout_secs: u64,
+    /// Largest estimated size of one request's rows (resource and scope attributes are stored
+    /// with every span): beyond it, 413 before any row is built (see `expansion`).
+    pub max_request_rows_bytes: u64,
     /// The span attribute naming the application feature/route of a call. When absent from a
     /// trace, the feature is the agent or workflow name, else the root span's name, else the
     /// service name.
@@ -59,6 +72,11 @@ impl Default for CollectorConfig {
             http: "127.0.0.1:4318".into(),
             grpc: "127.0.0.1:4317".into(),
             max_body_bytes: 16 << 20,
+            max_request_rows_bytes: crate::expansion::DEFAULT_MAX_ROWS_BYTES,
+            max_inflight_body_bytes: 256 << 20,
+            max_connections: 4096,
+            idle_timeout_secs: 60,
+            header_timeout_secs: 10,
             feature_attribute: None,
             prices: None,
             redaction: RedactionConfig::default(),

@@ -12,6 +12,8 @@
 pub mod auth;
 pub mod bench;
 pub mod config;
+pub mod deadline;
+pub mod expansion;
 pub mod metrics;
 pub mod normalize;
 pub mod otlp;

@@ -73,18 +73,30 @@ pub async fn run_with(
     };
     let pipeline =
         Pipeline::new(writer, metrics, signals, prices, redactor, cfg.feature_attribute.clone(), Duration::from_secs(cfg.join_window_secs))
-            .with_retention(cfg.spans_retention_days);
+            .with_retention(cfg.spans_retention_days)
+            .with_max_rows_bytes(cfg.max_request_rows_bytes);
     let background = background_jobs(store.clone(), &cfg);
     let receiver = Arc::new(Receiver {
         pipeline,
         auth: Authenticator::new(auth, store, Duration::from_secs(cfg.key_refresh_secs)),
         max_body_bytes: cfg.max_body_bytes,
+        body_budget: crate::receiver::budget::BodyBudget::new(cfg.max_inflight_body_bytes),
+        connections: crate::receiver::connections::ConnectionLimits::new(
+            cfg.max_connections,
+            Duration::from_secs(cfg.idle_timeout_secs.max(1)),
+            Duration::from_secs(cfg.header_timeout_secs.max(1)),
+        ),
         cors_origins: cfg.cors_origins.clone(),
         store: store_for_ready,
     });
+    let keys = {
+        let receiver = receiver.clone();
+        tokio::spawn(async move { receiver.auth.refresh_forever().await })
+    };
     let wal = receiver.pipeline.writer.wal().cloned();
     receiver::serve(receiver, &cfg.http, &cfg.grpc, shutdown, on_bound).await?;
     background.abort();
+    keys.abort();
     match wal {
         // Acknowledged data is safe in the log whatever happens now; give the drain a moment
         // to empty it so that a stopped collector leaves ClickHouse complete when it can.

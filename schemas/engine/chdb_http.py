@@ -11,7 +11,8 @@ Production uses a real ClickHouse server; nothing in flywheel's Rust code knows 
 
 Contract:
   * `POST /?query=INSERT ... FORMAT F` with the data in the body (chunked or sized, optionally in
-    ClickHouse's compressed block framing with `decompress=1`) streams the data into the engine.
+    ClickHouse's compressed block framing with `decompress=1`) is spooled to a file, then inserted
+    with `FROM INFILE`: an insert the engine fails is an error on the wire, never a 200.
   * `POST /` with SQL in the body (or `?query=`) runs it; the result uses the statement's FORMAT
     clause, else `default_format`, else TabSeparated.
   * Every other URL parameter is a ClickHouse setting, applied for that request only.
@@ -193,26 +194,37 @@ class Engine:
                 data = data[header:]  # every chunk repeats the names/types header
             yield data
 
-    def insert_stream(self, head, fmt, chunks):
-        try:
-            inserter = self.conn.send_insert(head, fmt)
-        except Exception as exc:
-            raise engine_error(exc) from None
-        try:
+    def insert_file(self, head, fmt, path):
+        """Runs `head FROM INFILE path FORMAT fmt`. Why not chDB's streaming inserter: its
+        `finish()` swallows errors raised when the rows are written (too many partitions for
+        one block, constraints...) and reports the rows as written although none are stored.
+        The query path raises them, as a ClickHouse server answers them."""
+        quoted = path.replace("\\", "\\\\").replace("'", "\\'")
+        result = self._run(f"{head} FROM INFILE '{quoted}' FORMAT {fmt}")
+        return result.rows_written(), result.bytes_written()
+
+
+def spool(chunks, directory):
+    """Writes a request body to a file of its own in `directory` (constant memory, outside the
+    engine lock) and returns its path. The caller removes it."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"insert-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}.bin")
+    try:
+        with open(path, "wb") as f:
             for chunk in chunks:
                 if chunk:
-                    inserter.append(chunk)
-            result = inserter.finish()
-        except QueryError:
-            inserter.cancel()
-            raise
-        except Exception as exc:
-            try:
-                inserter.cancel()
-            except Exception:
-                pass
-            raise engine_error(exc) from None
-        return result.rows_written, result.bytes_written
+                    f.write(chunk)
+    except BaseException:
+        remove_quietly(path)
+        raise
+    return path
+
+
+def remove_quietly(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def quote_setting(value):
@@ -294,6 +306,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "flywheel-chdb"
     engine = None  # set at start-up
+    spool_dir = None  # where insert bodies wait for the engine (under the data directory)
 
     def setup(self):
         super().setup()
@@ -447,9 +460,13 @@ class Handler(BaseHTTPRequestHandler):
             chunks = self.body_chunks()
             if decompress:
                 chunks = decompress_blocks(chunks)
-            with self.engine.lock:
-                self.engine.prepare(database, settings)
-                rows, size = self.engine.insert_stream(insert.group("head"), insert.group("fmt"), chunks)
+            path = spool(chunks, self.spool_dir)
+            try:
+                with self.engine.lock:
+                    self.engine.prepare(database, settings)
+                    rows, size = self.engine.insert_file(insert.group("head"), insert.group("fmt"), path)
+            finally:
+                remove_quietly(path)
             if DEBUG:
                 print(f"insert {insert.group('head')[:60]!r}: {rows} rows, {size} bytes", file=sys.stderr, flush=True)
             self.send_plain(200, b"", {"X-ClickHouse-Summary": json.dumps({"written_rows": str(rows), "written_bytes": str(size)})})
@@ -518,6 +535,10 @@ def main():
         print(f"cannot open the chDB engine at {args.data}: {text}", file=sys.stderr)
         sys.exit(2)
     Handler.engine = engine
+    Handler.spool_dir = os.path.join(args.data, "spool")
+    # Bodies of inserts cut by a crash of the engine: never committed, never needed again.
+    for name in os.listdir(Handler.spool_dir) if os.path.isdir(Handler.spool_dir) else []:
+        remove_quietly(os.path.join(Handler.spool_dir, name))
     try:
         server = Server((args.host, args.port), Handler)
     except OSError as exc:

@@ -173,14 +173,37 @@ impl Collector {
 
     /// Kills the collector with SIGKILL (no drain, no goodbye) and starts a new one on the
     /// same database, configuration and write-ahead log.
-    pub fn crash_and_restart(mut self, config: &str) -> Collector {
+    pub fn crash_and_restart(self, config: &str) -> Collector {
+        self.crash_and_restart_with(config, |_| {})
+    }
+
+    /// [`Collector::crash_and_restart`], with `between` run on the write-ahead log directory
+    /// while no collector runs: to leave it as a crash at another instant, or an older build,
+    /// would have left it.
+    pub fn crash_and_restart_with(mut self, config: &str, between: impl FnOnce(&Path)) -> Collector {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
+        between(&self.wal_dir());
         let db = TestDb { url: self.db.url.clone(), database: self.db.database.clone() };
         let dir = self.dir.clone();
         let env = self.env.clone();
         std::mem::forget(self); // already dead: no SIGTERM on drop
         Self::start_in(db, config, dir, env)
+    }
+
+    /// The collector's write-ahead log directory.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.dir.join("wal")
+    }
+
+    /// The value of an unlabelled line of `/metrics` (`name value`), 0 when absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let metrics = reqwest::get(format!("{}/metrics", self.http)).await.unwrap().text().await.unwrap();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0.0)
     }
 
     fn start_in(db: TestDb, config: &str, dir: PathBuf, extra_env: Vec<(String, String)>) -> Collector {

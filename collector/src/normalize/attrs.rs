@@ -70,13 +70,14 @@ impl Attrs {
         (!items.is_empty()).then_some(items)
     }
 
-    /// A structured value: as sent, or parsed when it was sent as a JSON string.
+    /// A structured value: as sent, or parsed when it was sent as a JSON string (within
+    /// [`MAX_JSON_NODES`]).
     pub fn json(&self, key: &str) -> Option<Value> {
         match self.get(key)? {
             Value::String(s) => {
                 let t = s.trim_start();
                 if t.starts_with('[') || t.starts_with('{') {
-                    serde_json::from_str(s).ok().or_else(|| Some(Value::String(s.clone())))
+                    parse_bounded(s).or_else(|| Some(Value::String(s.clone())))
                 } else {
                     Some(Value::String(s.clone()))
                 }
@@ -133,5 +134,31 @@ mod tests {
         let groups = a.indexed("p");
         assert_eq!(groups.keys().copied().collect::<Vec<_>>(), vec![0, 1, 10]);
         assert_eq!(groups[&1].string("content").as_deref(), Some("hi"));
+    }
+}
+
+/// Most containers and elements a JSON string attribute may have to be parsed. Parsed JSON
+/// costs far more than its text — an array of 3 million `{}` is 9 MB of text and over 1 GB of
+/// values — so past this, the attribute stays the string it was sent as (kept raw, not
+/// interpreted) and the collector's memory stays bounded by the text.
+pub const MAX_JSON_NODES: usize = 200_000;
+
+/// `s` parsed as JSON, unless it is not JSON or has more than [`MAX_JSON_NODES`] nodes.
+pub fn parse_bounded(s: &str) -> Option<Value> {
+    let nodes = s.bytes().filter(|b| matches!(b, b'{' | b'[' | b',' | b':')).count();
+    if nodes > MAX_JSON_NODES {
+        tracing::warn!(bytes = s.len(), nodes, limit = MAX_JSON_NODES, "a JSON attribute too large to interpret is kept as text");
+        return None;
+    }
+    serde_json::from_str(s).ok()
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    #[test]
+    fn a_json_attribute_of_millions_of_nodes_stays_text() {
+        let huge = format!("[{}]", vec!["{}"; 300_000].join(","));
+        assert!(super::parse_bounded(&huge).is_none());
+        assert!(super::parse_bounded(r#"[{"role":"user"}]"#).is_some());
     }
 }

@@ -13,6 +13,7 @@ pub mod openllmetry;
 pub mod span;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod time_range;
 pub mod vercel;
 
 use std::collections::BTreeMap;

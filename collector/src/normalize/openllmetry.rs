@@ -111,7 +111,7 @@ fn message(m: &Attrs) -> Message {
 /// Content is a string, or, for multimodal messages, an OpenAI content list dumped as JSON.
 fn content_parts(content: &Value) -> Vec<Part> {
     let list = match content {
-        Value::String(s) if s.trim_start().starts_with('[') => serde_json::from_str::<Value>(s).ok(),
+        Value::String(s) if s.trim_start().starts_with('[') => super::attrs::parse_bounded(s),
         Value::Array(_) => Some(content.clone()),
         _ => None,
     };

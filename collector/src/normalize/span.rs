@@ -1,7 +1,10 @@
 //! From an OTLP trace request to owned spans: ids checked, attributes typed, raw rows built.
 //!
-//! A span whose ids have the wrong length is rejected (counted and reported as OTLP partial
-//! success); every other span is kept, whatever its attributes.
+//! A span whose ids have the wrong length, or whose times storage cannot hold
+//! ([`super::time_range`]), is rejected (counted and reported as OTLP partial success); every
+//! other span is kept, whatever its attributes.
+
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
@@ -21,8 +24,9 @@ pub struct DecodedSpan {
     pub trace_state: String,
     pub scope_name: String,
     pub scope_version: String,
-    pub scope_attrs: Attrs,
-    pub resource: Attrs,
+    /// Shared by the spans of a resource (scope): never copied per span in memory.
+    pub scope_attrs: Arc<Attrs>,
+    pub resource: Arc<Attrs>,
     pub attrs: Attrs,
     pub events: Vec<Event>,
     pub links: Vec<(String, String, Attrs)>,
@@ -84,6 +88,8 @@ impl DecodedSpan {
 pub struct Rejected {
     pub span_name: String,
     pub reason: String,
+    /// The `reason` label of `flywheel_rejected_total`.
+    pub cause: &'static str,
 }
 
 pub fn nanos(ts: u64) -> OffsetDateTime {
@@ -106,17 +112,17 @@ pub fn decode_spans(request: &ExportTraceServiceRequest) -> (Vec<DecodedSpan>, V
     let mut spans = Vec::new();
     let mut rejected = Vec::new();
     for rs in &request.resource_spans {
-        let resource = Attrs::new(rs.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default());
+        let resource = Arc::new(Attrs::new(rs.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default()));
         let service_name = resource.get("service.name").map(flat).unwrap_or_default();
         for ss in &rs.scope_spans {
             let (scope_name, scope_version, scope_attrs) = match &ss.scope {
-                Some(s) => (s.name.clone(), s.version.clone(), Attrs::new(attributes(&s.attributes))),
+                Some(s) => (s.name.clone(), s.version.clone(), Arc::new(Attrs::new(attributes(&s.attributes)))),
                 None => Default::default(),
             };
             for s in &ss.spans {
                 match decode_span(s, &resource, &service_name, &scope_name, &scope_version, &scope_attrs) {
                     Ok(span) => spans.push(span),
-                    Err(reason) => rejected.push(Rejected { span_name: s.name.clone(), reason }),
+                    Err((cause, reason)) => rejected.push(Rejected { span_name: s.name.clone(), reason, cause }),
                 }
             }
         }
@@ -124,13 +130,23 @@ pub fn decode_spans(request: &ExportTraceServiceRequest) -> (Vec<DecodedSpan>, V
     (spans, rejected)
 }
 
-fn decode_span(s: &Span, resource: &Attrs, service: &str, scope: &str, version: &str, scope_attrs: &Attrs) -> Result<DecodedSpan, String> {
-    let trace_id = hex_id(&s.trace_id, 16).ok_or_else(|| format!("trace_id must be 16 non-zero bytes, got {}", s.trace_id.len()))?;
-    let span_id = hex_id(&s.span_id, 8).ok_or_else(|| format!("span_id must be 8 non-zero bytes, got {}", s.span_id.len()))?;
+fn decode_span(
+    s: &Span,
+    resource: &Arc<Attrs>,
+    service: &str,
+    scope: &str,
+    version: &str,
+    scope_attrs: &Arc<Attrs>,
+) -> Result<DecodedSpan, (&'static str, String)> {
+    let id = |reason: String| ("invalid_id", reason);
+    let when = |reason: String| ("time_out_of_range", reason);
+    let trace_id = hex_id(&s.trace_id, 16).ok_or_else(|| id(format!("trace_id must be 16 non-zero bytes, got {}", s.trace_id.len())))?;
+    let span_id = hex_id(&s.span_id, 8).ok_or_else(|| id(format!("span_id must be 8 non-zero bytes, got {}", s.span_id.len())))?;
     let parent_span_id = if s.parent_span_id.is_empty() {
         String::new()
     } else {
-        hex_id(&s.parent_span_id, 8).ok_or_else(|| format!("parent_span_id must be empty or 8 bytes, got {}", s.parent_span_id.len()))?
+        hex_id(&s.parent_span_id, 8)
+            .ok_or_else(|| id(format!("parent_span_id must be empty or 8 bytes, got {}", s.parent_span_id.len())))?
     };
     // A span without times (a buggy exporter) is dated on receipt: dated 1970 it would be
     // expired by the table's TTL the moment it is written, silently.
@@ -138,6 +154,11 @@ fn decode_span(s: &Span, resource: &Attrs, service: &str, scope: &str, version: 
     let start_ns = [s.start_time_unix_nano, s.end_time_unix_nano, received].into_iter().find(|t| *t > 0).unwrap_or(received);
     let start = nanos(start_ns);
     let end = if s.end_time_unix_nano >= start_ns { nanos(s.end_time_unix_nano) } else { start };
+    super::time_range::check("start_time", start).map_err(when)?;
+    super::time_range::check("end_time", end).map_err(when)?;
+    for e in &s.events {
+        super::time_range::check_nanos(&format!("time of event `{}`", e.name), e.time_unix_nano).map_err(when)?;
+    }
     let (status, status_message) = match &s.status {
         Some(st) => (
             match status::StatusCode::try_from(st.code) {

@@ -22,6 +22,18 @@ use crate::writer::WriteError;
 struct Service(Arc<Receiver>);
 
 impl Service {
+    /// Reserves a decoded message's memory (its encoded size, about three times: tonic's
+    /// buffer, the decoded message, the rows being built) in the budget of bodies in flight.
+    fn reserve(&self, size: usize, signal: &str) -> Result<super::budget::Reservation, Status> {
+        let budget = &self.0.body_budget;
+        let mut reservation = budget.empty();
+        if budget.grow(&mut reservation, 3 * size as u64) {
+            return Ok(reservation);
+        }
+        self.0.pipeline.metrics.reject(signal, "memory_budget", 1);
+        Err(Status::resource_exhausted(super::BUSY_MESSAGE))
+    }
+
     async fn project(&self, metadata: &MetadataMap, signal: &str, size: usize) -> Result<String, Status> {
         let r = &self.0;
         r.pipeline.metrics.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -42,6 +54,9 @@ impl Service {
 fn write_status(e: WriteError) -> Status {
     match e {
         WriteError::Busy => Status::resource_exhausted(e.to_string()),
+        // Without RetryInfo, OTLP exporters do not retry RESOURCE_EXHAUSTED: the request must
+        // be split, not resent.
+        WriteError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
         WriteError::Storage(_) | WriteError::Stopped => Status::unavailable(e.to_string()),
     }
 }
@@ -50,6 +65,7 @@ fn write_status(e: WriteError) -> Status {
 impl TraceService for Service {
     async fn export(&self, request: Request<ExportTraceServiceRequest>) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let size = request.get_ref().encoded_len();
+        let _reservation = self.reserve(size, "spans")?;
         let project = self.project(request.metadata(), "spans", size).await?;
         let outcome = self.0.pipeline.traces(&project, request.get_ref()).await.map_err(write_status)?;
         let partial_success = outcome.trace_partial();
@@ -61,11 +77,31 @@ impl TraceService for Service {
 impl LogsService for Service {
     async fn export(&self, request: Request<ExportLogsServiceRequest>) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let size = request.get_ref().encoded_len();
+        let _reservation = self.reserve(size, "logs")?;
         let project = self.project(request.metadata(), "logs", size).await?;
         let outcome = self.0.pipeline.logs(&project, request.get_ref()).await.map_err(write_status)?;
         let partial_success = outcome.logs_partial();
         Ok(Response::new(ExportLogsServiceResponse { partial_success }))
     }
+}
+
+/// tonic refuses some requests before the service sees them, with codes the OTLP exporters and
+/// the README do not expect: a message over the size limit gets OUT_OF_RANGE, and one that does
+/// not decode (nesting past prost's recursion limit, bad wire data) INTERNAL — which an exporter
+/// may retry forever. They become RESOURCE_EXHAUSTED (the 413 of gRPC) and INVALID_ARGUMENT
+/// (the 400), and are counted like every other refusal.
+fn otlp_status<B>(metrics: &crate::metrics::Metrics, mut response: axum::http::Response<B>) -> axum::http::Response<B> {
+    let headers = response.headers_mut();
+    let message = headers.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    let (code, reason) = match headers.get("grpc-status").and_then(|v| v.to_str().ok()) {
+        Some("11") => ("8", "too_large"),
+        Some("13") if message.contains("decode") => ("3", "malformed"),
+        _ => return response,
+    };
+    metrics.reject("grpc", reason, 1);
+    tracing::info!(reason, message = %message, "gRPC request refused before decoding");
+    headers.insert("grpc-status", axum::http::HeaderValue::from_static(code));
+    response
 }
 
 pub async fn serve(
@@ -74,6 +110,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let limit = receiver.max_body_bytes;
+    let metrics = receiver.pipeline.metrics.clone();
+    let service_limits = receiver.connections.clone();
     let service = Service(receiver);
     let traces = TraceServiceServer::new(service.clone())
         .accept_compressed(CompressionEncoding::Gzip)
@@ -83,6 +121,11 @@ pub async fn serve(
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(limit);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder().add_service(traces).add_service(logs).serve_with_incoming_shutdown(incoming, shutdown).await
+    let incoming = super::connections::incoming(listener, service_limits);
+    tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(move |response| otlp_status(&metrics, response)))
+        .add_service(traces)
+        .add_service(logs)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
 }

@@ -54,7 +54,7 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
 /// Ready to take traffic: ClickHouse answers, or the write-ahead log can absorb it (not full).
 async fn ready(State(r): State<Arc<Receiver>>) -> Response {
     let wal = r.pipeline.writer.wal().map(|w| w.status());
-    let clickhouse = r.store.ping().await;
+    let clickhouse = crate::deadline::within(&r.store, crate::deadline::PING, r.store.ping()).await;
     let wal_full = wal.is_some_and(|w| w.bytes * 10 >= w.max_bytes * 9);
     let mut problems = Vec::new();
     if let Err(e) = &clickhouse {
@@ -71,7 +71,20 @@ async fn ready(State(r): State<Arc<Receiver>>) -> Response {
 }
 
 async fn metrics(State(r): State<Arc<Receiver>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], r.pipeline.metrics.render(r.pipeline.writer.wal().map(|w| w.status())))
+    let mut text = r.pipeline.metrics.render(r.pipeline.writer.wal().map(|w| w.status()));
+    let gauge = |text: &mut String, name: &str, help: &str, value: u64| {
+        text.push_str(&format!("# HELP flywheel_{name} {help}\n# TYPE flywheel_{name} gauge\nflywheel_{name} {value}\n"));
+    };
+    gauge(&mut text, "inflight_body_bytes", "Bytes of request bodies reserved in the memory budget now.", r.body_budget.in_use());
+    gauge(&mut text, "inflight_body_max_bytes", "The memory budget of request bodies in flight.", r.body_budget.bytes());
+    let (join_bytes, join_evicted) = r.pipeline.join_stats();
+    gauge(&mut text, "join_cache_bytes", "Estimated bytes held by the call/log-event join cache.", join_bytes as u64);
+    text.push_str(&format!(
+        "# HELP flywheel_join_evicted_total Join cache entries evicted to stay within its byte bound.\n# TYPE flywheel_join_evicted_total counter\nflywheel_join_evicted_total {join_evicted}\n"
+    ));
+    gauge(&mut text, "connections_open", "Connections open over both listeners.", r.connections.open() as u64);
+    gauge(&mut text, "connections_max", "Bound on open connections.", r.connections.max_connections as u64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// An error reply in the encoding of the request (JSON when the encoding is unknown).
@@ -116,12 +129,19 @@ fn auth_reply(e: AuthError, encoding: Encoding) -> Reply {
 
 fn write_reply(e: WriteError, encoding: Encoding) -> Reply {
     let (status, retry_after) = super::write_status(&e);
-    Reply { status, message: e.to_string(), encoding, retry_after: Some(retry_after) }
+    Reply { status, message: e.to_string(), encoding, retry_after }
 }
 
 /// Checks content type, authenticates, reads and decodes the body: everything both endpoints do
 /// before their signal-specific work.
-async fn prepare(r: &Receiver, headers: &HeaderMap, body: Body, signal: &'static str) -> Result<(String, Encoding, Vec<u8>), Reply> {
+/// The body comes with its reservation in the memory budget, to keep until the request is
+/// answered.
+async fn prepare(
+    r: &Receiver,
+    headers: &HeaderMap,
+    body: Body,
+    signal: &'static str,
+) -> Result<(String, Encoding, Vec<u8>, super::budget::Reservation), Reply> {
     r.pipeline.metrics.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let reject = |reply: Reply, reason: &str| {
         r.pipeline.metrics.reject(signal, reason, 1);
@@ -133,8 +153,10 @@ async fn prepare(r: &Receiver, headers: &HeaderMap, body: Body, signal: &'static
     let key = key_from_headers(header(headers, "authorization"), header(headers, "x-flywheel-key"));
     let project = r.auth.project(key.as_deref()).await.map_err(|e| reject(auth_reply(e, encoding), "auth"))?;
     let limit = r.max_body_bytes;
-    let raw: Bytes = super::read_body(body, limit).await.map_err(|e| match e {
+    let busy = || Reply { status: StatusCode::TOO_MANY_REQUESTS, message: super::BUSY_MESSAGE.into(), encoding, retry_after: Some(1) };
+    let (raw, mut reservation): (Bytes, _) = super::read_body(body, limit, &r.body_budget).await.map_err(|e| match e {
         super::BodyError::TooLarge => reject(decode_reply(DecodeError::TooLarge { limit, decompressed: false }, encoding), "too_large"),
+        super::BodyError::Busy => reject(busy(), "memory_budget"),
         super::BodyError::Read(e) => reject(
             Reply { status: StatusCode::BAD_REQUEST, message: format!("cannot read the request body: {e}"), encoding, retry_after: None },
             "body",
@@ -145,11 +167,15 @@ async fn prepare(r: &Receiver, headers: &HeaderMap, body: Body, signal: &'static
         let reason = if matches!(e, DecodeError::TooLarge { .. }) { "too_large" } else { "compression" };
         reject(decode_reply(e, encoding), reason)
     })?;
-    Ok((project, encoding, body))
+    // The decompressed copy, and the decoded request, about as large again.
+    if !r.body_budget.grow(&mut reservation, 2 * body.len() as u64) {
+        return Err(reject(busy(), "memory_budget"));
+    }
+    Ok((project, encoding, body, reservation))
 }
 
 async fn traces(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
-    let (project, encoding, body) = match prepare(&r, &headers, body, "spans").await {
+    let (project, encoding, body, _reservation) = match prepare(&r, &headers, body, "spans").await {
         Ok(p) => p,
         Err(reply) => return reply.into_response(),
     };
@@ -170,7 +196,7 @@ async fn traces(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) 
 }
 
 async fn logs(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
-    let (project, encoding, body) = match prepare(&r, &headers, body, "logs").await {
+    let (project, encoding, body, _reservation) = match prepare(&r, &headers, body, "logs").await {
         Ok(p) => p,
         Err(reply) => return reply.into_response(),
     };

@@ -2,6 +2,8 @@
 //! (authentication, limits and the ingestion pipeline). [`serve`] runs both until a shutdown
 //! signal, then stops accepting and lets in-flight requests finish.
 
+pub mod budget;
+pub mod connections;
 pub mod grpc;
 pub mod http;
 pub mod signals;
@@ -17,6 +19,10 @@ pub struct Receiver {
     pub pipeline: Pipeline,
     pub auth: Authenticator,
     pub max_body_bytes: usize,
+    /// Bytes of request bodies in flight (see [`budget`]).
+    pub body_budget: budget::BodyBudget,
+    /// Connections, idle and header timeouts, for both listeners (see [`connections`]).
+    pub connections: connections::ConnectionLimits,
     /// Origins allowed to post signals from a browser (`*` for any).
     pub cors_origins: Vec<String>,
     pub store: flywheel_schemas::Store,
@@ -35,12 +41,14 @@ pub(crate) fn auth_status(e: &crate::auth::AuthError) -> (axum::http::StatusCode
 }
 
 /// The HTTP status and `Retry-After` seconds of a storage refusal: 429 at capacity, 503 when
-/// storage is away. Both tell the client to retry.
-pub(crate) fn write_status(e: &crate::writer::WriteError) -> (axum::http::StatusCode, u64) {
+/// storage is away (both tell the client to retry); 413 when the request can never be stored
+/// as it is (no `Retry-After`: the client must split it).
+pub(crate) fn write_status(e: &crate::writer::WriteError) -> (axum::http::StatusCode, Option<u64>) {
     use crate::writer::WriteError;
     match e {
-        WriteError::Busy => (axum::http::StatusCode::TOO_MANY_REQUESTS, 1),
-        WriteError::Storage(_) | WriteError::Stopped => (axum::http::StatusCode::SERVICE_UNAVAILABLE, 5),
+        WriteError::Busy => (axum::http::StatusCode::TOO_MANY_REQUESTS, Some(1)),
+        WriteError::TooLarge { .. } => (axum::http::StatusCode::PAYLOAD_TOO_LARGE, None),
+        WriteError::Storage(_) | WriteError::Stopped => (axum::http::StatusCode::SERVICE_UNAVAILABLE, Some(5)),
     }
 }
 
@@ -52,29 +60,43 @@ pub(crate) fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Opti
 #[derive(Debug)]
 pub enum BodyError {
     TooLarge,
+    /// The memory budget of bodies in flight is spent: retry later (429).
+    Busy,
     Read(String),
 }
 
-/// Reads a body up to `limit` bytes. Past the limit, the rest is read and discarded (up to a
-/// bound) before answering: a client still sending would otherwise see a reset connection
-/// instead of the 413 that tells it what to do.
-pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, BodyError> {
+/// The answer to a spent memory budget.
+pub(crate) const BUSY_MESSAGE: &str = "the collector is at its memory budget for request bodies in flight; retry later";
+
+/// Reads a body up to `limit` bytes, reserving its bytes in `budget` as they arrive (the
+/// reservation is returned with the body and lasts as long as the caller keeps it). Past the
+/// limit, the rest is read and discarded (up to a bound) before answering: a client still
+/// sending would otherwise see a reset connection instead of the 413 that tells it what to do.
+pub async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    budget: &budget::BodyBudget,
+) -> Result<(bytes::Bytes, budget::Reservation), BodyError> {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut buf = bytes::BytesMut::new();
+    let mut reservation = budget.empty();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
         if let Ok(data) = frame.into_data() {
             seen += data.len();
             if seen <= limit {
+                if !budget.grow(&mut reservation, data.len() as u64) {
+                    return Err(BodyError::Busy);
+                }
                 buf.extend_from_slice(&data);
             } else if seen > limit.saturating_mul(8).max(64 << 20) {
                 break;
             }
         }
     }
-    if seen > limit { Err(BodyError::TooLarge) } else { Ok(buf.freeze()) }
+    if seen > limit { Err(BodyError::TooLarge) } else { Ok((buf.freeze(), reservation)) }
 }
 
 /// `google.rpc.Status`, the body of OTLP/HTTP error replies.
@@ -124,13 +146,14 @@ pub async fn serve(
     });
     let mut http_stop = stop_rx.clone();
     let mut grpc_stop = stop_rx;
-    let http = axum::serve(http_listener, http::router(receiver.clone())).with_graceful_shutdown(async move {
+    let limits = receiver.connections.clone();
+    let http = connections::serve_http(http_listener, http::router(receiver.clone()), limits, async move {
         let _ = http_stop.wait_for(|s| *s).await;
     });
     let grpc = grpc::serve(receiver, grpc_listener, async move {
         let _ = grpc_stop.wait_for(|s| *s).await;
     });
-    let (h, g) = tokio::join!(http.into_future(), grpc);
+    let (h, g) = tokio::join!(http, grpc);
     h?;
     g.map_err(|e| std::io::Error::other(format!("OTLP/gRPC server: {e}")))
 }

@@ -41,7 +41,9 @@ fn auth_error(e: AuthError) -> Response {
 fn write_error(e: WriteError) -> Response {
     let (status, retry) = super::write_status(&e);
     let mut r = error(status, e.to_string());
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry));
+    if let Some(secs) = retry {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     r
 }
 
@@ -53,14 +55,26 @@ fn feedback_token(headers: &HeaderMap) -> Option<String> {
     key_from_headers(request_header(headers, "authorization"), None).filter(|k| k.starts_with(token::PREFIX))
 }
 
-async fn body_bytes(body: Body, limit: usize) -> Result<axum::body::Bytes, Response> {
-    super::read_body(body, limit).await.map_err(|e| match e {
-        super::BodyError::TooLarge => error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than the limit of {limit} bytes; send fewer signals per request"),
+/// The body, or the answer and the reason it is refused for.
+async fn body_bytes(body: Body, limit: usize, budget: &super::budget::BodyBudget) -> Result<axum::body::Bytes, (Response, &'static str)> {
+    let (bytes, _reservation) = super::read_body(body, limit, budget).await.map_err(|e| match e {
+        super::BodyError::TooLarge => (
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than the limit of {limit} bytes; send fewer signals per request"),
+            ),
+            "too_large",
         ),
-        super::BodyError::Read(e) => error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}")),
-    })
+        super::BodyError::Busy => {
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, super::BUSY_MESSAGE);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+            (r, "memory_budget")
+        }
+        super::BodyError::Read(e) => (error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}")), "body"),
+    })?;
+    // Signal bodies are at most 1 MiB: the reservation bounds how many are read at once; what
+    // is done with them afterwards is bounded per signal.
+    Ok(bytes)
 }
 
 pub async fn submit(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
@@ -94,10 +108,10 @@ pub async fn submit(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bo
         metrics.reject("signals", "content_type", 1);
         return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("unsupported content type `{ct}`: send application/json"));
     }
-    let bytes = match body_bytes(body, MAX_SIGNALS_BODY).await {
+    let bytes = match body_bytes(body, MAX_SIGNALS_BODY, &r.body_budget).await {
         Ok(b) => b,
-        Err(resp) => {
-            metrics.reject("signals", "too_large", 1);
+        Err((resp, reason)) => {
+            metrics.reject("signals", reason, 1);
             return resp;
         }
     };
@@ -113,10 +127,7 @@ pub async fn submit(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bo
     }
     let validated: Vec<_> = items.iter().enumerate().map(|(i, v)| wire::validate(i, v)).collect();
     let total = validated.len();
-    let prepared = match r.pipeline.signals.prepare(&project, validated, SOURCE_API, claims.as_ref()).await {
-        Ok(p) => p,
-        Err(e) => return write_error(WriteError::Storage(e.to_string())),
-    };
+    let prepared = r.pipeline.signals.prepare(&project, validated, SOURCE_API, claims.as_ref()).await;
     metrics.reject("signals", "invalid", prepared.rejected.len() as u64);
     let batch = crate::writer::Batch { signals: prepared.rows.clone(), ..Default::default() };
     if let Err(e) = r.pipeline.writer.write(batch).await {
@@ -149,9 +160,12 @@ pub async fn mint_token(State(r): State<Arc<Receiver>>, headers: HeaderMap, body
         Ok(k) => k,
         Err(e) => return auth_error(e),
     };
-    let bytes = match body_bytes(body, 64 * 1024).await {
+    let bytes = match body_bytes(body, 64 * 1024, &r.body_budget).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err((resp, reason)) => {
+            r.pipeline.metrics.reject("feedback_tokens", reason, 1);
+            return resp;
+        }
     };
     let req: Value = match serde_json::from_slice(&bytes) {
         Ok(v @ Value::Object(_)) => v,

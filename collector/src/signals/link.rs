@@ -89,7 +89,8 @@ pub async fn link(store: &Store, project: &str, rows: &mut [SignalRow], message_
             .fetch_all()
             .await?
     };
-    for row in rows.iter_mut() {
+    let mut edits = Vec::new();
+    for (index, row) in rows.iter_mut().enumerate() {
         let call = row_target(row, &calls, &message_traces);
         if row.trace_id.is_empty() {
             if let Some(c) = call {
@@ -121,27 +122,53 @@ pub async fn link(store: &Store, project: &str, rows: &mut [SignalRow], message_
                 row.feature = c.feature.clone();
             }
             if row.kind == "edit" && row.edit_distance.is_none() {
-                let (distance, ratio) = edit_distance(&c.output_text, &row.text);
-                row.edit_distance = Some(distance);
-                row.edit_ratio = Some(ratio);
+                edits.push((index, c.output_text.clone(), row.text.clone()));
             }
+        }
+    }
+    // Edit distances are quadratic: up to MAX_EDIT_CHARS² steps each, hundreds of them in one
+    // request. They run on the blocking pool, never on the runtime that serves `/healthz` and
+    // ingestion.
+    if !edits.is_empty() {
+        let distances = tokio::task::spawn_blocking(move || {
+            edits.into_iter().map(|(index, original, edited)| (index, edit_distance(&original, &edited))).collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (index, (distance, ratio)) in distances {
+            rows[index].edit_distance = Some(distance);
+            rows[index].edit_ratio = Some(ratio);
         }
     }
     Ok(())
 }
 
+/// Marks `rows` as not linked yet, without reading ClickHouse: `pending` when they name a
+/// trace, span or message (the link job resolves them later), `session` otherwise.
+pub fn defer(rows: &mut [SignalRow]) {
+    for row in rows {
+        row.link_status =
+            if row.trace_id.is_empty() && row.span_id.is_empty() && row.message_id.is_empty() { SESSION } else { PENDING }.into();
+    }
+}
+
 /// The call a signal judges: its span, else its message, else the last call of its trace.
+///
+/// When the signal names its trace, a span or message of another trace is not its target: a
+/// signal (or a feedback token scoped to one trace) cannot reach another trace's call by naming
+/// that call's span or message id.
 fn row_target<'a>(row: &SignalRow, calls: &'a [CallRef], message_traces: &HashMap<String, String>) -> Option<&'a CallRef> {
+    let in_trace = |c: &&CallRef| row.trace_id.is_empty() || c.trace_id == row.trace_id;
     if !row.span_id.is_empty()
-        && let Some(c) = calls.iter().find(|c| c.span_id == row.span_id)
+        && let Some(c) = calls.iter().filter(in_trace).find(|c| c.span_id == row.span_id)
     {
         return Some(c);
     }
     if !row.message_id.is_empty() {
-        if let Some(c) = calls.iter().find(|c| c.response_id == row.message_id) {
+        if let Some(c) = calls.iter().filter(in_trace).find(|c| c.response_id == row.message_id) {
             return Some(c);
         }
-        if let Some(t) = message_traces.get(&row.message_id) {
+        if let Some(t) = message_traces.get(&row.message_id).filter(|t| row.trace_id.is_empty() || **t == row.trace_id) {
             return calls.iter().rev().find(|c| &c.trace_id == t);
         }
     }

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use flywheel_schemas::Store;
 use flywheel_schemas::rows::SignalRow;
-use flywheel_schemas::{Store, StoreError};
 use time::OffsetDateTime;
 
 use crate::normalize::content_hash;
@@ -77,14 +77,14 @@ impl SignalService {
 
     /// Validated signals → rows ready to write (deduplicated, linked). A token, when the request
     /// came with one, restricts targets to its scope (see [`token_defaults`] for the fill-in).
+    ///
+    /// Deduplication and linking read ClickHouse; when it does not answer, the signals are
+    /// still prepared — not linked yet (`pending`, or `session` when a session is their only
+    /// target) — so that they go to the write-ahead log like spans and are acknowledged once
+    /// durable. The link job ([`link::resolve_pending`]) links them once ClickHouse is back; a
+    /// keyed signal resent meanwhile has the same `signal_id` and collapses with it in storage.
     #[tracing::instrument(name = "prepare signals", skip_all, fields(project = %project, source = %source))]
-    pub async fn prepare(
-        &self,
-        project: &str,
-        items: Vec<Result<Signal, Invalid>>,
-        source: &str,
-        token: Option<&Claims>,
-    ) -> Result<Prepared, StoreError> {
+    pub async fn prepare(&self, project: &str, items: Vec<Result<Signal, Invalid>>, source: &str, token: Option<&Claims>) -> Prepared {
         let now = OffsetDateTime::now_utc();
         let mut out = Prepared::default();
         let mut candidates: Vec<(usize, SignalRow)> = Vec::new();
@@ -97,7 +97,7 @@ impl SignalService {
                 }
             };
             if let Some(claims) = token
-                && let Err(e) = claims.allows(&s.trace_id, &s.message_id, &s.session_id)
+                && let Err(e) = claims.allows(&s.trace_id, &s.span_id, &s.message_id, &s.session_id)
             {
                 out.rejected.push(Invalid { index, field: "trace_id".into(), error: e.to_string() });
                 continue;
@@ -110,12 +110,13 @@ impl SignalService {
         let stored: Vec<String> = if keyed.is_empty() {
             Vec::new()
         } else {
-            self.store
-                .query("SELECT DISTINCT signal_id FROM signals WHERE project_id = ? AND has(?, signal_id)")
-                .bind(project)
-                .bind(&keyed)
-                .fetch_all()
-                .await?
+            let query = self.store.query("SELECT DISTINCT signal_id FROM signals WHERE project_id = ? AND has(?, signal_id)");
+            crate::deadline::within(&self.store, crate::deadline::QUERY, query.bind(project).bind(&keyed).fetch_all()).await.unwrap_or_else(
+                |e| {
+                    tracing::warn!(error = %e, "idempotency lookup failed; deduplication is left to storage (same signal_id)");
+                    Vec::new()
+                },
+            )
         };
         let mut fresh = Vec::new();
         {
@@ -133,7 +134,11 @@ impl SignalService {
             }
         }
         let mut rows: Vec<SignalRow> = fresh.iter().map(|(_, r)| r.clone()).collect();
-        link::link(&self.store, project, &mut rows, self.message_attribute.as_deref()).await?;
+        let linking = link::link(&self.store, project, &mut rows, self.message_attribute.as_deref());
+        if let Err(e) = crate::deadline::within(&self.store, crate::deadline::QUERY, linking).await {
+            tracing::warn!(error = %e, signals = rows.len(), "cannot link signals now; stored as pending, linked when ClickHouse answers");
+            link::defer(&mut rows);
+        }
         for ((index, _), r) in fresh.iter().zip(&rows) {
             out.accepted.push(Accepted {
                 index: *index,
@@ -147,7 +152,7 @@ impl SignalService {
         }
         out.accepted.sort_by_key(|a| a.index);
         out.rows = rows;
-        Ok(out)
+        out
     }
 
     /// Remembers the idempotency keys of rows now stored.
@@ -166,7 +171,12 @@ impl SignalService {
 /// A browser posting with a token may leave the target out: the token's scope is the target.
 pub fn token_defaults(item: &mut serde_json::Value, claims: &Claims) {
     let serde_json::Value::Object(map) = item else { return };
-    if ["trace_id", "span_id", "session_id", "message_id"].iter().any(|k| map.get(*k).is_some_and(|v| !v.is_null())) {
+    let named = |map: &serde_json::Map<String, serde_json::Value>, k: &str| map.get(k).is_some_and(|v| !v.is_null());
+    // A span of the token's trace: the trace is implied.
+    if named(map, "span_id") && !named(map, "trace_id") && !claims.t.is_empty() {
+        map.insert("trace_id".into(), serde_json::Value::String(claims.t.clone()));
+    }
+    if ["trace_id", "span_id", "session_id", "message_id"].iter().any(|k| named(map, k)) {
         return;
     }
     for (field, value) in [("trace_id", &claims.t), ("message_id", &claims.m), ("session_id", &claims.s)] {

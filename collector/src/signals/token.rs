@@ -88,12 +88,18 @@ pub fn verify(token: &str, key_hash_hex: &str, now: i64) -> Result<Claims, Token
 }
 
 impl Claims {
-    /// Whether a signal's target is inside this token's scope: the signal must name (or be
-    /// filled with) a target the token names.
-    pub fn allows(&self, trace_id: &str, message_id: &str, session_id: &str) -> Result<(), TokenError> {
-        let ok = (!self.t.is_empty() && self.t == trace_id)
-            || (!self.m.is_empty() && self.m == message_id)
-            || (!self.s.is_empty() && self.s == session_id);
+    /// Whether a signal's target is inside this token's scope: every target the signal names
+    /// must be one the token names — a session-scoped token cannot add another trace id, a
+    /// message-scoped one another session — and a span id is accepted only inside the token's
+    /// trace (the link then checks that the span belongs to that trace).
+    pub fn allows(&self, trace_id: &str, span_id: &str, message_id: &str, session_id: &str) -> Result<(), TokenError> {
+        let within = |named: &str, scope: &str| named.is_empty() || named == scope;
+        let names_one = !trace_id.is_empty() || !message_id.is_empty() || !session_id.is_empty();
+        let ok = names_one
+            && within(trace_id, &self.t)
+            && within(message_id, &self.m)
+            && within(session_id, &self.s)
+            && (span_id.is_empty() || (!self.t.is_empty() && trace_id == self.t));
         if ok {
             Ok(())
         } else {
@@ -126,8 +132,23 @@ mod tests {
         let hash = hex::encode(Sha256::digest(b"fwk_secret"));
         let c = verify(&token, &hash, 1_000).unwrap();
         assert_eq!(c.p, "shop");
-        assert!(c.allows(&"ab".repeat(16), "", "").is_ok());
-        assert!(matches!(c.allows(&"cd".repeat(16), "", ""), Err(TokenError::OutOfScope(_))));
+        assert!(c.allows(&"ab".repeat(16), "", "", "").is_ok());
+        assert!(matches!(c.allows(&"cd".repeat(16), "", "", ""), Err(TokenError::OutOfScope(_))));
+    }
+
+    /// Issue 15, security: a token's signal may only target what the token names.
+    #[test]
+    fn a_token_never_reaches_a_target_outside_its_scope() {
+        let session = Claims { t: String::new(), s: "sess-1".into(), ..claims() };
+        assert!(session.allows("", "", "", "sess-1").is_ok());
+        assert!(session.allows(&"cd".repeat(16), "", "", "sess-1").is_err(), "own session plus a victim's trace");
+        assert!(session.allows("", "", "msg-9", "sess-1").is_err(), "own session plus another message");
+        assert!(session.allows("", "00ff00ff00ff00ff", "", "sess-1").is_err(), "a span, with no trace in scope");
+        let trace = claims();
+        assert!(trace.allows(&"ab".repeat(16), "00ff00ff00ff00ff", "", "").is_ok(), "a span inside the token's trace");
+        assert!(trace.allows("", "00ff00ff00ff00ff", "", "").is_err(), "a span without its trace");
+        assert!(trace.allows(&"ab".repeat(16), "", "", "sess-other").is_err());
+        assert!(trace.allows("", "", "", "").is_err(), "no target at all");
     }
 
     #[test]

@@ -116,7 +116,9 @@ pub fn validate(index: usize, value: &Value) -> Result<Signal, Invalid> {
     let timestamp = match map.get("timestamp") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => {
-            Some(OffsetDateTime::parse(s, &Rfc3339).map_err(|e| bad("timestamp", format!("must be an RFC 3339 date-time ({e})")))?)
+            let at = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| bad("timestamp", format!("must be an RFC 3339 date-time ({e})")))?;
+            crate::normalize::time_range::check("timestamp", at).map_err(|e| bad("timestamp", e))?;
+            Some(at)
         }
         Some(other) => return Err(bad("timestamp", format!("must be an RFC 3339 string, got {}", type_name(other)))),
     };

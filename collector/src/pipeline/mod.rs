@@ -6,19 +6,22 @@
 //! events are joined to their call by (trace id, span id), in either arrival order, through
 //! the [`JoinCache`]. `traces`/`logs` return once the rows are stored.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use flywheel_schemas::messages::Message;
 use flywheel_schemas::rows::{ContentRow, LlmCallRow, LogRecordRow};
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+mod join;
+
+pub use join::JoinCache;
+
 use crate::metrics::Metrics;
-use crate::normalize::genai::{LogContent, read_log_event};
+use crate::normalize::genai::read_log_event;
 use crate::normalize::span::{DecodedSpan, Rejected, decode_spans, nanos};
 use crate::normalize::{self, Attrs, Draft, SpanIds, fill};
 use crate::otlp::{any_to_json, attributes, flat, flat_map, hex_id};
@@ -60,6 +63,8 @@ pub struct Pipeline {
     joins: Mutex<JoinCache>,
     written_contents: Mutex<HashSet<(String, String, time::Date)>>,
     retention_days: Option<u32>,
+    /// Bound on the estimated bytes of one request's rows ([`crate::expansion`]).
+    max_rows_bytes: u64,
 }
 
 impl Pipeline {
@@ -79,9 +84,10 @@ impl Pipeline {
             prices,
             redactor,
             feature_attribute,
-            joins: Mutex::new(JoinCache::new(join_window)),
+            joins: Mutex::new(JoinCache::new(join_window, join::DEFAULT_MAX_BYTES)),
             written_contents: Mutex::new(HashSet::new()),
             retention_days: None,
+            max_rows_bytes: crate::expansion::DEFAULT_MAX_ROWS_BYTES,
         }
     }
 
@@ -92,6 +98,36 @@ impl Pipeline {
         self
     }
 
+    /// The join cache's estimated bytes, and the entries it evicted to stay within its bound.
+    pub fn join_stats(&self) -> (usize, u64) {
+        let joins = self.joins.lock().unwrap_or_else(|e| e.into_inner());
+        (joins.bytes(), joins.evicted)
+    }
+
+    /// Refuses (413) a request whose rows would exceed `bytes`, before they are built.
+    pub fn with_max_rows_bytes(mut self, bytes: u64) -> Self {
+        self.max_rows_bytes = bytes;
+        self
+    }
+
+    /// Refuses a request whose rows, once built, would take more than the bound: checked on the
+    /// decoded request, so that no memory is spent on rows that cannot be stored.
+    fn check_expansion(&self, project: &str, signal: &str, estimate: u64, wire: usize) -> Result<(), WriteError> {
+        if estimate <= self.max_rows_bytes {
+            return Ok(());
+        }
+        self.metrics.reject(signal, "too_large_rows", 1);
+        tracing::warn!(
+            project,
+            signal,
+            wire_bytes = wire,
+            row_bytes = estimate,
+            limit = self.max_rows_bytes,
+            "request refused: its resource and scope attributes, copied into every row, make it too large to store"
+        );
+        Err(WriteError::TooLarge { bytes: estimate, limit: self.max_rows_bytes })
+    }
+
     fn expired(&self, at: OffsetDateTime, now: OffsetDateTime) -> Option<String> {
         let days = self.retention_days?;
         (at < now - time::Duration::days(days as i64))
@@ -100,11 +136,13 @@ impl Pipeline {
 
     #[tracing::instrument(name = "ingest traces", skip_all, fields(project = %project))]
     pub async fn traces(&self, project: &str, request: &ExportTraceServiceRequest) -> Result<Outcome, WriteError> {
+        use prost::Message as _;
+        self.check_expansion(project, "spans", crate::expansion::traces(request), request.encoded_len())?;
         let now = OffsetDateTime::now_utc();
         let (mut spans, mut rejected) = decode_spans(request);
         spans.retain(|s| match self.expired(s.ids.start, now) {
             Some(reason) => {
-                rejected.push(Rejected { span_name: s.name.clone(), reason });
+                rejected.push(Rejected { span_name: s.name.clone(), reason, cause: "expired" });
                 false
             }
             None => true,
@@ -114,9 +152,7 @@ impl Pipeline {
         for r in &rejected {
             tracing::warn!(project, span = %r.span_name, reason = %r.reason, "span rejected");
         }
-        let expired = rejected.iter().filter(|r| r.reason.starts_with("older than")).count() as u64;
-        self.metrics.reject("spans", "invalid_id", rejected.len() as u64 - expired);
-        self.metrics.reject("spans", "expired", expired);
+        count_rejected(&self.metrics, "spans", &rejected);
         for span in &mut spans {
             self.redact_span(span);
         }
@@ -155,6 +191,8 @@ impl Pipeline {
 
     #[tracing::instrument(name = "ingest logs", skip_all, fields(project = %project))]
     pub async fn logs(&self, project: &str, request: &ExportLogsServiceRequest) -> Result<Outcome, WriteError> {
+        use prost::Message as _;
+        self.check_expansion(project, "logs", crate::expansion::logs(request), request.encoded_len())?;
         let now = OffsetDateTime::now_utc();
         let mut batch = Batch::default();
         let mut rejected = Vec::new();
@@ -169,8 +207,11 @@ impl Pipeline {
                 for record in &sl.log_records {
                     let ids = (ids_or_empty(&record.trace_id, 16), ids_or_empty(&record.span_id, 8));
                     let (Some(trace_id), Some(span_id)) = ids else {
-                        rejected
-                            .push(Rejected { span_name: record.event_name.clone(), reason: "trace_id/span_id of a wrong length".into() });
+                        rejected.push(Rejected {
+                            span_name: record.event_name.clone(),
+                            reason: "trace_id/span_id of a wrong length".into(),
+                            cause: "invalid_id",
+                        });
                         continue;
                     };
                     let mut attrs = attributes(&record.attributes);
@@ -190,8 +231,14 @@ impl Pipeline {
                     let received = now.unix_timestamp_nanos() as u64;
                     let time =
                         [record.time_unix_nano, record.observed_time_unix_nano, received].into_iter().find(|t| *t > 0).unwrap_or(received);
+                    if let Err(reason) = crate::normalize::time_range::check_nanos("time", time)
+                        .and_then(|_| crate::normalize::time_range::check_nanos("observed time", record.observed_time_unix_nano))
+                    {
+                        rejected.push(Rejected { span_name: record.event_name.clone(), reason, cause: "time_out_of_range" });
+                        continue;
+                    }
                     if let Some(reason) = self.expired(nanos(time), now) {
-                        rejected.push(Rejected { span_name: record.event_name.clone(), reason });
+                        rejected.push(Rejected { span_name: record.event_name.clone(), reason, cause: "expired" });
                         continue;
                     }
                     if event_name == SIGNAL_EVENT {
@@ -243,9 +290,7 @@ impl Pipeline {
         }
         let accepted = batch.logs.len() as u64;
         self.metrics.log_records_received.fetch_add(accepted + rejected.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let expired = rejected.iter().filter(|r| r.reason.starts_with("older than")).count() as u64;
-        self.metrics.reject("logs", "invalid_id", rejected.len() as u64 - expired);
-        self.metrics.reject("logs", "expired", expired);
+        count_rejected(&self.metrics, "logs", &rejected);
         self.store(batch).await?;
         self.metrics.log_records_accepted.fetch_add(accepted, std::sync::atomic::Ordering::Relaxed);
         self.store_signals(project, log_signals, SOURCE_OTLP_LOG).await?;
@@ -279,7 +324,7 @@ impl Pipeline {
         if items.is_empty() {
             return Ok(());
         }
-        let prepared = self.signals.prepare(project, items, source, None).await.map_err(|e| WriteError::Storage(e.to_string()))?;
+        let prepared = self.signals.prepare(project, items, source, None).await;
         for bad in &prepared.rejected {
             tracing::warn!(project, source, field = %bad.field, error = %bad.error, "signal refused");
         }
@@ -381,115 +426,21 @@ fn ids_or_empty(bytes: &[u8], len: usize) -> Option<String> {
     if bytes.is_empty() { Some(String::new()) } else { hex_id(bytes, len) }
 }
 
+/// Counts refused items in `/metrics` by cause.
+fn count_rejected(metrics: &Metrics, signal: &str, rejected: &[Rejected]) {
+    let mut by_cause: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in rejected {
+        *by_cause.entry(r.cause).or_default() += 1;
+    }
+    for (cause, n) in by_cause {
+        metrics.reject(signal, cause, n);
+    }
+}
+
 fn outcome(accepted: u64, rejected: &[Rejected], what: &str) -> Outcome {
     let message = match rejected.first() {
         None => String::new(),
         Some(first) => format!("{} {what} rejected; first: `{}`: {}", rejected.len(), first.span_name, first.reason),
     };
     Outcome { accepted, rejected: rejected.len() as u64, message }
-}
-
-type Key = (String, String, String);
-
-/// The GenAI log events of one call, accumulated.
-#[derive(Debug, Default, Clone)]
-struct LogParts {
-    details: Option<Draft>,
-    input: Vec<Message>,
-    choices: BTreeMap<u64, Message>,
-}
-
-impl LogParts {
-    fn add(&mut self, content: LogContent) {
-        match content {
-            LogContent::Details(d) => self.details = Some(*d),
-            LogContent::Input(m) => self.input.push(m),
-            LogContent::Choice(i, m) => {
-                self.choices.insert(i, m);
-            }
-        }
-    }
-
-    fn draft(&self) -> Draft {
-        let mut d = self.details.clone().unwrap_or_default();
-        if !self.input.is_empty() {
-            fill!(d.input, Some(self.input.clone()));
-        }
-        if !self.choices.is_empty() {
-            fill!(d.output, Some(self.choices.values().cloned().collect()));
-        }
-        d
-    }
-}
-
-struct CachedCall {
-    ids: SpanIds,
-    draft: Draft,
-    is_error: bool,
-    logs: LogParts,
-}
-
-/// Joins model calls and their GenAI log events, whichever arrives first. Entries live for the
-/// join window; a call or an event that finds no partner in time keeps what it has (the raw log
-/// record is stored regardless).
-pub struct JoinCache {
-    window: Duration,
-    calls: HashMap<Key, CachedCall>,
-    pending: HashMap<Key, LogParts>,
-    expiry: VecDeque<(Instant, Key)>,
-}
-
-impl JoinCache {
-    const MAX_ENTRIES: usize = 200_000;
-
-    pub fn new(window: Duration) -> JoinCache {
-        JoinCache { window, calls: HashMap::new(), pending: HashMap::new(), expiry: VecDeque::new() }
-    }
-
-    fn sweep(&mut self) {
-        let now = Instant::now();
-        while let Some((at, _)) = self.expiry.front() {
-            let full = self.calls.len() + self.pending.len() > Self::MAX_ENTRIES;
-            if now.duration_since(*at) < self.window && !full {
-                break;
-            }
-            let (_, key) = self.expiry.pop_front().expect("front exists");
-            self.calls.remove(&key);
-            self.pending.remove(&key);
-        }
-    }
-
-    /// Records a call; returns its draft completed with any log events that came first.
-    fn add_call(&mut self, key: Key, ids: SpanIds, draft: Draft, is_error: bool) -> Draft {
-        self.sweep();
-        let logs = self.pending.remove(&key).unwrap_or_default();
-        let mut merged = draft.clone();
-        merged.merge(logs.draft());
-        merged.finalize();
-        self.expiry.push_back((Instant::now(), key.clone()));
-        self.calls.insert(key, CachedCall { ids, draft, is_error, logs });
-        merged
-    }
-
-    /// Records a log event; `true` when its call is known (its row must be rewritten).
-    fn add_log(&mut self, key: Key, content: LogContent) -> bool {
-        self.sweep();
-        if let Some(call) = self.calls.get_mut(&key) {
-            call.logs.add(content);
-            return true;
-        }
-        if !self.pending.contains_key(&key) {
-            self.expiry.push_back((Instant::now(), key.clone()));
-        }
-        self.pending.entry(key).or_default().add(content);
-        false
-    }
-
-    fn merged(&self, key: &Key) -> Option<(SpanIds, Draft, bool)> {
-        let call = self.calls.get(key)?;
-        let mut draft = call.draft.clone();
-        draft.merge(call.logs.draft());
-        draft.finalize();
-        Some((call.ids.clone(), draft, call.is_error))
-    }
 }

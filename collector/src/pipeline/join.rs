@@ -1,0 +1,270 @@
+//! Joining model calls and their GenAI log events, whichever arrives first, within a window
+//! and within a memory bound.
+//!
+//! Entries live for the join window, and the cache holds at most `max_bytes` (estimated: the
+//! text of the messages and a fixed cost per message, part and JSON node, so that a million
+//! empty objects count as what they cost). Past the bound, the oldest entries go first; a call
+//! or an event that loses its partner that way keeps what it has (the raw log record is stored
+//! regardless), as when the window passes. Evictions for size are counted
+//! (`flywheel_join_evicted_total`) — without the bound, 100 answers of 10 MB held 1.3 GB for
+//! the whole window.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use flywheel_schemas::messages::{Message, Part};
+use serde_json::Value;
+
+use crate::normalize::genai::LogContent;
+use crate::normalize::{Draft, SpanIds, fill};
+
+/// Default bound on the bytes the cache holds.
+pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+
+/// Fixed cost of one allocation-carrying node (a JSON value, a message, a part).
+const NODE: usize = 64;
+
+type Key = (String, String, String);
+
+/// The GenAI log events of one call, accumulated.
+#[derive(Debug, Default, Clone)]
+struct LogParts {
+    details: Option<Draft>,
+    input: Vec<Message>,
+    choices: BTreeMap<u64, Message>,
+}
+
+impl LogParts {
+    fn add(&mut self, content: LogContent) {
+        match content {
+            LogContent::Details(d) => self.details = Some(*d),
+            LogContent::Input(m) => self.input.push(m),
+            LogContent::Choice(i, m) => {
+                self.choices.insert(i, m);
+            }
+        }
+    }
+
+    fn draft(&self) -> Draft {
+        let mut d = self.details.clone().unwrap_or_default();
+        if !self.input.is_empty() {
+            fill!(d.input, Some(self.input.clone()));
+        }
+        if !self.choices.is_empty() {
+            fill!(d.output, Some(self.choices.values().cloned().collect()));
+        }
+        d
+    }
+}
+
+struct CachedCall {
+    ids: SpanIds,
+    draft: Draft,
+    is_error: bool,
+    logs: LogParts,
+}
+
+/// Joins model calls and their GenAI log events (see the module's contract).
+pub struct JoinCache {
+    window: Duration,
+    max_bytes: usize,
+    /// Estimated bytes held now.
+    bytes: usize,
+    /// Entries removed to stay within `max_bytes` (not by the window).
+    pub evicted: u64,
+    calls: HashMap<Key, CachedCall>,
+    pending: HashMap<Key, LogParts>,
+    /// Estimated bytes of each entry.
+    sizes: HashMap<Key, usize>,
+    expiry: VecDeque<(Instant, Key)>,
+}
+
+impl JoinCache {
+    pub fn new(window: Duration, max_bytes: usize) -> JoinCache {
+        JoinCache {
+            window,
+            max_bytes,
+            bytes: 0,
+            evicted: 0,
+            calls: HashMap::new(),
+            pending: HashMap::new(),
+            sizes: HashMap::new(),
+            expiry: VecDeque::new(),
+        }
+    }
+
+    /// Estimated bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn remove(&mut self, key: &Key) {
+        self.calls.remove(key);
+        self.pending.remove(key);
+        self.bytes -= self.sizes.remove(key).unwrap_or(0);
+    }
+
+    /// Re-estimates the entry of `key` after a change.
+    fn resize(&mut self, key: &Key) {
+        let now = match (self.calls.get(key), self.pending.get(key)) {
+            (Some(call), _) => draft_bytes(&call.draft) + call.logs.bytes() + NODE,
+            (None, Some(logs)) => logs.bytes() + NODE,
+            (None, None) => 0,
+        } + key.0.len()
+            + key.1.len()
+            + key.2.len();
+        let before = self.sizes.insert(key.clone(), now).unwrap_or(0);
+        self.bytes = self.bytes + now - before;
+    }
+
+    /// Drops the entries past the window, then the oldest ones while over the byte bound.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        while let Some((at, _)) = self.expiry.front() {
+            let over = self.bytes > self.max_bytes;
+            if now.duration_since(*at) < self.window && !over {
+                break;
+            }
+            let (_, key) = self.expiry.pop_front().expect("front exists");
+            if over && self.sizes.contains_key(&key) {
+                self.evicted += 1;
+            }
+            self.remove(&key);
+        }
+    }
+
+    /// Records a call; returns its draft completed with any log events that came first.
+    pub(super) fn add_call(&mut self, key: Key, ids: SpanIds, draft: Draft, is_error: bool) -> Draft {
+        self.sweep();
+        let logs = self.pending.remove(&key).unwrap_or_default();
+        let mut merged = draft.clone();
+        merged.merge(logs.draft());
+        merged.finalize();
+        self.expiry.push_back((Instant::now(), key.clone()));
+        self.calls.insert(key.clone(), CachedCall { ids, draft, is_error, logs });
+        self.resize(&key);
+        self.sweep();
+        merged
+    }
+
+    /// Records a log event; `true` when its call is known (its row must be rewritten).
+    pub(super) fn add_log(&mut self, key: Key, content: LogContent) -> bool {
+        self.sweep();
+        let known = if let Some(call) = self.calls.get_mut(&key) {
+            call.logs.add(content);
+            true
+        } else {
+            if !self.pending.contains_key(&key) {
+                self.expiry.push_back((Instant::now(), key.clone()));
+            }
+            self.pending.entry(key.clone()).or_default().add(content);
+            false
+        };
+        self.resize(&key);
+        self.sweep();
+        known
+    }
+
+    pub(super) fn merged(&self, key: &Key) -> Option<(SpanIds, Draft, bool)> {
+        let call = self.calls.get(key)?;
+        let mut draft = call.draft.clone();
+        draft.merge(call.logs.draft());
+        draft.finalize();
+        Some((call.ids.clone(), draft, call.is_error))
+    }
+}
+
+/// Estimated heap bytes of a JSON value: its text, and [`NODE`] per value.
+fn value_bytes(v: &Value) -> usize {
+    NODE + match v {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(value_bytes).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| k.len() + value_bytes(v)).sum(),
+        _ => 0,
+    }
+}
+
+fn message_bytes(m: &Message) -> usize {
+    let parts: usize = m
+        .parts
+        .iter()
+        .map(|p| {
+            NODE + match p {
+                Part::Text { content } | Part::Reasoning { content } => content.len(),
+                Part::ToolCall { id, name, arguments } => id.as_ref().map_or(0, String::len) + name.len() + value_bytes(arguments),
+                Part::ToolCallResponse { id, response } => id.as_ref().map_or(0, String::len) + value_bytes(response),
+                Part::Other(v) => value_bytes(v),
+            }
+        })
+        .sum();
+    NODE + m.role.len() + m.name.as_ref().map_or(0, String::len) + parts
+}
+
+fn draft_bytes(d: &Draft) -> usize {
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let messages = |m: &Option<Vec<Message>>| m.as_ref().map_or(0, |m| m.iter().map(message_bytes).sum());
+    std::mem::size_of::<Draft>()
+        + [&d.operation, &d.provider, &d.request_model, &d.response_model, &d.response_id, &d.system].into_iter().map(text).sum::<usize>()
+        + [&d.session_id, &d.user_id, &d.feature, &d.template_id, &d.template_version, &d.error_type, &d.error_message]
+            .into_iter()
+            .map(text)
+            .sum::<usize>()
+        + messages(&d.input)
+        + messages(&d.output)
+        + d.tool_definitions.as_ref().map_or(0, value_bytes)
+        + d.finish_reasons.as_ref().map_or(0, |f| f.iter().map(|s| s.len() + NODE).sum())
+        + d.metadata.iter().map(|(k, v)| k.len() + v.len() + NODE).sum::<usize>()
+}
+
+impl LogParts {
+    fn bytes(&self) -> usize {
+        self.details.as_ref().map_or(0, draft_bytes)
+            + self.input.iter().map(message_bytes).sum::<usize>()
+            + self.choices.values().map(message_bytes).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> SpanIds {
+        let t = time::OffsetDateTime::now_utc();
+        SpanIds { trace_id: "t".into(), span_id: "s".into(), parent_span_id: String::new(), start: t, end: t, service_name: String::new() }
+    }
+
+    fn answer(bytes: usize) -> Draft {
+        Draft {
+            output: Some(vec![Message {
+                role: "assistant".into(),
+                name: None,
+                parts: vec![Part::Text { content: "x".repeat(bytes) }],
+                finish_reason: None,
+            }]),
+            ..Default::default()
+        }
+    }
+
+    /// Issue 15, memory: the cache is bounded by bytes, not by entries — a hundred 10 MB
+    /// answers cannot hold a gigabyte for the join window.
+    #[test]
+    fn the_cache_holds_at_most_its_byte_bound_evicting_the_oldest() {
+        let mut cache = JoinCache::new(Duration::from_secs(600), 50 << 20);
+        for i in 0..100 {
+            let key = ("p".to_string(), format!("trace{i}"), "span".to_string());
+            cache.add_call(key, ids(), answer(10 << 20), false);
+            assert!(cache.bytes() <= 50 << 20, "{} after {i}", cache.bytes());
+        }
+        assert!(cache.evicted >= 95, "{}", cache.evicted);
+        let last = ("p".to_string(), "trace99".to_string(), "span".to_string());
+        assert!(cache.merged(&last).is_some(), "the newest entries stay");
+        let first = ("p".to_string(), "trace0".to_string(), "span".to_string());
+        assert!(cache.merged(&first).is_none());
+    }
+
+    #[test]
+    fn empty_objects_count_for_what_they_cost() {
+        let many = Value::Array(vec![Value::Object(Default::default()); 1_000_000]);
+        assert!(value_bytes(&many) >= 64_000_000);
+    }
+}

@@ -1,0 +1,193 @@
+//! Accepting connections within bounds, for both listeners.
+//!
+//! Without bounds, 20,000 idle connections exhaust the process's file descriptors and take
+//! `/healthz`, the signals endpoint and the ClickHouse client down with them, and an upload that
+//! stalls after its first kilobyte holds its memory for as long as the client likes. So:
+//! - at most `max_connections` connections at once, over both listeners (the next ones wait in
+//!   the kernel's accept queue, costing the process nothing), a number kept below the file
+//!   descriptor limit with room for ClickHouse, the log and the engine;
+//! - a connection on which nothing arrives for `idle_timeout` — between requests, inside the
+//!   headers, inside a body — is closed (an in-flight body read then fails, and the request with
+//!   it: nothing half-read is ever acknowledged);
+//! - request headers must arrive within `header_timeout` (a client sending a byte now and then
+//!   does not keep a connection forever).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+/// Connection bounds shared by the HTTP and gRPC listeners.
+#[derive(Clone)]
+pub struct ConnectionLimits {
+    slots: Arc<Semaphore>,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub header_timeout: Duration,
+}
+
+/// Descriptors kept free beside the connections: the log, ClickHouse connections, the engine.
+const RESERVED_FDS: u64 = 256;
+
+impl ConnectionLimits {
+    /// `max_connections`, lowered below the process's file descriptor limit when that is lower.
+    pub fn new(max_connections: usize, idle_timeout: Duration, header_timeout: Duration) -> ConnectionLimits {
+        let max_connections = match fd_limit() {
+            Some(fds) if (max_connections as u64) + RESERVED_FDS > fds => {
+                let lowered = fds.saturating_sub(RESERVED_FDS).max(16) as usize;
+                tracing::warn!(
+                    configured = max_connections,
+                    fd_limit = fds,
+                    lowered,
+                    "max_connections lowered below the file descriptor limit"
+                );
+                lowered
+            }
+            _ => max_connections,
+        };
+        ConnectionLimits { slots: Arc::new(Semaphore::new(max_connections)), max_connections, idle_timeout, header_timeout }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.max_connections - self.slots.available_permits()
+    }
+
+    /// The next connection of `listener`, once a slot is free.
+    pub async fn accept(&self, listener: &TcpListener) -> Bounded {
+        let slot = self.slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Bounded::new(stream, slot, self.idle_timeout);
+                }
+                // Out of descriptors (or a connection reset before it was accepted): wait a
+                // moment rather than spin; the slot stays reserved.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// The soft limit on open files of this process (Linux), if known.
+fn fd_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// An accepted connection: holds its slot until dropped, and fails a read that waits longer
+/// than the idle timeout.
+pub struct Bounded {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Bounded {
+    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, idle: Duration) -> Bounded {
+        Bounded { stream, _slot: slot, idle, deadline: Box::pin(tokio::time::sleep(idle)) }
+    }
+}
+
+impl AsyncRead for Bounded {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                let idle = this.idle;
+                this.deadline.as_mut().reset(Instant::now() + idle);
+                Poll::Ready(result)
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle past the idle timeout"))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for Bounded {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for Bounded {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown`, then lets the requests in
+/// flight finish.
+pub async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let io = tokio::select! {
+            io = limits.accept(&listener) => io,
+            _ = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// The connections of `listener` within `limits`, as a stream for tonic.
+pub fn incoming(listener: TcpListener, limits: ConnectionLimits) -> impl futures_util::Stream<Item = io::Result<Bounded>> {
+    futures_util::stream::unfold((listener, limits), |(listener, limits)| async move {
+        let io = limits.accept(&listener).await;
+        Some((Ok(io), (listener, limits)))
+    })
+}

@@ -1,0 +1,248 @@
+//! The drain: from the log to ClickHouse, in LSN order, forever.
+//!
+//! Contract: the checkpoint moves past a record only once the record is stored, or kept in
+//! `quarantine/` and reported (see [`super::quarantine`]). A chunk that fails because
+//! ClickHouse is away, slow or overloaded stays in memory and is retried with backoff. A chunk
+//! that ClickHouse refuses for its data is split record by record, so that one poison record
+//! (one project's) neither blocks nor takes down the records beside it (other projects'): the
+//! others are stored, and the record that still fails alone — while ClickHouse answers — is
+//! quarantined.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use flywheel_schemas::Store;
+
+use super::segment::{self, Item};
+use super::{Shared, WalError, quarantine};
+use crate::writer::{Batch, InsertError, insert};
+
+/// Attempts of a record alone, refused for its data each time, before it is quarantined.
+const POISON_ATTEMPTS: u32 = 3;
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Where the drain has read up to: a segment (by its first LSN) and a byte offset in it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Cursor {
+    segment: u64,
+    offset: u64,
+}
+
+pub(super) async fn run(store: Store, shared: Arc<Shared>) {
+    let dir = shared.cfg.dir.clone();
+    let mut cursor = Cursor { segment: 0, offset: 0 };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let stored = shared.stored.load(Ordering::Acquire);
+        if stored >= shared.durable.load(Ordering::Acquire) {
+            *shared.oldest_unstored.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let notified = shared.appended.notified();
+            if shared.durable.load(Ordering::Acquire) <= stored {
+                notified.await;
+            }
+            continue;
+        }
+        let (dir2, limit, from, metrics) = (dir.clone(), shared.cfg.drain_rows, cursor, shared.metrics.clone());
+        let read = tokio::task::spawn_blocking(move || read_chunk(&dir2, from, stored, limit, &metrics)).await;
+        let (items, next) = match read {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the write-ahead log; retrying");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "write-ahead log reader failed; retrying");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        let Some(last) = items.last().map(Item::lsn) else {
+            // Durable but not readable yet from this cursor (rotation in progress): look again.
+            cursor = next;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        let mut records = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Item::Record { lsn, batch } => records.push((lsn, batch)),
+                Item::Undecodable { lsn, raw, error } => quarantine_undecodable(&shared, lsn, &raw, &error),
+            }
+        }
+        store_records(&store, &shared, records, &mut backoff).await;
+        cursor = next;
+        shared.stored.store(last, Ordering::Release);
+        if let Err(e) = segment::write_checkpoint(&dir, last) {
+            tracing::warn!(error = %e, "cannot record the write-ahead log checkpoint; a restart will replay more (deduplicated)");
+        }
+        *shared.oldest_unstored.lock().unwrap_or_else(|e| e.into_inner()) =
+            (shared.durable.load(Ordering::Acquire) > last).then(Instant::now);
+        remove_stored_segments(&shared, last);
+    }
+}
+
+/// Stores `records` (in LSN order); returns once each is stored or quarantined.
+async fn store_records(store: &Store, shared: &Shared, records: Vec<(u64, Batch)>, backoff: &mut Duration) {
+    if records.is_empty() {
+        return;
+    }
+    let mut batch = Batch::default();
+    for (_, b) in &records {
+        batch.append(b.clone());
+    }
+    let (first_lsn, last_lsn) = (records[0].0, records[records.len() - 1].0);
+    tracing::debug!(first_lsn, last_lsn, rows = batch.rows(), "draining the write-ahead log");
+    loop {
+        match timed_insert(store, shared, &mut batch).await {
+            Ok(()) => {
+                *backoff = Duration::from_millis(200);
+                return;
+            }
+            Err(e) if e.is_data_error() => {
+                tracing::warn!(error = %e, first_lsn, last_lsn, "ClickHouse refused the data of a write-ahead log chunk; storing its records one by one to find the one at fault");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, rows = batch.rows(), retry_in = ?backoff, "ClickHouse insert from the write-ahead log failed; the data stays in the log");
+                tokio::time::sleep(*backoff).await;
+                *backoff = (*backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    for (lsn, mut batch) in records {
+        let mut refused = 0;
+        loop {
+            match timed_insert(store, shared, &mut batch).await {
+                Ok(()) => {
+                    *backoff = Duration::from_millis(200);
+                    break;
+                }
+                Err(e) if e.is_data_error() => {
+                    refused += 1;
+                    // Poison only when ClickHouse otherwise answers: a refusal during trouble
+                    // on the server is retried like any outage.
+                    if refused >= POISON_ATTEMPTS && crate::deadline::within(store, crate::deadline::PING, store.ping()).await.is_ok() {
+                        quarantine_poison(shared, lsn, &batch, &e);
+                        break;
+                    }
+                    tokio::time::sleep(*backoff).await;
+                    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, lsn, retry_in = ?backoff, "ClickHouse insert from the write-ahead log failed; the data stays in the log");
+                    tokio::time::sleep(*backoff).await;
+                    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+async fn timed_insert(store: &Store, shared: &Shared, batch: &mut Batch) -> Result<(), InsertError> {
+    let started = Instant::now();
+    let rows = batch.rows();
+    let result = insert(store, batch).await;
+    shared.metrics.record_insert(rows, started.elapsed(), result.is_ok());
+    result
+}
+
+fn quarantine_undecodable(shared: &Shared, lsn: u64, raw: &[u8], error: &str) {
+    shared.metrics.reject("wal", "undecodable", 1);
+    match quarantine::keep(&shared.cfg.dir, &format!("undecodable-lsn{lsn:020}"), raw) {
+        Ok(path) => {
+            tracing::error!(lsn, %error, kept = %path.display(), "write-ahead log record has a valid checksum but cannot be decoded by this build; kept in quarantine, not stored")
+        }
+        Err(e) => {
+            tracing::error!(lsn, %error, quarantine_error = %e, "write-ahead log record cannot be decoded and cannot be kept in quarantine either")
+        }
+    }
+}
+
+fn quarantine_poison(shared: &Shared, lsn: u64, batch: &Batch, error: &InsertError) {
+    shared.metrics.reject("wal", "poison", 1);
+    let mut projects: Vec<&str> = batch
+        .spans
+        .iter()
+        .map(|r| r.project_id.as_str())
+        .chain(batch.calls.iter().map(|r| r.project_id.as_str()))
+        .chain(batch.logs.iter().map(|r| r.project_id.as_str()))
+        .chain(batch.signals.iter().map(|r| r.project_id.as_str()))
+        .chain(batch.contents.iter().map(|r| r.project_id.as_str()))
+        .collect();
+    projects.sort();
+    projects.dedup();
+    let mut raw = Vec::new();
+    match postcard::to_stdvec(batch) {
+        Ok(payload) => segment::encode(lsn, &payload, &mut raw),
+        Err(e) => tracing::error!(error = %e, "cannot encode a poison record for the quarantine"),
+    }
+    let name = format!("poison-lsn{lsn:020}-v{}", segment::FORMAT_VERSION);
+    match quarantine::keep(&shared.cfg.dir, &name, &raw) {
+        Ok(path) => {
+            tracing::error!(lsn, projects = ?projects, rows = batch.rows(), %error, kept = %path.display(), "ClickHouse refuses this write-ahead log record while it stores the others; kept in quarantine, not stored")
+        }
+        Err(e) => {
+            tracing::error!(lsn, projects = ?projects, %error, quarantine_error = %e, "poison write-ahead log record cannot be kept in quarantine")
+        }
+    }
+}
+
+/// The next records after `stored` from `cursor`, up to about `limit` rows, and the cursor
+/// after them. Moves to the next segment only when the current one is read to its end; bytes
+/// that cannot be read as records in a segment that is no longer written (corruption) are
+/// quarantined, never skipped silently.
+fn read_chunk(
+    dir: &Path,
+    cursor: Cursor,
+    stored: u64,
+    limit: usize,
+    metrics: &crate::metrics::Metrics,
+) -> Result<(Vec<Item>, Cursor), WalError> {
+    let segs = segment::segments(dir)?;
+    let mut cursor = cursor;
+    // Start (or restart after deletions) at the segment that holds `stored + 1`.
+    if !segs.iter().any(|(l, _)| *l == cursor.segment) {
+        let at = segs.iter().rposition(|(l, _)| *l <= stored + 1).unwrap_or(0);
+        cursor = Cursor { segment: segs.get(at).map(|(l, _)| *l).unwrap_or(0), offset: 0 };
+    }
+    let Some(i) = segs.iter().position(|(l, _)| *l == cursor.segment) else { return Ok((Vec::new(), cursor)) };
+    let mut out = Vec::new();
+    for (k, (first, path)) in segs.iter().enumerate().skip(i) {
+        let offset = if *first == cursor.segment { cursor.offset } else { 0 };
+        let mut items = Vec::new();
+        let read = segment::read(path, offset, limit, &mut items)?;
+        cursor = Cursor { segment: *first, offset: read.end };
+        out.extend(items.into_iter().filter(|r| r.lsn() > stored));
+        let is_last = k + 1 == segs.len();
+        if read.torn && !is_last {
+            // A later segment exists, so this one is complete: what does not read is damage.
+            let len = std::fs::metadata(path).map_err(super::io(path))?.len();
+            let bytes = std::fs::read(path).map_err(super::io(path))?;
+            metrics.reject("wal", "torn", 1);
+            let kept = quarantine::keep(dir, &format!("torn-{first:020}-{}", read.end), &bytes[read.end as usize..])?;
+            tracing::error!(segment = %path.display(), offset = read.end, bytes = len - read.end, kept = %kept.display(), "write-ahead log segment damaged: unreadable bytes kept in quarantine");
+            cursor = Cursor { segment: *first, offset: len };
+        }
+        if !out.is_empty() || read.torn && is_last {
+            break;
+        }
+    }
+    Ok((out, cursor))
+}
+
+/// Deletes segments whose records are all stored (never the active one).
+fn remove_stored_segments(shared: &Shared, stored: u64) {
+    let Ok(segs) = segment::segments(&shared.cfg.dir) else { return };
+    for pair in segs.windows(2) {
+        let ((_, path), (next_first, _)) = (&pair[0], &pair[1]);
+        if *next_first <= stored + 1 {
+            let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            if std::fs::remove_file(path).is_ok() {
+                shared.bytes.fetch_sub(len.min(shared.bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
+            }
+        }
+    }
+}

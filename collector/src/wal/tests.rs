@@ -1,0 +1,240 @@
+//! The log's on-disk contract, against real files: torn tails, format versions, undecodable
+//! records, LSNs after a crash right after a rotation, oversize records. ClickHouse is
+//! unreachable in these tests (an outage): everything stays in the log, where it is checked.
+
+use std::io::Write;
+
+use flywheel_schemas::rows::SignalRow;
+
+use super::segment::{self, Format, Item, segment_path};
+use super::*;
+
+fn batch(i: usize) -> Batch {
+    let now = time::OffsetDateTime::now_utc();
+    Batch {
+        signals: vec![SignalRow {
+            project_id: "p".into(),
+            signal_id: format!("s{i}"),
+            idempotency_key: String::new(),
+            kind: "copy".into(),
+            name: String::new(),
+            source: "api".into(),
+            timestamp: now,
+            trace_id: String::new(),
+            span_id: String::new(),
+            session_id: "s".into(),
+            message_id: String::new(),
+            user_id: String::new(),
+            feature: String::new(),
+            value: Some(1.5),
+            scale: None,
+            comment: "é".into(),
+            text: String::new(),
+            edit_distance: None,
+            edit_ratio: None,
+            link_status: "session".into(),
+            attributes: Default::default(),
+            ingested_at: now,
+        }],
+        ..Default::default()
+    }
+}
+
+/// Appends one record in the layout shared by versions 1 and 2 (no segment header: a
+/// version-1 file when it is the first thing written).
+fn write_raw(path: &Path, lsn: u64, payload: &[u8]) -> usize {
+    let mut rec = Vec::new();
+    segment::encode(lsn, payload, &mut rec);
+    OpenOptions::new().append(true).create(true).open(path).unwrap().write_all(&rec).unwrap();
+    rec.len()
+}
+
+fn read_all(path: &Path) -> (Vec<Item>, segment::Scan) {
+    let mut out = Vec::new();
+    let read = segment::read(path, 0, usize::MAX, &mut out).unwrap();
+    (out, read)
+}
+
+fn lsns(items: &[Item]) -> Vec<u64> {
+    items.iter().map(Item::lsn).collect()
+}
+
+/// A store on a port nothing listens on: ClickHouse is down for the whole test.
+fn unreachable_store() -> Store {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    Store::new(&format!("http://127.0.0.1:{port}"), &Default::default())
+}
+
+#[test]
+fn records_round_trip_and_a_torn_or_corrupt_tail_ends_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(segment::create(dir.path(), 1).unwrap());
+    let path = segment_path(dir.path(), 1);
+    assert_eq!(segment::format(&path).unwrap(), Format::Versioned(segment::FORMAT_VERSION));
+    for i in 1..=3 {
+        write_raw(&path, i, &postcard::to_stdvec(&batch(i as usize)).unwrap());
+    }
+    let good_len = std::fs::metadata(&path).unwrap().len();
+    let (items, read) = read_all(&path);
+    assert_eq!((read.end, read.torn), (good_len, false));
+    assert_eq!(lsns(&items), vec![1, 2, 3]);
+    let Item::Record { batch: b, .. } = &items[1] else { panic!("decodable") };
+    assert_eq!((b.signals[0].signal_id.as_str(), b.signals[0].comment.as_str()), ("s2", "é"));
+
+    // A record cut in the middle (crash during the write).
+    let n = write_raw(&path, 4, &postcard::to_stdvec(&batch(4)).unwrap());
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(good_len + n as u64 / 2).unwrap();
+    let (items, read) = read_all(&path);
+    assert_eq!((read.end, read.torn, items.len()), (good_len, true, 3));
+
+    // A flipped byte in the last record: its checksum fails, it is not replayed as garbage.
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(good_len).unwrap();
+    write_raw(&path, 4, &postcard::to_stdvec(&batch(4)).unwrap());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let (items, read) = read_all(&path);
+    assert_eq!((read.end, read.torn, items.len()), (good_len, true, 3));
+}
+
+#[test]
+fn a_record_with_a_valid_checksum_that_does_not_decode_is_kept_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(segment::create(dir.path(), 1).unwrap());
+    let path = segment_path(dir.path(), 1);
+    write_raw(&path, 1, &postcard::to_stdvec(&batch(1)).unwrap());
+    // What a build with another row layout might have written: intact, but not a `Batch` here.
+    write_raw(&path, 2, &[0xff; 40]);
+    write_raw(&path, 3, &postcard::to_stdvec(&batch(3)).unwrap());
+    let (items, read) = read_all(&path);
+    assert!(!read.torn, "an undecodable record is not a torn tail");
+    assert_eq!(lsns(&items), vec![1, 2, 3], "the records after it are read too");
+    assert!(matches!(&items[1], Item::Undecodable { lsn: 2, raw, .. } if raw.len() == 16 + 40));
+}
+
+#[test]
+fn a_segment_of_the_previous_format_without_header_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment_path(dir.path(), 5);
+    for lsn in 5..=6 {
+        write_raw(&path, lsn, &postcard::to_stdvec(&batch(lsn as usize)).unwrap());
+    }
+    assert_eq!(segment::format(&path).unwrap(), Format::V1);
+    let (items, read) = read_all(&path);
+    assert_eq!((lsns(&items), read.torn), (vec![5, 6], false));
+}
+
+#[test]
+fn a_segment_of_a_newer_format_stops_the_start_up_instead_of_being_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment_path(dir.path(), 1);
+    let mut header = segment::MAGIC.to_vec();
+    header.extend_from_slice(&(segment::FORMAT_VERSION + 1).to_le_bytes());
+    header.extend_from_slice(&[0; 4]);
+    std::fs::write(&path, &header).unwrap();
+    write_raw(&path, 1, b"a future encoding");
+    let err = segment::format(&path).unwrap_err().to_string();
+    assert!(err.contains("newer flywheel"), "{err}");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let metrics = Arc::new(Metrics::default());
+    assert!(recover(dir.path(), 0, &metrics).is_err());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len, "nothing is cut");
+}
+
+#[test]
+fn checkpoints_survive_and_segments_sort_by_lsn() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(segment::read_checkpoint(dir.path()), 0);
+    segment::write_checkpoint(dir.path(), 42).unwrap();
+    assert_eq!(segment::read_checkpoint(dir.path()), 42);
+    for lsn in [100u64, 7, 12] {
+        File::create(segment_path(dir.path(), lsn)).unwrap();
+    }
+    let lsns: Vec<u64> = segment::segments(dir.path()).unwrap().into_iter().map(|(l, _)| l).collect();
+    assert_eq!(lsns, vec![7, 12, 100]);
+}
+
+/// Issue 15, item 1: a crash right after a rotation leaves an empty last segment. The next
+/// record must take the LSN that segment's name announces, not one after the checkpoint:
+/// reusing LSNs of records still waiting would make the drain skip them as stored.
+#[tokio::test]
+async fn after_a_crash_right_after_a_rotation_new_records_never_reuse_waiting_lsns() {
+    let dir = tempfile::tempdir().unwrap();
+    // Records 1..=10 waiting in the first segment (ClickHouse down: checkpoint at 0), then the
+    // next segment created, and the crash before any record is durable in it.
+    let first = segment_path(dir.path(), 1);
+    for lsn in 1..=10 {
+        write_raw(&first, lsn, &postcard::to_stdvec(&batch(lsn as usize)).unwrap());
+    }
+    drop(segment::create(dir.path(), 11).unwrap());
+
+    let metrics = Arc::new(Metrics::default());
+    let (wal, drain) = Wal::open(WalConfig::new(dir.path()), unreachable_store(), metrics).unwrap();
+    wal.append(&batch(11)).await.unwrap();
+    assert_eq!(wal.status().pending_records, 11, "ten waiting records and the new one");
+    drain.abort();
+    drop(wal);
+
+    let mut all = Vec::new();
+    for (_, path) in segment::segments(dir.path()).unwrap() {
+        let (items, _) = read_all(&path);
+        all.extend(lsns(&items));
+    }
+    assert_eq!(all, (1..=11).collect::<Vec<_>>(), "every LSN once, in order");
+}
+
+/// The same crash when the torn first record of the new segment was cut: an empty file, or
+/// a header without records, in the previous format or this one.
+#[test]
+fn an_empty_or_header_only_last_segment_still_announces_its_lsn() {
+    for content in [&b""[..], &segment::MAGIC[..5]] {
+        let dir = tempfile::tempdir().unwrap();
+        let first = segment_path(dir.path(), 1);
+        for lsn in 1..=4 {
+            write_raw(&first, lsn, &postcard::to_stdvec(&batch(lsn as usize)).unwrap());
+        }
+        std::fs::write(segment_path(dir.path(), 5), content).unwrap();
+        let metrics = Metrics::default();
+        assert_eq!(recover(dir.path(), 0, &metrics).unwrap(), 4);
+        // Only the empty segment goes (it is re-created by `open`); the waiting records stay.
+        assert_eq!(segment::segments(dir.path()).unwrap().len(), 1);
+    }
+}
+
+/// Issue 15, item 2: a batch larger than a record may be is refused, never acknowledged (read
+/// back, it would look like a torn tail and be cut).
+#[tokio::test]
+async fn an_oversize_batch_is_refused_before_it_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig { max_record_bytes: 1000, ..WalConfig::new(dir.path()) };
+    let metrics = Arc::new(Metrics::default());
+    let (wal, drain) = Wal::open(cfg, unreachable_store(), metrics.clone()).unwrap();
+    let mut big = batch(1);
+    big.signals[0].comment = "x".repeat(2000);
+    let err = wal.append(&big).await.unwrap_err();
+    assert!(matches!(err, WriteError::TooLarge { limit: 1000, .. }), "{err:?}");
+    assert!(err.to_string().contains("send fewer"), "{err}");
+    assert_eq!(metrics.rejected("wal", "record_too_large"), 1);
+    wal.append(&batch(2)).await.unwrap();
+    assert_eq!(wal.status().pending_records, 1, "only the record that fits was written");
+    drain.abort();
+}
+
+/// A torn tail is cut at start-up, and its bytes are kept in quarantine rather than destroyed.
+#[test]
+fn a_torn_tail_is_cut_at_start_up_and_kept_in_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(segment::create(dir.path(), 1).unwrap());
+    let path = segment_path(dir.path(), 1);
+    write_raw(&path, 1, &postcard::to_stdvec(&batch(1)).unwrap());
+    let good = std::fs::metadata(&path).unwrap().len();
+    let n = write_raw(&path, 2, &postcard::to_stdvec(&batch(2)).unwrap());
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(good + n as u64 - 5).unwrap();
+    let metrics = Metrics::default();
+    assert_eq!(recover(dir.path(), 0, &metrics).unwrap(), 1);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
+    assert_eq!(metrics.rejected("wal", "torn_tail"), 1);
+    let kept: Vec<_> = std::fs::read_dir(quarantine::dir(dir.path())).unwrap().collect();
+    assert_eq!(kept.len(), 1);
+}
