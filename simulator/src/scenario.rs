@@ -15,8 +15,8 @@ pub enum Scenario {
     /// Northwind Outfitters' support and coding assistants with 7 failure modes.
     #[default]
     Default,
-    /// Four applications (RAG help centre, text-to-SQL, travel agent, developer assistant) with
-    /// 25 failure modes drawn from published taxonomies.
+    /// Five applications (RAG help centre, text-to-SQL, travel agent, developer assistant,
+    /// ticket triage) with 26 failure modes drawn from published taxonomies.
     Catalogue,
 }
 

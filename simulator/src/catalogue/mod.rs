@@ -1,7 +1,7 @@
 //! The `catalogue` scenario: a benchmark for the analyzer that cannot be passed by tuning to one
-//! scenario. Four applications of one company, each a kind that production teams run — a RAG
-//! help centre, a text-to-SQL analyst, a tool-using travel agent and a developer assistant —
-//! with 25 failure modes drawn from the published taxonomies (MAST, TRAIL, OWASP LLM Top 10),
+//! scenario. Five applications of one company, each a kind that production teams run — a RAG
+//! help centre, a text-to-SQL analyst, a tool-using travel agent, a developer assistant and a
+//! ticket triage in JSON mode — with 26 failure modes drawn from the published taxonomies (MAST, TRAIL, OWASP LLM Top 10),
 //! not from what any analyzer does well.
 //!
 //! Deliberate confusers ([`Confuser`]):
@@ -18,7 +18,8 @@
 //! * **multilingual healthy traffic**: help-centre users write in English, French, Spanish,
 //!   German and Portuguese and get correct answers in their language from English articles
 //!   (in the input messages, or as a tool result — in a `user`-role message for Anthropic
-//!   models), and good answers get some noise (thumbs-downs, regenerations).
+//!   models); the triage answers French e-mails with English JSON, as it should; and good
+//!   answers get some noise (thumbs-downs, regenerations).
 
 pub mod agent;
 pub mod dev;
@@ -28,6 +29,7 @@ pub mod mode;
 pub mod planner;
 pub mod sql;
 pub(crate) mod trace;
+pub mod triage;
 
 use serde::Serialize;
 
@@ -50,10 +52,13 @@ pub enum App {
     TripAgent,
     /// Developer assistant in the IDE: Python, Rust, SQL, with code. OpenInference.
     DevAssistant,
+    /// Classifies customer e-mails (five languages) into JSON for the support queue, in JSON
+    /// mode. OTel GenAI 1.37.
+    TicketTriage,
 }
 
 impl App {
-    pub const ALL: [App; 4] = [App::HelpCenter, App::SqlAnalyst, App::TripAgent, App::DevAssistant];
+    pub const ALL: [App; 5] = [App::HelpCenter, App::SqlAnalyst, App::TripAgent, App::DevAssistant, App::TicketTriage];
 
     pub fn id(self) -> &'static str {
         match self {
@@ -61,12 +66,13 @@ impl App {
             App::SqlAnalyst => "sql_analyst",
             App::TripAgent => "trip_agent",
             App::DevAssistant => "dev_assistant",
+            App::TicketTriage => "ticket_triage",
         }
     }
 
     pub fn instrumentation(self) -> Instrumentation {
         match self {
-            App::HelpCenter | App::TripAgent => Instrumentation::GenAi,
+            App::HelpCenter | App::TripAgent | App::TicketTriage => Instrumentation::GenAi,
             App::SqlAnalyst | App::DevAssistant => Instrumentation::OpenInference,
         }
     }
@@ -75,10 +81,11 @@ impl App {
     /// has about the same number of failures at one failure rate.
     pub fn traffic_share(self) -> f64 {
         match self {
-            App::HelpCenter => 0.35,
-            App::SqlAnalyst => 0.20,
-            App::TripAgent => 0.27,
-            App::DevAssistant => 0.18,
+            App::HelpCenter => 0.31,
+            App::SqlAnalyst => 0.19,
+            App::TripAgent => 0.25,
+            App::DevAssistant => 0.15,
+            App::TicketTriage => 0.10,
         }
     }
 
@@ -88,6 +95,7 @@ impl App {
             App::SqlAnalyst => &[(&GPT_4_1, 0.45), (&CLAUDE_SONNET_4, 0.35), (&GPT_4O_MINI, 0.20)],
             App::TripAgent => &[(&CLAUDE_SONNET_4, 0.45), (&GPT_4_1, 0.35), (&GPT_4O_MINI, 0.20)],
             App::DevAssistant => &[(&CLAUDE_SONNET_4, 0.50), (&GPT_4_1, 0.30), (&GPT_4O_MINI, 0.20)],
+            App::TicketTriage => &[(&GPT_4O_MINI, 0.60), (&CLAUDE_3_5_HAIKU, 0.40)],
         }
     }
 
@@ -97,6 +105,7 @@ impl App {
             App::SqlAnalyst => 800,
             App::TripAgent => 600,
             App::DevAssistant => 1500,
+            App::TicketTriage => 300,
         }
     }
 
@@ -106,6 +115,7 @@ impl App {
             App::SqlAnalyst => 0.0,
             App::TripAgent => 0.3,
             App::DevAssistant => 0.2,
+            App::TicketTriage => 0.0,
         }
     }
 
@@ -115,6 +125,7 @@ impl App {
             App::SqlAnalyst => "/api/analyst/ask",
             App::TripAgent => "/api/travel/agent",
             App::DevAssistant => "/api/dev/complete",
+            App::TicketTriage => "/api/support/triage",
         }
     }
 
@@ -129,6 +140,7 @@ impl App {
             App::SqlAnalyst => sql::SYSTEM_PROMPT,
             App::TripAgent => agent::SYSTEM_PROMPT,
             App::DevAssistant => dev::SYSTEM_PROMPT,
+            App::TicketTriage => triage::SYSTEM_PROMPT,
         }
     }
 
@@ -139,6 +151,7 @@ impl App {
             App::SqlAnalyst => 180,
             App::TripAgent => 320,
             App::DevAssistant => 90,
+            App::TicketTriage => 0,
         }
     }
 
@@ -148,13 +161,20 @@ impl App {
             App::SqlAnalyst => sql::tool_definitions(),
             App::TripAgent => agent::tool_definitions(),
             App::DevAssistant => crate::coding::tool_definitions(),
+            App::TicketTriage => Vec::new(),
         }
+    }
+
+    /// Whether a session is a conversation (earlier turns go into the input) rather than a run
+    /// of independent requests.
+    pub fn keeps_history(self) -> bool {
+        self != App::TicketTriage
     }
 
     /// The languages the app's users write in, with their shares.
     pub fn languages(self) -> &'static [(&'static str, f64)] {
         match self {
-            App::HelpCenter => &[("en", 0.45), ("fr", 0.15), ("es", 0.15), ("de", 0.13), ("pt", 0.12)],
+            App::HelpCenter | App::TicketTriage => &[("en", 0.45), ("fr", 0.15), ("es", 0.15), ("de", 0.13), ("pt", 0.12)],
             _ => &[("en", 1.0)],
         }
     }

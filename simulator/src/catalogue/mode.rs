@@ -40,6 +40,8 @@ pub enum Mode {
     SecretInCode,
     InjectableCode,
     TruncatedCode,
+    // ticket_triage (JSON mode)
+    TriageSchemaViolation,
 }
 
 /// The confuser groups of the catalogue (see the module documentation of [`super`]).
@@ -68,7 +70,7 @@ impl Confuser {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 25] = [
+    pub const ALL: [Mode; 26] = [
         Mode::InventedPolicy,
         Mode::StalePricing,
         Mode::IgnoredContext,
@@ -94,6 +96,7 @@ impl Mode {
         Mode::SecretInCode,
         Mode::InjectableCode,
         Mode::TruncatedCode,
+        Mode::TriageSchemaViolation,
     ];
 
     pub fn id(self) -> &'static str {
@@ -123,6 +126,7 @@ impl Mode {
             Mode::SecretInCode => "secret_in_code",
             Mode::InjectableCode => "injectable_code",
             Mode::TruncatedCode => "truncated_code",
+            Mode::TriageSchemaViolation => "triage_schema_violation",
         }
     }
 
@@ -148,6 +152,7 @@ impl Mode {
             | ProviderTimeout
             | LatencySpike => App::TripAgent,
             HallucinatedApi | SecretInCode | InjectableCode | TruncatedCode => App::DevAssistant,
+            TriageSchemaViolation => App::TicketTriage,
         }
     }
 
@@ -191,6 +196,7 @@ impl Mode {
             SecretInCode => "OWASP LLM02 sensitive information disclosure (secrets)",
             InjectableCode => "OWASP LLM05 improper output handling (injectable code)",
             TruncatedCode => "TRAIL formatting errors; finish reason length",
+            TriageSchemaViolation => "TRAIL formatting errors (requested format)",
         }
     }
 
@@ -220,6 +226,7 @@ impl Mode {
             SecretInCode => "an API key or secret in the code the user did not give",
             InjectableCode => "users only (rarely): string-built SQL, shell=True, eval",
             TruncatedCode => "finish reason length, output tokens = max_tokens",
+            TriageSchemaViolation => "gen_ai.output.type json; a required key missing, a value off its enum, plain text or a cut object",
         }
     }
 
@@ -239,7 +246,7 @@ impl Mode {
         match self {
             InventedPolicy | FollowedInjectedInstruction | UnrequestedCancellation | ToolResultMisread => &[(&GPT_4O_MINI, 3.0)],
             StalePricing => &[(&GPT_4_1, 3.0)],
-            IgnoredContext => &[(&CLAUDE_3_5_HAIKU, 3.0)],
+            IgnoredContext | TriageSchemaViolation => &[(&CLAUDE_3_5_HAIKU, 3.0)],
             OverRefusal => &[(&CLAUDE_3_5_HAIKU, 4.0)],
             AnsweredInDocumentLanguage | SqlSyntaxError | AgentSearchLoop | HallucinatedApi => &[(&GPT_4O_MINI, 4.0)],
             SqlUnknownColumn => &[(&GPT_4O_MINI, 2.0), (&GPT_4_1, 1.5)],
@@ -287,6 +294,7 @@ impl Mode {
             SecretInCode => vec![(Some(Copy), 0.30), (Some(ThumbsDown), 0.05), (None, 0.65)],
             InjectableCode => vec![(Some(Copy), 0.35), (Some(ThumbsDown), 0.10), (None, 0.55)],
             TruncatedCode => vec![(Some(Regenerate), 0.55), (Some(ThumbsDown), 0.10), (None, 0.35)],
+            TriageSchemaViolation => vec![(Some(Edit), 0.30), (Some(Regenerate), 0.30), (None, 0.40)],
         }
     }
 
@@ -329,6 +337,7 @@ impl Mode {
             SecretInCode => &["Whose key is this?"],
             InjectableCode => &["This is open to injection.", "Never build SQL with string formatting."],
             TruncatedCode => &["The code got cut off.", "Incomplete snippet."],
+            TriageSchemaViolation => &["Triage fields missing again.", "Ticket landed in the wrong queue."],
         }
     }
 }

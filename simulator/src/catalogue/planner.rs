@@ -9,7 +9,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::trace::Trace;
-use super::{App, Mode, agent, dev, help_center, sql};
+use super::{App, Mode, agent, dev, help_center, sql, triage};
 use crate::catalog::{Feature, Model};
 use crate::compose::{self, Rng, between, chance, hex, pick, weighted};
 use crate::failure::FailureMode;
@@ -31,6 +31,7 @@ pub enum Case {
     Sql(sql::Case),
     Agent(agent::Case),
     Dev(dev::Case),
+    Triage(triage::Case),
 }
 
 /// What playing a case produced.
@@ -50,6 +51,7 @@ impl Case {
             App::SqlAnalyst => Case::Sql(sql::case(rng, mode)),
             App::TripAgent => Case::Agent(agent::case(rng, mode)),
             App::DevAssistant => Case::Dev(dev::case(rng, mode, follow_up)),
+            App::TicketTriage => Case::Triage(triage::case(rng, lang)),
         }
     }
 
@@ -59,6 +61,7 @@ impl Case {
             Case::Sql(c) => &c.turn,
             Case::Agent(c) => &c.turn,
             Case::Dev(c) => &c.turn,
+            Case::Triage(c) => &c.turn,
         }
     }
 
@@ -69,6 +72,7 @@ impl Case {
             Case::Sql(c) => sql::fits(c, mode),
             Case::Agent(c) => agent::fits(c, mode),
             Case::Dev(c) => dev::fits(c, mode),
+            Case::Triage(_) => true,
         }
     }
 
@@ -78,6 +82,7 @@ impl Case {
             Case::Sql(c) => sql::play(c, t, request, mode),
             Case::Agent(c) => agent::play(c, t, request, mode),
             Case::Dev(c) => dev::play(c, t, request, mode),
+            Case::Triage(c) => triage::play(c, t, request, mode),
         }
     }
 }
@@ -174,8 +179,10 @@ impl Planner<'_> {
                 let failure = failure.filter(|m| chance(&mut self.rng, 0.4) && c.fits(*m));
                 repeat = Some(Repeat { request: again, of: ix.trace_id, at, chain: chain + 1, failure });
             } else {
-                history.push(Msg::text("user", request.clone()));
-                if !ix.answer.is_empty() {
+                if app.keeps_history() {
+                    history.push(Msg::text("user", request.clone()));
+                }
+                if app.keeps_history() && !ix.answer.is_empty() {
                     history.push(Msg::text("assistant", ix.answer.clone()));
                 }
                 done += 1;

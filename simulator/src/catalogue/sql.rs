@@ -22,12 +22,21 @@ const CATEGORIES: &[&str] = &["footwear", "tents", "outerwear", "backpacks", "cl
 const REGIONS: &[&str] = &["West", "Northeast", "South", "Midwest"];
 const SEGMENTS: &[&str] = &["enterprise", "small business", "consumer", "education"];
 const MONTHS: &[(&str, &str, &str)] = &[
+    ("April", "2026-04-01", "2026-05-01"),
+    ("May", "2026-05-01", "2026-06-01"),
+    ("June", "2026-06-01", "2026-07-01"),
+    ("July", "2026-07-01", "2026-08-01"),
     ("August", "2026-08-01", "2026-09-01"),
     ("September", "2026-09-01", "2026-10-01"),
     ("October", "2026-10-01", "2026-11-01"),
     ("November", "2026-11-01", "2026-12-01"),
 ];
-const QUARTERS: &[(&str, &str, &str)] = &[("Q2", "2026-04-01", "2026-07-01"), ("Q3", "2026-07-01", "2026-10-01")];
+const QUARTERS: &[(&str, &str, &str)] = &[
+    ("Q4 2025", "2025-10-01", "2026-01-01"),
+    ("Q1", "2026-01-01", "2026-04-01"),
+    ("Q2", "2026-04-01", "2026-07-01"),
+    ("Q3", "2026-07-01", "2026-10-01"),
+];
 const PRODUCTS: &[&str] =
     &["Ridgeline 2 tent", "Alpine GTX boots", "Summit down jacket", "Trailblazer 45", "Cascade shell", "Glacier poles", "Basecamp stove"];
 

@@ -43,7 +43,7 @@ pub struct Case {
     layout: Layout,
 }
 
-fn slots(rng: &mut Rng, lang: usize) -> Vec<(&'static str, String)> {
+pub(crate) fn slots(rng: &mut Rng, lang: usize) -> Vec<(&'static str, String)> {
     let price = pick(rng, &[59, 65, 69, 75, 79]);
     let day = pick(rng, &[25, 30, 35, 40]);
     let threshold = pick(rng, &[99, 120, 150]);
@@ -70,7 +70,7 @@ fn slots(rng: &mut Rng, lang: usize) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn filled(template: &str, slots: &[(&'static str, String)]) -> String {
+pub(crate) fn filled(template: &str, slots: &[(&'static str, String)]) -> String {
     let pairs: Vec<(&str, &str)> = slots.iter().map(|(k, v)| (*k, v.as_str())).collect();
     fill(template, &pairs)
 }
