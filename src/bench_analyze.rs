@@ -1,8 +1,10 @@
 //! `flywheel bench analyze`: the analyzer's quality and cost on the simulator's ground truth.
-//! Seeded traffic goes through a collector in this process into a fresh database, then one
-//! analyzer run per representation (the embedding model when installed, and lexical); each
-//! prints its timings per stage, peak memory, ARI, NMI, the modes recovered and the share of
-//! healthy interactions put in patterns.
+//! For each seed, a scenario's seeded traffic goes through a collector in this process into a
+//! fresh database, then one analyzer run per representation (the embedding model when
+//! installed, and lexical); each prints its timings per stage, peak memory, ARI, NMI, the modes
+//! recovered, the share of healthy interactions put in patterns and the confusion table of
+//! modes against patterns. The last table has every seed's scores, then their min and median:
+//! a change is judged on the worst seed as much as on the typical one.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -14,13 +16,18 @@ use flywheel_analyzer::score;
 use flywheel_schemas::config::StorageConfig;
 use flywheel_schemas::migrate::{self, MigrateOptions};
 use flywheel_schemas::store;
+use flywheel_simulator::Scenario;
 
 use crate::demo::LocalCollector;
 
 pub struct BenchAnalyze {
-    pub interactions: usize,
-    pub failure_rate: f64,
+    pub scenario: Scenario,
+    /// Interactions per seed; `None`: the scenario's default ([`default_volume`]).
+    pub interactions: Option<usize>,
+    pub failure_rate: Option<f64>,
+    /// The first seed; seeds run `seed`, `seed + 1`, …
     pub seed: u64,
+    pub seeds: u64,
     pub representation: Representations,
     pub database: Option<String>,
     /// Copies of the simulated traffic to analyse (1 = as simulated); see [`replicate`].
@@ -32,6 +39,16 @@ pub enum Representations {
     Both,
     Model,
     Lexical,
+}
+
+/// Interactions and failure rate per seed when not given. The catalogue's volume gives every one
+/// of its 26 modes at least ~40 failing interactions per seed and runs in a few minutes on 2
+/// cores; the default scenario keeps the volume its published figures were measured at.
+pub fn default_volume(scenario: Scenario) -> (usize, f64) {
+    match scenario {
+        Scenario::Default => (20_000, 0.5),
+        Scenario::Catalogue => (7_000, 0.3),
+    }
 }
 
 /// A memory figure of this process from /proc/self/status (Linux), in MB.
@@ -53,11 +70,76 @@ fn reset_peak_rss() -> f64 {
     status_mb("VmRSS:").unwrap_or(0.0)
 }
 
+/// The scores of one analyzer run on one seed's traffic.
+#[derive(Debug, Clone)]
+struct Scores {
+    seed: u64,
+    representation: String,
+    interactions: usize,
+    /// Failing interactions in the truth.
+    failing: usize,
+    /// Failures the analyzer detected.
+    detected: usize,
+    patterns: u64,
+    ari: f64,
+    nmi: f64,
+    recovered: usize,
+    modes: usize,
+    healthy_share: f64,
+}
+
+/// The label rows of the confusion table give to healthy interactions.
+const HEALTHY: &str = "healthy";
+
 pub async fn run(bench: BenchAnalyze) -> Result<ExitCode> {
-    let mut cfg = StorageConfig::load()?;
+    let cfg = StorageConfig::load()?;
+    let embedder = match Embedder::locate().filter(|_| bench.representation != Representations::Lexical) {
+        Some(dir) => Some(tokio::task::spawn_blocking(move || Embedder::load(&dir)).await??),
+        None => None,
+    };
+    if bench.representation == Representations::Model && embedder.is_none() {
+        anyhow::bail!(
+            "the embedding model is not installed in {}: run ./setup.sh --only model",
+            flywheel_analyzer::embed::model_dir().display()
+        );
+    }
+    let (interactions, failure_rate) = default_volume(bench.scenario);
+    let interactions = bench.interactions.unwrap_or(interactions);
+    let failure_rate = bench.failure_rate.unwrap_or(failure_rate);
+    println!(
+        "bench analyze: scenario {}, seeds {}..={}, {interactions} interactions per seed, failure rate {failure_rate}",
+        bench.scenario,
+        bench.seed,
+        bench.seed + bench.seeds - 1
+    );
+    let mut all: Vec<Scores> = Vec::new();
+    for seed in bench.seed..bench.seed + bench.seeds {
+        let database = match &bench.database {
+            Some(name) if bench.seeds == 1 => name.clone(),
+            Some(name) => format!("{name}_s{seed}"),
+            None => format!("flywheel_bench_analyze_{}_s{seed}", std::process::id()),
+        };
+        println!("\n## seed {seed} ({} scenario, database {database})\n", bench.scenario);
+        all.extend(one_seed(&cfg, &bench, seed, &database, interactions, failure_rate, embedder.as_ref()).await?);
+    }
+    print!("\n{}", summary(&all));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Simulates one seed into `database` (or reuses the traffic kept there), analyses it with each
+/// representation, prints the run table and the confusion tables, and returns the scores.
+async fn one_seed(
+    cfg: &StorageConfig,
+    bench: &BenchAnalyze,
+    seed: u64,
+    database: &str,
+    interactions: usize,
+    failure_rate: f64,
+    embedder: Option<&Embedder>,
+) -> Result<Vec<Scores>> {
+    let mut cfg = cfg.clone();
     let keep = bench.database.is_some();
-    let database = bench.database.clone().unwrap_or_else(|| format!("flywheel_bench_analyze_{}", std::process::id()));
-    cfg.clickhouse.database = database.clone();
+    cfg.clickhouse.database = database.to_string();
     let store = store::open(&cfg).await?;
     migrate::migrate(&store, &MigrateOptions { cluster: None, retention: cfg.retention.clone() }).await?;
     let project = "bench";
@@ -69,13 +151,13 @@ pub async fn run(bench: BenchAnalyze) -> Result<ExitCode> {
     } else {
         let collector = LocalCollector::start(&store, project, cfg.retention.spans).await?;
         let opts = flywheel_simulator::SimulateOptions {
-            seed: bench.seed,
-            volume: flywheel_simulator::Volume::Interactions(bench.interactions),
-            failure_rate: bench.failure_rate,
+            seed,
+            volume: flywheel_simulator::Volume::Interactions(interactions),
+            failure_rate,
             endpoint: collector.endpoint.clone(),
             key: Some(collector.key.clone()),
             truth: Some(truth_path.clone()),
-            ..Default::default()
+            ..flywheel_simulator::SimulateOptions::for_scenario(bench.scenario)
         };
         let started = std::time::Instant::now();
         let summary = flywheel_simulator::run(&opts).await?;
@@ -97,19 +179,9 @@ pub async fn run(bench: BenchAnalyze) -> Result<ExitCode> {
     let base = store.clone();
     let store = if bench.copies > 1 { replicate(&base, bench.copies).await? } else { base.clone() };
 
-    let embedder = match Embedder::locate().filter(|_| bench.representation != Representations::Lexical) {
-        Some(dir) => Some(tokio::task::spawn_blocking(move || Embedder::load(&dir)).await??),
-        None => None,
-    };
     let mut table = String::from(
         "| representation | failures | patterns | clustered | ARI | NMI | modes recovered | healthy in patterns | time s | peak MB (before) | stages (s) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    if bench.representation == Representations::Model && embedder.is_none() {
-        anyhow::bail!(
-            "the embedding model is not installed in {}: run ./setup.sh --only model",
-            flywheel_analyzer::embed::model_dir().display()
-        );
-    }
     // A first analysis embeds every text (cold cache); re-analysing kept traffic reuses the
     // vectors, as a second `flywheel analyze` would.
     let cached: u64 = store.query("SELECT count() FROM embeddings").fetch_one().await?;
@@ -118,8 +190,10 @@ pub async fn run(bench: BenchAnalyze) -> Result<ExitCode> {
     } else {
         store.execute("TRUNCATE TABLE embeddings").await?;
     }
+    let mut confusions = String::new();
+    let mut scores = Vec::new();
     let lexical = (bench.representation != Representations::Model).then_some(None);
-    for embedder in embedder.as_ref().map(Some).into_iter().chain(lexical) {
+    for embedder in embedder.map(Some).into_iter().chain(lexical) {
         // Same data, fresh state: drop what the previous run wrote so that tracking starts over.
         for table in ["patterns", "pattern_members", "failures", "analysis_runs"] {
             store.execute(&format!("TRUNCATE TABLE {table}")).await?;
@@ -148,21 +222,49 @@ pub async fn run(bench: BenchAnalyze) -> Result<ExitCode> {
         let healthy = mode_of.values().filter(|m| m.is_none()).count();
         let healthy_in = mode_of.iter().filter(|(t, m)| m.is_none() && pattern_of.contains_key(t.as_str())).count();
         let stages: Vec<String> = outcome.timings.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+        let s = Scores {
+            seed,
+            representation: outcome.run.representation.clone(),
+            interactions: mode_of.len(),
+            failing: failing.len(),
+            detected: outcome.failures,
+            patterns: outcome.run.patterns,
+            ari: score::adjusted_rand_index(&truth_labels, &flat),
+            nmi: score::normalized_mutual_information(&truth_labels, &flat),
+            recovered: modes.iter().filter(|m| m.recovered).count(),
+            modes: modes.len(),
+            healthy_share: healthy_in as f64 / healthy.max(1) as f64,
+        };
         table.push_str(&format!(
             "| {} | {} | {} | {} | {:.3} | {:.3} | {}/{} | {:.1}% ({healthy_in}/{healthy}) | {secs:.1} | {peak:.0} ({before:.0}) | {} |\n",
-            outcome.run.representation,
-            outcome.failures,
-            outcome.run.patterns,
+            s.representation,
+            s.detected,
+            s.patterns,
             outcome.run.clustered,
-            score::adjusted_rand_index(&truth_labels, &flat),
-            score::normalized_mutual_information(&truth_labels, &flat),
-            modes.iter().filter(|m| m.recovered).count(),
-            modes.len(),
-            100.0 * healthy_in as f64 / healthy.max(1) as f64,
+            s.ari,
+            s.nmi,
+            s.recovered,
+            s.modes,
+            100.0 * s.healthy_share,
             stages.join(", ")
         ));
+        // Rows: every interaction, healthy ones included; cells: interactions per pattern.
+        let all_labels: Vec<String> = mode_of.values().map(|m| m.clone().unwrap_or_else(|| HEALTHY.to_string())).collect();
+        let all_predicted: Vec<Option<String>> = mode_of.keys().map(|t| pattern_of.get(t.as_str()).map(|p| p.to_string())).collect();
+        let table_of = score::confusion(&all_labels, &all_predicted);
+        let labels: BTreeMap<&str, &str> = outcome.patterns.iter().map(|p| (p.pattern_id.as_str(), p.label.as_str())).collect();
+        let name = |p: &str| format!("{} ({})", abbreviate(labels.get(p).copied().unwrap_or("?"), 90), abbreviate(p, 12));
+        let recovered: Vec<&str> = modes.iter().filter(|m| !m.recovered).map(|m| m.mode.as_str()).collect();
+        confusions.push_str(&format!(
+            "\nconfusion, seed {seed}, {} (rows: truth; columns: patterns; cells: interactions)\n{}not recovered: {}\n",
+            s.representation,
+            table_of.render(&name, HEALTHY),
+            if recovered.is_empty() { "none".to_string() } else { recovered.join(", ") }
+        ));
+        scores.push(s);
     }
     print!("{table}");
+    print!("{confusions}");
     if bench.copies > 1 {
         store.with_database("default").execute(&format!("DROP DATABASE IF EXISTS `{}`", store.database())).await?;
     }
@@ -172,7 +274,71 @@ pub async fn run(bench: BenchAnalyze) -> Result<ExitCode> {
         base.with_database("default").execute(&format!("DROP DATABASE IF EXISTS `{database}`")).await?;
         let _ = std::fs::remove_file(&truth_path);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(scores)
+}
+
+/// At most `max` characters of `text`, with an ellipsis when cut.
+fn abbreviate(text: &str, max: usize) -> String {
+    let one_line = text.replace('\n', " ");
+    if one_line.chars().count() <= max { one_line } else { format!("{}…", one_line.chars().take(max - 1).collect::<String>()) }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// One row per seed and representation, then the min and the median of each score.
+fn summary(all: &[Scores]) -> String {
+    let mut out = String::from(
+        "| seed | representation | interactions | failing (truth) | failures detected | patterns | ARI | NMI | modes recovered | healthy in patterns |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for s in all {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {}/{} | {:.1}% |\n",
+            s.seed,
+            s.representation,
+            s.interactions,
+            s.failing,
+            s.detected,
+            s.patterns,
+            s.ari,
+            s.nmi,
+            s.recovered,
+            s.modes,
+            100.0 * s.healthy_share
+        ));
+    }
+    let representations: Vec<&str> =
+        all.iter().map(|s| s.representation.as_str()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    for representation in representations {
+        let of: Vec<&Scores> = all.iter().filter(|s| s.representation == representation).collect();
+        let pick = |f: &dyn Fn(&Scores) -> f64| of.iter().map(|s| f(s)).collect::<Vec<f64>>();
+        let modes = of.first().map_or(0, |s| s.modes);
+        for (what, agg) in [("min", 0), ("median", 1)] {
+            let reduce = |mut v: Vec<f64>| if agg == 0 { v.iter().copied().fold(f64::INFINITY, f64::min) } else { median(&mut v) };
+            // The worst healthy share is the highest.
+            let healthy =
+                if agg == 0 { pick(&|s| s.healthy_share).into_iter().fold(0.0, f64::max) } else { median(&mut pick(&|s| s.healthy_share)) };
+            out.push_str(&format!(
+                "| {what} ({} seeds) | {representation} | | | | | {:.3} | {:.3} | {}/{modes} | {:.1}%{} |\n",
+                of.len(),
+                reduce(pick(&|s| s.ari)),
+                reduce(pick(&|s| s.nmi)),
+                reduce(pick(&|s| s.recovered as f64)),
+                100.0 * healthy,
+                if agg == 0 { " (max)" } else { "" }
+            ));
+        }
+    }
+    out
 }
 
 /// The trace id of copy `k` of a trace: copy 0 is the trace itself, copy k replaces the first

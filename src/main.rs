@@ -134,6 +134,10 @@ enum Command {
 
 #[derive(Args)]
 struct SimulateArgs {
+    /// Which application to play: `default` (support and coding assistants, 7 failure modes) or
+    /// `catalogue` (5 applications, 26 failure modes with deliberate confusers).
+    #[arg(long, default_value = "default", value_parser = parse_scenario)]
+    scenario: flywheel_simulator::Scenario,
     /// Seed of everything generated: same seed (and --base-time), same run.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -155,9 +159,9 @@ struct SimulateArgs {
     /// Number of interactions (traces) to play [default: 1000].
     #[arg(long)]
     interactions: Option<usize>,
-    /// Share of interactions with an injected failure, 0 to 1.
-    #[arg(long, default_value_t = 0.15)]
-    failure_rate: f64,
+    /// Share of interactions with an injected failure, 0 to 1 [default: 0.15, catalogue 0.3].
+    #[arg(long)]
+    failure_rate: Option<f64>,
     /// Failure-mode weights, e.g. `wrong_language=3,slow_answer=0` (0 switches a mode off).
     #[arg(long)]
     modes: Option<String>,
@@ -272,15 +276,25 @@ enum BenchCmd {
         #[arg(long, value_delimiter = ',', default_values_t = [20.0, 50.0, 100.0])]
         rates: Vec<f64>,
     },
-    /// Analyzer quality (ARI, NMI, modes recovered) and time and memory, on simulated traffic.
+    /// Analyzer quality (ARI, NMI, modes recovered, confusion table) and time and memory, on
+    /// simulated traffic, for one or more seeds.
     Analyze {
-        /// Interactions to simulate (failures ≈ interactions × failure rate).
-        #[arg(long, default_value_t = 20_000)]
-        interactions: usize,
-        #[arg(long, default_value_t = 0.5)]
-        failure_rate: f64,
+        /// The simulator scenario to play: `default` or `catalogue`.
+        #[arg(long, default_value = "default", value_parser = parse_scenario)]
+        scenario: flywheel_simulator::Scenario,
+        /// Interactions to simulate per seed (failures ≈ interactions × failure rate)
+        /// [default: 20000, catalogue 7000].
+        #[arg(long)]
+        interactions: Option<usize>,
+        /// Share of failing interactions [default: 0.5, catalogue 0.3].
+        #[arg(long)]
+        failure_rate: Option<f64>,
+        /// The first seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Seeds to run (seed, seed+1, …), each into a fresh database; min and median follow.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+        seeds: u64,
         /// Which representations to run: the embedding model, lexical TF-IDF, or both.
         #[arg(long, value_enum, default_value_t = bench_analyze::Representations::Both)]
         representation: bench_analyze::Representations,
@@ -435,8 +449,18 @@ async fn run(command: Command) -> Result<ExitCode> {
             print!("{}", flywheel_collector::bench::ingest(&store, &bench).await.map_err(anyhow::Error::msg)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(BenchCmd::Analyze { interactions, failure_rate, seed, representation, database, copies }) => {
-            bench_analyze::run(bench_analyze::BenchAnalyze { interactions, failure_rate, seed, representation, database, copies }).await
+        Command::Bench(BenchCmd::Analyze { scenario, interactions, failure_rate, seed, seeds, representation, database, copies }) => {
+            bench_analyze::run(bench_analyze::BenchAnalyze {
+                scenario,
+                interactions,
+                failure_rate,
+                seed,
+                seeds,
+                representation,
+                database,
+                copies,
+            })
+            .await
         }
         Command::Bench(BenchCmd::Tui { spans, calls, repeat, database }) => {
             let cfg = StorageConfig::load()?;
@@ -450,6 +474,7 @@ async fn run(command: Command) -> Result<ExitCode> {
 
 async fn simulate(args: SimulateArgs) -> Result<ExitCode> {
     use flywheel_simulator::{SimulateOptions, Volume};
+    let defaults = SimulateOptions::for_scenario(args.scenario);
     let mut opts = SimulateOptions {
         seed: args.seed,
         window: flywheel_simulator::parse_duration(&args.duration)?,
@@ -459,11 +484,11 @@ async fn simulate(args: SimulateArgs) -> Result<ExitCode> {
             (None, Some(n)) => Volume::Interactions(n),
             (None, None) => SimulateOptions::default().volume,
         },
-        failure_rate: args.failure_rate,
+        failure_rate: args.failure_rate.unwrap_or(defaults.failure_rate),
         endpoint: args.endpoint,
         key: args.key.filter(|k| !k.is_empty()),
         truth: args.truth,
-        ..Default::default()
+        ..defaults
     };
     if let Some(spec) = &args.modes {
         opts.mix.apply_overrides(spec)?;
@@ -474,6 +499,10 @@ async fn simulate(args: SimulateArgs) -> Result<ExitCode> {
         eprintln!("warning: {warning}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_scenario(value: &str) -> Result<flywheel_simulator::Scenario, String> {
+    value.parse().map_err(|e: flywheel_simulator::SimulateError| e.to_string())
 }
 
 async fn open_migrated() -> Result<flywheel_schemas::Store> {

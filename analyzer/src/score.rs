@@ -103,6 +103,127 @@ pub fn modes_recovered(truth: &[String], predicted: &[Option<String>]) -> Vec<Mo
     results
 }
 
+/// The confusion table of a run: truth labels (rows) against patterns (columns), counting items.
+/// Every merge (a column holding several rows) and split (a row spread over several columns or
+/// left unclustered) shows in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confusion {
+    /// Distinct truth labels, sorted.
+    pub rows: Vec<String>,
+    /// Patterns holding at least one item, ordered along the diagonal: by the row that owns most
+    /// of each, then by size.
+    pub columns: Vec<String>,
+    /// `counts[r][c]`: items of row `r` in column `c`.
+    pub counts: Vec<Vec<usize>>,
+    /// Items of each row in no pattern.
+    pub unclustered: Vec<usize>,
+}
+
+/// The confusion table of `truth` against `predicted` (`None`: in no pattern).
+pub fn confusion(truth: &[String], predicted: &[Option<String>]) -> Confusion {
+    let rows: Vec<String> = truth.iter().collect::<BTreeSet<_>>().into_iter().cloned().collect();
+    let row_of: BTreeMap<&str, usize> = rows.iter().enumerate().map(|(i, r)| (r.as_str(), i)).collect();
+    let mut by_pattern: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut unclustered = vec![0; rows.len()];
+    for (t, p) in truth.iter().zip(predicted) {
+        let r = row_of[t.as_str()];
+        match p {
+            Some(p) => by_pattern.entry(p.as_str()).or_insert_with(|| vec![0; rows.len()])[r] += 1,
+            None => unclustered[r] += 1,
+        }
+    }
+    let mut columns: Vec<(usize, usize, &str)> = by_pattern
+        .iter()
+        .map(|(p, counts)| {
+            // The owning row: most items, the first row on ties.
+            let owner = counts.iter().enumerate().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0))).map_or(0, |(i, _)| i);
+            (owner, counts.iter().sum::<usize>(), *p)
+        })
+        .collect();
+    columns.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(b.2)));
+    let counts = (0..rows.len()).map(|r| columns.iter().map(|(_, _, p)| by_pattern[p][r]).collect()).collect();
+    Confusion { rows, columns: columns.iter().map(|(_, _, p)| p.to_string()).collect(), counts, unclustered }
+}
+
+impl Confusion {
+    /// Whether `n` items of a group of `total` count as a real share of it, not noise.
+    fn notable(n: usize, total: usize) -> bool {
+        n >= 3 && n * 10 >= total
+    }
+
+    /// Columns that hold a notable share of several rows other than `ignore`: (column, rows
+    /// with their counts).
+    pub fn merges(&self, ignore: &str) -> Vec<(usize, Vec<(usize, usize)>)> {
+        (0..self.columns.len())
+            .filter_map(|c| {
+                let total: usize = self.counts.iter().map(|row| row[c]).sum();
+                let rows: Vec<(usize, usize)> = (0..self.rows.len())
+                    .filter(|&r| self.rows[r] != ignore && Self::notable(self.counts[r][c], total))
+                    .map(|r| (r, self.counts[r][c]))
+                    .collect();
+                (rows.len() > 1).then_some((c, rows))
+            })
+            .collect()
+    }
+
+    /// Rows other than `ignore` spread over several columns (or a column and the unclustered):
+    /// (row, columns with their counts, unclustered).
+    pub fn splits(&self, ignore: &str) -> Vec<(usize, Vec<(usize, usize)>, usize)> {
+        (0..self.rows.len())
+            .filter(|&r| self.rows[r] != ignore)
+            .filter_map(|r| {
+                let total = self.counts[r].iter().sum::<usize>() + self.unclustered[r];
+                let cols: Vec<(usize, usize)> =
+                    (0..self.columns.len()).filter(|&c| Self::notable(self.counts[r][c], total)).map(|c| (c, self.counts[r][c])).collect();
+                let parts = cols.len() + usize::from(Self::notable(self.unclustered[r], total));
+                (parts > 1).then_some((r, cols, self.unclustered[r]))
+            })
+            .collect()
+    }
+
+    /// The table as text: columns `P1…Pn` with a legend naming each pattern (`name` gives its
+    /// label), `·` for zero, then the merges and splits in words. `ignore` is the row of
+    /// healthy items, left out of the merges and splits.
+    pub fn render(&self, name: &dyn Fn(&str) -> String, ignore: &str) -> String {
+        let width = self.rows.iter().map(|r| r.chars().count()).max().unwrap_or(4).max(4);
+        let cell = |n: usize| if n == 0 { "·".to_string() } else { n.to_string() };
+        let col_w: Vec<usize> = (0..self.columns.len())
+            .map(|c| {
+                let widest = self.counts.iter().map(|row| cell(row[c]).chars().count()).max().unwrap_or(1);
+                widest.max(format!("P{}", c + 1).len())
+            })
+            .collect();
+        let uncl_w = self.unclustered.iter().map(|&n| cell(n).chars().count()).max().unwrap_or(1).max(11);
+        let mut out = format!("{:width$} |", "truth \\ pattern");
+        for (c, w) in col_w.iter().enumerate() {
+            out.push_str(&format!(" {:>w$}", format!("P{}", c + 1)));
+        }
+        out.push_str(&format!(" | {:>uncl_w$}\n", "unclustered"));
+        for (r, row) in self.rows.iter().enumerate() {
+            out.push_str(&format!("{row:width$} |"));
+            for (c, w) in col_w.iter().enumerate() {
+                out.push_str(&format!(" {:>w$}", cell(self.counts[r][c])));
+            }
+            out.push_str(&format!(" | {:>uncl_w$}\n", cell(self.unclustered[r])));
+        }
+        for (c, p) in self.columns.iter().enumerate() {
+            out.push_str(&format!("P{} = {}\n", c + 1, name(p)));
+        }
+        for (c, rows) in self.merges(ignore) {
+            let parts: Vec<String> = rows.iter().map(|(r, n)| format!("{} {n}", self.rows[*r])).collect();
+            out.push_str(&format!("merge: P{} holds {}\n", c + 1, parts.join(" + ")));
+        }
+        for (r, cols, uncl) in self.splits(ignore) {
+            let mut parts: Vec<String> = cols.iter().map(|(c, n)| format!("P{} {n}", c + 1)).collect();
+            if uncl > 0 {
+                parts.push(format!("unclustered {uncl}"));
+            }
+            out.push_str(&format!("split: {} over {}\n", self.rows[r], parts.join(", ")));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +243,28 @@ mod tests {
         // sklearn: normalized_mutual_info_score(same) = 0.5158037429793889
         let nmi = normalized_mutual_information(&t, &s(&["0", "0", "1", "1", "2", "2"]));
         assert!((nmi - 0.515_803_742_979).abs() < 1e-9, "{nmi}");
+    }
+
+    #[test]
+    fn confusion_counts_every_merge_and_split() {
+        let truth = s(&["a", "a", "a", "a", "b", "b", "b", "c", "c", "c", "c", "healthy", "healthy"]);
+        let p = |x: &str| Some(x.to_string());
+        let predicted = vec![p("x"), p("x"), p("x"), None, p("x"), p("x"), p("x"), p("y"), p("y"), p("z"), p("z"), p("y"), None];
+        let c = confusion(&truth, &predicted);
+        assert_eq!(c.rows, s(&["a", "b", "c", "healthy"]));
+        // x is owned by a (3 of a vs 3 of b: the first row on ties), then c's two columns.
+        assert_eq!(c.columns, s(&["x", "y", "z"]));
+        assert_eq!(c.counts, vec![vec![3, 0, 0], vec![3, 0, 0], vec![0, 2, 2], vec![0, 1, 0]]);
+        assert_eq!(c.unclustered, vec![1, 0, 0, 1]);
+        // Every item is counted once.
+        let total: usize = c.counts.iter().flatten().sum::<usize>() + c.unclustered.iter().sum::<usize>();
+        assert_eq!(total, truth.len());
+        assert_eq!(c.merges("healthy"), vec![(0, vec![(0, 3), (1, 3)])]);
+        // Splits below 3 items are noise: c's two columns of 2 are not reported, a's lone outlier neither.
+        assert!(c.splits("healthy").is_empty());
+        let text = c.render(&|p| format!("pattern {p}"), "healthy");
+        assert!(text.contains("P1 = pattern x") && text.contains("merge: P1 holds a 3 + b 3"), "{text}");
+        assert!(text.lines().any(|l| l.starts_with("healthy") && l.contains('·')), "{text}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::catalogue::App;
+
 /// An application feature. Each one is instrumented with a different GenAI convention, as two
 /// teams of one company would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -14,9 +16,21 @@ pub enum Feature {
     SupportAssistant,
     /// IDE coding assistant (Rust, Python, SQL); instrumented with OpenInference.
     CodingAssistant,
+    /// An application of the `catalogue` scenario (see [`crate::catalogue`]).
+    Catalogue(App),
+}
+
+/// How a feature's team instruments its calls: which renderer in [`crate::spans`] writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instrumentation {
+    /// OTel GenAI 1.37 by hand: `gen_ai.*` attributes with JSON messages.
+    GenAi,
+    /// OpenInference: `llm.*` flattened messages, `input.value` / `output.value`.
+    OpenInference,
 }
 
 impl Feature {
+    /// The features of the default scenario.
     pub const ALL: [Feature; 2] = [Feature::SupportAssistant, Feature::CodingAssistant];
 
     /// The id used as root span name, agent name and `feature` in the truth file.
@@ -24,14 +38,32 @@ impl Feature {
         match self {
             Feature::SupportAssistant => "support_assistant",
             Feature::CodingAssistant => "coding_assistant",
+            Feature::Catalogue(app) => app.id(),
         }
     }
 
     /// The `convention` value the collector records for this feature's calls.
     pub fn convention(self) -> &'static str {
+        match self.instrumentation() {
+            Instrumentation::GenAi => "otel_genai_1.37",
+            Instrumentation::OpenInference => "openinference",
+        }
+    }
+
+    pub fn instrumentation(self) -> Instrumentation {
         match self {
-            Feature::SupportAssistant => "otel_genai_1.37",
-            Feature::CodingAssistant => "openinference",
+            Feature::SupportAssistant => Instrumentation::GenAi,
+            Feature::CodingAssistant => Instrumentation::OpenInference,
+            Feature::Catalogue(app) => app.instrumentation(),
+        }
+    }
+
+    /// The JSON tool definitions the feature sends with its calls.
+    pub fn tool_definitions(self) -> Vec<serde_json::Value> {
+        match self {
+            Feature::SupportAssistant => crate::support::tool_definitions().as_array().cloned().unwrap_or_default(),
+            Feature::CodingAssistant => crate::coding::tool_definitions(),
+            Feature::Catalogue(app) => app.tool_definitions(),
         }
     }
 
@@ -40,6 +72,7 @@ impl Feature {
         match self {
             Feature::SupportAssistant => 0.55,
             Feature::CodingAssistant => 0.45,
+            Feature::Catalogue(app) => app.traffic_share(),
         }
     }
 
@@ -49,6 +82,7 @@ impl Feature {
         match self {
             Feature::SupportAssistant => &[(&GPT_4O_MINI, 0.55), (&GPT_4_1, 0.25), (&CLAUDE_3_5_HAIKU, 0.20)],
             Feature::CodingAssistant => &[(&CLAUDE_SONNET_4, 0.50), (&GPT_4_1, 0.35), (&GPT_4O_MINI, 0.15)],
+            Feature::Catalogue(app) => app.models(),
         }
     }
 
@@ -57,6 +91,7 @@ impl Feature {
         match self {
             Feature::SupportAssistant => 400,
             Feature::CodingAssistant => 1024,
+            Feature::Catalogue(app) => app.max_tokens(),
         }
     }
 
@@ -64,6 +99,7 @@ impl Feature {
         match self {
             Feature::SupportAssistant => 0.3,
             Feature::CodingAssistant => 0.2,
+            Feature::Catalogue(app) => app.temperature(),
         }
     }
 }

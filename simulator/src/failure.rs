@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Serialize, Serializer};
 
 use crate::catalog::{CLAUDE_3_5_HAIKU, CLAUDE_SONNET_4, Feature, GPT_4_1, GPT_4O_MINI, Model};
+use crate::catalogue::Mode;
 use crate::error::SimulateError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,9 +26,12 @@ pub enum FailureMode {
     Refusal,
     /// A correct answer that takes 10 to 40 times the feature's usual latency.
     SlowAnswer,
+    /// A mode of the `catalogue` scenario (see [`crate::catalogue::Mode`]).
+    Catalogue(Mode),
 }
 
 impl FailureMode {
+    /// The modes of the default scenario.
     pub const ALL: [FailureMode; 7] = [
         FailureMode::HallucinatedRefundPolicy,
         FailureMode::WrongLanguage,
@@ -47,12 +51,17 @@ impl FailureMode {
             FailureMode::RateLimitError => "rate_limit_error",
             FailureMode::Refusal => "refusal",
             FailureMode::SlowAnswer => "slow_answer",
+            FailureMode::Catalogue(mode) => mode.id(),
         }
     }
 
     /// Whether the mode can happen in a feature: only the support assistant talks refunds.
     pub fn applies_to(self, feature: Feature) -> bool {
-        !(self == FailureMode::HallucinatedRefundPolicy && feature != Feature::SupportAssistant)
+        match self {
+            FailureMode::Catalogue(mode) => feature == Feature::Catalogue(mode.app()),
+            _ if matches!(feature, Feature::Catalogue(_)) => false,
+            _ => !(self == FailureMode::HallucinatedRefundPolicy && feature != Feature::SupportAssistant),
+        }
     }
 
     /// How much more often than its traffic share a model shows this failure. Failures
@@ -68,6 +77,7 @@ impl FailureMode {
             FailureMode::RateLimitError => &[(&GPT_4_1, 6.0)],
             FailureMode::Refusal => &[(&CLAUDE_SONNET_4, 3.0), (&CLAUDE_3_5_HAIKU, 3.0)],
             FailureMode::SlowAnswer => &[(&CLAUDE_SONNET_4, 3.0), (&GPT_4_1, 2.0)],
+            FailureMode::Catalogue(mode) => mode.favoured_models(),
         };
         favoured.iter().find(|(m, _)| *m == model).map_or(1.0, |(_, w)| *w)
     }
@@ -83,6 +93,7 @@ impl FailureMode {
             FailureMode::RateLimitError => 0.8,
             FailureMode::Refusal => 0.8,
             FailureMode::SlowAnswer => 0.7,
+            FailureMode::Catalogue(mode) => mode.default_weight(),
         }
     }
 }
@@ -97,9 +108,10 @@ impl FromStr for FailureMode {
     type Err = SimulateError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        FailureMode::ALL.into_iter().find(|m| m.id() == s).ok_or_else(|| SimulateError::UnknownFailureMode {
+        let catalogue = Mode::ALL.map(FailureMode::Catalogue);
+        FailureMode::ALL.into_iter().chain(catalogue).find(|m| m.id() == s).ok_or_else(|| SimulateError::UnknownFailureMode {
             name: s.to_string(),
-            known: FailureMode::ALL.map(FailureMode::id).join(", "),
+            known: FailureMode::ALL.into_iter().chain(catalogue).map(FailureMode::id).collect::<Vec<_>>().join(", "),
         })
     }
 }
@@ -124,6 +136,11 @@ impl Default for FailureMix {
 }
 
 impl FailureMix {
+    /// The mix of the `catalogue` scenario: its modes at their default weights.
+    pub fn catalogue() -> FailureMix {
+        FailureMix { weights: Mode::ALL.iter().map(|m| (FailureMode::Catalogue(*m), m.default_weight())).collect() }
+    }
+
     pub fn weight(&self, mode: FailureMode) -> f64 {
         self.weights.iter().find(|(m, _)| *m == mode).map_or(0.0, |(_, w)| *w)
     }

@@ -47,6 +47,7 @@
 //! docs/simulator.md.
 
 pub mod catalog;
+pub mod catalogue;
 pub mod coding;
 pub mod compose;
 pub mod error;
@@ -56,6 +57,7 @@ pub mod options;
 pub mod plan;
 pub mod reactions;
 pub mod run;
+pub mod scenario;
 pub mod signals;
 pub mod spans;
 pub mod support;
@@ -67,3 +69,4 @@ pub use error::SimulateError;
 pub use failure::{FailureMix, FailureMode};
 pub use options::{SimulateOptions, Volume, parse_base_time, parse_duration};
 pub use run::{Summary, run};
+pub use scenario::Scenario;

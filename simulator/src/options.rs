@@ -8,6 +8,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::error::SimulateError;
 use crate::failure::FailureMix;
+use crate::scenario::Scenario;
 
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4318";
 
@@ -22,6 +23,8 @@ pub enum Volume {
 
 #[derive(Debug, Clone)]
 pub struct SimulateOptions {
+    /// Which application to play; it decides the features and the failure modes.
+    pub scenario: Scenario,
     pub seed: u64,
     /// The simulated time span of the traffic, ending at the base time.
     pub window: Duration,
@@ -42,6 +45,7 @@ pub struct SimulateOptions {
 impl Default for SimulateOptions {
     fn default() -> Self {
         SimulateOptions {
+            scenario: Scenario::Default,
             seed: 42,
             window: Duration::from_secs(7 * 86_400),
             base_time: None,
@@ -56,7 +60,15 @@ impl Default for SimulateOptions {
 }
 
 impl SimulateOptions {
+    /// The defaults of a scenario: its failure modes at their default weights.
+    pub fn for_scenario(scenario: Scenario) -> SimulateOptions {
+        SimulateOptions { scenario, mix: scenario.mix(), failure_rate: scenario.default_failure_rate(), ..Default::default() }
+    }
+
     pub fn validate(&self) -> Result<(), SimulateError> {
+        if let Some((mode, _)) = self.mix.modes().find(|(m, w)| *w > 0.0 && !self.scenario.has_mode(*m)) {
+            return Err(SimulateError::BadOption(format!("failure mode `{mode}` is not part of the `{}` scenario", self.scenario.id())));
+        }
         if !(0.0..=1.0).contains(&self.failure_rate) {
             return Err(SimulateError::BadOption(format!("--failure-rate must be between 0 and 1, got {}", self.failure_rate)));
         }

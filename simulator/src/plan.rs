@@ -14,6 +14,7 @@ use crate::failure::FailureMode;
 use crate::message::{Msg, Part};
 use crate::options::{SimulateOptions, Volume};
 use crate::reactions::{self, Kind, Link, Reaction, Shown};
+use crate::scenario::Scenario;
 use crate::signals::Signal;
 use crate::turn::{ToolUse, Turn};
 use crate::{coding, support, wording};
@@ -84,6 +85,8 @@ pub struct LlmCall {
     pub response_id: Option<String>,
     pub error: Option<ErrorInfo>,
     pub failure: Option<FailureMode>,
+    /// The output type the app asked for (`"json"` in JSON mode), or `None` for free text.
+    pub output_type: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -114,7 +117,7 @@ impl Interaction {
         })
     }
 
-    fn shift_back(&mut self, by: time::Duration) {
+    pub(crate) fn shift_back(&mut self, by: time::Duration) {
         self.start -= by;
         self.end -= by;
         for step in &mut self.steps {
@@ -135,7 +138,7 @@ impl Interaction {
     }
 
     /// The latest instant of the interaction, its signals included.
-    fn last_instant(&self) -> OffsetDateTime {
+    pub(crate) fn last_instant(&self) -> OffsetDateTime {
         self.signals.iter().map(|s| s.timestamp).fold(self.end, OffsetDateTime::max)
     }
 }
@@ -161,6 +164,9 @@ struct User {
 
 /// Plans a run. Pure: the same options and base time give the same plan.
 pub fn plan(opts: &SimulateOptions, base_time: OffsetDateTime) -> Plan {
+    if opts.scenario == Scenario::Catalogue {
+        return crate::catalogue::planner::plan(opts, base_time);
+    }
     let mut p = Planner { rng: compose::rng(opts.seed), opts, base: base_time, users: Vec::new(), out: Vec::new() };
     let (user_count, mut budget) = match opts.volume {
         Volume::Sessions(n) => ((n * 2 / 5).max(4), Budget::Sessions(n)),
@@ -184,26 +190,32 @@ pub fn plan(opts: &SimulateOptions, base_time: OffsetDateTime) -> Plan {
     Plan { seed: opts.seed, base_time, window: opts.window, interactions: p.out, sessions, users: used_users.len() }
 }
 
-enum Budget {
+pub(crate) enum Budget {
     Sessions(usize),
     Interactions(usize),
 }
 
 impl Budget {
-    fn exhausted(&self) -> bool {
+    pub(crate) fn of(volume: Volume) -> Budget {
+        match volume {
+            Volume::Sessions(n) => Budget::Sessions(n),
+            Volume::Interactions(n) => Budget::Interactions(n),
+        }
+    }
+    pub(crate) fn exhausted(&self) -> bool {
         matches!(self, Budget::Sessions(0) | Budget::Interactions(0))
     }
-    fn interaction(&mut self) {
+    pub(crate) fn interaction(&mut self) {
         if let Budget::Interactions(n) = self {
             *n = n.saturating_sub(1);
         }
     }
-    fn session(&mut self) {
+    pub(crate) fn session(&mut self) {
         if let Budget::Sessions(n) = self {
             *n = n.saturating_sub(1);
         }
     }
-    fn allows_interaction(&self) -> bool {
+    pub(crate) fn allows_interaction(&self) -> bool {
         !matches!(self, Budget::Interactions(0))
     }
 }
@@ -232,12 +244,7 @@ impl Planner<'_> {
         let other = Feature::ALL.into_iter().find(|f| *f != preferred).expect("two features");
         let feature = if chance(rng, 0.85) { preferred } else { other };
         let user_id = self.users[user].id.clone();
-        let session_id = match feature {
-            Feature::SupportAssistant => format!("conv_{}", hex(rng, 8)),
-            Feature::CodingAssistant => {
-                format!("{}-{}-{}-{}-{}", hex(rng, 4), hex(rng, 2), hex(rng, 2), hex(rng, 2), hex(rng, 6))
-            }
-        };
+        let session_id = session_id(rng, feature);
         let planned_turns = weighted(rng, &[(1, 0.25), (2, 0.25), (3, 0.2), (4, 0.15), (5, 0.1), (6, 0.05)]);
         let mut t = self.session_start();
         let mut history: Vec<Msg> = Vec::new();
@@ -298,28 +305,8 @@ impl Planner<'_> {
         self.out.extend(items);
     }
 
-    /// A session start in the window, more often in working hours when the window spans days.
     fn session_start(&mut self) -> OffsetDateTime {
-        let window = self.opts.window.as_secs_f64();
-        let start = self.base - self.opts.window;
-        for _ in 0..64 {
-            let at = start + Duration::from_secs_f64(self.rng_f() * window);
-            if window < 2.0 * 86_400.0 {
-                return at;
-            }
-            let hour = at.hour() as f64 + at.minute() as f64 / 60.0;
-            let distance = ((hour - 15.0).abs()).min(24.0 - (hour - 15.0).abs());
-            let weekend = matches!(at.weekday(), time::Weekday::Saturday | time::Weekday::Sunday);
-            let weight = (0.2 + 0.8 * (-(distance * distance) / 32.0).exp()) * if weekend { 0.6 } else { 1.0 };
-            if self.rng_f() < weight {
-                return at;
-            }
-        }
-        start + Duration::from_secs_f64(self.rng_f() * window)
-    }
-
-    fn rng_f(&mut self) -> f64 {
-        between_f(&mut self.rng, 0.0, 1.0)
+        session_start(&mut self.rng, self.opts.window, self.base)
     }
 
     /// Whether this interaction fails, and how. With a turn already written (a repeat), only
@@ -360,7 +347,7 @@ impl Planner<'_> {
                 }
                 turn
             }
-            Feature::CodingAssistant => {
+            Feature::CodingAssistant | Feature::Catalogue(_) => {
                 let mut turn = coding::turn(rng, stay, follow_up);
                 if failure == Some(FailureMode::InvalidToolArguments) && turn.tool.is_none() {
                     turn.tool = Some(coding::search_docs(rng, turn.topic, &turn.subject));
@@ -392,11 +379,11 @@ impl Planner<'_> {
         let model = weighted(rng, &models);
         let system = match feature {
             Feature::SupportAssistant => support::SYSTEM_PROMPT,
-            Feature::CodingAssistant => coding::SYSTEM_PROMPT,
+            _ => coding::SYSTEM_PROMPT,
         };
         let tool_tokens = match feature {
             Feature::SupportAssistant => 260,
-            Feature::CodingAssistant => 90,
+            _ => 90,
         };
         let context = CallContext { model, system, tool_tokens, max_tokens: feature.max_tokens(), temperature: feature.temperature() };
 
@@ -468,14 +455,15 @@ impl Planner<'_> {
                 }
                 Some(FailureMode::InvalidToolArguments) => match feature {
                     Feature::SupportAssistant => support::tool_failure_answer(rng),
-                    Feature::CodingAssistant => coding::tool_failure_answer(rng),
+                    Feature::CodingAssistant | Feature::Catalogue(_) => coding::tool_failure_answer(rng),
                 },
                 Some(FailureMode::Refusal) => wording::refusal(rng, feature),
                 Some(FailureMode::SlowAnswer) => {
                     slowdown = between_f(rng, 10.0, 40.0);
                     turn.answer.clone()
                 }
-                Some(FailureMode::RateLimitError) | None => turn.answer.clone(),
+                // The catalogue plans its own interactions (crate::catalogue::planner).
+                Some(FailureMode::RateLimitError | FailureMode::Catalogue(_)) | None => turn.answer.clone(),
             };
             let failure_here = failure.filter(|f| *f != FailureMode::InvalidToolArguments);
             let call = context.call(rng, at, input, Msg::text("assistant", text.clone()), finish, max_tokens, slowdown, failure_here);
@@ -523,12 +511,12 @@ impl Planner<'_> {
     }
 }
 
-struct CallContext {
-    model: &'static Model,
-    system: &'static str,
-    tool_tokens: u64,
-    max_tokens: u64,
-    temperature: f64,
+pub(crate) struct CallContext {
+    pub(crate) model: &'static Model,
+    pub(crate) system: &'static str,
+    pub(crate) tool_tokens: u64,
+    pub(crate) max_tokens: u64,
+    pub(crate) temperature: f64,
 }
 
 impl CallContext {
@@ -546,7 +534,7 @@ impl CallContext {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn call(
+    pub(crate) fn call(
         &self,
         rng: &mut Rng,
         start: OffsetDateTime,
@@ -589,6 +577,7 @@ impl CallContext {
             response_id: Some(response_id(rng, self.model)),
             error: None,
             failure,
+            output_type: None,
         }
     }
 
@@ -609,11 +598,43 @@ impl CallContext {
             response_id: None,
             error: Some(error),
             failure: Some(FailureMode::RateLimitError),
+            output_type: None,
+        }
+    }
+
+    /// A call that fails after `ms` milliseconds with `error` (a provider error, a timeout),
+    /// charged to `failure`.
+    pub(crate) fn errored_call(
+        &self,
+        rng: &mut Rng,
+        start: OffsetDateTime,
+        input: Vec<Msg>,
+        error: ErrorInfo,
+        ms: u64,
+        failure: FailureMode,
+    ) -> LlmCall {
+        LlmCall {
+            span_id: span_id(rng),
+            start,
+            end: start + Duration::from_millis(ms),
+            model: self.model,
+            system: self.system,
+            input_tokens: 0,
+            input,
+            output: None,
+            finish_reason: None,
+            output_tokens: 0,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            response_id: None,
+            error: Some(error),
+            failure: Some(failure),
+            output_type: None,
         }
     }
 }
 
-fn tool_run(
+pub(crate) fn tool_run(
     rng: &mut Rng,
     start: OffsetDateTime,
     tool: &ToolUse,
@@ -634,7 +655,7 @@ fn tool_run(
 }
 
 /// The signals an app reports for an interaction's reactions.
-fn signals_of(rng: &mut Rng, ix: &Interaction) -> Vec<Signal> {
+pub(crate) fn signals_of(rng: &mut Rng, ix: &Interaction) -> Vec<Signal> {
     let target = ix.calls().nth(ix.target_call).expect("the target call exists");
     let trace = hex_id(&ix.trace_id);
     ix.reactions
@@ -671,8 +692,40 @@ fn signals_of(rng: &mut Rng, ix: &Interaction) -> Vec<Signal> {
         .collect()
 }
 
+/// A session id in the style of the feature's framework: a conversation id for the agents,
+/// a UUID for the OpenInference apps.
+pub(crate) fn session_id(rng: &mut Rng, feature: Feature) -> String {
+    match feature.instrumentation() {
+        crate::catalog::Instrumentation::GenAi => format!("conv_{}", hex(rng, 8)),
+        crate::catalog::Instrumentation::OpenInference => {
+            format!("{}-{}-{}-{}-{}", hex(rng, 4), hex(rng, 2), hex(rng, 2), hex(rng, 2), hex(rng, 6))
+        }
+    }
+}
+
+/// A session start in the window ending at `base`, more often in working hours when the window
+/// spans days.
+pub(crate) fn session_start(rng: &mut Rng, window: Duration, base: OffsetDateTime) -> OffsetDateTime {
+    let span = window.as_secs_f64();
+    let start = base - window;
+    for _ in 0..64 {
+        let at = start + Duration::from_secs_f64(between_f(rng, 0.0, 1.0) * span);
+        if span < 2.0 * 86_400.0 {
+            return at;
+        }
+        let hour = at.hour() as f64 + at.minute() as f64 / 60.0;
+        let distance = ((hour - 15.0).abs()).min(24.0 - (hour - 15.0).abs());
+        let weekend = matches!(at.weekday(), time::Weekday::Saturday | time::Weekday::Sunday);
+        let weight = (0.2 + 0.8 * (-(distance * distance) / 32.0).exp()) * if weekend { 0.6 } else { 1.0 };
+        if between_f(rng, 0.0, 1.0) < weight {
+            return at;
+        }
+    }
+    start + Duration::from_secs_f64(between_f(rng, 0.0, 1.0) * span)
+}
+
 /// The request sent again: as is (the regenerate or retry button), or retyped by the user.
-fn near_identical(rng: &mut Rng, request: &str, failure: Option<FailureMode>) -> String {
+pub(crate) fn near_identical(rng: &mut Rng, request: &str, failure: Option<FailureMode>) -> String {
     if chance(rng, 0.6) {
         return request.to_string();
     }
@@ -689,7 +742,7 @@ fn near_identical(rng: &mut Rng, request: &str, failure: Option<FailureMode>) ->
     }
 }
 
-fn trace_id(rng: &mut Rng) -> TraceId {
+pub(crate) fn trace_id(rng: &mut Rng) -> TraceId {
     loop {
         let mut id = [0u8; 16];
         for b in &mut id {
@@ -701,7 +754,7 @@ fn trace_id(rng: &mut Rng) -> TraceId {
     }
 }
 
-fn span_id(rng: &mut Rng) -> SpanId {
+pub(crate) fn span_id(rng: &mut Rng) -> SpanId {
     loop {
         let mut id = [0u8; 8];
         for b in &mut id {
@@ -713,14 +766,14 @@ fn span_id(rng: &mut Rng) -> SpanId {
     }
 }
 
-fn response_id(rng: &mut Rng, model: &Model) -> String {
+pub(crate) fn response_id(rng: &mut Rng, model: &Model) -> String {
     match model.provider {
         "anthropic" => format!("msg_01{}", alnum(rng, 22)),
         _ => format!("chatcmpl-{}", alnum(rng, 29)),
     }
 }
 
-fn tool_call_id(rng: &mut Rng, model: &Model) -> String {
+pub(crate) fn tool_call_id(rng: &mut Rng, model: &Model) -> String {
     match model.provider {
         "anthropic" => format!("toolu_01{}", alnum(rng, 22)),
         _ => format!("call_{}", alnum(rng, 24)),
@@ -934,6 +987,7 @@ mod tests {
                     let ms = (call.end - call.start).as_seconds_f64() * 1000.0;
                     assert!(ms > 5.0 * norm, "{ms} ms vs norm {norm}");
                 }
+                FailureMode::Catalogue(_) => unreachable!("the default scenario injects only its own modes"),
             }
         }
     }

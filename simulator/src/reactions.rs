@@ -90,8 +90,29 @@ pub struct Shown<'a> {
     pub has_response_id: bool,
 }
 
+/// Who reacts: the language the user writes comments in, and how much noise (thumbs-down,
+/// regenerate) good answers get from them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Audience {
+    /// ISO 639-1 code of the user's language.
+    pub language: &'static str,
+    /// Multiplier of the rate of thumbs-downs and regenerations on healthy answers.
+    pub noise: f64,
+}
+
+impl Default for Audience {
+    fn default() -> Self {
+        Audience { language: "en", noise: 1.0 }
+    }
+}
+
 /// The reactions of a user to one interaction.
 pub fn react(rng: &mut Rng, failure: Option<FailureMode>, shown: &Shown<'_>) -> Vec<Reaction> {
+    react_as(rng, failure, shown, &Audience::default())
+}
+
+/// [`react`] for a given audience.
+pub fn react_as(rng: &mut Rng, failure: Option<FailureMode>, shown: &Shown<'_>, audience: &Audience) -> Vec<Reaction> {
     use Kind::*;
     let support = shown.feature == Feature::SupportAssistant;
     // The main action, exclusive; `None` is the silent majority.
@@ -115,29 +136,34 @@ pub fn react(rng: &mut Rng, failure: Option<FailureMode>, shown: &Shown<'_>) -> 
         Some(FailureMode::SlowAnswer) => {
             vec![(Some(Abandon), 0.40), (Some(Regenerate), 0.15), (Some(ThumbsDown), 0.10), (Some(FeatureDisabled), 0.05), (None, 0.30)]
         }
+        Some(FailureMode::Catalogue(mode)) => mode.reactions(),
         None => vec![
             (Some(ThumbsUp), 0.05),
             (Some(Copy), if support { 0.03 } else { 0.20 }),
             (Some(Rating), 0.02),
-            (Some(ThumbsDown), 0.01),
+            (Some(ThumbsDown), 0.01 * audience.noise),
             (Some(Edit), 0.01),
-            (Some(Regenerate), 0.01),
+            (Some(Regenerate), 0.01 * audience.noise),
             (Some(Comment), 0.005),
             (None, 1.0),
         ],
     };
     let Some(main) = weighted(rng, &choices) else { return Vec::new() };
-    let mut out = vec![reaction(rng, main, failure, shown)];
+    let mut out = vec![reaction(rng, main, failure, shown, audience)];
     // An annoyed user sometimes also leaves a thumbs-down before regenerating or escalating.
-    if failure.is_some() && matches!(main, Regenerate | Escalate | Edit) && chance(rng, 0.2) {
-        let mut down = reaction(rng, ThumbsDown, failure, shown);
+    let down_first = match failure {
+        Some(FailureMode::Catalogue(mode)) => mode.thumbs_down_first(),
+        _ => 0.2,
+    };
+    if failure.is_some() && matches!(main, Regenerate | Escalate | Edit) && chance(rng, down_first) {
+        let mut down = reaction(rng, ThumbsDown, failure, shown, audience);
         down.delay = out[0].delay.saturating_sub(Duration::from_secs(1)).max(Duration::from_secs(1));
         out.insert(0, down);
     }
     out
 }
 
-fn reaction(rng: &mut Rng, kind: Kind, failure: Option<FailureMode>, shown: &Shown<'_>) -> Reaction {
+fn reaction(rng: &mut Rng, kind: Kind, failure: Option<FailureMode>, shown: &Shown<'_>, audience: &Audience) -> Reaction {
     use Kind::*;
     let secs = |rng: &mut Rng, lo: f64, hi: f64| Duration::from_secs_f64(between_f(rng, lo, hi));
     let delay = match kind {
@@ -148,6 +174,7 @@ fn reaction(rng: &mut Rng, kind: Kind, failure: Option<FailureMode>, shown: &Sho
         Retry => secs(rng, 1.0, 8.0),
         Escalate => secs(rng, 10.0, 90.0),
         Abandon if failure == Some(FailureMode::SlowAnswer) => secs(rng, 1.0, 10.0),
+        Abandon if matches!(failure, Some(FailureMode::Catalogue(m)) if m.is_slow()) => secs(rng, 1.0, 10.0),
         Abandon => secs(rng, 30.0, 300.0),
         FeatureDisabled => secs(rng, 5.0, 60.0),
         Copy => secs(rng, 2.0, 30.0),
@@ -164,18 +191,18 @@ fn reaction(rng: &mut Rng, kind: Kind, failure: Option<FailureMode>, shown: &Sho
     };
     let mut r = Reaction { kind, delay, sent, link, value: None, comment: None, text: None };
     match kind {
-        ThumbsDown if failure.is_none() || chance(rng, 0.5) => r.comment = Some(comment(rng, failure, shown)),
-        Comment => r.comment = Some(comment(rng, failure, shown)),
-        Escalate if chance(rng, 0.6) => r.comment = Some(comment(rng, failure, shown)),
+        ThumbsDown if failure.is_none() || chance(rng, 0.5) => r.comment = Some(comment(rng, failure, shown, audience)),
+        Comment => r.comment = Some(comment(rng, failure, shown, audience)),
+        Escalate if chance(rng, 0.6) => r.comment = Some(comment(rng, failure, shown, audience)),
         Rating => r.value = Some(if failure.is_some() { between(rng, 1, 2) } else { between(rng, 3, 5) } as f64),
-        Edit => r.text = Some(edited_text(rng, failure, shown)),
+        Edit => r.text = Some(edited_text(rng, failure, shown, audience)),
         _ => {}
     }
     r
 }
 
 /// A user's comment on what went wrong, in their own words.
-fn comment(rng: &mut Rng, failure: Option<FailureMode>, shown: &Shown<'_>) -> String {
+fn comment(rng: &mut Rng, failure: Option<FailureMode>, shown: &Shown<'_>, audience: &Audience) -> String {
     let language = shown.language.map(language_name).unwrap_or("another language");
     let days = pick(rng, &["30", "thirty"]).to_string();
     let lines: &[&str] = match failure {
@@ -211,17 +238,24 @@ fn comment(rng: &mut Rng, failure: Option<FailureMode>, shown: &Shown<'_>) -> St
             "Useless refusal.",
         ],
         Some(FailureMode::SlowAnswer) => &["Way too slow.", "Took forever to answer.", "I waited almost a minute.", "So slow."],
+        Some(FailureMode::Catalogue(mode)) => mode.comments(audience.language),
+        None if audience.language != "en" => crate::catalogue::lang::noise_comments(audience.language),
         None => &["Not helpful.", "Too long.", "Not what I asked.", "Great, thanks!", "Helpful, but a bit verbose."],
     };
+    if audience.language != "en" {
+        // Users writing in their own language do not append English asides.
+        return fill(pick(rng, lines), &[("language", language), ("days", &days)]);
+    }
     let base = fill(pick(rng, lines), &[("language", language), ("days", &days)]);
     sentence(&[&base, pick(rng, &["", "", "", "Please fix.", "Disappointing.", "Second time today.", "Not great."])])
 }
 
 /// The text a user ends up with after editing the answer.
-fn edited_text(rng: &mut Rng, failure: Option<FailureMode>, shown: &Shown<'_>) -> String {
+fn edited_text(rng: &mut Rng, failure: Option<FailureMode>, shown: &Shown<'_>, audience: &Audience) -> String {
     match failure {
         // The user rewrites it with what it should have said.
         Some(_) => shown.turn.answer.clone(),
+        None if audience.language != "en" => sentence(&[&shown.turn.answer, pick(rng, crate::catalogue::lang::closers(audience.language))]),
         // A small touch-up of a good answer.
         None => sentence(&[
             &shown.turn.answer,

@@ -120,11 +120,13 @@ pub async fn run(opts: &SimulateOptions) -> Result<Summary, SimulateError> {
         interactions: plan.interactions.len(),
         calls: plan.calls(),
         spans,
-        calls_per_feature: Feature::ALL
+        calls_per_feature: opts
+            .scenario
+            .features()
             .iter()
             .map(|f| (*f, plan.interactions.iter().filter(|i| i.feature == *f).map(|i| i.calls().count()).sum()))
             .collect(),
-        failures: FailureMode::ALL.iter().map(|m| (*m, plan.failures(*m))).collect(),
+        failures: weights.iter().map(|(m, _)| (*m, plan.failures(*m))).collect(),
         signals_planned: to_send.len(),
         unreported_reactions: plan.signals().filter(|s| !s.sent).count(),
         delivery,

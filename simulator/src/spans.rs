@@ -19,12 +19,11 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{IdGenerator, SdkTracer, SdkTracerProvider, SpanData, SpanExporter as _, SpanProcessor};
 use serde_json::{Value, json};
 
-use crate::catalog::Feature;
+use crate::catalog::{Feature, Instrumentation};
 use crate::compose::{self, Rng};
 use crate::error::SimulateError;
 use crate::message::{Msg, Part, arguments_string, value_string};
 use crate::plan::{ErrorInfo, Interaction, LlmCall, SpanId, Step, ToolRun, TraceId};
-use crate::{coding, support};
 
 /// Hands out the ids the plan chose; falls back to a seeded generator for any span the plan
 /// did not name, so that even then a run stays reproducible.
@@ -135,18 +134,19 @@ impl Emitter {
     }
 
     pub fn emit(&self, ix: &Interaction) {
-        let tracer = match ix.feature {
-            Feature::SupportAssistant => &self.support,
-            Feature::CodingAssistant => &self.coding,
+        let instrumentation = ix.feature.instrumentation();
+        let tracer = match instrumentation {
+            Instrumentation::GenAi => &self.support,
+            Instrumentation::OpenInference => &self.coding,
         };
         self.ids.set(Some(ix.trace_id), ix.root_span_id);
-        let root_attrs = match ix.feature {
-            Feature::SupportAssistant => vec![
+        let root_attrs = match instrumentation {
+            Instrumentation::GenAi => vec![
                 KeyValue::new("user.id", ix.user_id.clone()),
                 KeyValue::new("gen_ai.conversation.id", ix.session_id.clone()),
-                KeyValue::new("http.route", "/api/support/chat"),
+                KeyValue::new("http.route", route(ix.feature)),
             ],
-            Feature::CodingAssistant => vec![
+            Instrumentation::OpenInference => vec![
                 KeyValue::new("openinference.span.kind", "CHAIN"),
                 KeyValue::new("user.id", ix.user_id.clone()),
                 KeyValue::new("session.id", ix.session_id.clone()),
@@ -186,16 +186,16 @@ impl Emitter {
                 Step::Call(call) => {
                     self.ids.set(None, call.span_id);
                     first_error = first_error.or(call.error.as_ref());
-                    match ix.feature {
-                        Feature::SupportAssistant => self.genai_call(tracer, &parent_cx, ix, call),
-                        Feature::CodingAssistant => self.openinference_call(tracer, &parent_cx, ix, call),
+                    match instrumentation {
+                        Instrumentation::GenAi => self.genai_call(tracer, &parent_cx, ix, call),
+                        Instrumentation::OpenInference => self.openinference_call(tracer, &parent_cx, ix, call),
                     }
                 }
                 Step::Tool(run) => {
                     self.ids.set(None, run.span_id);
-                    match ix.feature {
-                        Feature::SupportAssistant => genai_tool(tracer, &parent_cx, run),
-                        Feature::CodingAssistant => openinference_tool(tracer, &parent_cx, run),
+                    match instrumentation {
+                        Instrumentation::GenAi => genai_tool(tracer, &parent_cx, run),
+                        Instrumentation::OpenInference => openinference_tool(tracer, &parent_cx, ix.feature, run),
                     }
                 }
             }
@@ -226,9 +226,13 @@ impl Emitter {
             KeyValue::new("user.id", ix.user_id.clone()),
             KeyValue::new("server.address", if model.provider == "anthropic" { "api.anthropic.com" } else { "api.openai.com" }),
             KeyValue::new("gen_ai.system_instructions", json!([{"type": "text", "content": call.system}]).to_string()),
-            KeyValue::new("gen_ai.tool.definitions", support::tool_definitions().to_string()),
+            KeyValue::new("gen_ai.tool.definitions", Value::Array(ix.feature.tool_definitions()).to_string()),
             KeyValue::new("gen_ai.input.messages", Value::Array(call.input.iter().map(|m| m.to_genai(None)).collect()).to_string()),
         ];
+        if let Some(output_type) = call.output_type {
+            // JSON mode: the GenAI conventions name the requested output type on the call.
+            attrs.push(KeyValue::new("gen_ai.output.type", output_type));
+        }
         if let Some(output) = &call.output {
             let finish = call.finish_reason.unwrap_or("stop");
             attrs.extend([
@@ -261,28 +265,29 @@ impl Emitter {
         let model = call.model;
         let mut messages = vec![Msg::text("system", call.system)];
         messages.extend(call.input.iter().cloned());
+        let tools = ix.feature.tool_definitions();
+        let mut parameters = json!({"model": model.name, "temperature": call.temperature, "max_tokens": call.max_tokens});
+        let mut request = json!({"model": model.name, "messages": messages.iter().map(Msg::to_openai).collect::<Vec<_>>(), "temperature": call.temperature, "max_tokens": call.max_tokens, "tools": tools});
+        if call.output_type == Some("json") {
+            // JSON mode as the OpenAI API asks for it, recorded in the invocation parameters.
+            parameters["response_format"] = json!({"type": "json_object"});
+            request["response_format"] = json!({"type": "json_object"});
+        }
         let mut attrs = vec![
             KeyValue::new("openinference.span.kind", "LLM"),
             KeyValue::new("llm.system", "openai"),
             KeyValue::new("llm.provider", model.provider),
             KeyValue::new("llm.model_name", if call.output.is_some() { model.snapshot } else { model.name }),
-            KeyValue::new(
-                "llm.invocation_parameters",
-                json!({"model": model.name, "temperature": call.temperature, "max_tokens": call.max_tokens}).to_string(),
-            ),
+            KeyValue::new("llm.invocation_parameters", parameters.to_string()),
             KeyValue::new("session.id", ix.session_id.clone()),
             KeyValue::new("user.id", ix.user_id.clone()),
-            KeyValue::new(
-                "input.value",
-                json!({"model": model.name, "messages": messages.iter().map(Msg::to_openai).collect::<Vec<_>>(), "temperature": call.temperature, "max_tokens": call.max_tokens, "tools": coding::tool_definitions()})
-                    .to_string(),
-            ),
+            KeyValue::new("input.value", request.to_string()),
             KeyValue::new("input.mime_type", "application/json"),
         ];
         for (i, m) in messages.iter().enumerate() {
             flatten_message(&mut attrs, &format!("llm.input_messages.{i}"), m);
         }
-        for (i, tool) in coding::tool_definitions().iter().enumerate() {
+        for (i, tool) in tools.iter().enumerate() {
             attrs.push(KeyValue::new(format!("llm.tools.{i}.tool.json_schema"), tool.to_string()));
         }
         if let Some(output) = &call.output {
@@ -314,6 +319,14 @@ impl Emitter {
             record_error(&mut span, e, call.end, format!("{}: {}", e.error_type, e.message));
         }
         span.end_with_timestamp(SystemTime::from(call.end));
+    }
+}
+
+/// The HTTP route of a feature's endpoint, on its root span.
+fn route(feature: Feature) -> &'static str {
+    match feature {
+        Feature::Catalogue(app) => app.route(),
+        _ => "/api/support/chat",
     }
 }
 
@@ -393,8 +406,8 @@ fn genai_tool(tracer: &SdkTracer, parent: &Context, run: &ToolRun) {
     span.end_with_timestamp(SystemTime::from(run.end));
 }
 
-fn openinference_tool(tracer: &SdkTracer, parent: &Context, run: &ToolRun) {
-    let schema = coding::tool_definitions().into_iter().find(|t| t["function"]["name"] == run.name);
+fn openinference_tool(tracer: &SdkTracer, parent: &Context, feature: Feature, run: &ToolRun) {
+    let schema = feature.tool_definitions().into_iter().find(|t| t["function"]["name"] == run.name);
     let mut attrs = vec![
         KeyValue::new("openinference.span.kind", "TOOL"),
         KeyValue::new("tool.name", run.name),
@@ -528,6 +541,7 @@ mod tests {
                         assert_eq!(attr(span, "openinference.span.kind").unwrap().as_str(), "LLM");
                         assert_eq!(attr(span, "llm.input_messages.0.message.role").unwrap().as_str(), "system");
                     }
+                    Feature::Catalogue(_) => unreachable!("a default-scenario plan"),
                 }
                 if call.error.is_some() {
                     assert!(matches!(span.status, Status::Error { .. }));

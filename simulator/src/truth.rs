@@ -76,8 +76,9 @@ pub fn calls(plan: &Plan) -> Vec<TruthCall> {
 /// The summary line: what the run contains, and with which settings.
 pub fn summary(plan: &Plan, failure_rate: f64, weights: &[(FailureMode, f64)]) -> Value {
     let mut failures = BTreeMap::new();
-    for mode in FailureMode::ALL {
-        failures.insert(mode.id(), plan.failures(mode));
+    // The modes of the run's scenario, switched off ones included (they count 0).
+    for (mode, _) in weights {
+        failures.insert(mode.id(), plan.failures(*mode));
     }
     let mut signals: BTreeMap<&str, usize> = BTreeMap::new();
     let mut implicit: BTreeMap<&str, usize> = BTreeMap::new();

@@ -81,7 +81,7 @@ pub fn foreign_answer(rng: &mut Rng, feature: Feature, turn: &Turn) -> (&'static
             let body = fill(pick(rng, support_sentences(lang, turn.topic)), &[("subject", &turn.subject)]);
             sentence(&[pick(rng, openers), &body, pick(rng, closers)])
         }
-        Feature::CodingAssistant => {
+        Feature::CodingAssistant | Feature::Catalogue(_) => {
             let (intros, tails): (&[&str], &[&str]) = match lang {
                 "fr" => (
                     &[
@@ -238,7 +238,7 @@ pub fn refusal(rng: &mut Rng, feature: Feature) -> String {
             "as it could go against our policies",
             "",
         ],
-        Feature::CodingAssistant => &[
+        Feature::CodingAssistant | Feature::Catalogue(_) => &[
             "as it could be used to harm systems",
             "because it involves terminating processes",
             "since it may facilitate unauthorized access",
@@ -253,7 +253,7 @@ pub fn refusal(rng: &mut Rng, feature: Feature) -> String {
             "You may want to check your account settings.",
             "",
         ],
-        Feature::CodingAssistant => &[
+        Feature::CodingAssistant | Feature::Catalogue(_) => &[
             "You may want to consult the official documentation.",
             "Is there something else I can help you build?",
             "Please ask a security professional.",
