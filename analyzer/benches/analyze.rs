@@ -101,7 +101,7 @@ fn inputs(n: usize) -> Inputs {
             median_cost_usd: 0.0004,
         })
         .collect();
-    Inputs { calls, error_spans: vec![], signals, norms }
+    Inputs { calls, error_spans: vec![], signals, norms, ..Default::default() }
 }
 
 /// `n` failure texts drawn from a few themes with varied wording.

@@ -4,6 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// A truth row split over patterns: (row, columns with their counts, unclustered).
+pub type Split = (usize, Vec<(usize, usize)>, usize);
+
 /// Adjusted Rand index between two labelings of the same items (1 = identical partitions,
 /// ~0 = chance). Each outlier should get its own label before calling this.
 pub fn adjusted_rand_index(truth: &[String], predicted: &[String]) -> f64 {
@@ -168,7 +171,7 @@ impl Confusion {
 
     /// Rows other than `ignore` spread over several columns (or a column and the unclustered):
     /// (row, columns with their counts, unclustered).
-    pub fn splits(&self, ignore: &str) -> Vec<(usize, Vec<(usize, usize)>, usize)> {
+    pub fn splits(&self, ignore: &str) -> Vec<Split> {
         (0..self.rows.len())
             .filter(|&r| self.rows[r] != ignore)
             .filter_map(|r| {

@@ -132,7 +132,7 @@ pub fn luhn(number: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Card-shaped: 13 to 19 digits, a major network's first digit (Amex 3, Visa 4, Mastercard 2

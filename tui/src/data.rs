@@ -369,8 +369,6 @@ struct MemberFailure {
     details: String,
 }
 
-/// The parts of `failures.details` the member table shows (every key is optional).
-
 /// `(toStartOfHour(start_time), trace_id) IN (…)`: the leading keys of `llm_calls` after the
 /// project, so that each member costs one primary-key range instead of a time-range scan.
 fn hour_trace_list(keys: &[(OffsetDateTime, &str)]) -> String {
