@@ -257,10 +257,14 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
     assert!(!std::fs::read_to_string(&written[0]).unwrap().is_empty());
 
     // 8. Search by user id, then the overview.
+    // The search lists a user's calls newest first, a screenful of them: search for the user of
+    // the latest truncated call, whose trace is then on the first screen whatever that user's
+    // history (the earliest member's user can have more calls than fit).
+    let latest = truncated.iter().max_by_key(|c| (c.start_time, c.trace_id.clone())).expect("truncated calls");
     tmux.keys(&[":"]);
-    tmux.text(&first.user_id);
+    tmux.text(&latest.user_id);
     tmux.keys(&["Enter"]);
-    tmux.wait_for("search", &[&format!("search `{}`", first.user_id), &first.trace_id[..8]]);
+    tmux.wait_for("search", &[&format!("search `{}`", latest.user_id), &latest.trace_id[..8]]);
     tmux.keys(&["1"]);
     tmux.wait_for("overview", &["last 7d per hour", "failure rate", "top patterns by impact"]);
 
