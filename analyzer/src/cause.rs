@@ -325,6 +325,13 @@ fn error_of(rule_id: &str, f: &Failure) -> Option<(String, String, String)> {
     }
 }
 
+/// Every error a failure carries — its call's, its first failing tool's, its call span's
+/// exception — as (scope, error type, message), in that order, read the one way causes read
+/// them. Labels take the first non-empty type and message from here.
+pub fn errors(f: &Failure) -> Vec<(String, String, String)> {
+    ["error_status", "tool_error", "exception"].into_iter().filter_map(|id| error_of(id, f)).collect()
+}
+
 /// The cause of one failure, before near-identical templates are joined ([`causes`]).
 pub fn of(rules: &Rules, f: &Failure) -> Cause {
     let strongest = f

@@ -188,29 +188,13 @@ pub fn cause_phrase(key: &str, members: &[&Failure]) -> String {
 }
 
 fn error_message(f: &Failure) -> String {
-    if !f.call.error_message.is_empty() {
-        return f.call.error_message.clone();
-    }
-    if let Some(e) = f.tool_errors.first() {
-        let rest = e.split_once(": ").map_or(e.as_str(), |(_, r)| r);
-        return match rest.split_once(": ") {
-            Some((t, m)) if !t.contains(' ') && t.len() <= 80 => m.to_string(),
-            _ => rest.to_string(),
-        };
-    }
-    f.evidence.get("exception").and_then(|e| e.split_once(": ")).map(|(_, m)| m.to_string()).unwrap_or_default()
+    cause::errors(f).into_iter().map(|(_, _, message)| message).find(|m| !m.is_empty()).unwrap_or_default()
 }
 
 /// The error's type as the producer wrote it, without its module (`openai.RateLimitError`
 /// → `RateLimitError`).
 pub fn error_type(f: &Failure) -> String {
-    let raw = if !f.call.error_type.is_empty() {
-        f.call.error_type.clone()
-    } else if let Some(t) = f.tool_errors.first().and_then(|e| e.split(": ").nth(1)).filter(|t| !t.contains(' ') && t.len() <= 80) {
-        t.to_string()
-    } else {
-        f.evidence.get("exception").and_then(|e| e.split(": ").next()).unwrap_or_default().to_string()
-    };
+    let raw = cause::errors(f).into_iter().map(|(_, ty, _)| ty).find(|t| !t.is_empty()).unwrap_or_default();
     raw.rsplit('.').next().unwrap_or_default().to_string()
 }
 
