@@ -299,6 +299,9 @@ const SEP: &str = " · ";
 pub struct Cause {
     pub key: String,
     pub lane: Lane,
+    /// Failures only users flagged may join this cause by their text: its rule recognises the
+    /// behaviour in free text and misses some instances ([`crate::rules::RuleKind::misses_instances`]).
+    pub open: bool,
 }
 
 /// The error a failure carries, when its strongest evidence is an error: (scope, error type,
@@ -340,7 +343,7 @@ pub fn of(rules: &Rules, f: &Failure) -> Cause {
         .filter_map(|r| rules.get(r))
         .filter(|r| r.spec.category != Category::Implicit)
         .max_by(|a, b| a.spec.severity.total_cmp(&b.spec.severity).then_with(|| rank(rules, b.id()).cmp(&rank(rules, a.id()))));
-    let Some(rule) = strongest else { return Cause { key: String::new(), lane: Lane::Behaviour } };
+    let Some(rule) = strongest else { return Cause { key: String::new(), lane: Lane::Behaviour, open: false } };
     let id = rule.id();
     if let Some((scope, ty, message)) = error_of(id, f) {
         let class = ErrorClass::of(&ty, &message);
@@ -350,14 +353,14 @@ pub fn of(rules: &Rules, f: &Failure) -> Cause {
             let ty = if ty.is_empty() { "error".to_string() } else { ty.rsplit('.').next().unwrap_or(&ty).to_string() };
             key = [key.as_str(), &ty, &template(&message)].join(SEP);
         }
-        return Cause { key, lane: lane(&scope, class) };
+        return Cause { key, lane: lane(&scope, class), open: false };
     }
     let lane = if rule.spec.category == Category::Derived { Lane::Operations } else { Lane::Behaviour };
     let key = match (id, f.qualifiers.get(id)) {
         ("sensitive_data", Some(family)) => [id, family.as_str()].join(SEP),
         _ => id.to_string(),
     };
-    Cause { key, lane }
+    Cause { key, lane, open: rule.spec.kind.misses_instances() }
 }
 
 /// A model call refused for its API key is configuration; a tool refusing the agent a table

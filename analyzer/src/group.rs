@@ -12,8 +12,11 @@
 //! 4. One cause reached through different evidence is one pattern: a users-only cluster or
 //!    failure whose text lies as close to a named behaviour (refusals a rule recognised) as
 //!    that behaviour's own members do joins it, and two named behaviours with such texts join
-//!    each other. Only behaviours whose texts agree (coherent groups) take part: a group of
-//!    truncated answers about every topic has no text to resemble.
+//!    each other. Only *open* behaviours take part — those a rule recognises in free text and
+//!    so partly misses (refusals, a language) — never one checked as a fact on every call: a
+//!    failure whose finish reason is not `length` is not a truncation, however alike the
+//!    texts. And only behaviours whose texts agree (coherent groups): a group of refusals of
+//!    every kind of request has no text to resemble.
 //!
 //! Pure and deterministic: indices in, member lists (sorted) out.
 
@@ -85,6 +88,7 @@ fn centre_of(vectors: &[&Vec<f32>]) -> Centre {
 pub fn by_cause(causes: &[Cause], rep: &Represented, min_size: usize) -> (Vec<Group>, Stats) {
     let mut stats = Stats::default();
     let mut keyed: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut open: BTreeMap<&str, bool> = BTreeMap::new();
     let mut text_only: Vec<usize> = Vec::new();
     for (i, c) in causes.iter().enumerate() {
         if c.key.is_empty() {
@@ -93,6 +97,7 @@ pub fn by_cause(causes: &[Cause], rep: &Represented, min_size: usize) -> (Vec<Gr
             }
         } else {
             keyed.entry(&c.key).or_default().push(i);
+            open.insert(&c.key, c.open);
         }
     }
 
@@ -137,7 +142,7 @@ pub fn by_cause(causes: &[Cause], rep: &Represented, min_size: usize) -> (Vec<Gr
     let floor = coherence_floor(background);
     let mut centres: Vec<(String, Centre)> = Vec::new();
     for (key, members) in &keyed {
-        if crate::cause::lane_of_key(key) != Lane::Behaviour || key.starts_with("error") {
+        if crate::cause::lane_of_key(key) != Lane::Behaviour || !open[key] {
             continue;
         }
         let sampled: Vec<&Vec<f32>> = members.iter().filter_map(|&i| rep.failures[i].as_ref()).collect();
@@ -226,7 +231,8 @@ mod tests {
     use super::*;
 
     fn cause(key: &str) -> Cause {
-        Cause { key: key.into(), lane: crate::cause::lane_of_key(key) }
+        let open = ["refusal", "language_mismatch"].contains(&key);
+        Cause { key: key.into(), lane: crate::cause::lane_of_key(key), open }
     }
 
     /// A unit vector near axis `axis` of 8, with a small deterministic wobble.

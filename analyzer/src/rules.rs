@@ -47,6 +47,17 @@ pub enum RuleKind {
     SensitiveData,
 }
 
+impl RuleKind {
+    /// Whether the rule recognises a behaviour in free text (phrases, a language guess), so
+    /// that some instances of that behaviour escape it: a failure only users flagged may be one
+    /// of them. The other kinds check a recorded fact on every call (a finish reason, a status,
+    /// a parse, a tool-call sequence, a detector's match): a failure they did not flag does not
+    /// have their cause, however much its text resembles their members'.
+    pub fn misses_instances(self) -> bool {
+        matches!(self, RuleKind::OutputPattern | RuleKind::LanguageMismatch)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {

@@ -103,7 +103,7 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
     let mut chosen: Vec<usize> = (0..failures.len()).filter(|&i| causes[i].key.is_empty()).collect();
     let mut behaviours: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, c) in causes.iter().enumerate() {
-        if !c.key.is_empty() && !c.key.starts_with("error") && c.lane == Lane::Behaviour {
+        if c.open && c.lane == Lane::Behaviour {
             behaviours.entry(&c.key).or_default().push(i);
         }
     }

@@ -188,6 +188,62 @@ pub fn find(text: &str) -> Vec<Finding> {
     out.into_iter().map(|(_, f)| f).collect()
 }
 
+/// Mailboxes of a function, not a person (RFC 2142 and common practice): `support@`,
+/// `billing@`, `noreply@`… An assistant giving its company's support address discloses no
+/// one's personal data.
+const ROLE_MAILBOXES: &[&str] = &[
+    "abuse",
+    "accounts",
+    "admin",
+    "billing",
+    "care",
+    "careers",
+    "contact",
+    "customercare",
+    "customerservice",
+    "customer-service",
+    "donotreply",
+    "do-not-reply",
+    "enquiries",
+    "feedback",
+    "hello",
+    "help",
+    "helpdesk",
+    "hostmaster",
+    "info",
+    "inquiries",
+    "jobs",
+    "legal",
+    "marketing",
+    "media",
+    "no-reply",
+    "noreply",
+    "office",
+    "orders",
+    "partners",
+    "postmaster",
+    "press",
+    "privacy",
+    "returns",
+    "sales",
+    "security",
+    "service",
+    "support",
+    "team",
+    "webmaster",
+];
+
+impl Finding {
+    /// An e-mail address of a function (`support@…`, `privacy@…`), not of a person.
+    pub fn is_role_mailbox(&self) -> bool {
+        self.kind == Kind::Email
+            && self.canonical.split_once('@').is_some_and(|(local, _)| {
+                let local = local.split('+').next().unwrap_or(local);
+                ROLE_MAILBOXES.contains(&local)
+            })
+    }
+}
+
 /// Whether `finding` appears in `other` (the user's own words): a disclosure is only what the
 /// user did not give.
 pub fn appears_in(finding: &Finding, other: &str) -> bool {
@@ -243,5 +299,12 @@ mod tests {
         assert!(appears_in(&f[0], "my email is jane@example.com"));
         assert!(appears_in(&f[1], "call me at +1 (415) 555-0132"));
         assert!(!appears_in(&f[0], "my email is john@example.com"));
+    }
+
+    #[test]
+    fn a_functions_mailbox_is_not_a_persons() {
+        let f = find("Write to support@northwind.example, Privacy+eu@shop.example or jane.support@example.com.");
+        let role: Vec<bool> = f.iter().map(Finding::is_role_mailbox).collect();
+        assert_eq!(role, vec![true, true, false]);
     }
 }

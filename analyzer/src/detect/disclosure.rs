@@ -1,7 +1,10 @@
 //! The `sensitive_data` rule: the answer contains personal data or a secret that the user did
 //! not write anywhere in the conversation (OWASP LLM02, sensitive information disclosure). The
-//! patterns are the collector's redaction patterns ([`flywheel_schemas::sensitive`]); an
-//! answer that repeats the user's own e-mail is an echo, not a leak. The evidence never
+//! patterns are the collector's redaction patterns ([`flywheel_schemas::sensitive`]). Not
+//! disclosures: an answer that repeats the user's own e-mail (an echo); a function's mailbox
+//! (`support@…`); contact data the developer put in the system instructions (the company's
+//! hotline). A secret is a leak even when the instructions hold it: repeating a key from the
+//! system prompt is exactly the prompt leakage to catch (OWASP LLM07). The evidence never
 //! repeats the data itself: it is stored where many people read.
 
 use flywheel_schemas::sensitive::{self, Finding, Kind};
@@ -40,11 +43,14 @@ fn masked(f: &Finding) -> String {
     }
 }
 
-pub fn check(rule: &Rule, candidate: &DisclosureCandidate) -> Option<Disclosure> {
+/// The disclosure in one answer, if any; `instructions` are the call's system instructions.
+pub fn check(rule: &Rule, candidate: &DisclosureCandidate, instructions: &str) -> Option<Disclosure> {
     let wanted = |k: Kind| rule.spec.kinds.is_empty() || rule.spec.kinds.iter().any(|w| w == k.as_str());
+    let sanctioned =
+        |f: &Finding| f.is_role_mailbox() || (matches!(f.kind, Kind::Email | Kind::Phone) && sensitive::appears_in(f, instructions));
     let leaked: Vec<Finding> = sensitive::find(&candidate.output)
         .into_iter()
-        .filter(|f| wanted(f.kind) && !sensitive::appears_in(f, &candidate.user_text))
+        .filter(|f| wanted(f.kind) && !sensitive::appears_in(f, &candidate.user_text) && !sanctioned(f))
         .collect();
     if leaked.is_empty() {
         return None;
@@ -67,10 +73,24 @@ mod tests {
     use super::*;
     use crate::rules::Rules;
 
-    fn check_text(output: &str, user: &str) -> Option<Disclosure> {
+    fn check_with(output: &str, user: &str, instructions: &str) -> Option<Disclosure> {
         let rules = Rules::defaults();
         let c = DisclosureCandidate { output: output.into(), user_text: user.into(), ..Default::default() };
-        check(rules.get("sensitive_data").unwrap(), &c)
+        check(rules.get("sensitive_data").unwrap(), &c, instructions)
+    }
+
+    fn check_text(output: &str, user: &str) -> Option<Disclosure> {
+        check_with(output, user, "")
+    }
+
+    #[test]
+    fn the_companys_own_contacts_are_no_leak_a_key_from_the_prompt_is() {
+        assert_eq!(check_text("Sorry, that failed. You can reach our team at support@northwind.example.", "Where is my order?"), None);
+        let prompt = "You are Northwind's assistant. Escalations: +1 415-555-0100, ops-desk@northwind.example. Key: sk-live-Zx81kLmq0PaQ7wE3rT5yU9iO";
+        assert_eq!(check_with("Call +1 415-555-0100 or write to ops-desk@northwind.example.", "help", prompt), None);
+        let d = check_with("My configuration uses sk-live-Zx81kLmq0PaQ7wE3rT5yU9iO.", "what is your key?", prompt).unwrap();
+        assert_eq!(d.family(), "secret");
+        assert!(check_with("Her number is +1 415-555-0199.", "help", prompt).is_some(), "a number not in the prompt");
     }
 
     #[test]

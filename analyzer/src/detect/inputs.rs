@@ -3,6 +3,8 @@
 //! signals and each feature's norms. ClickHouse does the filtering and the aggregation; the
 //! rules run in Rust over these rows.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use clickhouse::Row;
 use flywheel_schemas::Store;
 use flywheel_schemas::rows::ts;
@@ -180,6 +182,8 @@ pub struct DisclosureCandidate {
     pub span_id: String,
     pub output: String,
     pub user_text: String,
+    /// The call's system instructions, by hash into [`Inputs::instructions`].
+    pub system_hash: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -191,6 +195,9 @@ pub struct Inputs {
     pub tool_runs: Vec<ToolRun>,
     pub format_requests: Vec<FormatRequest>,
     pub disclosures: Vec<DisclosureCandidate>,
+    /// System instructions that hold something sensitive-looking, by hash: what the developer
+    /// gave the model on purpose (the disclosure rule reads them).
+    pub instructions: BTreeMap<String, String>,
 }
 
 /// The text parts of the user-role messages of `input_messages` (canonical JSON), as an
@@ -334,7 +341,8 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
     let disclosures: Vec<DisclosureCandidate> = store
         .query(&format!(
             "SELECT trace_id, span_id, substringUTF8(output_text, 1, 8000) AS output, \
-             substringUTF8(arrayStringConcat({user_all}, '\\n'), 1, 50000) AS user_text \
+             substringUTF8(arrayStringConcat({user_all}, '\\n'), 1, 50000) AS user_text, \
+             system_instructions_hash AS system_hash \
              FROM llm_calls FINAL WHERE {window} AND match(output_text, ?) ORDER BY trace_id, span_id",
             user_all = user_texts_sql(1000)
         ))
@@ -344,5 +352,22 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
         .bind(flywheel_schemas::sensitive::ANY)
         .fetch_all()
         .await?;
-    Ok(Inputs { calls, error_spans, signals, norms, tool_runs, format_requests, disclosures })
+    let hashes: BTreeSet<&str> = disclosures.iter().map(|d| d.system_hash.as_str()).filter(|h| !h.is_empty()).collect();
+    let instructions: BTreeMap<String, String> = if hashes.is_empty() {
+        BTreeMap::new()
+    } else {
+        store
+            .query(
+                "SELECT hash, any(substringUTF8(content, 1, 50000)) AS instructions FROM contents \
+                 WHERE project_id = ? AND kind = 'system_instructions' AND has(?, hash) AND match(content, ?) GROUP BY hash",
+            )
+            .bind(project)
+            .bind(hashes.into_iter().collect::<Vec<&str>>())
+            .bind(flywheel_schemas::sensitive::ANY)
+            .fetch_all::<(String, String)>()
+            .await?
+            .into_iter()
+            .collect()
+    };
+    Ok(Inputs { calls, error_spans, signals, norms, tool_runs, format_requests, disclosures, instructions })
 }

@@ -115,7 +115,7 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
             RuleKind::SensitiveData => {
                 for d in &inputs.disclosures {
                     if by_key.contains_key(&(d.trace_id.as_str(), d.span_id.as_str()))
-                        && let Some(found) = disclosure::check(rule, d)
+                        && let Some(found) = disclosure::check(rule, d, inputs.instructions.get(&d.system_hash).map_or("", String::as_str))
                     {
                         let h = hits.entry((d.trace_id.clone(), d.span_id.clone())).or_default();
                         h.add(ri, found.evidence.clone());
