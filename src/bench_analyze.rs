@@ -157,6 +157,7 @@ async fn one_seed(
             endpoint: collector.endpoint.clone(),
             key: Some(collector.key.clone()),
             truth: Some(truth_path.clone()),
+            base_time: Some(pinned_base_time()),
             ..flywheel_simulator::SimulateOptions::for_scenario(bench.scenario)
         };
         let started = std::time::Instant::now();
@@ -164,7 +165,8 @@ async fn one_seed(
         collector.stop().await?;
         println!("{}", summary.to_string().trim_end());
         println!("ingested in {:.1}s into database {database}", started.elapsed().as_secs_f64());
-        let derive = flywheel_collector::signals::derive::DeriveConfig { lookback_secs: 8 * 86_400, ..Default::default() };
+        // The pinned window ends up to a week ago: derive over two weeks.
+        let derive = flywheel_collector::signals::derive::DeriveConfig { lookback_secs: 15 * 86_400, ..Default::default() };
         flywheel_collector::signals::derive::run(&store, &derive).await?;
     }
 
@@ -200,9 +202,10 @@ async fn one_seed(
         }
         let before = reset_peak_rss();
         let until = time::OffsetDateTime::now_utc() + time::Duration::minutes(1);
+        let window_start = pinned_base_time() - time::Duration::days(8);
         let opts = Options {
             project: project.into(),
-            since: until - time::Duration::days(8),
+            since: window_start.min(until - time::Duration::days(8)),
             until,
             rules: flywheel_analyzer::rules::Rules::defaults(),
             embedder,
@@ -275,6 +278,15 @@ async fn one_seed(
         let _ = std::fs::remove_file(&truth_path);
     }
     Ok(scores)
+}
+
+/// The end of the simulated window: the last Monday, 00:00 UTC. A plan depends on the weekday
+/// and hour of its base time (sessions follow working hours), so pinning it makes a seed play the
+/// same traffic whenever the bench runs — runs of two analyzer versions compare — while staying
+/// recent enough for the tables' retention.
+fn pinned_base_time() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_time(time::Time::MIDNIGHT) - time::Duration::days(now.weekday().number_days_from_monday().into())
 }
 
 /// At most `max` characters of `text`, with an ellipsis when cut.

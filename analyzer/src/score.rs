@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A truth row split over patterns: (row, columns with their counts, unclustered).
-pub type Split = (usize, Vec<(usize, usize)>, usize);
+pub type Split = (usize, Cells, usize);
 
 /// Adjusted Rand index between two labelings of the same items (1 = identical partitions,
 /// ~0 = chance). Each outlier should get its own label before calling this.
@@ -106,6 +106,9 @@ pub fn modes_recovered(truth: &[String], predicted: &[Option<String>]) -> Vec<Mo
     results
 }
 
+/// Cells of one row or column of a confusion table: (index, count).
+pub type Cells = Vec<(usize, usize)>;
+
 /// The confusion table of a run: truth labels (rows) against patterns (columns), counting items.
 /// Every merge (a column holding several rows) and split (a row spread over several columns or
 /// left unclustered) shows in it.
@@ -156,11 +159,11 @@ impl Confusion {
 
     /// Columns that hold a notable share of several rows other than `ignore`: (column, rows
     /// with their counts).
-    pub fn merges(&self, ignore: &str) -> Vec<(usize, Vec<(usize, usize)>)> {
+    pub fn merges(&self, ignore: &str) -> Vec<(usize, Cells)> {
         (0..self.columns.len())
             .filter_map(|c| {
                 let total: usize = self.counts.iter().map(|row| row[c]).sum();
-                let rows: Vec<(usize, usize)> = (0..self.rows.len())
+                let rows: Cells = (0..self.rows.len())
                     .filter(|&r| self.rows[r] != ignore && Self::notable(self.counts[r][c], total))
                     .map(|r| (r, self.counts[r][c]))
                     .collect();
@@ -176,7 +179,7 @@ impl Confusion {
             .filter(|&r| self.rows[r] != ignore)
             .filter_map(|r| {
                 let total = self.counts[r].iter().sum::<usize>() + self.unclustered[r];
-                let cols: Vec<(usize, usize)> =
+                let cols: Cells =
                     (0..self.columns.len()).filter(|&c| Self::notable(self.counts[r][c], total)).map(|c| (c, self.counts[r][c])).collect();
                 let parts = cols.len() + usize::from(Self::notable(self.unclustered[r], total));
                 (parts > 1).then_some((r, cols, self.unclustered[r]))
