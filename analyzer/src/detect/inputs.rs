@@ -255,7 +255,7 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
              substringUTF8(error_message, 1, 400) AS error_message, finish_reasons, tool_names, \
              substringUTF8(input_text, 1, 600) AS input_text, substringUTF8(output_text, 1, 800) AS output_text, \
              if(position(output_messages, 'tool_call') > 0, substringUTF8(output_messages, 1, 4000), '') AS tool_calls, \
-             arrayMap(t -> substringUTF8(t, 1, 400), {user_turns}) AS user_turns \
+             arrayMap(t -> substringUTF8(t, greatest(1, toInt64(lengthUTF8(t)) - 599), 600), {user_turns}) AS user_turns \
              FROM llm_calls FINAL WHERE {window} ORDER BY trace_id, start_time, span_id",
             user_turns = user_texts_sql(3)
         ))
