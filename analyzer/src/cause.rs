@@ -358,6 +358,9 @@ pub fn of(rules: &Rules, f: &Failure) -> Cause {
     let lane = if rule.spec.category == Category::Derived { Lane::Operations } else { Lane::Behaviour };
     let key = match (id, f.qualifiers.get(id)) {
         ("sensitive_data", Some(family)) => [id, family.as_str()].join(SEP),
+        // A format is one feature's contract with the program that reads its answers: two
+        // features breaking theirs are two causes (a prompt each, a schema each).
+        ("format_violation", _) => [id, f.call.feature.as_str()].join(SEP),
         _ => id.to_string(),
     };
     Cause { key, lane, open: rule.spec.kind.misses_instances() }

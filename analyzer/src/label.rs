@@ -142,19 +142,21 @@ pub fn cause_phrase(key: &str, members: &[&Failure]) -> String {
             if a.is_empty() { "answers in the wrong language".into() } else { format!("answers in {a} to users writing in {q}") }
         }
         "format_violation" => {
+            // The most frequent kind of break, in words shared by its members (a key's name,
+            // not the value each answer put there).
             let what = most(
                 members
                     .iter()
                     .filter_map(|f| f.evidence.get(id))
-                    .map(|e| if e.contains("misses required") { e.clone() } else { "not valid JSON".into() })
+                    .map(|e| match e.split_once(" is not one of") {
+                        _ if e.contains("misses required") => e.trim_start_matches("the answer ").to_string(),
+                        Some((k, _)) => format!("{} outside its allowed values", k.trim_start_matches("the answer's ")),
+                        None => "not valid JSON".into(),
+                    })
                     .collect(),
             );
-            match what {
-                Some((w, _)) if w.contains("misses") => {
-                    format!("answers break the requested JSON format ({})", w.trim_start_matches("the answer "))
-                }
-                _ => "answers break the requested JSON format (not valid JSON)".into(),
-            }
+            let who = if qualifier.is_empty() { "answers".to_string() } else { format!("`{qualifier}` answers") };
+            format!("{who} break the requested JSON format ({})", what.map_or("not valid JSON".to_string(), |(w, _)| w))
         }
         "sensitive_data" => {
             let kinds = most(

@@ -172,6 +172,15 @@ pub struct FormatRequest {
     pub spec: String,
     /// The whole answer, up to 20,000 characters.
     pub output: String,
+    /// The call's system instructions, by hash into [`Inputs::instructions`].
+    pub system_hash: String,
+}
+
+impl FormatRequest {
+    /// Requests under one contract: the same instructions and the same spec.
+    pub fn contract_key(&self) -> (String, String) {
+        (self.system_hash.clone(), self.spec.clone())
+    }
 }
 
 /// A call whose answer contains something that looks like personal data or a secret, with
@@ -195,8 +204,8 @@ pub struct Inputs {
     pub tool_runs: Vec<ToolRun>,
     pub format_requests: Vec<FormatRequest>,
     pub disclosures: Vec<DisclosureCandidate>,
-    /// System instructions that hold something sensitive-looking, by hash: what the developer
-    /// gave the model on purpose (the disclosure rule reads them).
+    /// The system instructions of disclosure candidates and format requests, by hash: what
+    /// the developer gave the model on purpose, and the output contract it spelled out.
     pub instructions: BTreeMap<String, String>,
 }
 
@@ -316,7 +325,8 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
     // their system instructions.
     let format_requests: Vec<FormatRequest> = store
         .query(&format!(
-            "SELECT c.trace_id AS trace_id, c.span_id AS span_id, if(s.spec != '', s.spec, 'instructions') AS spec, c.output AS output \
+            "SELECT c.trace_id AS trace_id, c.span_id AS span_id, if(s.spec != '', s.spec, 'instructions') AS spec, c.output AS output, \
+             c.system_instructions_hash AS system_hash \
              FROM (SELECT trace_id, span_id, system_instructions_hash, substringUTF8(output_text, 1, 20000) AS output \
                    FROM llm_calls FINAL WHERE {window} AND output_text != '') AS c \
              LEFT JOIN (SELECT trace_id, span_id, {FORMAT_SPEC_SQL} AS spec FROM spans WHERE {window} AND spec != '') AS s \
@@ -352,18 +362,23 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
         .bind(flywheel_schemas::sensitive::ANY)
         .fetch_all()
         .await?;
-    let hashes: BTreeSet<&str> = disclosures.iter().map(|d| d.system_hash.as_str()).filter(|h| !h.is_empty()).collect();
+    // The instructions of both: what a disclosure may repeat, what a format request asked for.
+    let hashes: BTreeSet<&str> = disclosures
+        .iter()
+        .map(|d| d.system_hash.as_str())
+        .chain(format_requests.iter().map(|r| r.system_hash.as_str()))
+        .filter(|h| !h.is_empty())
+        .collect();
     let instructions: BTreeMap<String, String> = if hashes.is_empty() {
         BTreeMap::new()
     } else {
         store
             .query(
                 "SELECT hash, any(substringUTF8(content, 1, 50000)) AS instructions FROM contents \
-                 WHERE project_id = ? AND kind = 'system_instructions' AND has(?, hash) AND match(content, ?) GROUP BY hash",
+                 WHERE project_id = ? AND kind = 'system_instructions' AND has(?, hash) GROUP BY hash",
             )
             .bind(project)
             .bind(hashes.into_iter().collect::<Vec<&str>>())
-            .bind(flywheel_schemas::sensitive::ANY)
             .fetch_all::<(String, String)>()
             .await?
             .into_iter()

@@ -103,9 +103,10 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
                 continue;
             }
             RuleKind::FormatViolation => {
+                let contracts = format::contracts(&inputs.format_requests, &inputs.instructions);
                 for r in &inputs.format_requests {
                     if by_key.contains_key(&(r.trace_id.as_str(), r.span_id.as_str()))
-                        && let Some(what) = format::check(r)
+                        && let Some(what) = format::check(r, &contracts[&r.contract_key()])
                     {
                         hits.entry((r.trace_id.clone(), r.span_id.clone())).or_default().add(ri, what);
                     }
