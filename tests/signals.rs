@@ -93,6 +93,7 @@ struct Stored {
     session_id: String,
     message_id: String,
     user_id: String,
+    feature: String,
     link_status: String,
     edit_distance: Option<u64>,
     edit_ratio: Option<f64>,
@@ -102,7 +103,7 @@ struct Stored {
 async fn stored(store: &flywheel_schemas::Store, project: &str, filter: &str) -> Vec<Stored> {
     store
         .query(&format!(
-            "SELECT signal_id, kind, source, trace_id, span_id, session_id, message_id, user_id, link_status, edit_distance, edit_ratio, attributes \
+            "SELECT signal_id, kind, source, trace_id, span_id, session_id, message_id, user_id, feature, link_status, edit_distance, edit_ratio, attributes \
              FROM signals FINAL WHERE project_id = ? AND {filter} ORDER BY timestamp, signal_id"
         ))
         .bind(project)
@@ -186,6 +187,9 @@ async fn signals_are_stored_once_and_linked_by_every_kind_of_target() {
     for (idem, want_trace) in [("by-span", &trace), ("by-message", &trace)] {
         let row = &stored(&store, "shop", &format!("idempotency_key = '{idem}'")).await[0];
         assert_eq!(&row.trace_id, want_trace, "{idem} resolved to its trace");
+        // A message id names one call: the signal is stored on that call's span, not on the
+        // trace (where every call would match it).
+        assert_eq!(row.span_id, span, "{idem} resolved to its call");
     }
 
     // A signal that arrives before its trace: pending, then linked once the trace is in.
@@ -236,6 +240,7 @@ async fn signals_through_opentelemetry_logs_and_span_events() {
     let mut req = ExportTraceServiceRequest::decode(fixture("otel-v2/chat_plain.pb").as_slice()).unwrap();
     let span = &mut req.resource_spans[0].scope_spans[0].spans[0];
     let (trace, span_id) = (hex(&span.trace_id), hex(&span.span_id));
+    span.attributes.extend([kv("session.id", "sess-events"), kv("gen_ai.agent.name", "trip_planner")]);
     span.events.push(Event {
         time_unix_nano: span.end_time_unix_nano,
         name: "flywheel.signal".into(),
@@ -283,7 +288,9 @@ async fn signals_through_opentelemetry_logs_and_span_events() {
         (events[0].kind.as_str(), events[0].trace_id.as_str(), events[0].span_id.as_str()),
         ("copy", trace.as_str(), span_id.as_str())
     );
-    assert_eq!(events[0].user_id, "u-7");
+    assert_eq!(events[0].user_id, "u-7", "the signal's own user wins");
+    // What the signal leaves out comes from the call it judges, as for a log record.
+    assert_eq!((events[0].session_id.as_str(), events[0].feature.as_str()), ("sess-events", "trip_planner"));
     let logged = by_source("otlp_log");
     assert_eq!(logged.len(), 2, "{rows:#?}");
     assert!(logged.iter().all(|r| r.trace_id == trace && r.link_status == "linked"), "{logged:#?}");

@@ -4,13 +4,15 @@
 //! requests ([`otlp`]), keep every span raw in `spans`, normalise each model call of every GenAI
 //! convention into an `llm_calls` row ([`normalize`]), and acknowledge a request only once its
 //! rows are stored ([`writer`]). Nothing is dropped silently: a span refused for bad ids is
-//! reported back as OTLP partial success.
+//! reported back as OTLP partial success. OTLP metrics are accepted and counted, not stored
+//! ([`client_metrics`]).
 //!
 //! Data path: `receiver` → `otlp` (decode) → `pipeline` (normalize, redact, price, join log
 //! events) → `writer` (ClickHouse).
 
 pub mod auth;
 pub mod bench;
+pub mod client_metrics;
 pub mod config;
 pub mod deadline;
 pub mod expansion;

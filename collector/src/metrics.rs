@@ -16,6 +16,9 @@ pub struct Metrics {
     pub log_records_received: AtomicU64,
     pub log_records_accepted: AtomicU64,
     pub signals_accepted: AtomicU64,
+    /// Model-call spans that recorded a call another span already records (double
+    /// instrumentation): merged into it, no row of their own.
+    pub duplicate_calls: AtomicU64,
     pub bytes_received: AtomicU64,
     pub inserts: AtomicU64,
     pub insert_errors: AtomicU64,
@@ -23,12 +26,21 @@ pub struct Metrics {
     pub insert_seconds_micros: AtomicU64,
     /// `(signal, reason)` → items refused (spans, log records, whole requests).
     rejected: Mutex<BTreeMap<(String, String), u64>>,
+    /// OTLP metric data points received (counted, not stored), per metric.
+    metric_points: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
     pub fn reject(&self, signal: &str, reason: &str, count: u64) {
         let mut map = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry((signal.to_string(), reason.to_string())).or_default() += count;
+    }
+
+    pub fn metric_points(&self, counted: BTreeMap<&'static str, u64>) {
+        let mut map = self.metric_points.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, n) in counted {
+            *map.entry(name).or_default() += n;
+        }
     }
 
     pub fn record_insert(&self, rows: usize, took: Duration, ok: bool) {
@@ -83,6 +95,12 @@ impl Metrics {
             "Signals stored (API, OTLP log records, span events).",
             self.signals_accepted.load(Relaxed),
         );
+        counter(
+            &mut out,
+            "duplicate_calls_total",
+            "Model-call spans merged into the call they recorded again (two instrumentations at once).",
+            self.duplicate_calls.load(Relaxed),
+        );
         counter(&mut out, "clickhouse_inserts_total", "Group-commit inserts to ClickHouse.", self.inserts.load(Relaxed));
         counter(&mut out, "clickhouse_insert_errors_total", "Failed group-commit inserts.", self.insert_errors.load(Relaxed));
         counter(&mut out, "clickhouse_inserted_rows_total", "Rows inserted into ClickHouse.", self.inserted_rows.load(Relaxed));
@@ -96,6 +114,14 @@ impl Metrics {
         let map = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
         for ((signal, reason), n) in map.iter() {
             let _ = writeln!(out, "flywheel_rejected_total{{signal=\"{signal}\",reason=\"{reason}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP flywheel_metric_points_received_total OTLP metric data points received (counted, not stored), by metric.\n# TYPE flywheel_metric_points_received_total counter"
+        );
+        let points = self.metric_points.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, n) in points.iter() {
+            let _ = writeln!(out, "flywheel_metric_points_received_total{{metric=\"{name}\"}} {n}");
         }
         out
     }

@@ -89,6 +89,13 @@ pub fn decode_logs(body: &[u8], encoding: Encoding) -> Result<ExportLogsServiceR
     decode(body, encoding, "ExportLogsServiceRequest")
 }
 
+pub fn decode_metrics(
+    body: &[u8],
+    encoding: Encoding,
+) -> Result<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest, DecodeError> {
+    decode(body, encoding, "ExportMetricsServiceRequest")
+}
+
 fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
     body: &[u8],
     encoding: Encoding,

@@ -36,7 +36,8 @@ pub enum Part {
     ToolCallResponse {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
-        #[serde(default)]
+        /// `result` is pydantic-ai's name for it.
+        #[serde(default, alias = "result")]
         response: Value,
     },
     Reasoning {

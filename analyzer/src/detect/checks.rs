@@ -25,6 +25,9 @@ pub(super) fn call_rule(rule: &Rule, c: &Call, norm: Option<&Norm>) -> Option<St
                 && c.output_text.trim().is_empty()
                 && c.tool_names.is_empty()
                 && c.tool_calls.is_empty()
+                // No content captured is not an empty answer: only a call whose messages were
+                // recorded, or whose token counts say it produced nothing, answered nothing.
+                && (c.output_captured || (c.input_tokens > 0 && c.output_tokens == 0))
             {
                 return text("the call succeeded with no output".into());
             }

@@ -38,6 +38,9 @@ pub struct Call {
     pub input_text: String,
     /// The answer (excerpt).
     pub output_text: String,
+    /// Whether the producer recorded the answer's messages at all. The OTel GenAI default
+    /// captures no content: no messages is then no evidence of an empty answer.
+    pub output_captured: bool,
     /// Tool calls the model made: the output messages' JSON when it has any (excerpt).
     pub tool_calls: String,
     /// The text the user wrote in the last few user turns of the input (tool results and
@@ -99,6 +102,7 @@ impl Default for Call {
             tool_names: vec![],
             input_text: String::new(),
             output_text: String::new(),
+            output_captured: true,
             tool_calls: String::new(),
             user_turns: vec![],
         }
@@ -263,6 +267,7 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
              provider, start_time, duration_ns, cost_usd, input_tokens, output_tokens, status, error_type, \
              substringUTF8(error_message, 1, 400) AS error_message, finish_reasons, tool_names, \
              substringUTF8(input_text, 1, 600) AS input_text, substringUTF8(output_text, 1, 800) AS output_text, \
+             output_messages NOT IN ('', '[]') AS output_captured, \
              if(position(output_messages, 'tool_call') > 0, substringUTF8(output_messages, 1, 4000), '') AS tool_calls, \
              arrayMap(t -> substringUTF8(t, greatest(1, toInt64(lengthUTF8(t)) - 599), 600), {user_turns}) AS user_turns \
              FROM llm_calls FINAL WHERE {window} ORDER BY trace_id, start_time, span_id",

@@ -161,8 +161,13 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
         let asker = calls.iter().rev().find(|&&i| inputs.calls[i].start_time <= s.start_time).or(calls.first()).copied();
         let (Some(ci), Some((ri, _))) = (asker, rule_of(rules, RuleKind::ToolError)) else { continue };
         let c = &inputs.calls[ci];
-        let tool = if s.tool_name.is_empty() { s.name.clone() } else { s.tool_name.clone() };
         let message = [&s.exception_message, &s.status_message].into_iter().find(|m| !m.is_empty()).cloned().unwrap_or_default();
+        // An agent or chain span that failed because its model call failed carries the call's
+        // error up: that is the call's failure (already counted), not a tool's.
+        if s.tool_name.is_empty() && calls.iter().any(|&i| propagated(&inputs.calls[i], &s.exception_type, &message)) {
+            continue;
+        }
+        let tool = if s.tool_name.is_empty() { s.name.clone() } else { s.tool_name.clone() };
         let what = if s.exception_type.is_empty() {
             format!("{tool}: {}", excerpt(&message, 200))
         } else {
@@ -297,6 +302,25 @@ fn rule_of(rules: &Rules, kind: RuleKind) -> Option<(usize, &Rule)> {
 }
 
 /// Independent pieces of evidence: 1 - Π(1 - s).
+/// Whether a span's error is `call`'s own, carried up: the call failed, and the span names the
+/// same error type (`openai.RateLimitError`, `<class 'openai.RateLimitError'>` and
+/// `RateLimitError` are one) or the same message, or names nothing.
+fn propagated(call: &Call, exception_type: &str, message: &str) -> bool {
+    if call.status != "error" && call.error_type.is_empty() {
+        return false;
+    }
+    let short = |t: &str| -> String {
+        let t = t.trim().trim_start_matches("<class '").trim_end_matches("'>");
+        t.rsplit(['.', ':']).next().unwrap_or(t).to_ascii_lowercase()
+    };
+    let same_type = !exception_type.is_empty() && !call.error_type.is_empty() && short(exception_type) == short(&call.error_type);
+    let message = message.trim();
+    let same_message = !message.is_empty()
+        && !call.error_message.is_empty()
+        && (call.error_message.contains(message) || message.contains(call.error_message.trim()));
+    same_type || same_message || (exception_type.is_empty() && message.is_empty())
+}
+
 pub fn combine(severities: impl Iterator<Item = f32>) -> f32 {
     1.0 - severities.fold(1.0, |acc, s| acc * (1.0 - s.clamp(0.0, 1.0)))
 }
@@ -393,6 +417,19 @@ mod tests {
         assert_eq!(reasons(vec![c, d]), vec!["empty_output"]);
     }
 
+    /// The OTel GenAI default records no message content: a call with output tokens and no
+    /// recorded messages answered; one that produced no tokens did not, captured or not.
+    #[test]
+    fn no_content_captured_is_not_an_empty_answer() {
+        let mut c = call("t1", "a", 0);
+        c.output_text.clear();
+        c.output_captured = false;
+        c.output_tokens = 9;
+        assert_eq!(reasons(vec![c.clone()]), Vec::<String>::new());
+        c.output_tokens = 0;
+        assert_eq!(reasons(vec![c]), vec!["empty_output"]);
+    }
+
     #[test]
     fn refusals_in_varied_wording() {
         for answer in [
@@ -468,6 +505,32 @@ mod tests {
         assert_eq!(f[0].reasons, vec!["tool_error", "thumbs_down"]);
         assert_eq!(f[0].tool_errors, vec!["lookup_order: ValidationError: order_id: field required"]);
         assert_eq!(f[0].categories, vec!["explicit", "implicit"]);
+    }
+
+    /// An agent span in error because its model call hit a rate limit is the call's failure
+    /// (one reason, `error_status`), not a tool error beside it.
+    #[test]
+    fn a_parent_failed_by_its_model_call_is_no_tool_error() {
+        let mut failed = call("t1", "a", 1);
+        failed.status = "error".into();
+        failed.error_type = "openai.RateLimitError".into();
+        failed.error_message = "Error code: 429 - Rate limit reached".into();
+        let agent = ErrorSpan {
+            trace_id: "t1".into(),
+            span_id: "agent".into(),
+            name: "invoke_agent trip_planner".into(),
+            start_time: at(0),
+            status_code: "error".into(),
+            exception_type: "<class 'openai.RateLimitError'>".into(),
+            exception_message: "Error code: 429 - Rate limit reached".into(),
+            ..Default::default()
+        };
+        let f = run(vec![failed], vec![agent.clone()], vec![]);
+        assert_eq!(f[0].reasons, vec!["error_status"]);
+        // A tool that failed on its own still counts.
+        let tool = ErrorSpan { span_id: "tool".into(), tool_name: "lookup_order".into(), exception_type: "KeyError".into(), ..agent };
+        let f = run(vec![call("t1", "a", 1)], vec![tool], vec![]);
+        assert_eq!(f[0].reasons, vec!["tool_error"]);
     }
 
     #[test]

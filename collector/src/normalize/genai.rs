@@ -67,7 +67,15 @@ pub fn read_attributes(a: &Attrs, d: &mut Draft) {
     fill!(d.max_tokens, a.u64("gen_ai.request.max_tokens").or_else(|| a.u64("gen_ai.request.max_completion_tokens")));
     fill!(d.seed, a.i64("gen_ai.request.seed").or_else(|| a.i64("gen_ai.openai.request.seed")));
     fill!(d.stream, a.bool("gen_ai.request.stream"));
-    fill!(d.ttft_ns, a.f64("gen_ai.response.time_to_first_chunk").map(|s| (s * 1e9) as u64));
+    // Seconds, under the name of the span attribute or of the metric it feeds (pydantic-ai).
+    fill!(
+        d.ttft_ns,
+        a.f64("gen_ai.response.time_to_first_chunk")
+            .or_else(|| a.f64("gen_ai.client.operation.time_to_first_chunk"))
+            .or_else(|| a.f64("gen_ai.server.time_to_first_token"))
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| (s * 1e9) as u64)
+    );
     fill!(d.feature, a.string("gen_ai.agent.name").or_else(|| a.string("gen_ai.workflow.name")));
 }
 

@@ -41,7 +41,7 @@ pub fn read(span: &SpanView<'_>, d: &mut Draft) {
         d.response_model,
         a.string("llm.response.model_name").or_else(|| a.string("llm.model_name")).or_else(|| a.string("embedding.model_name"))
     );
-    fill!(d.response_id, output_json.as_ref().and_then(|o| o.get("id")).and_then(Value::as_str).map(str::to_string));
+    fill!(d.response_id, output_json.as_ref().and_then(provider_response_id));
 
     fill!(d.input, messages(a, "llm.input_messages"));
     fill!(d.input, embedding_texts(a));
@@ -97,6 +97,41 @@ pub fn read(span: &SpanView<'_>, d: &mut Draft) {
     }
 }
 
+/// The provider's id of the response (`chatcmpl-…`, `resp_…`, `msg_…`) in `output.value`:
+/// the raw response's `id`, or where a framework keeps it — LangChain's `llm_output.id` and
+/// each message's `response_metadata.id` (what `AIMessage.response_metadata["id"]` hands the
+/// application, so a signal sent with it links). A framework's own run id (`kwargs.id`,
+/// `run-…`) is not the provider's and is not read.
+fn provider_response_id(output: &Value) -> Option<String> {
+    let string = |v: Option<&Value>| v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    // A raw provider response: OpenAI's carry `object` (`choices` / `output`), Anthropic's
+    // `"type": "message"`. A framework's message dump has an `id` of its own.
+    let raw = ["object", "choices", "output"].iter().any(|k| output.get(k).is_some())
+        || output.get("type").and_then(Value::as_str) == Some("message");
+    string(output.get("id").filter(|_| raw))
+        .or_else(|| string(output.pointer("/llm_output/id")))
+        .or_else(|| response_metadata_id(output, 0))
+}
+
+/// The first `response_metadata.id` (or `response_metadata.response_id`), depth first, a few
+/// levels down (`generations[0][0].message.kwargs.response_metadata.id` in LangChain's dumps).
+fn response_metadata_id(value: &Value, depth: usize) -> Option<String> {
+    const MAX_DEPTH: usize = 8;
+    match value {
+        Value::Object(map) => {
+            if let Some(meta) = map.get("response_metadata") {
+                let id = meta.get("id").or_else(|| meta.get("response_id")).and_then(Value::as_str).filter(|s| !s.is_empty());
+                if let Some(id) = id {
+                    return Some(id.to_string());
+                }
+            }
+            (depth < MAX_DEPTH).then(|| map.values().find_map(|v| response_metadata_id(v, depth + 1))).flatten()
+        }
+        Value::Array(items) if depth < MAX_DEPTH => items.iter().take(16).find_map(|v| response_metadata_id(v, depth + 1)),
+        _ => None,
+    }
+}
+
 /// `input.value` / `output.value` when their mime type says JSON.
 fn json_value(a: &Attrs, prefix: &str) -> Option<Value> {
     let mime = a.string(&format!("{prefix}.mime_type"))?;
@@ -116,6 +151,7 @@ fn message(m: &Attrs) -> Message {
     let role = m.string("message.role").unwrap_or_else(|| "user".into());
     let mut parts = Vec::new();
     let content = m.string("message.content");
+    let stated = content.clone();
     let tool_call_id = m.string("message.tool_call_id");
     if role == "tool" || tool_call_id.is_some() {
         if content.is_some() || tool_call_id.is_some() {
@@ -124,8 +160,13 @@ fn message(m: &Attrs) -> Message {
     } else if let Some(text) = content {
         parts.push(Part::Text { content: text });
     }
+    // Some instrumentations (the OpenAI Agents SDK's) send the text both as `message.content`
+    // and as `message.contents.M`: the same answer, not two. A text part is kept only when
+    // `message.content` does not already hold it.
+    let said = |text: &str| stated.as_deref().is_some_and(|c| c.contains(text));
     for item in m.indexed("message.contents").values() {
         match (item.string("message_content.type").as_deref(), item.string("message_content.text")) {
+            (Some("text") | None, Some(text)) if said(&text) => {}
             (Some("text") | None, Some(text)) => parts.push(Part::Text { content: text }),
             _ => parts.push(Part::Other(Value::Object(item.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))),
         }

@@ -45,6 +45,19 @@ impl LogParts {
         }
     }
 
+    /// Takes in the events of another record of the same call (a wrapper span's).
+    fn absorb(&mut self, other: LogParts) {
+        if self.details.is_none() {
+            self.details = other.details;
+        }
+        if self.input.is_empty() {
+            self.input = other.input;
+        }
+        for (i, m) in other.choices {
+            self.choices.entry(i).or_insert(m);
+        }
+    }
+
     fn draft(&self) -> Draft {
         let mut d = self.details.clone().unwrap_or_default();
         if !self.input.is_empty() {
@@ -77,6 +90,12 @@ pub struct JoinCache {
     /// Estimated bytes of each entry.
     sizes: HashMap<Key, usize>,
     expiry: VecDeque<(Instant, Key)>,
+    /// A call's parent span → the call, to find the one call a later wrapper span recorded
+    /// again (double instrumentation).
+    children: HashMap<Key, Key>,
+    /// A wrapper span absorbed into the call it recorded again → that call: its log events go
+    /// there.
+    aliases: HashMap<Key, Key>,
 }
 
 impl JoinCache {
@@ -90,6 +109,8 @@ impl JoinCache {
             pending: HashMap::new(),
             sizes: HashMap::new(),
             expiry: VecDeque::new(),
+            children: HashMap::new(),
+            aliases: HashMap::new(),
         }
     }
 
@@ -99,6 +120,13 @@ impl JoinCache {
     }
 
     fn remove(&mut self, key: &Key) {
+        if let Some(call) = self.calls.get(key) {
+            let parent = (key.0.clone(), key.1.clone(), call.ids.parent_span_id.clone());
+            if self.children.get(&parent) == Some(key) {
+                self.children.remove(&parent);
+            }
+        }
+        self.aliases.remove(key);
         self.calls.remove(key);
         self.pending.remove(key);
         self.bytes -= self.sizes.remove(key).unwrap_or(0);
@@ -141,24 +169,51 @@ impl JoinCache {
         merged.merge(logs.draft());
         merged.finalize();
         self.expiry.push_back((Instant::now(), key.clone()));
+        if !ids.parent_span_id.is_empty() {
+            self.children.insert((key.0.clone(), key.1.clone(), ids.parent_span_id.clone()), key.clone());
+        }
         self.calls.insert(key.clone(), CachedCall { ids, draft, is_error, logs });
         self.resize(&key);
         self.sweep();
         merged
     }
 
-    /// Records a log event; `true` when its call is known (its row must be rewritten).
-    pub(super) fn add_log(&mut self, key: Key, content: LogContent) -> bool {
+    /// The call, already recorded, whose parent span is `key`.
+    pub(super) fn child_of(&self, key: &Key) -> Option<Key> {
+        self.children.get(key).filter(|child| self.calls.contains_key(*child)).cloned()
+    }
+
+    /// A wrapper span that recorded the call `into` again (a second instrumentation around the
+    /// same request): its draft fills what the call's lacks, its log events (already here, or
+    /// still to come) join the call. Returns the call, completed, to write again.
+    pub(super) fn absorb(&mut self, wrapper: Key, draft: Draft, into: &Key) -> Option<(SpanIds, Draft, bool)> {
         self.sweep();
+        let logs = self.pending.remove(&wrapper).unwrap_or_default();
+        let call = self.calls.get_mut(into)?;
+        call.draft.merge(draft);
+        call.logs.absorb(logs);
+        self.aliases.insert(wrapper.clone(), into.clone());
+        self.expiry.push_back((Instant::now(), wrapper.clone()));
+        self.resize(&wrapper);
+        self.resize(into);
+        self.sweep();
+        self.merged(into)
+    }
+
+    /// Records a log event; the key of its call when that call is known (its row must be
+    /// rewritten).
+    pub(super) fn add_log(&mut self, key: Key, content: LogContent) -> Option<Key> {
+        self.sweep();
+        let key = self.aliases.get(&key).cloned().unwrap_or(key);
         let known = if let Some(call) = self.calls.get_mut(&key) {
             call.logs.add(content);
-            true
+            Some(key.clone())
         } else {
             if !self.pending.contains_key(&key) {
                 self.expiry.push_back((Instant::now(), key.clone()));
             }
             self.pending.entry(key.clone()).or_default().add(content);
-            false
+            None
         };
         self.resize(&key);
         self.sweep();

@@ -161,16 +161,52 @@ impl Pipeline {
         let by_id: HashMap<(&str, &str), &DecodedSpan> =
             spans.iter().map(|s| ((s.ids.trace_id.as_str(), s.ids.span_id.as_str()), s)).collect();
         {
+            let calls: Vec<(&DecodedSpan, Draft)> = spans
+                .iter()
+                .filter_map(|span| {
+                    let mut draft = normalize::read_call(&span.view())?;
+                    self.inherit(span, &by_id, &mut draft);
+                    Some((span, draft))
+                })
+                .collect();
+            let (wrapped, parents) = wrappers(&calls);
+            let key_of = |span: &DecodedSpan| (project.to_string(), span.ids.trace_id.clone(), span.ids.span_id.clone());
             let mut joins = self.joins.lock().unwrap_or_else(|e| e.into_inner());
-            for span in &spans {
-                let Some(mut draft) = normalize::read_call(&span.view()) else { continue };
-                self.inherit(span, &by_id, &mut draft);
-                let is_error = span.status == "error";
-                let key = (project.to_string(), span.ids.trace_id.clone(), span.ids.span_id.clone());
-                let merged = joins.add_call(key, span.ids.clone(), draft, is_error);
-                batch.calls.push(self.call_row(project, &span.ids, &merged, is_error, now, &mut batch.contents));
+            let mut written: Vec<(String, String, String)> = Vec::new();
+            let mut absorbed = Vec::new();
+            for (i, (span, draft)) in calls.iter().enumerate() {
+                let key = key_of(span);
+                if let Some(&child) = wrapped.get(&i) {
+                    absorbed.push((key, draft.clone(), key_of(calls[child].0)));
+                    continue;
+                }
+                // The wrapper of a call that came in an earlier request.
+                if !parents.contains(&(span.ids.trace_id.as_str(), span.ids.span_id.as_str()))
+                    && let Some(child) = joins.child_of(&key)
+                {
+                    absorbed.push((key, draft.clone(), child));
+                    continue;
+                }
+                joins.add_call(key.clone(), span.ids.clone(), draft.clone(), span.status == "error");
+                written.push(key);
+            }
+            for (wrapper, draft, child) in absorbed {
+                self.metrics.duplicate_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if joins.absorb(wrapper, draft, &child).is_some() && !written.contains(&child) {
+                    written.push(child);
+                }
+            }
+            for key in &written {
+                if let Some((ids, draft, is_error)) = joins.merged(key) {
+                    batch.calls.push(self.call_row(project, &ids, &draft, is_error, now, &mut batch.contents));
+                }
             }
         }
+        // Who and where, from the request's own calls: a signal sent as a span event gets the
+        // session, user and feature of the call it judges, as one sent as a log record does,
+        // without waiting for that call to reach storage.
+        let has_events = spans.iter().any(|s| s.events.iter().any(|e| e.name == SIGNAL_EVENT));
+        let contexts: Vec<CallContext> = if has_events { batch.calls.iter().map(CallContext::of).collect() } else { Vec::new() };
         self.store(batch).await?;
         self.metrics.spans_accepted.fetch_add(spans.len() as u64, std::sync::atomic::Ordering::Relaxed);
         // Signals sent as span events, once their span is stored (so that they link at once).
@@ -181,6 +217,7 @@ impl Pipeline {
             .map(|(i, (s, e))| {
                 wire::from_attributes(i, &e.attrs.0, &s.ids.trace_id, &s.ids.span_id).map(|mut sig| {
                     sig.timestamp = sig.timestamp.or(Some(e.time));
+                    CallContext::fill(&contexts, &mut sig);
                     sig
                 })
             })
@@ -277,8 +314,10 @@ impl Pipeline {
         {
             let mut joins = self.joins.lock().unwrap_or_else(|e| e.into_inner());
             for (key, content) in contents {
-                if joins.add_log(key.clone(), content) && !touched.contains(&key) {
-                    touched.push(key);
+                if let Some(call) = joins.add_log(key, content)
+                    && !touched.contains(&call)
+                {
+                    touched.push(call);
                 }
             }
             // A call already stored gets a complete row again: ReplacingMergeTree keeps the newest.
@@ -419,6 +458,72 @@ impl Pipeline {
         content("system_instructions", &row.system_instructions_hash, draft.system.clone().unwrap_or_default());
         content("tool_definitions", &row.tool_definitions_hash, draft.tool_definitions.as_ref().map(Value::to_string).unwrap_or_default());
         row
+    }
+}
+
+/// One model call recorded twice: two instrumentations active at once (OpenInference's and
+/// OTel's `openai-v2`, a framework's and its provider client's) each make a span for the same
+/// request, the outer one the parent of the inner. A model-call span whose one model-call child
+/// is in the request is that child's wrapper: its fields fill the child's gaps and it gets no
+/// row of its own (its span stays in `spans`), so tokens and cost count once and no false
+/// regeneration is derived from the repeat.
+///
+/// Returns wrapper index → child index, and the parents (trace, span) of every call of the
+/// request (a span with several model-call children is an aggregate, not a wrapper).
+fn wrappers<'a>(calls: &'a [(&'a DecodedSpan, Draft)]) -> (HashMap<usize, usize>, HashSet<(&'a str, &'a str)>) {
+    let index: HashMap<(&str, &str), usize> =
+        calls.iter().enumerate().map(|(i, (s, _))| ((s.ids.trace_id.as_str(), s.ids.span_id.as_str()), i)).collect();
+    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut parents = HashSet::new();
+    for (i, (span, _)) in calls.iter().enumerate() {
+        let parent = (span.ids.trace_id.as_str(), span.ids.parent_span_id.as_str());
+        parents.insert(parent);
+        if let Some(&p) = index.get(&parent) {
+            children.entry(p).or_default().push(i);
+        }
+    }
+    let wrapped = children.into_iter().filter(|(_, c)| c.len() == 1).map(|(p, c)| (p, c[0])).collect();
+    (wrapped, parents)
+}
+
+/// The identity of one call of a request, for the signals sent beside it.
+struct CallContext {
+    trace_id: String,
+    span_id: String,
+    start: OffsetDateTime,
+    session_id: String,
+    user_id: String,
+    feature: String,
+}
+
+impl CallContext {
+    fn of(c: &LlmCallRow) -> CallContext {
+        CallContext {
+            trace_id: c.trace_id.clone(),
+            span_id: c.span_id.clone(),
+            start: c.start_time,
+            session_id: c.session_id.clone(),
+            user_id: c.user_id.clone(),
+            feature: c.feature.clone(),
+        }
+    }
+
+    /// Fills what the signal left empty from the call it judges: the call of its span, else
+    /// the trace's last call started before it (the link's own rule), else the trace's last.
+    fn fill(contexts: &[CallContext], sig: &mut wire::Signal) {
+        let in_trace = |c: &&CallContext| c.trace_id == sig.trace_id;
+        let call = contexts
+            .iter()
+            .filter(in_trace)
+            .find(|c| c.span_id == sig.span_id)
+            .or_else(|| contexts.iter().filter(in_trace).filter(|c| sig.timestamp.is_none_or(|t| c.start <= t)).max_by_key(|c| c.start))
+            .or_else(|| contexts.iter().filter(in_trace).max_by_key(|c| c.start));
+        let Some(c) = call else { return };
+        for (field, value) in [(&mut sig.session_id, &c.session_id), (&mut sig.user_id, &c.user_id), (&mut sig.feature, &c.feature)] {
+            if field.is_empty() {
+                field.clone_from(value);
+            }
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! OTLP/gRPC: `TraceService/Export` and `LogsService/Export`, gzip accepted and sent.
+//! OTLP/gRPC: `TraceService/Export`, `LogsService/Export` and `MetricsService/Export`
+//! (counted, not stored), gzip accepted and sent.
 //! Errors map to gRPC codes the OTLP exporters know how to handle: `UNAUTHENTICATED`,
 //! `PERMISSION_DENIED`, `INVALID_ARGUMENT`, `RESOURCE_EXHAUSTED` and `UNAVAILABLE` (retried).
 
@@ -7,6 +8,8 @@ use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message as _;
@@ -85,6 +88,17 @@ impl LogsService for Service {
     }
 }
 
+#[tonic::async_trait]
+impl MetricsService for Service {
+    async fn export(&self, request: Request<ExportMetricsServiceRequest>) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let size = request.get_ref().encoded_len();
+        let _reservation = self.reserve(size, "metrics")?;
+        self.project(request.metadata(), "metrics", size).await?;
+        self.0.pipeline.metrics.metric_points(crate::client_metrics::points(request.get_ref()));
+        Ok(Response::new(ExportMetricsServiceResponse { partial_success: None }))
+    }
+}
+
 /// tonic refuses some requests before the service sees them, with codes the OTLP exporters and
 /// the README do not expect: a message over the size limit gets OUT_OF_RANGE, and one that does
 /// not decode (nesting past prost's recursion limit, bad wire data) INTERNAL — which an exporter
@@ -117,7 +131,11 @@ pub async fn serve(
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(limit);
-    let logs = LogsServiceServer::new(service)
+    let logs = LogsServiceServer::new(service.clone())
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(limit);
+    let metrics_service = MetricsServiceServer::new(service)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(limit);
@@ -126,6 +144,7 @@ pub async fn serve(
         .layer(tower::util::MapResponseLayer::new(move |response| otlp_status(&metrics, response)))
         .add_service(traces)
         .add_service(logs)
+        .add_service(metrics_service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -1,5 +1,6 @@
-//! OTLP/HTTP: `POST /v1/traces` and `POST /v1/logs`, protobuf or JSON, gzip/deflate or plain,
-//! sized or chunked bodies; plus `/healthz` and `/metrics`.
+//! OTLP/HTTP: `POST /v1/traces`, `POST /v1/logs` and `POST /v1/metrics` (counted, not
+//! stored), protobuf or JSON, gzip/deflate or plain, sized or chunked bodies; plus `/healthz`
+//! and `/metrics`.
 //!
 //! Replies follow the OTLP/HTTP spec: the body has the request's content type; success carries
 //! partial success when items were refused; errors carry a `google.rpc.Status` with a message
@@ -14,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 
 use super::{Receiver, RpcStatus, header, signals};
@@ -30,6 +32,7 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
         .route("/openapi.json", get(signals::openapi))
         .route("/v1/traces", post(traces))
         .route("/v1/logs", post(logs))
+        .route("/v1/metrics", post(otlp_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -213,6 +216,24 @@ async fn logs(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) ->
             ok(encoding, &ExportLogsServiceResponse { partial_success })
         }
         Err(e) => write_reply(e, encoding).into_response(),
+    }
+}
+
+/// OTLP metrics: decoded and counted ([`crate::client_metrics`]), not stored.
+async fn otlp_metrics(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
+    let (_project, encoding, body, _reservation) = match prepare(&r, &headers, body, "metrics").await {
+        Ok(p) => p,
+        Err(reply) => return reply.into_response(),
+    };
+    match otlp::decode_metrics(&body, encoding) {
+        Ok(request) => {
+            r.pipeline.metrics.metric_points(crate::client_metrics::points(&request));
+            ok(encoding, &ExportMetricsServiceResponse { partial_success: None })
+        }
+        Err(e) => {
+            r.pipeline.metrics.reject("metrics", "malformed", 1);
+            decode_reply(e, encoding).into_response()
+        }
     }
 }
 

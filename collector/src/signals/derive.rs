@@ -81,6 +81,9 @@ pub struct Turn {
     pub input_text: String,
     pub output_text: String,
     pub status: String,
+    /// The request ends with a tool result: the application continuing a tool loop (in a
+    /// trace of its own when nothing groups the calls), not the user asking.
+    pub continues: bool,
 }
 
 /// How alike two requests are: the better of word-set overlap (robust to reordering) and
@@ -134,6 +137,11 @@ pub fn derive_from(turns: &[Turn], cfg: &DeriveConfig, now: OffsetDateTime) -> V
         if a.project_id != b.project_id || a.session_id != b.session_id || a.user_id != b.user_id || b.start_time - a.start_time > window {
             continue;
         }
+        // A tool loop's follow-up repeats the user's last message with the tool's answer after
+        // it: the same words, but no one asked again.
+        if b.continues {
+            continue;
+        }
         let score = similarity(&a.input_text, &b.input_text);
         if score < cfg.repeat_similarity {
             continue;
@@ -170,10 +178,12 @@ pub async fn run(store: &Store, cfg: &DeriveConfig) -> Result<Vec<SignalRow>, St
             // Aggregates are computed under other names, then renamed, because an alias equal to
             // a column name would shadow the column inside the other aggregates.
             "SELECT project_id, session_id, trace_id, s AS span_id, u AS user_id, f AS feature, t AS start_time, i AS input_text, \
-             o AS output_text, st AS status FROM ( \
+             o AS output_text, st AS status, c AS continues FROM ( \
                SELECT project_id, session_id, trace_id, argMin(span_id, start_time) AS s, argMin(user_id, start_time) AS u, \
                  argMin(feature, start_time) AS f, min(start_time) AS t, argMin(input_text, start_time) AS i, \
-                 argMax(output_text, start_time) AS o, if(countIf(status = 'error') > 0, 'error', 'ok') AS st \
+                 argMax(output_text, start_time) AS o, if(countIf(status = 'error') > 0, 'error', 'ok') AS st, \
+                 argMin(JSONExtractString(input_messages, -1, 'role') IN ('tool', 'function') \
+                   OR position(JSONExtractRaw(input_messages, -1), '\"tool_call_response\"') > 0, start_time) AS c \
                FROM llm_calls FINAL WHERE start_time >= fromUnixTimestamp64Nano(?) AND session_id != '' AND operation != 'embeddings' \
                GROUP BY project_id, session_id, trace_id) ORDER BY project_id, session_id, start_time",
         )
@@ -213,7 +223,21 @@ mod tests {
             input_text: input.into(),
             output_text: output.into(),
             status: status.into(),
+            continues: false,
         }
+    }
+
+    #[test]
+    fn a_tool_loop_continued_in_a_new_trace_is_no_regeneration() {
+        let cfg = DeriveConfig::default();
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_000_100);
+        let question = "What's the weather in Paris?";
+        let mut follow_up = turn("s", "t2", 2, question, "It is 18°C in Paris.", "ok");
+        follow_up.continues = true;
+        let turns = vec![turn("s", "t1", 0, question, "", "ok"), follow_up, turn("s", "t3", 30, question, "Still 18°C.", "ok")];
+        let signals = derive_from(&turns, &cfg, now);
+        let pairs: Vec<(&str, &str)> = signals.iter().map(|s| (s.trace_id.as_str(), s.attributes["next_trace_id"].as_str())).collect();
+        assert_eq!(pairs, vec![("t2", "t3")], "the user asking again after the answer is one; the tool loop's follow-up is not");
     }
 
     #[test]

@@ -91,7 +91,16 @@ pub async fn link(store: &Store, project: &str, rows: &mut [SignalRow], message_
     };
     let mut edits = Vec::new();
     for (index, row) in rows.iter_mut().enumerate() {
-        let call = row_target(row, &calls, &message_traces);
+        let (call, exact) = match row_target(row, &calls, &message_traces) {
+            Some((c, exact)) => (Some(c), exact),
+            None => (None, false),
+        };
+        // A signal that named one call (by its message id) judges that call: it gets the
+        // call's span, or every call of the trace would match it and the analyzer would pin it
+        // on the last one.
+        if let Some(c) = call.filter(|_| exact && row.span_id.is_empty()) {
+            row.span_id = c.span_id.clone();
+        }
         if row.trace_id.is_empty() {
             if let Some(c) = call {
                 row.trace_id = c.trace_id.clone();
@@ -152,24 +161,26 @@ pub fn defer(rows: &mut [SignalRow]) {
     }
 }
 
-/// The call a signal judges: its span, else its message, else the last call of its trace.
+/// The call a signal judges: its span, else its message, else the last call of its trace;
+/// with whether the signal named that very call (its span or its response id) rather than
+/// only its trace.
 ///
 /// When the signal names its trace, a span or message of another trace is not its target: a
 /// signal (or a feedback token scoped to one trace) cannot reach another trace's call by naming
 /// that call's span or message id.
-fn row_target<'a>(row: &SignalRow, calls: &'a [CallRef], message_traces: &HashMap<String, String>) -> Option<&'a CallRef> {
+fn row_target<'a>(row: &SignalRow, calls: &'a [CallRef], message_traces: &HashMap<String, String>) -> Option<(&'a CallRef, bool)> {
     let in_trace = |c: &&CallRef| row.trace_id.is_empty() || c.trace_id == row.trace_id;
     if !row.span_id.is_empty()
         && let Some(c) = calls.iter().filter(in_trace).find(|c| c.span_id == row.span_id)
     {
-        return Some(c);
+        return Some((c, true));
     }
     if !row.message_id.is_empty() {
         if let Some(c) = calls.iter().filter(in_trace).find(|c| c.response_id == row.message_id) {
-            return Some(c);
+            return Some((c, true));
         }
         if let Some(t) = message_traces.get(&row.message_id).filter(|t| row.trace_id.is_empty() || **t == row.trace_id) {
-            return calls.iter().rev().find(|c| &c.trace_id == t);
+            return calls.iter().rev().find(|c| &c.trace_id == t).map(|c| (c, false));
         }
     }
     if !row.trace_id.is_empty() {
@@ -177,7 +188,8 @@ fn row_target<'a>(row: &SignalRow, calls: &'a [CallRef], message_traces: &HashMa
             .iter()
             .rev()
             .find(|c| c.trace_id == row.trace_id && c.start_time <= row.timestamp)
-            .or_else(|| calls.iter().rev().find(|c| c.trace_id == row.trace_id));
+            .or_else(|| calls.iter().rev().find(|c| c.trace_id == row.trace_id))
+            .map(|c| (c, false));
     }
     None
 }
