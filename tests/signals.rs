@@ -356,6 +356,39 @@ async fn browser_tokens_are_scoped_signed_and_short_lived() {
     assert_eq!(status, 401, "a token signed with a key of another project");
     assert!(stored(&store, "web", "kind = 'copy'").await.is_empty());
 
+    // What the database holds signs nothing: a token signed with the stored key hash (the
+    // first scheme's signing key) is refused.
+    let (key_hash, key_id): (String, String) = store
+        .query("SELECT key_hash, key_id FROM api_keys FINAL WHERE project_id = 'web' ORDER BY created_at LIMIT 1")
+        .fetch_one()
+        .await
+        .unwrap();
+    let from_table = token::mint(&key_hash, &Claims { k: key_id, ..claims.clone() });
+    let (status, r) = client.signals(Some(&from_table), json!({"kind": "copy"})).await;
+    assert_eq!(status, 401, "{r}");
+
+    // A key from before Ed25519 tokens (no public key registered): its offline tokens are
+    // refused with a reason, until one request authenticated with the key registers it.
+    let legacy_key = "fwk_legacyLEGACYlegacyLEGACYlegacyLEGACYabcd";
+    let now = time::OffsetDateTime::now_utc();
+    let row = flywheel_schemas::rows::ApiKeyRow {
+        project_id: "web".into(),
+        key_id: "k_legacy".into(),
+        key_hash: flywheel_collector::auth::hash_key(legacy_key),
+        name: "before the upgrade".into(),
+        created_at: now,
+        revoked_at: None,
+        updated_at: now,
+    };
+    store.insert("api_keys", std::slice::from_ref(&row)).await.unwrap();
+    let legacy_token = token::mint(legacy_key, &Claims { k: "k_legacy".into(), ..claims.clone() });
+    let (status, r) = client.signals(Some(&legacy_token), json!({"kind": "copy"})).await;
+    assert_eq!(status, 401, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("no registered public key"), "{r}");
+    client.traces(legacy_key, fixture("otel-v2/chat_plain.pb")).await;
+    let (status, r) = client.signals(Some(&legacy_token), json!({"kind": "copy"})).await;
+    assert_eq!(status, 200, "registered by the key's first request: {r}");
+
     // CORS: the configured origin may post from a browser, others get no grant.
     let preflight = |origin: &'static str| {
         client

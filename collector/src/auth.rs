@@ -59,6 +59,14 @@ struct Entry {
     project: String,
     key_id: String,
     revoked: bool,
+    /// The Ed25519 public key of the key's feedback tokens (hex); empty until registered.
+    public_key: String,
+}
+
+impl From<KeyRow> for (String, Entry) {
+    fn from(r: KeyRow) -> (String, Entry) {
+        (r.key_hash, Entry { project: r.project_id, key_id: r.key_id, revoked: r.revoked, public_key: r.public_key })
+    }
 }
 
 /// The key a request was authenticated with.
@@ -91,9 +99,19 @@ struct KeyRow {
     key_id: String,
     key_hash: String,
     revoked: bool,
+    public_key: String,
 }
 
-const KEY_COLUMNS: &str = "project_id, key_id, key_hash, revoked_at IS NOT NULL AS revoked";
+/// Keys with the public key of their tokens, if registered; `{where}` filters the keys.
+const KEY_QUERY: &str = "SELECT k.project_id AS project_id, k.key_id AS key_id, k.key_hash AS key_hash, \
+     k.revoked_at IS NOT NULL AS revoked, t.public_key AS public_key \
+     FROM (SELECT * FROM api_keys FINAL {where}) AS k \
+     LEFT JOIN (SELECT project_id, key_id, argMax(public_key, registered_at) AS public_key FROM token_keys GROUP BY project_id, key_id) AS t \
+       ON t.project_id = k.project_id AND t.key_id = k.key_id";
+
+fn key_query(filter: &str) -> String {
+    KEY_QUERY.replace("{where}", filter)
+}
 
 impl Authenticator {
     pub fn new(mode: AuthMode, store: Store, refresh_every: Duration) -> Authenticator {
@@ -115,8 +133,40 @@ impl Authenticator {
     }
 
     /// The key of a request, checked. In open mode there is no key: `Missing`.
+    ///
+    /// A key that has no public key for its feedback tokens yet (created before they were
+    /// signed with Ed25519) gets it registered here, the one moment the collector sees the key.
     pub async fn key(&self, key: Option<&str>) -> Result<KeyInfo, AuthError> {
         let key = key.map(str::trim).filter(|k| !k.is_empty()).ok_or(AuthError::Missing)?;
+        let info = self.checked_key(key).await?;
+        let registered = self.cache.read().await.keys.get(&info.key_hash).is_none_or(|e| !e.public_key.is_empty());
+        if !registered {
+            self.register_public_key(key, &info).await;
+        }
+        Ok(info)
+    }
+
+    /// Stores the public key of `key`'s tokens. A failure is logged: the request goes on, and
+    /// the next one tries again.
+    async fn register_public_key(&self, key: &str, info: &KeyInfo) {
+        let row = flywheel_schemas::rows::TokenKeyRow {
+            project_id: info.project.clone(),
+            key_id: info.key_id.clone(),
+            public_key: crate::signals::token::public_key(key),
+            registered_at: OffsetDateTime::now_utc(),
+        };
+        match within(&self.store, QUERY, self.store.insert("token_keys", std::slice::from_ref(&row))).await {
+            Ok(()) => {
+                tracing::info!(key_id = %info.key_id, "registered the public key of this API key's feedback tokens");
+                if let Some(entry) = self.cache.write().await.keys.get_mut(&info.key_hash) {
+                    entry.public_key = row.public_key;
+                }
+            }
+            Err(e) => tracing::warn!(key_id = %info.key_id, error = %e, "cannot register the public key of feedback tokens yet"),
+        }
+    }
+
+    async fn checked_key(&self, key: &str) -> Result<KeyInfo, AuthError> {
         let hash = hash_key(key);
         let unavailable = |e: StoreError| AuthError::Unavailable(e.to_string());
         {
@@ -189,6 +239,14 @@ impl Authenticator {
             None => self.lookup_id(&claims.k).await.map_err(|e| AuthError::Unavailable(e.to_string()))?.ok_or_else(no_key)?,
         };
         entry_result(&entry, &hash)?;
+        if entry.public_key.is_empty() {
+            return Err(AuthError::Token(
+                "the feedback token's key has no registered public key: it was created before tokens were signed with Ed25519 \
+                 and has not authenticated a request since; send any request with the key (or mint through /v1/feedback-tokens) \
+                 and mint the token again"
+                    .into(),
+            ));
+        }
         if entry.project != claims.p {
             return Err(AuthError::Token(format!(
                 "the feedback token claims project `{}` but its key belongs to another project",
@@ -196,22 +254,18 @@ impl Authenticator {
             )));
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        token::verify(token, &hash, now).map_err(|e| AuthError::Token(e.to_string()))
+        token::verify(token, &entry.public_key, now).map_err(|e| AuthError::Token(e.to_string()))
     }
 
     async fn lookup(&self, hash: &str) -> Result<Result<KeyInfo, AuthError>, StoreError> {
-        let row: Option<KeyRow> = within(
-            &self.store,
-            QUERY,
-            self.store.query(&format!("SELECT {KEY_COLUMNS} FROM api_keys FINAL WHERE key_hash = ?")).bind(hash).fetch_optional(),
-        )
-        .await?;
+        let row: Option<KeyRow> =
+            within(&self.store, QUERY, self.store.query(&key_query("WHERE key_hash = ?")).bind(hash).fetch_optional()).await?;
         let mut cache = self.cache.write().await;
         Ok(match row {
             Some(r) => {
-                let entry = Entry { project: r.project_id, key_id: r.key_id, revoked: r.revoked };
+                let (key_hash, entry) = r.into();
                 let result = entry_result(&entry, hash);
-                cache.keys.insert(r.key_hash, entry);
+                cache.keys.insert(key_hash, entry);
                 result
             }
             None => {
@@ -223,14 +277,14 @@ impl Authenticator {
 
     /// The key of id `key_id`, looked up alone; remembered as refused when there is none.
     async fn lookup_id(&self, key_id: &str) -> Result<Option<(String, Entry)>, StoreError> {
-        let query = self.store.query(&format!("SELECT {KEY_COLUMNS} FROM api_keys FINAL WHERE key_id = ?")).bind(key_id);
+        let query = self.store.query(&key_query("WHERE key_id = ?")).bind(key_id);
         let row: Option<KeyRow> = within(&self.store, QUERY, query.fetch_optional()).await?;
         let mut cache = self.cache.write().await;
         Ok(match row {
             Some(r) => {
-                let entry = Entry { project: r.project_id, key_id: r.key_id, revoked: r.revoked };
-                cache.keys.insert(r.key_hash.clone(), entry.clone());
-                Some((r.key_hash, entry))
+                let (key_hash, entry): (String, Entry) = r.into();
+                cache.keys.insert(key_hash.clone(), entry.clone());
+                Some((key_hash, entry))
             }
             None => {
                 remember_miss(&mut cache, format!("id:{key_id}"));
@@ -260,11 +314,9 @@ impl Authenticator {
         if self.cache.read().await.loaded_at.is_some_and(|t| t.elapsed() < min) {
             return Ok(()); // re-read a moment ago, maybe while this call waited for the lock
         }
-        let rows: Vec<KeyRow> =
-            within(&self.store, QUERY, self.store.query(&format!("SELECT {KEY_COLUMNS} FROM api_keys FINAL")).fetch_all()).await?;
+        let rows: Vec<KeyRow> = within(&self.store, QUERY, self.store.query(&key_query("")).fetch_all()).await?;
         let mut cache = self.cache.write().await;
-        cache.keys =
-            rows.into_iter().map(|r| (r.key_hash, Entry { project: r.project_id, key_id: r.key_id, revoked: r.revoked })).collect();
+        cache.keys = rows.into_iter().map(Into::into).collect();
         // A refused key stays refused (keys are random: no one can present a key before it is
         // created); a refused key id may be a key created since.
         cache.misses.retain(|k, _| !k.starts_with("id:"));
@@ -328,6 +380,13 @@ pub async fn create_key(store: &Store, project: &str, name: &str) -> Result<(Str
         updated_at: now,
     };
     store.insert("api_keys", std::slice::from_ref(&row)).await?;
+    let token_key = flywheel_schemas::rows::TokenKeyRow {
+        project_id: row.project_id.clone(),
+        key_id: row.key_id.clone(),
+        public_key: crate::signals::token::public_key(&key),
+        registered_at: now,
+    };
+    store.insert("token_keys", std::slice::from_ref(&token_key)).await?;
     Ok((key, row))
 }
 

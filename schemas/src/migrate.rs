@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "log_records", sql: include_str!("../sql/0002_log_records.sql") },
     Migration { version: 3, name: "analysis", sql: include_str!("../sql/0003_analysis.sql") },
     Migration { version: 4, name: "pattern_names", sql: include_str!("../sql/0004_pattern_names.sql") },
+    Migration { version: 5, name: "token_keys", sql: include_str!("../sql/0005_token_keys.sql") },
 ];
 
 #[derive(Debug, Clone, Default)]

@@ -292,6 +292,16 @@ pub struct ApiKeyRow {
     pub updated_at: OffsetDateTime,
 }
 
+/// `token_keys`: the public key that verifies an API key's feedback tokens.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct TokenKeyRow {
+    pub project_id: String,
+    pub key_id: String,
+    pub public_key: String,
+    #[serde(with = "ts::nanos")]
+    pub registered_at: OffsetDateTime,
+}
+
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct LogRecordRow {
     pub project_id: String,
@@ -389,6 +399,7 @@ pub const TABLES: &[&str] = &[
     "pattern_members",
     "eval_exports",
     "api_keys",
+    "token_keys",
     "log_records",
     "embeddings",
     "pattern_triage",
