@@ -446,6 +446,12 @@ pub fn advice(key: &str) -> &'static str {
         "language_mismatch" => "Tell the model to answer in the user's language, and test with non-English conversations",
         "format_violation" => "Use the provider's structured outputs (JSON schema) and validate, retrying on a parse failure",
         "sensitive_data" => "Keep personal data and secrets out of the context the model sees, and filter answers before showing them",
+        "insecure_code" => {
+            "Tell the model to use parameterised queries, argument lists and safe loaders, and scan suggested code (Bandit, Semgrep) before showing it"
+        }
+        "followed_injection" => {
+            "Treat retrieved pages and tool results as data: strip instructions from them, mark them as untrusted in the prompt, and filter links the answer may give"
+        }
         "agent_loop" => "Cap the agent's steps, detect repeated tool calls, and make tool results say when there is nothing more to find",
         "slow" => "Look at the slow calls' prompt sizes, models and providers; stream, cache, or route to a faster model",
         "costly" => "Look at the costly calls' prompt sizes and models; trim context or route to a cheaper model",

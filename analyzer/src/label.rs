@@ -183,6 +183,14 @@ pub fn cause_phrase(key: &str, members: &[&Failure]) -> String {
             Some((tool, _)) => format!("the agent runs `{tool}` in a loop"),
             None => "the agent repeats the same step in a loop".into(),
         },
+        "insecure_code" => {
+            match most(members.iter().filter_map(|f| f.evidence.get(id)).map(|e| e.split(": `").next().unwrap_or("").to_string()).collect())
+            {
+                Some((what, share)) if share >= 0.6 => format!("answers suggest code open to attack: {what}"),
+                _ => "answers suggest code open to injection (SQL, shell, eval, deserialisation, HTML)".into(),
+            }
+        }
+        "followed_injection" => "answers follow instructions planted in retrieved content or tool results (prompt injection)".into(),
         "slow" => "answers far slower than the feature's usual".into(),
         "costly" => "calls far costlier than the feature's usual".into(),
         id => id.replace('_', " "),

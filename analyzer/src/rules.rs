@@ -45,6 +45,8 @@ pub enum RuleKind {
     AgentLoop,
     FormatViolation,
     SensitiveData,
+    InsecureCode,
+    FollowedInjection,
 }
 
 impl RuleKind {
@@ -190,6 +192,8 @@ mod tests {
             RuleKind::AgentLoop,
             RuleKind::FormatViolation,
             RuleKind::SensitiveData,
+            RuleKind::InsecureCode,
+            RuleKind::FollowedInjection,
         ] {
             assert!(rules.of_kind(kind).count() > 0, "{kind:?}");
         }

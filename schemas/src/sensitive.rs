@@ -12,7 +12,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-/// API keys, tokens and private keys of the common providers.
+/// API keys, tokens and private keys of the common providers (the formats gitleaks' default
+/// rules know by their prefix).
 pub const SECRETS: &[&str] = &[
     r"\bsk-(?:ant-|proj-|live-|test-)?[A-Za-z0-9_\-]{20,}",
     r"\bfwk_[A-Za-z0-9]{20,}",
@@ -24,6 +25,15 @@ pub const SECRETS: &[&str] = &[
     r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
     r"(?i)\bbearer\s+[A-Za-z0-9._~+/\-]{20,}=*",
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+    r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{20,}",
+    r"\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}\b",
+    r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+",
+    r"\bnpm_[A-Za-z0-9]{36}\b",
+    r"\bglpat-[A-Za-z0-9_\-]{20,}",
+    r"\bhf_[A-Za-z0-9]{30,}\b",
+    r"\bya29\.[A-Za-z0-9_\-]{20,}",
+    r"\bSK[0-9a-f]{32}\b",
+    r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b",
 ];
 pub const EMAIL: &str = r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b";
 pub const PHONE: &str = r"(?:\+|\b)\(?\d[\d \-.()]{6,}\d\b";
@@ -33,7 +43,7 @@ pub const CARD: &str = r"\b(?:\d[ \-]?){12,18}\d\b";
 pub const REDACTED: &str = r"\[REDACTED:[a-z_]+\]";
 
 /// Any of the above: a cheap first pass (ClickHouse `match`) before [`find`] decides.
-pub const ANY: &str = r"@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}|\d[\d \-.()]{7,}\d|\bsk-[A-Za-z0-9_\-]{20,}|\bAKIA[0-9A-Z]{16}|\bgh[pousr]_[A-Za-z0-9]{30,}|\bgithub_pat_|\bxox[abprs]-|\bAIza[0-9A-Za-z_\-]{30,}|\beyJ[A-Za-z0-9_\-]{8,}\.eyJ|(?i:bearer\s+[A-Za-z0-9._~+/\-]{20,})|PRIVATE KEY-----|\bfwk_[A-Za-z0-9]{20,}|\[REDACTED:";
+pub const ANY: &str = r"@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}|\d[\d \-.()]{7,}\d|\bsk-[A-Za-z0-9_\-]{20,}|\bAKIA[0-9A-Z]{16}|\bgh[pousr]_[A-Za-z0-9]{30,}|\bgithub_pat_|\bxox[abprs]-|\bAIza[0-9A-Za-z_\-]{30,}|\beyJ[A-Za-z0-9_\-]{8,}\.eyJ|(?i:bearer\s+[A-Za-z0-9._~+/\-]{20,})|PRIVATE KEY-----|\bfwk_[A-Za-z0-9]{20,}|\[REDACTED:|\b[rs]k_(?:live|test)_|\bSG\.[A-Za-z0-9_\-]{22}\.|hooks\.slack\.com/services/|\bnpm_[A-Za-z0-9]{36}|\bglpat-|\bhf_[A-Za-z0-9]{30,}|\bya29\.|\bSK[0-9a-f]{32}|\bshp(?:at|ca|pa|ss)_";
 
 /// The kinds of sensitive data, most serious first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -279,6 +289,28 @@ mod tests {
             vec![(Kind::Secret, "sk-proj-abcdefghijklmnopqrstuvwx1234".into())]
         );
         assert_eq!(kinds("The customer's e-mail is [REDACTED:email]."), vec![(Kind::Email, "[REDACTED:email]".into())]);
+    }
+
+    /// The provider formats beyond OpenAI's: each is a secret, in the analyzer's `ANY`
+    /// prefilter too (what ClickHouse's `match` lets through is what the analyzer sees).
+    #[test]
+    fn provider_tokens_by_their_prefix() {
+        let any = Regex::new(ANY).unwrap();
+        for token in [
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "rk_test_51H8abcdefghijklmnopqrstu",
+            "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",
+            "https://hooks.slack.com/services/T0123ABCD/B0456EFGH/abcdefghijklmnop1234",
+            "npm_abcdefghijklmnopqrstuvwxyz0123456789",
+            "glpat-abcdefghij0123456789",
+            "hf_abcdefghijklmnopqrstuvwxyz012345",
+            "xoxb-123456789012-123456789012-abcdefghijklmnopqrstuvwx",
+        ] {
+            let text = format!("const client = init('{token}');");
+            assert_eq!(kinds(&text).first().map(|k| k.0), Some(Kind::Secret), "{token}");
+            assert!(any.is_match(&text), "{token}");
+        }
+        assert!(find("Set STRIPE_SECRET_KEY in the environment; never paste sk_live keys here.").is_empty());
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub(super) fn call_rule(rule: &Rule, c: &Call, norm: Option<&Norm>) -> Option<St
             (cost > norm.median_cost_usd * spec.factor.unwrap_or(5.0))
                 .then(|| format!("${cost:.4}, {:.0}× the feature's median", cost / norm.median_cost_usd))
         }
+        RuleKind::InsecureCode => super::security::insecure_code(&c.output_text),
+        RuleKind::FollowedInjection => super::security::followed_injection(&c.injection, &c.input_text, &c.output_text),
         RuleKind::Signal
         | RuleKind::ToolError
         | RuleKind::Exception

@@ -41,6 +41,11 @@ pub struct Call {
     /// Whether the producer recorded the answer's messages at all. The OTel GenAI default
     /// captures no content: no messages is then no evidence of an empty answer.
     pub output_captured: bool,
+    /// The input from its first instruction aimed at the model on ("ignore your previous
+    /// instructions…"), when it has one: prompt injection, read by [`super::security`].
+    pub injection: String,
+    /// The hash of the call's system instructions (`contents`).
+    pub system_hash: String,
     /// Tool calls the model made: the output messages' JSON when it has any (excerpt).
     pub tool_calls: String,
     /// The text the user wrote in the last few user turns of the input (tool results and
@@ -103,6 +108,8 @@ impl Default for Call {
             input_text: String::new(),
             output_text: String::new(),
             output_captured: true,
+            injection: String::new(),
+            system_hash: String::new(),
             tool_calls: String::new(),
             user_turns: vec![],
         }
@@ -261,23 +268,49 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
         .bind(nanos(until))
         .fetch_all()
         .await?;
-    let calls: Vec<Call> = store
+    // Instructions aimed at the model inside system instructions (RAG templates put the
+    // retrieved pages there too), by hash: only the matching ones leave the database.
+    let injected: Vec<(String, String)> = store
         .query(&format!(
-            "SELECT trace_id, span_id, session_id, user_id, feature, if(response_model != '', response_model, request_model) AS model, \
-             provider, start_time, duration_ns, cost_usd, input_tokens, output_tokens, status, error_type, \
-             substringUTF8(error_message, 1, 400) AS error_message, finish_reasons, tool_names, \
-             substringUTF8(input_text, 1, 600) AS input_text, substringUTF8(output_text, 1, 800) AS output_text, \
-             output_messages NOT IN ('', '[]') AS output_captured, \
-             if(position(output_messages, 'tool_call') > 0, substringUTF8(output_messages, 1, 4000), '') AS tool_calls, \
-             arrayMap(t -> substringUTF8(t, greatest(1, toInt64(lengthUTF8(t)) - 599), 600), {user_turns}) AS user_turns \
-             FROM llm_calls FINAL WHERE {window} ORDER BY trace_id, start_time, span_id",
-            user_turns = user_texts_sql(3)
+            "SELECT hash, any(extract(content, ?)) FROM contents \
+             WHERE project_id = ? AND kind = 'system_instructions' AND match(content, ?) \
+               AND hash IN (SELECT system_instructions_hash FROM llm_calls WHERE {window}) GROUP BY hash"
         ))
+        .bind(super::security::INJECTION_SQL)
+        .bind(project)
+        .bind(super::security::INJECTION_SQL)
         .bind(project)
         .bind(nanos(since))
         .bind(nanos(until))
         .fetch_all()
         .await?;
+    let injected_hashes: Vec<&str> = injected.iter().map(|(h, _)| h.as_str()).collect();
+    let mut calls: Vec<Call> = store
+        .query(&format!(
+            "SELECT trace_id, span_id, session_id, user_id, feature, if(response_model != '', response_model, request_model) AS model, \
+             provider, start_time, duration_ns, cost_usd, input_tokens, output_tokens, status, error_type, \
+             substringUTF8(error_message, 1, 400) AS error_message, finish_reasons, tool_names, \
+             substringUTF8(input_text, 1, 600) AS input_text, substringUTF8(output_text, 1, if(injection = '' AND NOT has(?, system_instructions_hash), 800, 8000)) AS output_text, \
+             output_messages NOT IN ('', '[]') AS output_captured, extract(input_messages, ?) AS injection, \
+             system_instructions_hash AS system_hash, \
+             if(position(output_messages, 'tool_call') > 0, substringUTF8(output_messages, 1, 4000), '') AS tool_calls, \
+             arrayMap(t -> substringUTF8(t, greatest(1, toInt64(lengthUTF8(t)) - 599), 600), {user_turns}) AS user_turns \
+             FROM llm_calls FINAL WHERE {window} ORDER BY trace_id, start_time, span_id",
+            user_turns = user_texts_sql(3)
+        ))
+        .bind(&injected_hashes)
+        .bind(super::security::INJECTION_SQL)
+        .bind(project)
+        .bind(nanos(since))
+        .bind(nanos(until))
+        .fetch_all()
+        .await?;
+    let injected: BTreeMap<String, String> = injected.into_iter().collect();
+    for c in calls.iter_mut().filter(|c| c.injection.is_empty()) {
+        if let Some(text) = injected.get(&c.system_hash) {
+            c.injection.clone_from(text);
+        }
+    }
     // Spans of the window's traces in error or with an exception event; LLM call spans are
     // told apart by the rules (their exception events count, their status already did).
     let error_spans: Vec<ErrorSpan> = store

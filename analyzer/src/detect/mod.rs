@@ -16,6 +16,7 @@ pub mod disclosure;
 pub mod format;
 mod inputs;
 pub mod loops;
+pub mod security;
 pub mod wrong_language;
 
 pub use checks::excerpt;

@@ -144,19 +144,25 @@ impl Draft {
 
     /// Moves system-role messages out of the input into the system instructions: they repeat on
     /// every call and are stored once by hash (`contents`), whatever convention carried them.
+    ///
+    /// When the span names its system instructions apart (`gen_ai.system_instructions`), a
+    /// system message of the input that says something else is per-call context — retrieved
+    /// pages, a user profile — and stays in the input: dropped, the model's input would be lost.
     fn split_system(&mut self) {
         let Some(input) = self.input.as_mut() else { return };
-        let mut system: Vec<String> = Vec::new();
-        input.retain(|m| {
-            if m.role == "system" || m.role == "developer" {
-                system.push(m.text_content());
-                false
-            } else {
-                true
+        let is_system = |m: &Message| m.role == "system" || m.role == "developer";
+        match &self.system {
+            None => {
+                let system: Vec<String> = input.iter().filter(|m| is_system(m)).map(Message::text_content).collect();
+                input.retain(|m| !is_system(m));
+                if !system.is_empty() {
+                    self.system = Some(system.join("\n"));
+                }
             }
-        });
-        if !system.is_empty() && self.system.is_none() {
-            self.system = Some(system.join("\n"));
+            Some(instructions) => {
+                let instructions = instructions.trim();
+                input.retain(|m| !is_system(m) || m.text_content().trim() != instructions);
+            }
         }
     }
 }
@@ -375,4 +381,36 @@ pub fn message_from_openai(m: &Value) -> Option<Message> {
         parts,
         finish_reason: m.get("finish_reason").and_then(Value::as_str).map(str::to_string),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A system message of the input that is not the span's system instructions (retrieved
+    /// pages a RAG template put there) is the model's input too: it stays, where a copy of the
+    /// instructions goes.
+    #[test]
+    fn per_call_system_context_is_kept_beside_the_instructions() {
+        let mut d = Draft {
+            system: Some("You are the help-centre assistant.".into()),
+            input: Some(vec![
+                Message::text("system", "You are the help-centre assistant."),
+                Message::text("system", "Help-centre articles:\n[1] Shipping: we ship to 44 countries."),
+                Message::text("user", "Do you ship to Japan?"),
+            ]),
+            ..Default::default()
+        };
+        d.finalize();
+        let roles: Vec<(&str, String)> = d.input.iter().flatten().map(|m| (m.role.as_str(), m.text_content())).collect();
+        assert_eq!(roles.len(), 2, "{roles:?}");
+        assert!(roles[0].1.starts_with("Help-centre articles"));
+        assert_eq!(d.system.as_deref(), Some("You are the help-centre assistant."));
+
+        let mut only_messages =
+            Draft { input: Some(vec![Message::text("system", "Be brief."), Message::text("user", "Hi")]), ..Default::default() };
+        only_messages.finalize();
+        assert_eq!(only_messages.system.as_deref(), Some("Be brief."));
+        assert_eq!(only_messages.input.as_ref().map(Vec::len), Some(1));
+    }
 }
