@@ -141,7 +141,7 @@ async fn one_seed(
     let keep = bench.database.is_some();
     cfg.clickhouse.database = database.to_string();
     let store = store::open(&cfg).await?;
-    migrate::migrate(&store, &MigrateOptions { cluster: None, retention: cfg.retention.clone() }).await?;
+    migrate::migrate(&store, &MigrateOptions { retention: cfg.retention.clone(), ..Default::default() }).await?;
     let project = "bench";
     let truth_path = std::env::temp_dir().join(format!("{database}.truth.jsonl"));
     let stored: Vec<u64> = store.query("SELECT count() FROM llm_calls WHERE project_id = ?").bind(project).fetch_all().await?;

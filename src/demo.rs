@@ -42,7 +42,7 @@ pub async fn run(demo: Demo) -> Result<ExitCode> {
         println!("ClickHouse engine: {}", state.url);
     }
     let store = store::open(&cfg).await?;
-    migrate::migrate(&store, &MigrateOptions { cluster: None, retention: cfg.retention.clone() }).await?;
+    migrate::migrate(&store, &MigrateOptions { retention: cfg.retention.clone(), ..Default::default() }).await?;
 
     let collector = LocalCollector::start(&store, PROJECT, cfg.retention.spans).await?;
     println!("collector: OTLP/HTTP on {}", collector.endpoint);

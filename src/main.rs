@@ -363,7 +363,8 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Migrate { cluster } => {
             let cfg = StorageConfig::load()?;
             let store = store::open(&cfg).await?;
-            let report = migrate::migrate(&store, &MigrateOptions { cluster, retention: cfg.retention.clone() }).await?;
+            let options = MigrateOptions { cluster, retention: cfg.retention.clone(), change_retention: true };
+            let report = migrate::migrate(&store, &options).await?;
             print!("{}", migrate::describe(&store, &report).await?);
             Ok(ExitCode::SUCCESS)
         }
@@ -508,7 +509,8 @@ fn parse_scenario(value: &str) -> Result<flywheel_simulator::Scenario, String> {
 async fn open_migrated() -> Result<flywheel_schemas::Store> {
     let cfg = StorageConfig::load()?;
     let store = store::open(&cfg).await?;
-    migrate::migrate(&store, &MigrateOptions { cluster: None, retention: cfg.retention.clone() }).await?;
+    // Tables are created if missing; retention changes are `flywheel migrate`'s alone.
+    migrate::migrate(&store, &MigrateOptions { retention: cfg.retention.clone(), ..Default::default() }).await?;
     Ok(store)
 }
 

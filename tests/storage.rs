@@ -186,7 +186,13 @@ async fn retention_is_configurable_per_table_and_changed_in_place() {
     let store = db.store();
     migrate::migrate(&store, &MigrateOptions::default()).await.unwrap();
     let retention = flywheel_schemas::Retention { spans: 7, signals: 400, ..Default::default() };
-    let report = migrate::migrate(&store, &MigrateOptions { retention, ..Default::default() }).await.unwrap();
+    // Another command migrating with other settings (a shell without the configuration file)
+    // creates what is missing and changes no retention: only `flywheel migrate` does.
+    let quiet = migrate::migrate(&store, &MigrateOptions { retention: retention.clone(), ..Default::default() }).await.unwrap();
+    assert!(quiet.retention_changes.is_empty(), "{:?}", quiet.retention_changes);
+    let spans = tables(&store).await.into_iter().find(|t| t.name == "spans").unwrap();
+    assert!(spans.create_table_query.contains("toIntervalDay(30)"), "{}", spans.create_table_query);
+    let report = migrate::migrate(&store, &MigrateOptions { retention, change_retention: true, ..Default::default() }).await.unwrap();
     let mut changes = report.retention_changes.clone();
     changes.sort();
     // log_records follows the spans' retention.

@@ -38,7 +38,13 @@ pub const MIGRATIONS: &[Migration] = &[
 #[derive(Debug, Clone, Default)]
 pub struct MigrateOptions {
     pub cluster: Option<String>,
+    /// The retention new tables are created with.
     pub retention: Retention,
+    /// Whether existing tables' TTLs are changed to `retention`: only `flywheel migrate` does.
+    /// Every other command migrates too (to create missing tables), and a shell without the
+    /// configuration file would otherwise shorten a retention someone set — and the next
+    /// merges would delete the data past it.
+    pub change_retention: bool,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -176,7 +182,9 @@ pub async fn migrate(store: &Store, options: &MigrateOptions) -> Result<Migratio
         tracing::info!(version = migration.version, name = migration.name, "migration applied");
         report.applied.push((migration.version, migration.name.to_string()));
     }
-    report.retention_changes = apply_retention(store, cluster, &options.retention).await?;
+    if options.change_retention {
+        report.retention_changes = apply_retention(store, cluster, &options.retention).await?;
+    }
     Ok(report)
 }
 
