@@ -161,13 +161,11 @@ impl JoinCache {
         }
     }
 
-    /// Records a call; returns its draft completed with any log events that came first.
-    pub(super) fn add_call(&mut self, key: Key, ids: SpanIds, draft: Draft, is_error: bool) -> Draft {
+    /// Records a call, with any log events that came first; [`JoinCache::merged`] gives its
+    /// completed draft.
+    pub(super) fn add_call(&mut self, key: Key, ids: SpanIds, draft: Draft, is_error: bool) {
         self.sweep();
         let logs = self.pending.remove(&key).unwrap_or_default();
-        let mut merged = draft.clone();
-        merged.merge(logs.draft());
-        merged.finalize();
         self.expiry.push_back((Instant::now(), key.clone()));
         if !ids.parent_span_id.is_empty() {
             self.children.insert((key.0.clone(), key.1.clone(), ids.parent_span_id.clone()), key.clone());
@@ -175,7 +173,6 @@ impl JoinCache {
         self.calls.insert(key.clone(), CachedCall { ids, draft, is_error, logs });
         self.resize(&key);
         self.sweep();
-        merged
     }
 
     /// The call, already recorded, whose parent span is `key`.
