@@ -38,7 +38,7 @@ pub async fn run(demo: Demo) -> Result<ExitCode> {
         let bar = spinner("starting the local ClickHouse engine");
         let state = tokio::task::spawn_blocking(|| engine::ensure_running(&engine::default_data_dir())).await??;
         bar.finish_and_clear();
-        cfg.clickhouse.url = Some(state.url.clone());
+        cfg.clickhouse.url = Some(state.client_url());
         println!("ClickHouse engine: {}", state.url);
     }
     let store = store::open(&cfg).await?;

@@ -172,7 +172,7 @@ struct SimulateArgs {
 
 #[derive(Subcommand)]
 enum ClickhouseCmd {
-    /// Start the engine in the background; prints its URL on the last line.
+    /// Start the engine in the background; prints its URL, with its password, on the last line.
     Start {
         #[command(flatten)]
         data: DataDir,
@@ -610,6 +610,8 @@ fn clickhouse(cmd: ClickhouseCmd) -> Result<ExitCode> {
             println!("engine: {} (pid {})", engine.state.engine, engine.state.pid);
             println!("data: {}", engine.data_dir.display());
             println!("log: {}", engine.data_dir.join(engine::LOG_FILE).display());
+            println!("password: {}", engine.data_dir.join(engine::PASSWORD_FILE).display());
+            // Last, alone: the URL to give FLYWHEEL_CLICKHOUSE_URL, its credentials included.
             println!("{}", engine.url());
             Ok(ExitCode::SUCCESS)
         }
@@ -626,6 +628,7 @@ fn clickhouse(cmd: ClickhouseCmd) -> Result<ExitCode> {
             match engine::status(&dir) {
                 Some(state) => {
                     println!("running: {} (pid {}, {}, data {})", state.url, state.pid, state.engine, dir.display());
+                    println!("{}", state.client_url());
                     Ok(ExitCode::SUCCESS)
                 }
                 None => {

@@ -38,12 +38,18 @@ pub fn init() -> Guard {
     if let Ok(key) = std::env::var("FLYWHEEL_SELF_TRACES_KEY") {
         headers.insert("authorization".to_string(), format!("Bearer {key}"));
     }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
-        .with_headers(headers)
-        .with_http_client(reqwest_otlp::blocking::Client::new())
-        .build();
+    // https:// endpoints: the system's roots plus the CA file of the OTLP convention.
+    let client = flywheel_schemas::tls::client_config(flywheel_schemas::tls::otlp_ca_file().as_deref())
+        .map_err(|e| e.to_string())
+        .and_then(|tls| reqwest_otlp::blocking::Client::builder().tls_backend_preconfigured(tls).build().map_err(|e| e.to_string()));
+    let exporter = client.map_err(opentelemetry_otlp::ExporterBuildError::InternalFailure).and_then(|client| {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+            .with_headers(headers)
+            .with_http_client(client)
+            .build()
+    });
     match exporter {
         Ok(exporter) => {
             let resource = opentelemetry_sdk::Resource::builder().with_service_name("flywheel").build();

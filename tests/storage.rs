@@ -600,7 +600,7 @@ async fn query_errors_are_clear_rust_errors() {
 
     // Nothing listens on port 9: the error says how to get a server.
     let cfg = flywheel_schemas::ClickHouseConfig::default();
-    let err = flywheel_schemas::Store::new("http://127.0.0.1:9", &cfg).ping().await.unwrap_err();
+    let err = flywheel_schemas::Store::new("http://127.0.0.1:9", &cfg).unwrap().ping().await.unwrap_err();
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
     assert!(err.to_string().contains("flywheel clickhouse start"), "{err}");
 }

@@ -21,6 +21,6 @@ pub const INSERT: Duration = Duration::from_secs(120);
 pub async fn within<T>(store: &Store, limit: Duration, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
     match tokio::time::timeout(limit, call).await {
         Ok(result) => result,
-        Err(_) => Err(StoreError::Unreachable { url: store.url().to_string(), source: clickhouse::error::Error::TimedOut }),
+        Err(_) => Err(StoreError::Unreachable { url: store.url().to_string(), reason: format!("no answer within {limit:?}") }),
     }
 }

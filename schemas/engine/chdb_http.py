@@ -18,10 +18,15 @@ Contract:
   * Every other URL parameter is a ClickHouse setting, applied for that request only.
   * Errors answer with ClickHouse's status mapping, `X-ClickHouse-Exception-Code` and a body
     `Code: N. DB::Exception: ...`, exactly as a real server does.
-  * `GET /ping` answers `Ok.`.
+  * `GET /ping` answers `Ok.`; every query needs the user `default` and the engine's password
+    (`X-ClickHouse-User`/`X-ClickHouse-Key` headers, HTTP basic auth or `user`/`password` URL
+    parameters, as ClickHouse takes them), else 401 with code 516 (AUTHENTICATION_FAILED).
 """
 
 import argparse
+import base64
+import hmac
+import ipaddress
 import json
 import os
 import re
@@ -307,6 +312,8 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "flywheel-chdb"
     engine = None  # set at start-up
     spool_dir = None  # where insert bodies wait for the engine (under the data directory)
+    password = None  # required of every query when set; None only on loopback without a file
+    password_file = None
 
     def setup(self):
         super().setup()
@@ -419,10 +426,35 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.handle_query(params, sql_body=None)
 
+    def authenticate(self, params):
+        """The credentials as ClickHouse reads them: headers, then basic auth, then URL parameters."""
+        if self.password is None:
+            return
+        user = self.headers.get("X-ClickHouse-User")
+        key = self.headers.get("X-ClickHouse-Key")
+        auth = self.headers.get("Authorization", "")
+        if user is None and key is None and auth.lower().startswith("basic "):
+            try:
+                user, _, key = base64.b64decode(auth[6:].strip()).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                user, key = None, None
+        if user is None and key is None:
+            user, key = params.get("user"), params.get("password")
+        user = user or "default"
+        if user == "default" and key is not None and hmac.compare_digest(key.encode("utf-8"), self.password.encode("utf-8")):
+            return
+        raise QueryError(
+            516,
+            f"Code: 516. DB::Exception: {user}: Authentication failed: password is incorrect, or there is no user with such name. "
+            f"flywheel's local engine takes the user `default` and the password in {self.password_file}; "
+            "`flywheel clickhouse start` and `flywheel clickhouse status` print a URL that carries it. (AUTHENTICATION_FAILED)",
+        )
+
     def handle_query(self, params, sql_body, readonly=False):
         started = time.monotonic()
         self.body_done = sql_body is not None or self.headers.get("Content-Length") in (None, "0") and "chunked" not in self.headers.get("Transfer-Encoding", "").lower()
         try:
+            self.authenticate(params)
             self.execute(params, sql_body, readonly)
         except QueryError as err:
             if DEBUG:
@@ -515,6 +547,15 @@ def watch_parent(parent):
             os._exit(0)
 
 
+def is_loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="data directory owned by this engine")
@@ -522,7 +563,16 @@ def main():
     ap.add_argument("--port", type=int, default=8123)
     ap.add_argument("--state-file", help="JSON written once the server accepts connections")
     ap.add_argument("--exit-with-parent", action="store_true")
+    ap.add_argument("--password-file", help="file holding the password every query must give (user `default`)")
     args = ap.parse_args()
+
+    if args.password_file:
+        with open(args.password_file) as f:
+            Handler.password = f.read().strip() or None
+        Handler.password_file = args.password_file
+    if Handler.password is None and not is_loopback(args.host):
+        print(f"refusing to listen on {args.host} without a password: only loopback may go without one (give --password-file)", file=sys.stderr)
+        sys.exit(5)
 
     os.makedirs(args.data, exist_ok=True)
     try:

@@ -4,7 +4,7 @@
 //! TOML file named by `FLYWHEEL_CONFIG`, then the `FLYWHEEL_CLICKHOUSE_*` environment variables.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -16,20 +16,25 @@ pub const DEFAULT_DATABASE: &str = "flywheel";
 #[serde(default, deny_unknown_fields)]
 pub struct ClickHouseConfig {
     /// `None` means "no server configured": commands that need one start the local engine.
+    /// `http://` or `https://`; credentials may ride in it (`https://user:password@host:8443`).
     pub url: Option<String>,
+    /// Over the URL's own credentials when both are given.
     pub user: Option<String>,
     pub password: Option<String>,
     pub database: String,
+    /// A PEM file of the authority that signed the server's certificate, trusted besides the
+    /// system's roots (a private server behind an internal CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ClickHouseConfig {
     fn default() -> Self {
-        ClickHouseConfig { url: None, user: None, password: None, database: DEFAULT_DATABASE.to_string() }
+        ClickHouseConfig { url: None, user: None, password: None, database: DEFAULT_DATABASE.to_string(), ca_file: None }
     }
 }
 
 impl ClickHouseConfig {
-    /// Applies `FLYWHEEL_CLICKHOUSE_URL`, `_USER`, `_PASSWORD` and `_DATABASE` over `self`.
+    /// Applies `FLYWHEEL_CLICKHOUSE_URL`, `_USER`, `_PASSWORD`, `_DATABASE` and `_CA_FILE` over `self`.
     pub fn with_env(mut self) -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         if let Some(url) = var("FLYWHEEL_CLICKHOUSE_URL") {
@@ -43,6 +48,9 @@ impl ClickHouseConfig {
         }
         if let Some(database) = var("FLYWHEEL_CLICKHOUSE_DATABASE") {
             self.database = database;
+        }
+        if let Some(ca_file) = var("FLYWHEEL_CLICKHOUSE_CA_FILE") {
+            self.ca_file = Some(PathBuf::from(ca_file));
         }
         self
     }

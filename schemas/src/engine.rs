@@ -6,6 +6,11 @@
 //! server. One engine owns one data directory; its state file (`engine.json`) says where it
 //! listens, so every flywheel process finds the running engine from the data directory alone.
 //!
+//! The engine requires a password, as a server would: any local user could otherwise read the
+//! API keys or insert one. It is generated at the first start, kept in `<data>/password`
+//! (mode 0600, so only the owner reads it) and the same over restarts; flywheel reads it with
+//! the state file, and [`EngineState::client_url`] carries it for other processes.
+//!
 //! When `FLYWHEEL_CLICKHOUSE_URL` is set none of this is used.
 
 use std::io::{Read, Write};
@@ -23,6 +28,9 @@ use crate::config::ClickHouseConfig;
 pub const SERVER_SCRIPT: &str = include_str!("../engine/chdb_http.py");
 pub const STATE_FILE: &str = "engine.json";
 pub const LOG_FILE: &str = "engine.log";
+pub const PASSWORD_FILE: &str = "password";
+/// The engine's one user, as on a fresh ClickHouse server.
+pub const USER: &str = "default";
 pub const DEFAULT_PORT: u16 = 8123;
 
 #[derive(Debug, Error)]
@@ -49,14 +57,31 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError 
     move |source| EngineError::Io { context, source }
 }
 
-/// What a running engine wrote into its state file.
+/// What a running engine wrote into its state file, and its password.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct EngineState {
     pub pid: u32,
     pub host: String,
     pub port: u16,
+    /// Where it listens, without credentials: safe to print.
     pub url: String,
     pub engine: String,
+    /// From `<data>/password`, not from the state file.
+    #[serde(skip)]
+    pub password: String,
+}
+
+impl EngineState {
+    /// The URL with the engine's credentials, for `FLYWHEEL_CLICKHOUSE_URL` or `[clickhouse] url`.
+    pub fn client_url(&self) -> String {
+        if self.password.is_empty() {
+            return self.url.clone();
+        }
+        match self.url.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}://{USER}:{}@{rest}", self.password),
+            None => self.url.clone(),
+        }
+    }
 }
 
 /// flywheel's own directory: `FLYWHEEL_HOME`, else `$XDG_DATA_HOME/flywheel`, else
@@ -121,8 +146,9 @@ pub struct RunningEngine {
 }
 
 impl RunningEngine {
-    pub fn url(&self) -> &str {
-        &self.state.url
+    /// The URL with the engine's credentials (see [`EngineState::client_url`]).
+    pub fn url(&self) -> String {
+        self.state.client_url()
     }
 
     /// Stops the engine and waits for it to release its data directory.
@@ -157,6 +183,7 @@ pub fn start(opts: &StartOptions) -> Result<RunningEngine, EngineError> {
     let data_dir = opts.data_dir.canonicalize().map_err(io(format!("cannot resolve {}", opts.data_dir.display())))?;
     let state_path = data_dir.join(STATE_FILE);
     let _ = std::fs::remove_file(&state_path); // stale: its engine is gone (checked above)
+    let password_path = ensure_password(&data_dir)?;
     let script = data_dir.join("chdb_http.py");
     std::fs::write(&script, SERVER_SCRIPT).map_err(io(format!("cannot write {}", script.display())))?;
     let log_path = data_dir.join(LOG_FILE);
@@ -174,6 +201,8 @@ pub fn start(opts: &StartOptions) -> Result<RunningEngine, EngineError> {
         .arg(opts.port.to_string())
         .arg("--state-file")
         .arg(&state_path)
+        .arg("--password-file")
+        .arg(&password_path)
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io("cannot share the engine log"))?)
         .stderr(log);
@@ -251,14 +280,47 @@ pub fn resolve_url(cfg: &ClickHouseConfig) -> Result<String, EngineError> {
         None => {
             let state = ensure_running(&default_data_dir())?;
             tracing::info!(url = %state.url, "using the local ClickHouse engine");
-            Ok(state.url)
+            Ok(state.client_url())
         }
     }
 }
 
 fn read_state(data_dir: &Path) -> Option<EngineState> {
     let text = std::fs::read_to_string(data_dir.join(STATE_FILE)).ok()?;
-    serde_json::from_str(&text).ok()
+    let mut state: EngineState = serde_json::from_str(&text).ok()?;
+    state.password = std::fs::read_to_string(data_dir.join(PASSWORD_FILE)).map(|p| p.trim().to_string()).unwrap_or_default();
+    Some(state)
+}
+
+/// The engine's password file: kept when it holds one, else created with 32 random hex
+/// characters, readable by its owner only.
+fn ensure_password(data_dir: &Path) -> Result<PathBuf, EngineError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = data_dir.join(PASSWORD_FILE);
+    let existing = std::fs::read_to_string(&path).map(|p| p.trim().to_string()).unwrap_or_default();
+    if existing.is_empty() {
+        let mut bytes = [0u8; 16];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .map_err(io("cannot read /dev/urandom for the engine's password"))?;
+        let tmp = data_dir.join(format!("{PASSWORD_FILE}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(format!("cannot create {}", tmp.display())))?;
+        file.write_all(format!("{}\n", hex::encode(bytes)).as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io(format!("cannot write {}", tmp.display())))?;
+        std::fs::rename(&tmp, &path).map_err(io(format!("cannot create {}", path.display())))?;
+    } else {
+        // A copy or an old umask may have opened it up: only the owner may read a password.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io(format!("cannot restrict {} to its owner", path.display())))?;
+    }
+    Ok(path)
 }
 
 fn pid_alive(pid: u32) -> bool {

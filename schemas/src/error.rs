@@ -5,14 +5,21 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error(
-        "cannot reach ClickHouse at {url}: {source}. Start the local engine with `flywheel clickhouse start` \
+        "cannot reach ClickHouse at {url}: {reason}. Start the local engine with `flywheel clickhouse start` \
          or set FLYWHEEL_CLICKHOUSE_URL to a running server"
     )]
-    Unreachable {
-        url: String,
-        #[source]
-        source: clickhouse::error::Error,
-    },
+    Unreachable { url: String, reason: String },
+    #[error(
+        "cannot use TLS to ClickHouse at {url}: {reason}. If the server's certificate is signed by a private authority, \
+         give its certificate in `ca_file` of [clickhouse] (or FLYWHEEL_CLICKHOUSE_CA_FILE)"
+    )]
+    Tls { url: String, reason: String },
+    #[error(
+        "ClickHouse at {url} refused the credentials: {message}. Set `user` and `password` of [clickhouse] \
+         (FLYWHEEL_CLICKHOUSE_USER, FLYWHEEL_CLICKHOUSE_PASSWORD) or put them in the URL (http://user:password@host:port); \
+         `flywheel clickhouse start` prints the local engine's URL with its password"
+    )]
+    Unauthorized { url: String, message: String },
     #[error("ClickHouse rejected `{context}`: {message}")]
     Query { context: String, message: String },
     #[error("rows of `{table}` do not match the table's schema: {message}. Run `flywheel migrate`")]
@@ -33,8 +40,20 @@ impl StoreError {
     pub(crate) fn from_client(url: &str, context: &str, err: clickhouse::error::Error) -> Self {
         use clickhouse::error::Error as E;
         match err {
-            E::Network(_) | E::TimedOut => StoreError::Unreachable { url: url.to_string(), source: err },
+            E::Network(_) | E::TimedOut => {
+                // The top-level text of a connection error is "client error (Connect)": the
+                // cause (refused, DNS, an unknown certificate authority) is further down.
+                let reason = chain(&err);
+                if reason.contains("certificate") || reason.contains("TLS") || reason.contains("tls") {
+                    StoreError::Tls { url: url.to_string(), reason }
+                } else {
+                    StoreError::Unreachable { url: url.to_string(), reason }
+                }
+            }
             E::SchemaMismatch(message) => StoreError::Schema { table: context.to_string(), message },
+            E::BadResponse(message) if message.contains("Code: 516") || message.contains("AUTHENTICATION_FAILED") => {
+                StoreError::Unauthorized { url: url.to_string(), message: message.trim().to_string() }
+            }
             E::BadResponse(message) => StoreError::Query { context: summarize(context), message: message.trim().to_string() },
             other => StoreError::Query { context: summarize(context), message: other.to_string() },
         }
@@ -48,6 +67,20 @@ impl StoreError {
             other => StoreError::from_client(url, &format!("INSERT INTO {table}"), other),
         }
     }
+}
+
+/// An error and its causes, each once: "client error (Connect): invalid peer certificate: UnknownIssuer".
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The first line of a statement, shortened: enough to recognise it in an error message.

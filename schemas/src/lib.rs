@@ -5,7 +5,8 @@
 //!   `ON CLUSTER`, with Replicated + Distributed tables).
 //! * [`store`]: the only way any crate talks to ClickHouse: connect, ping, migrate, batched
 //!   inserts and typed queries, over the official `clickhouse` crate (HTTP, RowBinary, schema
-//!   validation on).
+//!   validation on), over `http://` or `https://` ([`tls`]: the system's roots and an optional
+//!   CA file).
 //! * [`engine`]: the local ClickHouse engine used for development, the demo and CI (chDB behind
 //!   a ClickHouse-HTTP-compatible server); production points [`config::ClickHouseConfig`] at a
 //!   real server instead and nothing else changes.
@@ -27,6 +28,7 @@ pub mod queries;
 pub mod rows;
 pub mod sensitive;
 pub mod store;
+pub mod tls;
 
 pub use config::{ClickHouseConfig, Retention};
 pub use error::StoreError;

@@ -4,13 +4,59 @@
 //! validation on, LZ4 compression) and turns its errors into [`StoreError`]s that carry the
 //! statement at fault and say how to fix the usual causes.
 
+use std::time::Duration;
+
 use clickhouse::query::Query;
 use clickhouse::sql::Bind;
 use clickhouse::{Client, RowOwned, RowRead, RowWrite};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 
 use crate::config::{ClickHouseConfig, StorageConfig};
 use crate::error::StoreError;
+
+/// As the `clickhouse` crate's own client: ClickHouse closes idle HTTP connections after 3 s.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// A ClickHouse URL taken apart: where (printable) and as whom (the credentials it carried).
+#[derive(Debug, PartialEq)]
+struct Endpoint {
+    url: String,
+    https: bool,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+impl Endpoint {
+    fn parse(raw: &str) -> Result<Endpoint, StoreError> {
+        let mut url = url::Url::parse(raw).map_err(|e| {
+            StoreError::Config(format!("the ClickHouse URL is not a URL ({e}): write it as http://host:8123 or https://host:8443"))
+        })?;
+        let https = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            other => {
+                return Err(StoreError::Config(format!(
+                    "the ClickHouse URL has scheme `{other}`: flywheel speaks ClickHouse's HTTP interface, use http://host:8123 or https://host:8443"
+                )));
+            }
+        };
+        let decode = |part: &str| percent_encoding::percent_decode_str(part).decode_utf8_lossy().into_owned();
+        let user = Some(url.username()).filter(|u| !u.is_empty()).map(decode);
+        let password = url.password().map(decode);
+        // Both setters fail only on URLs that cannot carry credentials, which http(s) URLs can.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let mut printable = url.to_string();
+        if url.path() == "/" && url.query().is_none() && !raw.ends_with('/') {
+            printable.pop();
+        }
+        Ok(Endpoint { url: printable, https, user, password })
+    }
+}
 
 /// Rows per INSERT statement when a caller hands over more: large enough that the engine
 /// writes few parts (each INSERT makes one part per partition), small enough to bound memory.
@@ -36,27 +82,45 @@ pub async fn open(cfg: &StorageConfig) -> Result<Store, StoreError> {
     let url = tokio::task::spawn_blocking(move || crate::engine::resolve_url(&clickhouse))
         .await
         .map_err(|e| StoreError::Config(format!("engine start-up task failed: {e}")))??;
-    let store = Store::new(&url, &cfg.clickhouse);
+    let store = Store::new(&url, &cfg.clickhouse)?;
     store.ping().await?;
     Ok(store)
 }
 
 impl Store {
     /// A handle on `url` (the server to use, already resolved: see `engine::resolve_url`) with the
-    /// database and credentials of `cfg`. No I/O happens until the first query.
-    pub fn new(url: &str, cfg: &ClickHouseConfig) -> Store {
+    /// database and credentials of `cfg`. No I/O happens until the first query; a malformed
+    /// URL or an unreadable CA file fails here.
+    pub fn new(url: &str, cfg: &ClickHouseConfig) -> Result<Store, StoreError> {
+        let endpoint = Endpoint::parse(url)?;
+        let client = if endpoint.https {
+            let tls = crate::tls::client_config(cfg.ca_file.as_deref())
+                .map_err(|e| StoreError::Tls { url: endpoint.url.clone(), reason: e.to_string() })?;
+            let mut connector = HttpConnector::new();
+            connector.set_keepalive(Some(TCP_KEEPALIVE));
+            connector.enforce_http(false);
+            let connector =
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(connector);
+            Client::with_http_client(HyperClient::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector))
+        } else {
+            if cfg.ca_file.is_some() {
+                tracing::warn!(url = %endpoint.url, "a CA file is configured for ClickHouse but its URL is http://: the CA file is not used");
+            }
+            Client::default()
+        };
         // Batched lookups bind thousands of ids into one statement (`has([...], trace_id)`):
         // allow statements beyond the 256 KiB default rather than fail on a large batch.
-        let mut client = Client::default().with_url(url).with_database(&cfg.database).with_setting("max_query_size", "16777216");
-        if let Some(user) = &cfg.user {
+        let mut client = client.with_url(&endpoint.url).with_database(&cfg.database).with_setting("max_query_size", "16777216");
+        if let Some(user) = cfg.user.as_ref().or(endpoint.user.as_ref()) {
             client = client.with_user(user);
         }
-        if let Some(password) = &cfg.password {
+        if let Some(password) = cfg.password.as_ref().or(endpoint.password.as_ref()) {
             client = client.with_password(password);
         }
-        Store { client, url: url.to_string(), database: cfg.database.clone() }
+        Ok(Store { client, url: endpoint.url, database: cfg.database.clone() })
     }
 
+    /// The server's URL, without credentials: safe to print.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -199,5 +263,33 @@ impl StoreQuery<'_> {
                 Err(e) => return Err(StoreError::from_client(&self.store.url, &self.sql, e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_gives_its_credentials_and_keeps_them_out_of_messages() {
+        let e = Endpoint::parse("https://reader:p%40ss%3Aw0rd@ch.example.com:8443").unwrap();
+        assert_eq!(e.url, "https://ch.example.com:8443");
+        assert!(e.https);
+        assert_eq!((e.user.as_deref(), e.password.as_deref()), (Some("reader"), Some("p@ss:w0rd")));
+
+        let e = Endpoint::parse("http://127.0.0.1:8123").unwrap();
+        assert_eq!(e, Endpoint { url: "http://127.0.0.1:8123".into(), https: false, user: None, password: None });
+
+        for bad in ["127.0.0.1:8123", "tcp://127.0.0.1:9000", "not a url"] {
+            let err = Endpoint::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("http://host:8123"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_store_prints_no_password() {
+        let store = Store::new("http://default:s3cret@127.0.0.1:8123", &ClickHouseConfig::default()).unwrap();
+        assert_eq!(store.url(), "http://127.0.0.1:8123");
+        assert!(!format!("{store:?}").contains("s3cret"));
     }
 }

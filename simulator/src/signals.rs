@@ -76,10 +76,14 @@ pub struct Delivery {
 /// traces are still useful, and the caller warns. Any other refusal is.
 pub async fn send(endpoint: &str, key: Option<&str>, signals: &[&Signal]) -> Result<Delivery, SimulateError> {
     let url = format!("{}/v1/signals", endpoint.trim_end_matches('/'));
+    let unreachable = |reason: String| SimulateError::SignalsUnreachable { url: url.clone(), reason };
+    let tls =
+        flywheel_schemas::tls::client_config(flywheel_schemas::tls::otlp_ca_file().as_deref()).map_err(|e| unreachable(e.to_string()))?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .use_preconfigured_tls(tls)
         .build()
-        .map_err(|e| SimulateError::SignalsUnreachable { url: url.clone(), reason: e.to_string() })?;
+        .map_err(|e| unreachable(e.to_string()))?;
     let mut delivery = Delivery::default();
     for (n, batch) in signals.chunks(BATCH).enumerate() {
         let body = serde_json::to_vec(&Value::Array(batch.iter().map(|s| s.to_wire()).collect())).expect("signals serialise");

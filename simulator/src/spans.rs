@@ -446,6 +446,11 @@ pub struct Exporters {
 impl Exporters {
     pub fn new(endpoint: &str, key: Option<&str>, count: usize) -> Result<Exporters, SimulateError> {
         let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+        // https:// collectors: the system's roots plus the CA file of the OTLP convention.
+        let setup = |reason: String| SimulateError::ExporterSetup { endpoint: url.clone(), reason };
+        let tls =
+            flywheel_schemas::tls::client_config(flywheel_schemas::tls::otlp_ca_file().as_deref()).map_err(|e| setup(e.to_string()))?;
+        let client = reqwest_otlp::Client::builder().tls_backend_preconfigured(tls).build().map_err(|e| setup(e.to_string()))?;
         let mut exporters = Vec::new();
         for _ in 0..count.max(1) {
             let mut headers = HashMap::new();
@@ -458,6 +463,7 @@ impl Exporters {
                 .with_endpoint(url.clone())
                 .with_timeout(Duration::from_secs(30))
                 .with_headers(headers)
+                .with_http_client(client.clone())
                 .build()
                 .map_err(|e| SimulateError::ExporterSetup { endpoint: url.clone(), reason: e.to_string() })?;
             exporter.set_resource(&resource());

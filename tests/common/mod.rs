@@ -95,7 +95,7 @@ impl TestDb {
     /// A store on this database (created lazily by `migrate`). Build one per test runtime: a
     /// client's pooled connections belong to the runtime that opened them.
     pub fn store(&self) -> Store {
-        Store::new(&self.url, &self.config().clickhouse)
+        Store::new(&self.url, &self.config().clickhouse).expect("a valid ClickHouse URL")
     }
 
     pub async fn migrated(&self) -> Store {
@@ -125,6 +125,11 @@ pub fn flywheel_cmd() -> Command {
     for var in [
         "FLYWHEEL_CLICKHOUSE_URL",
         "FLYWHEEL_CLICKHOUSE_DATABASE",
+        "FLYWHEEL_CLICKHOUSE_USER",
+        "FLYWHEEL_CLICKHOUSE_PASSWORD",
+        "FLYWHEEL_CLICKHOUSE_CA_FILE",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
         "FLYWHEEL_CONFIG",
         "FLYWHEEL_LLM_BASE_URL",
         "FLYWHEEL_LLM_MODEL",

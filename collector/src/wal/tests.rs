@@ -62,7 +62,7 @@ fn lsns(items: &[Item]) -> Vec<u64> {
 /// A store on a port nothing listens on: ClickHouse is down for the whole test.
 fn unreachable_store() -> Store {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    Store::new(&format!("http://127.0.0.1:{port}"), &Default::default())
+    Store::new(&format!("http://127.0.0.1:{port}"), &Default::default()).unwrap()
 }
 
 #[test]
