@@ -41,6 +41,9 @@ enum Command {
     /// Manage project API keys.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// The collector's write-ahead log: what it quarantined, and its replay.
+    #[command(subcommand)]
+    Wal(WalCmd),
     /// Run the collector: OTLP/HTTP, OTLP/gRPC and the signals API.
     Serve {
         /// OTLP/HTTP and signals address [default: 127.0.0.1:4318, or `[collector] http`]
@@ -204,6 +207,29 @@ impl DataDir {
     fn path(&self) -> PathBuf {
         self.dir.clone().unwrap_or_else(engine::default_data_dir)
     }
+}
+
+#[derive(Subcommand)]
+enum WalCmd {
+    /// List the quarantined records: what ClickHouse refused, what this build could not decode,
+    /// bytes cut from a segment.
+    Quarantine {
+        /// The log's directory [default: `[collector] wal_dir`, FLYWHEEL_WAL_DIR, or
+        /// $FLYWHEEL_HOME/wal/<database>]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Store the quarantined records again, once their cause is fixed; each file stored moves to
+    /// `quarantine/replayed/`, a file still refused stays with the reason (exit status 1).
+    Replay {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Say what would be stored, store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only the files whose names contain one of these (e.g. `poison-lsn00000000000000000042`).
+        files: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -376,6 +402,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys(cmd) => keys(cmd).await,
+        Command::Wal(cmd) => wal(cmd).await,
         Command::Serve { http, grpc, no_auth, project } => serve(http, grpc, no_auth.then_some(project)).await,
         Command::Simulate(args) => simulate(args).await,
         Command::Analyze { project, since, lexical, llm_names } => {
@@ -528,6 +555,59 @@ async fn keys(cmd: KeysCmd) -> Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn wal(cmd: WalCmd) -> Result<ExitCode> {
+    use flywheel_collector::wal::replay;
+    let cfg = CollectorConfig::load().map_err(anyhow::Error::msg).context("reading the [collector] configuration")?;
+    let database = StorageConfig::load()?.clickhouse.database;
+    let dir_of = |dir: Option<PathBuf>| dir.unwrap_or_else(|| cfg.wal_dir_for(&database));
+    match cmd {
+        WalCmd::Quarantine { dir } => {
+            let dir = dir_of(dir);
+            let entries = replay::list(&dir)?;
+            if entries.is_empty() {
+                println!("nothing in quarantine ({})", dir.join("quarantine").display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:<12} {:>8} {:>7} {:>7}  {:<24} file", "kind", "bytes", "records", "rows", "projects");
+            for e in &entries {
+                let name = e.path.file_name().unwrap_or_default().to_string_lossy();
+                println!("{:<12} {:>8} {:>7} {:>7}  {:<24} {name}", e.kind.as_str(), e.bytes, e.records, e.rows, e.projects.join(","));
+                if let Some(problem) = &e.problem {
+                    println!("             {problem}");
+                }
+            }
+            let replayable = entries.iter().filter(|e| e.replayable()).count();
+            println!("{} file(s), {replayable} replayable with `flywheel wal replay` once the cause is fixed", entries.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        WalCmd::Replay { dir, dry_run, files } => {
+            let dir = dir_of(dir);
+            let store = open_migrated().await?;
+            let outcomes = replay::replay(&dir, &store, &files, dry_run).await?;
+            if outcomes.is_empty() {
+                println!("nothing to replay ({})", dir.join("quarantine").display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut failed = 0;
+            for o in &outcomes {
+                let name = o.entry.path.file_name().unwrap_or_default().to_string_lossy();
+                match &o.result {
+                    Ok(rows) if dry_run => println!("would store {rows} rows from {name}"),
+                    Ok(rows) if o.entry.problem.is_some() => {
+                        println!("stored {rows} rows from {name}; the rest stays: {}", o.entry.problem.as_deref().unwrap_or_default())
+                    }
+                    Ok(rows) => println!("stored {rows} rows from {name} (moved to quarantine/replayed/)"),
+                    Err(reason) => {
+                        failed += 1;
+                        println!("kept {name}: {reason}");
+                    }
+                }
+            }
+            Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+    }
 }
 
 async fn serve(http: Option<String>, grpc: Option<String>, open_project: Option<String>) -> Result<ExitCode> {

@@ -468,3 +468,68 @@ async fn a_log_written_by_the_previous_format_version_is_replayed_after_an_upgra
     assert!(!metrics.contains(r#"reason="torn_tail""#), "nothing is cut: {metrics}");
     assert!(c.wal_dir().join("quarantine").join(format!("undecodable-lsn{:020}.bin", 3)).exists());
 }
+
+/// Issue 15: what the drain quarantined is listed, and replayed by the operator once the cause
+/// is gone — here a table constraint that refused project `p`'s rows, then dropped. A file still
+/// refused, a record this build cannot decode and bytes cut from a segment stay, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantined_records_are_listed_and_replayed_once_the_cause_is_fixed() {
+    let db = TestDb::new("replay");
+    let store = db.migrated().await;
+    let wal = common::scratch_dir("replay-wal");
+    let quarantine = wal.join("quarantine");
+    std::fs::create_dir_all(&quarantine).unwrap();
+    let (poison, traces, spans) = payload("p", 4242);
+    std::fs::write(quarantine.join(format!("poison-lsn{:020}-v2.bin", 42)), record(42, &poison)).unwrap();
+    std::fs::write(quarantine.join(format!("undecodable-lsn{:020}.bin", 3)), record(3, &[0xff; 64])).unwrap();
+    std::fs::write(quarantine.join(format!("torn-{:020}-{}.bin", 1, 4096)), [7u8; 40]).unwrap();
+    let dir = wal.to_str().unwrap().to_string();
+    let stored = || async {
+        let n: u64 = db
+            .store()
+            .query("SELECT count() FROM spans FINAL WHERE project_id = 'p' AND has(?, trace_id)")
+            .bind(&traces)
+            .fetch_one()
+            .await
+            .unwrap();
+        n
+    };
+
+    let out = db.flywheel(&["wal", "quarantine", "--dir", &dir]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let listing = common::stdout(&out);
+    assert!(listing.contains("poison") && listing.contains("undecodable") && listing.contains("torn"), "{listing}");
+    assert!(listing.contains("does not decode with this build"), "{listing}");
+    assert!(listing.contains("hold no whole record"), "{listing}");
+    assert!(listing.contains("3 file(s), 1 replayable"), "{listing}");
+
+    let out = db.flywheel(&["wal", "replay", "--dir", &dir, "--dry-run"]);
+    assert!(common::stdout(&out).contains(&format!("would store {spans} rows")), "{}", common::stdout(&out));
+    assert_eq!(stored().await, 0, "a dry run stores nothing");
+
+    // The cause still there: the file stays, with ClickHouse's reason.
+    store.execute("ALTER TABLE spans ADD CONSTRAINT not_p CHECK project_id != 'p'").await.unwrap();
+    let out = db.flywheel(&["wal", "replay", "--dir", &dir, "poison"]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
+    let text = common::stdout(&out);
+    assert!(text.contains("still refuses it") && text.contains("not_p"), "{text}");
+    assert!(quarantine.join(format!("poison-lsn{:020}-v2.bin", 42)).exists());
+    assert_eq!(stored().await, 0);
+
+    // Fixed: stored, and moved aside; the other two stay, saying why.
+    store.execute("ALTER TABLE spans DROP CONSTRAINT not_p").await.unwrap();
+    let out = db.flywheel(&["wal", "replay", "--dir", &dir]);
+    assert_eq!(out.status.code(), Some(1), "the undecodable and torn files are not replayable");
+    let text = common::stdout(&out);
+    assert!(text.contains(&format!("stored {spans} rows from poison-lsn")), "{text}");
+    assert!(text.contains("kept undecodable-lsn") && text.contains("kept torn-"), "{text}");
+    assert_eq!(stored().await, spans);
+    assert!(!quarantine.join(format!("poison-lsn{:020}-v2.bin", 42)).exists());
+    assert!(quarantine.join("replayed").join(format!("poison-lsn{:020}-v2.bin", 42)).exists());
+    assert!(quarantine.join(format!("undecodable-lsn{:020}.bin", 3)).exists(), "never deleted");
+
+    // A second replay finds nothing more to store.
+    let out = db.flywheel(&["wal", "replay", "--dir", &dir, "poison"]);
+    assert!(out.status.success());
+    assert!(common::stdout(&out).contains("nothing to replay"), "{}", common::stdout(&out));
+}

@@ -115,6 +115,11 @@ impl CollectorConfig {
         Ok(cfg)
     }
 
+    /// The write-ahead log directory for `database`: `wal_dir`, else `$FLYWHEEL_HOME/wal/<database>`.
+    pub fn wal_dir_for(&self, database: &str) -> PathBuf {
+        self.wal_dir.clone().unwrap_or_else(|| flywheel_schemas::engine::home().join("wal").join(database))
+    }
+
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         toml::from_str::<File>(&text).map(|f| f.collector).map_err(|e| format!("{}: {e}", path.display()))

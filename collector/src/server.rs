@@ -61,7 +61,7 @@ pub async fn run_with(
     let metrics = Arc::new(Metrics::default());
     let store_for_ready = store.clone();
     let (writer, writer_task) = if store_rows && cfg.wal {
-        let dir = cfg.wal_dir.clone().unwrap_or_else(|| flywheel_schemas::engine::home().join("wal").join(store.database()));
+        let dir = cfg.wal_dir_for(store.database());
         let wal_cfg = WalConfig { max_bytes: cfg.wal_max_bytes, ..WalConfig::new(&dir) };
         let (wal, drain) = Wal::open(wal_cfg, store.clone(), metrics.clone())?;
         tracing::info!(dir = %dir.display(), "write-ahead log open");

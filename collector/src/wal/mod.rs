@@ -9,7 +9,7 @@
 //!
 //! On disk ([`segment`]): versioned segment files `<first-lsn>.wal` (rotated at
 //! `segment_bytes`), a `checkpoint` file (the last LSN stored in ClickHouse), and `quarantine/`
-//! ([`quarantine`]) for what cannot be stored. A crash at any instant loses nothing
+//! ([`quarantine`]) for what cannot be stored, listed and replayed by [`replay`]. A crash at any instant loses nothing
 //! acknowledged: a torn tail — a record cut by a crash during its write, never acknowledged —
 //! is cut (and kept in quarantine); the next LSN is derived from every segment's name and
 //! records, never from the checkpoint alone, so a crash right after a rotation (an empty last
@@ -21,6 +21,7 @@
 mod commit;
 mod drain;
 mod quarantine;
+pub mod replay;
 pub mod segment;
 
 use std::fs::{File, OpenOptions};
