@@ -533,3 +533,61 @@ async fn quarantined_records_are_listed_and_replayed_once_the_cause_is_fixed() {
     assert!(out.status.success());
     assert!(common::stdout(&out).contains("nothing to replay"), "{}", common::stdout(&out));
 }
+
+/// Issue 15, item 3, the drain's own isolation: ClickHouse refuses one project's rows (a table
+/// constraint) while it takes the other's, whose requests are interleaved with them. The other
+/// project's traces are all stored, each refused record is quarantined (never retried forever,
+/// never holding the log back) and counted; once the constraint is gone, `flywheel wal replay`
+/// stores them, while the collector runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_clickhouse_refuses_is_quarantined_beside_another_project_and_replayed() {
+    let c = Collector::start(TestDb::new("poison"), "");
+    let (key_a, key_b) = (c.key("a"), c.key("b"));
+    let store = c.db.store();
+    store.execute("ALTER TABLE spans ADD CONSTRAINT no_b CHECK project_id != 'b'").await.unwrap();
+    let client = reqwest::Client::new();
+    let mut counts = Counts { sent: 0, acknowledged: 0, acknowledged_spans: 0, traces: Vec::new() };
+    let mut b_traces = Vec::new();
+    let mut b_spans = 0;
+    for n in 0..12u64 {
+        let (body, spans) = request(3000 + n);
+        let key = if n % 3 == 1 { &key_b } else { &key_a };
+        assert_eq!(post(&client, &c.http, key, &body).await.unwrap().status(), 200);
+        if n % 3 == 1 {
+            b_traces.extend(trace_ids(&body));
+            b_spans += spans;
+        } else {
+            counts.sent += 1;
+            counts.acknowledged += 1;
+            counts.acknowledged_spans += spans;
+            counts.traces.extend(trace_ids(&body));
+        }
+    }
+    c.wait_stored().await;
+    verify(&c, "a", &counts, "beside a refused project").await;
+    let b_stored = |store: flywheel_schemas::Store, traces: Vec<String>| async move {
+        let n: u64 = store
+            .query("SELECT count() FROM spans FINAL WHERE project_id = 'b' AND has(?, trace_id)")
+            .bind(&traces)
+            .fetch_one()
+            .await
+            .unwrap();
+        n
+    };
+    assert_eq!(b_stored(c.db.store(), b_traces.clone()).await, 0);
+    let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"flywheel_rejected_total{signal="wal",reason="poison"} 4"#), "{metrics}");
+
+    let dir = c.wal_dir().to_str().unwrap().to_string();
+    let out = c.db.flywheel(&["wal", "quarantine", "--dir", &dir]);
+    let listing = common::stdout(&out);
+    assert!(listing.contains("4 file(s), 4 replayable"), "{listing}");
+    assert_eq!(listing.lines().filter(|l| l.starts_with("poison") && l.contains(" b ")).count(), 4, "{listing}");
+
+    store.execute("ALTER TABLE spans DROP CONSTRAINT no_b").await.unwrap();
+    let out = c.db.flywheel(&["wal", "replay", "--dir", &dir]);
+    assert!(out.status.success(), "{}{}", common::stdout(&out), common::stderr(&out));
+    assert_eq!(b_stored(c.db.store(), b_traces).await, b_spans, "project b's spans, replayed");
+    let out = c.db.flywheel(&["wal", "quarantine", "--dir", &dir]);
+    assert!(common::stdout(&out).contains("nothing in quarantine"), "{}", common::stdout(&out));
+}

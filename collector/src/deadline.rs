@@ -16,6 +16,9 @@ pub const PING: Duration = Duration::from_secs(2);
 pub const QUERY: Duration = Duration::from_secs(10);
 /// One insert of up to `drain_rows` rows; retried (deduplicated) when it passes.
 pub const INSERT: Duration = Duration::from_secs(120);
+/// One round of a background job (linking pending signals, deriving implicit ones): a server
+/// that stops answering must not stall the job loop for good; the next tick retries.
+pub const JOB: Duration = Duration::from_secs(120);
 
 /// Runs `call` with a deadline of `limit`.
 pub async fn within<T>(store: &Store, limit: Duration, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {

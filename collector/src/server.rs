@@ -130,14 +130,15 @@ fn background_jobs(store: Store, cfg: &CollectorConfig) -> tokio::task::JoinHand
             tokio::select! {
                 _ = link_tick.tick() => {
                     let horizon = link_timeout + time::Duration::days(1);
-                    match link::resolve_pending(&store, message_attribute.as_deref(), link_timeout, horizon).await {
+                    let job = link::resolve_pending(&store, message_attribute.as_deref(), link_timeout, horizon);
+                    match crate::deadline::within(&store, crate::deadline::JOB, job).await {
                         Ok(rows) if !rows.is_empty() => tracing::info!(rows = rows.len(), "pending signals linked or given up"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "linking pending signals failed; retrying later"),
                     }
                 }
                 _ = derive_tick.tick(), if derive_cfg.interval_secs > 0 => {
-                    match derive::run(&store, &derive_cfg).await {
+                    match crate::deadline::within(&store, crate::deadline::JOB, derive::run(&store, &derive_cfg)).await {
                         Ok(rows) if !rows.is_empty() => tracing::info!(rows = rows.len(), "derived implicit signals"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "deriving implicit signals failed; retrying later"),
