@@ -361,6 +361,9 @@ pub fn of(rules: &Rules, f: &Failure) -> Cause {
         // A format is one feature's contract with the program that reads its answers: two
         // features breaking theirs are two causes (a prompt each, a schema each).
         ("format_violation", _) => [id, f.call.feature.as_str()].join(SEP),
+        // Unfaithful to its sources: a feature's retrieval or tools, and its prompt, are the
+        // cause; a help centre misquoting its pages and an agent misreading its tools are two.
+        ("ungrounded_figure", _) => [id, f.call.feature.as_str()].join(SEP),
         _ => id.to_string(),
     };
     Cause { key, lane, open: rule.spec.kind.misses_instances() }
@@ -451,6 +454,9 @@ pub fn advice(key: &str) -> &'static str {
         }
         "followed_injection" => {
             "Treat retrieved pages and tool results as data: strip instructions from them, mark them as untrusted in the prompt, and filter links the answer may give"
+        }
+        "ungrounded_figure" => {
+            "Tell the model to quote figures only from the sources it is given (and to say when they hold none); check answers' figures against the sources before showing them"
         }
         "agent_loop" => "Cap the agent's steps, detect repeated tool calls, and make tool results say when there is nothing more to find",
         "slow" => "Look at the slow calls' prompt sizes, models and providers; stream, cache, or route to a faster model",

@@ -191,6 +191,15 @@ pub fn cause_phrase(key: &str, members: &[&Failure]) -> String {
             }
         }
         "followed_injection" => "answers follow instructions planted in retrieved content or tool results (prompt injection)".into(),
+        "ungrounded_figure" => {
+            let kind = most(members.iter().filter_map(|f| f.qualifiers.get(id).cloned()).collect());
+            let kind = kind.map_or("figures".to_string(), |(k, _)| format!("{k}s"));
+            if qualifier.is_empty() {
+                format!("answers state {kind} their sources do not give")
+            } else {
+                format!("`{qualifier}` answers state {kind} their sources do not give")
+            }
+        }
         "slow" => "answers far slower than the feature's usual".into(),
         "costly" => "calls far costlier than the feature's usual".into(),
         id => id.replace('_', " "),

@@ -47,6 +47,7 @@ pub enum RuleKind {
     SensitiveData,
     InsecureCode,
     FollowedInjection,
+    UngroundedFigure,
 }
 
 impl RuleKind {
@@ -194,6 +195,7 @@ mod tests {
             RuleKind::SensitiveData,
             RuleKind::InsecureCode,
             RuleKind::FollowedInjection,
+            RuleKind::UngroundedFigure,
         ] {
             assert!(rules.of_kind(kind).count() > 0, "{kind:?}");
         }

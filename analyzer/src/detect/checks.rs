@@ -64,7 +64,8 @@ pub(super) fn call_rule(rule: &Rule, c: &Call, norm: Option<&Norm>) -> Option<St
         | RuleKind::LanguageMismatch
         | RuleKind::AgentLoop
         | RuleKind::FormatViolation
-        | RuleKind::SensitiveData => None,
+        | RuleKind::SensitiveData
+        | RuleKind::UngroundedFigure => None,
     }
 }
 

@@ -206,6 +206,23 @@ pub struct DisclosureCandidate {
     pub system_hash: String,
 }
 
+/// A call whose answer states figures (prices, percentages, times, durations), with the text of
+/// everything the model was given: read by [`super::grounding`].
+#[derive(Debug, Clone, Default, Row, Serialize, Deserialize)]
+pub struct GroundingCandidate {
+    pub trace_id: String,
+    pub span_id: String,
+    pub output: String,
+    /// The text of every input message part: texts, tool results, tool-call arguments.
+    pub context: String,
+    /// The source material among them: tool results, system and other non-chat messages, and
+    /// the parts of a user message before its last (a page pasted before the question) — not
+    /// what the user or the assistant said in the conversation.
+    pub sources: String,
+    /// The call's system instructions, by hash into [`Inputs::instructions`].
+    pub system_hash: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
     pub calls: Vec<Call>,
@@ -215,6 +232,7 @@ pub struct Inputs {
     pub tool_runs: Vec<ToolRun>,
     pub format_requests: Vec<FormatRequest>,
     pub disclosures: Vec<DisclosureCandidate>,
+    pub groundings: Vec<GroundingCandidate>,
     /// The system instructions of disclosure candidates and format requests, by hash: what
     /// the developer gave the model on purpose, and the output contract it spelled out.
     pub instructions: BTreeMap<String, String>,
@@ -400,11 +418,36 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
         .bind(flywheel_schemas::sensitive::ANY)
         .fetch_all()
         .await?;
-    // The instructions of both: what a disclosure may repeat, what a format request asked for.
+    // Answers that state figures, with all the input they had (texts, tool results, arguments).
+    let groundings: Vec<GroundingCandidate> = store
+        .query(&format!(
+            "SELECT trace_id, span_id, substringUTF8(output_text, 1, 8000) AS output, \
+             substringUTF8(arrayStringConcat(arrayMap(m -> arrayStringConcat(arrayMap(p -> concat(JSONExtractString(p, 'content'), ' ', \
+             JSONExtractRaw(p, 'response'), ' ', JSONExtractRaw(p, 'arguments')), JSONExtractArrayRaw(m, 'parts')), '\\n'), \
+             JSONExtractArrayRaw(input_messages)), '\\n'), 1, 60000) AS context, \
+             substringUTF8(arrayStringConcat(arrayMap(m -> arrayStringConcat(arrayMap((p, i) -> \
+               if(JSONExtractString(p, 'type') = 'tool_call_response' OR JSONExtractString(m, 'role') NOT IN ('user', 'assistant') \
+                  OR (JSONExtractString(m, 'role') = 'user' AND i < length(JSONExtractArrayRaw(m, 'parts'))), \
+                  concat(JSONExtractString(p, 'content'), ' ', JSONExtractRaw(p, 'response')), ''), \
+               JSONExtractArrayRaw(m, 'parts'), arrayEnumerate(JSONExtractArrayRaw(m, 'parts'))), ' '), \
+             JSONExtractArrayRaw(input_messages)), '\\n'), 1, 60000) AS sources, \
+             system_instructions_hash AS system_hash \
+             FROM llm_calls FINAL WHERE {window} AND output_text != '' AND input_messages != '' AND match(output_text, ?) \
+             ORDER BY trace_id, span_id"
+        ))
+        .bind(project)
+        .bind(nanos(since))
+        .bind(nanos(until))
+        .bind(super::grounding::CANDIDATE_RE)
+        .fetch_all()
+        .await?;
+    // The instructions of all three: what a disclosure may repeat, what a format request asked
+    // for, what an answer's figures may come from.
     let hashes: BTreeSet<&str> = disclosures
         .iter()
         .map(|d| d.system_hash.as_str())
         .chain(format_requests.iter().map(|r| r.system_hash.as_str()))
+        .chain(groundings.iter().map(|g| g.system_hash.as_str()))
         .filter(|h| !h.is_empty())
         .collect();
     let instructions: BTreeMap<String, String> = if hashes.is_empty() {
@@ -422,5 +465,5 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
             .into_iter()
             .collect()
     };
-    Ok(Inputs { calls, error_spans, signals, norms, tool_runs, format_requests, disclosures, instructions })
+    Ok(Inputs { calls, error_spans, signals, norms, tool_runs, format_requests, disclosures, groundings, instructions })
 }

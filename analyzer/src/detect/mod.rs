@@ -14,6 +14,7 @@ use crate::rules::{Category, Rule, RuleKind, Rules};
 mod checks;
 pub mod disclosure;
 pub mod format;
+pub mod grounding;
 mod inputs;
 pub mod loops;
 pub mod security;
@@ -123,6 +124,19 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
                         h.add(ri, found.evidence.clone());
                         h.qualifiers.insert(ri, found.family().to_string());
                     }
+                }
+                continue;
+            }
+            RuleKind::UngroundedFigure => {
+                let found = grounding::check_all(
+                    &inputs.groundings,
+                    |g| inputs.instructions.get(&g.system_hash).map_or("", String::as_str),
+                    |g| by_key.contains_key(&(g.trace_id.as_str(), g.span_id.as_str())),
+                );
+                for (g, u) in found {
+                    let h = hits.entry((g.trace_id.clone(), g.span_id.clone())).or_default();
+                    h.add(ri, u.evidence);
+                    h.qualifiers.insert(ri, u.kind.as_str().to_string());
                 }
                 continue;
             }

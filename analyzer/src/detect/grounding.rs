@@ -1,0 +1,320 @@
+//! The `ungrounded_figure` rule: the answer states a figure — a price, a percentage, a clock
+//! time — that appears nowhere in what the model was given (retrieved pages, tool
+//! results, the user's words, the system instructions), although that input holds figures of
+//! the same kind. The model had the facts and gave others: a misread tool result, an invented
+//! policy ("25 % off", "90 days"), a number from its training data instead of the page. This is
+//! the deterministic part of a groundedness check (RAGAS' faithfulness, Phoenix's hallucination
+//! eval ask a judge model the same question of every claim); figures are the claims whose
+//! support can be checked exactly, in any language.
+//!
+//! Not flagged: a figure the input holds in another notation (`7:45` for `07:45`, `$1,299` for
+//! `1299.00`), a figure derived from the input's (a sum or a difference; for amounts also a
+//! multiple by 2–12 or a share: totals and "twice the fee" are arithmetic, not invention),
+//! figures in code blocks,
+//! and answers whose input has no figure of that kind (nothing to be faithful to).
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::inputs::GroundingCandidate;
+
+/// The kinds of figure whose support is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FigureKind {
+    Money,
+    Percent,
+    Time,
+    Duration,
+}
+
+impl FigureKind {
+    /// Whether an answer's figure of this kind must be found in its input. Durations are read
+    /// (they support other figures) but not checked: healthy answers state delays from the
+    /// product's general terms ("within 24 hours", "3–5 business days") that no retrieved page
+    /// or tool result repeats — on the 7-mode scenario checking them put 163 healthy
+    /// interactions into one pattern.
+    pub fn checked(self) -> bool {
+        !matches!(self, FigureKind::Duration)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FigureKind::Money => "amount",
+            FigureKind::Percent => "percentage",
+            FigureKind::Time => "time",
+            FigureKind::Duration => "duration",
+        }
+    }
+}
+
+/// A figure as written, its kind and its value (minutes for a time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    pub text: String,
+    pub kind: FigureKind,
+    pub value: f64,
+}
+
+const NUMBER: &str = r"\d{1,3}(?:[,.\x{a0} ]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?";
+
+static MONEY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r"(?i)(?:[$€£¥]\s?(?P<a>{NUMBER}))|(?:\b(?P<b>{NUMBER})\s?(?:[$€£¥]|\b(?:usd|eur|gbp|dollars?|euros?|dólares|dolares|reais|pounds?)\b))"
+    ))
+    .expect("money pattern")
+});
+static PERCENT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(?P<a>\d{1,3}(?:[.,]\d{1,2})?)\s?(?:%|\bper ?cent\b|\bpour ?cent\b|\bpor ?ciento\b|\bprozent\b)").expect("percent")
+});
+static TIME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b(?P<h>[01]?\d|2[0-3])(?::|h)(?P<m>[0-5]\d)\b(?:\s?(?P<ap>[ap])\.?m\b\.?)?").expect("time pattern"));
+static DURATION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\b(?P<a>\d{1,4})[ \x{a0}-]?(?:business |working )?(?:minutes?|hours?|days?|weeks?|months?|years?|heures?|jours?|semaines?|mois|ans|années|minutos?|horas?|días|dias|dia|día|semanas?|meses|mês|años|anos|stunden?|tage?n?|wochen?|monate?n?|jahre?n?)\b",
+    )
+    .expect("duration pattern")
+});
+/// What an answer must contain to be a candidate, in ClickHouse's RE2: a currency sign or
+/// code, a percent sign, a clock time, or a number before a word (durations in any language).
+/// Loose on purpose — the exact reading is [`figures`] — so that few calls leave the database.
+pub const CANDIDATE_RE: &str = r"[$€£¥%]|\d\s?(?:USD|EUR|GBP|dollar|euro)|\b\d{1,2}[:h][0-5]\d\b|\d[ -]?(?:business |working )?\pL{3,}";
+
+/// Any number of the input, for support in another notation or kind ("within 30" of a table).
+static ANY_NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(NUMBER).expect("number"));
+static CODE_BLOCK: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)```.*?(?:```|$)|`[^`\n]*`").expect("code"));
+
+/// Parses a written number: `1,299.00`, `1.299,00`, `1 299`, `12,5`, `45`.
+fn parse_number(text: &str) -> Option<f64> {
+    let t: String = text.chars().filter(|c| !c.is_whitespace() && *c != '\u{a0}').collect();
+    // The last separator followed by one or two digits is the decimal mark; the others group.
+    let last = t.rfind([',', '.']);
+    let cleaned = match last {
+        Some(i) if t.len() - i - 1 <= 2 => {
+            let (int, frac) = t.split_at(i);
+            format!("{}.{}", int.replace([',', '.'], ""), &frac[1..])
+        }
+        _ => t.replace([',', '.'], ""),
+    };
+    cleaned.parse().ok()
+}
+
+/// The figures of `text`, outside code.
+pub fn figures(text: &str) -> Vec<Figure> {
+    let prose = CODE_BLOCK.replace_all(text, " ");
+    let mut out = Vec::new();
+    let mut taken: Vec<(usize, usize)> = Vec::new();
+    let mut push = |kind: FigureKind, whole: regex::Match<'_>, value: Option<f64>, out: &mut Vec<Figure>| {
+        if taken.iter().any(|&(s, e)| whole.start() < e && s < whole.end()) {
+            return;
+        }
+        if let Some(value) = value {
+            taken.push((whole.start(), whole.end()));
+            out.push(Figure { text: whole.as_str().trim().to_string(), kind, value });
+        }
+    };
+    for c in MONEY.captures_iter(&prose) {
+        let n = c.name("a").or(c.name("b")).and_then(|m| parse_number(m.as_str()));
+        push(FigureKind::Money, c.get(0).expect("whole"), n, &mut out);
+    }
+    for c in PERCENT.captures_iter(&prose) {
+        push(FigureKind::Percent, c.get(0).expect("whole"), c.name("a").and_then(|m| parse_number(m.as_str())), &mut out);
+    }
+    for c in TIME.captures_iter(&prose) {
+        let h: Option<f64> = c.name("h").and_then(|m| m.as_str().parse().ok());
+        let m: Option<f64> = c.name("m").and_then(|m| m.as_str().parse().ok());
+        // Twelve-hour notation to minutes of the day: 7:45 pm is 1185, 12:10 am is 10.
+        let h = match (h, c.name("ap").map(|m| m.as_str().to_ascii_lowercase())) {
+            (Some(h), Some(ap)) if h <= 12.0 => Some(h % 12.0 + if ap == "p" { 12.0 } else { 0.0 }),
+            (h, _) => h,
+        };
+        push(FigureKind::Time, c.get(0).expect("whole"), h.zip(m).map(|(h, m)| h * 60.0 + m), &mut out);
+    }
+    for c in DURATION.captures_iter(&prose) {
+        push(FigureKind::Duration, c.get(0).expect("whole"), c.name("a").and_then(|m| parse_number(m.as_str())), &mut out);
+    }
+    out
+}
+
+/// What the input gives: its times, and every number it holds.
+struct Support {
+    times: Vec<f64>,
+    numbers: Vec<f64>,
+}
+
+/// At most this many distinct numbers of the input take part in the arithmetic check.
+const MAX_NUMBERS: usize = 300;
+
+impl Support {
+    fn of(input: &str) -> Support {
+        let found = figures(input);
+        let times = found.iter().filter(|f| f.kind == FigureKind::Time).map(|f| f.value).collect();
+        let mut numbers: Vec<f64> = ANY_NUMBER.find_iter(input).filter_map(|m| parse_number(m.as_str())).collect();
+        numbers.extend(found.iter().filter(|f| f.kind != FigureKind::Time).map(|f| f.value));
+        numbers.sort_by(f64::total_cmp);
+        numbers.dedup();
+        numbers.truncate(MAX_NUMBERS);
+        Support { times, numbers }
+    }
+
+    fn holds(&self, f: &Figure) -> bool {
+        let same = |a: f64, b: f64| (a - b).abs() < 0.005;
+        if f.kind == FigureKind::Time {
+            // An answer's "7:45" without am/pm may be the input's 19:45; its "22:55" is not the
+            // input's 10:55 — that is the misread to catch.
+            let ambiguous = f.value < 780.0 && !f.text.to_ascii_lowercase().contains('m');
+            return self.times.iter().any(|&t| same(t, f.value) || (ambiguous && same(t, f.value + 720.0)));
+        }
+        if self.numbers.iter().any(|&n| same(n, f.value)) {
+            return true;
+        }
+        if !matches!(f.kind, FigureKind::Money | FigureKind::Duration) {
+            return false;
+        }
+        // Derived: a sum or a difference of the input's numbers; for amounts also a multiple or
+        // a share (a quantity times a unit price, a fee split). Not for durations: "90 days"
+        // where the page says 30 is the invention to catch, not three times the page.
+        let ns = &self.numbers;
+        (f.kind == FigureKind::Money && ns.iter().any(|&a| (2..=12).any(|k| same(a * k as f64, f.value) || same(a / k as f64, f.value))))
+            || ns.iter().enumerate().any(|(i, &a)| ns[i + 1..].iter().any(|&b| same(a + b, f.value) || same((a - b).abs(), f.value)))
+    }
+}
+
+/// What one answer states that its input does not give.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unsupported {
+    pub kind: FigureKind,
+    /// The unsupported figures of that kind, as written, and their values.
+    pub figures: Vec<(String, f64)>,
+    pub evidence: String,
+}
+
+/// The figures of the answer the input does not support, when the input holds figures of
+/// their kind; `instructions` are the call's system instructions.
+pub fn check(candidate: &GroundingCandidate, instructions: &str) -> Option<Unsupported> {
+    let stated = figures(&candidate.output);
+    if stated.is_empty() {
+        return None;
+    }
+    let input = format!("{}\n{instructions}", candidate.context);
+    let support = Support::of(&input);
+    // The kinds the model was given facts of: in its sources (tool results, pages, the
+    // instructions), not in the chat — an amount the user mentioned earlier does not make a
+    // general "free over $75" a contradiction.
+    let sourced = figures(&format!("{}\n{instructions}", candidate.sources));
+    let unsupported: Vec<&Figure> =
+        stated.iter().filter(|f| f.kind.checked() && sourced.iter().any(|s| s.kind == f.kind) && !support.holds(f)).collect();
+    let first = unsupported.first()?;
+    let mut given: Vec<String> = sourced.into_iter().filter(|f| f.kind == first.kind).map(|f| f.text).collect();
+    given.dedup();
+    given.truncate(3);
+    let figures: Vec<(String, f64)> = unsupported.iter().filter(|f| f.kind == first.kind).map(|f| (f.text.clone(), f.value)).collect();
+    let said: Vec<&str> = figures.iter().map(|(t, _)| t.as_str()).take(3).collect();
+    Some(Unsupported {
+        kind: first.kind,
+        evidence: format!(
+            "the answer states {} {} that its input does not give (the input gives {})",
+            first.kind.as_str(),
+            said.join(", "),
+            given.join(", ")
+        ),
+        figures,
+    })
+}
+
+/// [`check`] over a window's candidates that are calls of the window (`is_call`).
+pub fn check_all<'a>(
+    candidates: &'a [GroundingCandidate],
+    instructions: impl Fn(&GroundingCandidate) -> &'a str,
+    is_call: impl Fn(&GroundingCandidate) -> bool,
+) -> Vec<(&'a GroundingCandidate, Unsupported)> {
+    candidates.iter().filter(|c| is_call(c)).filter_map(|c| check(c, instructions(c)).map(|u| (c, u))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(context: &str, output: &str) -> GroundingCandidate {
+        GroundingCandidate { context: context.into(), sources: context.into(), output: output.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn figures_said_in_the_chat_are_no_source() {
+        // The user mentioned an amount; the answer's general terms contradict no source.
+        let chat = GroundingCandidate {
+            context: "I was charged $129.99 twice. Also, do you offer free shipping?".into(),
+            sources: String::new(),
+            output: "Standard shipping is free for orders over $75; below that it's $6.95.".into(),
+            ..Default::default()
+        };
+        assert_eq!(check(&chat, ""), None);
+        // The same answer beside a tool result that gives other shipping amounts is flagged.
+        let tool = GroundingCandidate { sources: r#"{"shipping_fee":"$9.95","free_over":"$100"}"#.into(), ..chat.clone() };
+        let tool = GroundingCandidate { context: format!("{} {}", tool.context, tool.sources), ..tool };
+        assert!(check(&tool, "").is_some());
+    }
+
+    #[test]
+    fn numbers_are_read_in_any_notation() {
+        assert_eq!(parse_number("1,299.00"), Some(1299.0));
+        assert_eq!(parse_number("1.299,00"), Some(1299.0));
+        assert_eq!(parse_number("12,5"), Some(12.5));
+        assert_eq!(parse_number("45"), Some(45.0));
+        let f = figures("It costs $1,299 (or 1 299 €), 25 % off, leaves at 7:45 or 17h45, within 30 days, 14 jours.");
+        let kinds: Vec<(FigureKind, f64)> = f.iter().map(|f| (f.kind, f.value)).collect();
+        assert!(kinds.contains(&(FigureKind::Money, 1299.0)), "{kinds:?}");
+        assert!(kinds.contains(&(FigureKind::Percent, 25.0)), "{kinds:?}");
+        assert!(kinds.contains(&(FigureKind::Time, 465.0)) && kinds.contains(&(FigureKind::Time, 1065.0)), "{kinds:?}");
+        assert!(kinds.contains(&(FigureKind::Duration, 30.0)) && kinds.contains(&(FigureKind::Duration, 14.0)), "{kinds:?}");
+    }
+
+    #[test]
+    fn a_figure_the_input_does_not_give_is_flagged() {
+        // A tool result read wrong.
+        let tool = r#"{"role":"tool","content":"{\"flight\":\"NW 412\",\"departure\":\"07:45\",\"checked_bags\":1}"}"#;
+        let u = check(&cand(tool, "Flight NW 412 leaves at 17:45 tomorrow."), "").unwrap();
+        assert_eq!(u.kind, FigureKind::Time);
+        assert!(u.evidence.contains("17:45") && u.evidence.contains("07:45"), "{}", u.evidence);
+        // Twelve hours off, in the input's own 24-hour notation, is a misread too.
+        assert!(check(&cand(tool, "Flight NW 412 leaves at 19:45."), "").is_some());
+        assert_eq!(check(&cand(tool, "Flight NW 412 leaves at 7:45 am."), ""), None);
+        // An invented policy beside a page that states its own terms.
+        let page = "Returns: unused items within 30 days, 10% restocking fee. Membership costs $35 a year.";
+        assert!(check(&cand(page, "You can return anything for 90 days and members get 25% off everything."), "").is_some());
+        assert!(check(&cand(page, "L'adhésion coûte 55 € par an."), "").is_some());
+        // Durations are read, not checked: general terms ("within 24 hours") are no invention.
+        assert_eq!(check(&cand(page, "Vous pouvez retourner vos articles pendant 90 jours."), ""), None);
+    }
+
+    #[test]
+    fn supported_or_derived_figures_are_not_flagged() {
+        let page = "Rental: $12 per day, deposit $50. Returns within 30 days. Departure 19:45. Discount 10%.";
+        for answer in [
+            "A rental is $12.00 a day with a $50 deposit.",
+            "Two days cost $24; one day with the deposit is $62.",
+            "Returns are accepted for 30 days; the flight leaves at 7:45 pm (7:45 in the evening).",
+            "You get a 10 % discount.",
+            "Use `LIMIT 90` in the query: ```SELECT * FROM t WHERE age > 90 days```",
+        ] {
+            assert_eq!(check(&cand(page, answer), ""), None, "{answer}");
+        }
+        // Nothing of that kind in the input: nothing to be faithful to.
+        assert_eq!(check(&cand("The museum is on Main Street.", "It opens at 9:00 and costs $15."), ""), None);
+        // Supported by the system instructions.
+        assert_eq!(
+            check(&cand("Shipping takes 3 days.", "Support answers within 2 hours, shipping takes 3 days."), "Reply within 2 hours."),
+            None
+        );
+    }
+
+    #[test]
+    fn every_call_of_the_window_is_checked() {
+        let order = r#"{"order":"A-1","total":"$79.99","status":"shipped"}"#;
+        let cands = vec![cand(order, "Express shipping costs $12.40."), cand(order, "Your total was $79.99.")];
+        let found = check_all(&cands, |_| "", |_| true);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].1.evidence.contains("$12.40"), "{}", found[0].1.evidence);
+        assert!(check_all(&cands, |_| "", |_| false).is_empty());
+    }
+}
