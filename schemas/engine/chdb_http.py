@@ -376,6 +376,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        if self.close_connection:
+            # The rest of the request body was not read (an error before it): the connection
+            # closes after this answer, and a keep-alive client must know not to reuse it.
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
