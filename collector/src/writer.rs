@@ -32,6 +32,22 @@ impl Batch {
         self.rows() == 0
     }
 
+    /// The projects whose rows the batch holds, sorted, each once.
+    pub fn projects(&self) -> Vec<&str> {
+        let mut projects: Vec<&str> = self
+            .spans
+            .iter()
+            .map(|r| r.project_id.as_str())
+            .chain(self.calls.iter().map(|r| r.project_id.as_str()))
+            .chain(self.logs.iter().map(|r| r.project_id.as_str()))
+            .chain(self.signals.iter().map(|r| r.project_id.as_str()))
+            .chain(self.contents.iter().map(|r| r.project_id.as_str()))
+            .collect();
+        projects.sort_unstable();
+        projects.dedup();
+        projects
+    }
+
     pub fn rows(&self) -> usize {
         self.spans.len() + self.calls.len() + self.contents.len() + self.logs.len() + self.signals.len()
     }

@@ -163,17 +163,7 @@ fn quarantine_undecodable(shared: &Shared, lsn: u64, raw: &[u8], error: &str) {
 
 fn quarantine_poison(shared: &Shared, lsn: u64, batch: &Batch, error: &InsertError) {
     shared.metrics.reject("wal", "poison", 1);
-    let mut projects: Vec<&str> = batch
-        .spans
-        .iter()
-        .map(|r| r.project_id.as_str())
-        .chain(batch.calls.iter().map(|r| r.project_id.as_str()))
-        .chain(batch.logs.iter().map(|r| r.project_id.as_str()))
-        .chain(batch.signals.iter().map(|r| r.project_id.as_str()))
-        .chain(batch.contents.iter().map(|r| r.project_id.as_str()))
-        .collect();
-    projects.sort();
-    projects.dedup();
+    let projects = batch.projects();
     let mut raw = Vec::new();
     match postcard::to_stdvec(batch) {
         Ok(payload) => segment::encode(lsn, &payload, &mut raw),

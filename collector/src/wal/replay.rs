@@ -122,17 +122,7 @@ fn read_entry(path: &Path) -> Result<Entry, WalError> {
             "{rest} bytes hold no whole record (cut from a segment: a write cut by a crash, never acknowledged, or corruption); they are kept for inspection"
         ));
     }
-    let mut projects: Vec<String> = batch
-        .spans
-        .iter()
-        .map(|r| r.project_id.clone())
-        .chain(batch.calls.iter().map(|r| r.project_id.clone()))
-        .chain(batch.logs.iter().map(|r| r.project_id.clone()))
-        .chain(batch.signals.iter().map(|r| r.project_id.clone()))
-        .chain(batch.contents.iter().map(|r| r.project_id.clone()))
-        .collect();
-    projects.sort();
-    projects.dedup();
+    let projects: Vec<String> = batch.projects().into_iter().map(str::to_string).collect();
     Ok(Entry {
         path: path.to_path_buf(),
         kind,
