@@ -20,7 +20,7 @@ use regex::Regex;
 use super::inputs::GroundingCandidate;
 
 /// The kinds of figure whose support is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FigureKind {
     Money,
     Percent,
@@ -184,8 +184,6 @@ impl Support {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unsupported {
     pub kind: FigureKind,
-    /// The unsupported figures of that kind, as written, and their values.
-    pub figures: Vec<(String, f64)>,
     pub evidence: String,
 }
 
@@ -196,20 +194,22 @@ pub fn check(candidate: &GroundingCandidate, instructions: &str) -> Option<Unsup
     if stated.is_empty() {
         return None;
     }
-    let input = format!("{}\n{instructions}", candidate.context);
-    let support = Support::of(&input);
     // The kinds the model was given facts of: in its sources (tool results, pages, the
     // instructions), not in the chat — an amount the user mentioned earlier does not make a
-    // general "free over $75" a contradiction.
+    // general "free over $75" a contradiction. Read first: most answers state no figure of a
+    // sourced kind, and then the whole input need not be read for support.
     let sourced = figures(&format!("{}\n{instructions}", candidate.sources));
-    let unsupported: Vec<&Figure> =
-        stated.iter().filter(|f| f.kind.checked() && sourced.iter().any(|s| s.kind == f.kind) && !support.holds(f)).collect();
+    let checkable: Vec<&Figure> = stated.iter().filter(|f| f.kind.checked() && sourced.iter().any(|s| s.kind == f.kind)).collect();
+    if checkable.is_empty() {
+        return None;
+    }
+    let support = Support::of(&format!("{}\n{instructions}", candidate.context));
+    let unsupported: Vec<&Figure> = checkable.into_iter().filter(|f| !support.holds(f)).collect();
     let first = unsupported.first()?;
     let mut given: Vec<String> = sourced.into_iter().filter(|f| f.kind == first.kind).map(|f| f.text).collect();
     given.dedup();
     given.truncate(3);
-    let figures: Vec<(String, f64)> = unsupported.iter().filter(|f| f.kind == first.kind).map(|f| (f.text.clone(), f.value)).collect();
-    let said: Vec<&str> = figures.iter().map(|(t, _)| t.as_str()).take(3).collect();
+    let said: Vec<&str> = unsupported.iter().filter(|f| f.kind == first.kind).map(|f| f.text.as_str()).take(3).collect();
     Some(Unsupported {
         kind: first.kind,
         evidence: format!(
@@ -218,7 +218,6 @@ pub fn check(candidate: &GroundingCandidate, instructions: &str) -> Option<Unsup
             said.join(", "),
             given.join(", ")
         ),
-        figures,
     })
 }
 
