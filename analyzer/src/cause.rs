@@ -363,7 +363,13 @@ pub fn of(rules: &Rules, f: &Failure) -> Cause {
         ("format_violation", _) => [id, f.call.feature.as_str()].join(SEP),
         // Unfaithful to its sources: a feature's retrieval or tools, and its prompt, are the
         // cause; a help centre misquoting its pages and an agent misreading its tools are two.
+        // Quoting a figure the sources give as outdated is its own cause: how the pages mark
+        // their old values, not figures made up.
+        ("ungrounded_figure", Some(q)) if q.starts_with("superseded") => [id, f.call.feature.as_str(), "superseded"].join(SEP),
         ("ungrounded_figure", _) => [id, f.call.feature.as_str()].join(SEP),
+        ("ignored_sources", _) => [id, f.call.feature.as_str()].join(SEP),
+        // The tool the answers claim ran: one missing step of one agent.
+        ("unperformed_action", Some(tool)) => [id, tool.as_str()].join(SEP),
         _ => id.to_string(),
     };
     Cause { key, lane, open: rule.spec.kind.misses_instances() }
@@ -457,6 +463,12 @@ pub fn advice(key: &str) -> &'static str {
         }
         "ungrounded_figure" => {
             "Tell the model to quote figures only from the sources it is given (and to say when they hold none); check answers' figures against the sources before showing them"
+        }
+        "ignored_sources" => {
+            "Tell the model to answer from the sources it is given before saying it does not know, and check that retrieved passages reach the prompt in a form it reads"
+        }
+        "unperformed_action" => {
+            "Make the agent call the tool before it reports the action (require the tool call, check the trace for it before answering), and never let it say done without the tool's result"
         }
         "agent_loop" => "Cap the agent's steps, detect repeated tool calls, and make tool results say when there is nothing more to find",
         "slow" => "Look at the slow calls' prompt sizes, models and providers; stream, cache, or route to a faster model",

@@ -193,11 +193,38 @@ pub fn cause_phrase(key: &str, members: &[&Failure]) -> String {
         "followed_injection" => "answers follow instructions planted in retrieved content or tool results (prompt injection)".into(),
         "ungrounded_figure" => {
             let kind = most(members.iter().filter_map(|f| f.qualifiers.get(id).cloned()).collect());
-            let kind = kind.map_or("figures".to_string(), |(k, _)| format!("{k}s"));
-            if qualifier.is_empty() {
-                format!("answers state {kind} their sources do not give")
+            let kind = kind.map_or("figures".to_string(), |(k, _)| format!("{}s", k.trim_start_matches("superseded ")));
+            let (feature, superseded) = match qualifier.split_once(" · ") {
+                Some((feature, "superseded")) => (feature, true),
+                _ => (qualifier, false),
+            };
+            let who = if feature.is_empty() { "answers".to_string() } else { format!("`{feature}` answers") };
+            if superseded {
+                format!("{who} quote former {kind} their sources mark as outdated")
             } else {
-                format!("`{qualifier}` answers state {kind} their sources do not give")
+                format!("{who} state {kind} their sources do not give")
+            }
+        }
+        "ignored_sources" => {
+            if qualifier.is_empty() {
+                "answers say there is no information their sources give".into()
+            } else {
+                format!("`{qualifier}` answers say there is no information their sources give")
+            }
+        }
+        "unperformed_action" => {
+            let family = most(
+                members
+                    .iter()
+                    .filter_map(|f| f.evidence.get(id))
+                    .filter_map(|e| e.strip_prefix("the answer reports a ").and_then(|r| r.split(" as done").next()).map(str::to_string))
+                    .collect(),
+            );
+            let what = family.map_or("an action".to_string(), |(f, _)| format!("a {f}"));
+            if qualifier.is_empty() {
+                format!("answers report {what} as done that no tool performed")
+            } else {
+                format!("answers report {what} as done, but `{qualifier}` never ran")
             }
         }
         "slow" => "answers far slower than the feature's usual".into(),

@@ -48,6 +48,8 @@ pub enum RuleKind {
     InsecureCode,
     FollowedInjection,
     UngroundedFigure,
+    UnperformedAction,
+    IgnoredSources,
 }
 
 impl RuleKind {
@@ -196,6 +198,8 @@ mod tests {
             RuleKind::InsecureCode,
             RuleKind::FollowedInjection,
             RuleKind::UngroundedFigure,
+            RuleKind::UnperformedAction,
+            RuleKind::IgnoredSources,
         ] {
             assert!(rules.of_kind(kind).count() > 0, "{kind:?}");
         }

@@ -65,7 +65,9 @@ pub(super) fn call_rule(rule: &Rule, c: &Call, norm: Option<&Norm>) -> Option<St
         | RuleKind::AgentLoop
         | RuleKind::FormatViolation
         | RuleKind::SensitiveData
-        | RuleKind::UngroundedFigure => None,
+        | RuleKind::UngroundedFigure
+        | RuleKind::UnperformedAction
+        | RuleKind::IgnoredSources => None,
     }
 }
 

@@ -102,25 +102,49 @@ fn parse_number(text: &str) -> Option<f64> {
 /// The figures of `text`, outside code.
 pub fn figures(text: &str) -> Vec<Figure> {
     let prose = CODE_BLOCK.replace_all(text, " ");
+    placed(&prose).into_iter().map(|(f, _)| f).collect()
+}
+
+/// Words that mark the figure after them as a former value: "$49 (previously $39)", "(was
+/// $9)", "down from 20%", in the languages pages are written in. A bare "was" is not one: "your
+/// total was $79.99" states a current fact.
+static SUPERSEDED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)(?:\b(?:previously|formerly|used to be|(?:down|up|reduced|raised|rose|risen|increased|went up|decreased|dropped|fell|changed|cut) from|instead of|no longer|old price|anciennement|auparavant|précédemment|anteriormente|antes|antigamente|früher|vorher|bisher|zuvor|statt|precedentemente|voorheen)|\(\s*(?:was|were|before|avant|era|war))\s*[:(]?\s*$",
+    )
+    .expect("superseded")
+});
+
+/// Whether the figure at byte `at` of `prose` is marked as a former value.
+fn marked_former(prose: &str, at: usize) -> bool {
+    let mut start = at.saturating_sub(32);
+    while !prose.is_char_boundary(start) {
+        start -= 1;
+    }
+    SUPERSEDED.is_match(&prose[start..at])
+}
+
+/// The figures of `prose` (code already blanked) with their byte offsets.
+fn placed(prose: &str) -> Vec<(Figure, usize)> {
     let mut out = Vec::new();
     let mut taken: Vec<(usize, usize)> = Vec::new();
-    let mut push = |kind: FigureKind, whole: regex::Match<'_>, value: Option<f64>, out: &mut Vec<Figure>| {
+    let mut push = |kind: FigureKind, whole: regex::Match<'_>, value: Option<f64>, out: &mut Vec<(Figure, usize)>| {
         if taken.iter().any(|&(s, e)| whole.start() < e && s < whole.end()) {
             return;
         }
         if let Some(value) = value {
             taken.push((whole.start(), whole.end()));
-            out.push(Figure { text: whole.as_str().trim().to_string(), kind, value });
+            out.push((Figure { text: whole.as_str().trim().to_string(), kind, value }, whole.start()));
         }
     };
-    for c in MONEY.captures_iter(&prose) {
+    for c in MONEY.captures_iter(prose) {
         let n = c.name("a").or(c.name("b")).and_then(|m| parse_number(m.as_str()));
         push(FigureKind::Money, c.get(0).expect("whole"), n, &mut out);
     }
-    for c in PERCENT.captures_iter(&prose) {
+    for c in PERCENT.captures_iter(prose) {
         push(FigureKind::Percent, c.get(0).expect("whole"), c.name("a").and_then(|m| parse_number(m.as_str())), &mut out);
     }
-    for c in TIME.captures_iter(&prose) {
+    for c in TIME.captures_iter(prose) {
         let h: Option<f64> = c.name("h").and_then(|m| m.as_str().parse().ok());
         let m: Option<f64> = c.name("m").and_then(|m| m.as_str().parse().ok());
         // Twelve-hour notation to minutes of the day: 7:45 pm is 1185, 12:10 am is 10.
@@ -130,7 +154,7 @@ pub fn figures(text: &str) -> Vec<Figure> {
         };
         push(FigureKind::Time, c.get(0).expect("whole"), h.zip(m).map(|(h, m)| h * 60.0 + m), &mut out);
     }
-    for c in DURATION.captures_iter(&prose) {
+    for c in DURATION.captures_iter(prose) {
         push(FigureKind::Duration, c.get(0).expect("whole"), c.name("a").and_then(|m| parse_number(m.as_str())), &mut out);
     }
     out
@@ -184,7 +208,35 @@ impl Support {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unsupported {
     pub kind: FigureKind,
+    /// The figure is in the sources, but only as a former value ("$49 (previously $39)"): an
+    /// outdated fact the model preferred to the current one, a cause of its own.
+    pub superseded: bool,
     pub evidence: String,
+}
+
+impl Unsupported {
+    /// The word that takes part in the failure's cause.
+    pub fn qualifier(&self) -> String {
+        if self.superseded { format!("superseded {}", self.kind.as_str()) } else { self.kind.as_str().to_string() }
+    }
+}
+
+/// Values the sources give only as former ones, by kind, with the current value given beside
+/// the first of them.
+fn former_values(sources: &str) -> Vec<(Figure, Option<String>)> {
+    let prose = CODE_BLOCK.replace_all(sources, " ");
+    let found = placed(&prose);
+    let current: Vec<&(Figure, usize)> = found.iter().filter(|(_, at)| !marked_former(&prose, *at)).collect();
+    let mut out: Vec<(Figure, Option<String>)> = Vec::new();
+    for (f, at) in found.iter().filter(|(_, at)| marked_former(&prose, *at)) {
+        if current.iter().any(|(c, _)| c.kind == f.kind && (c.value - f.value).abs() < 0.005) {
+            continue;
+        }
+        // The current value: the figure of that kind just before the former one.
+        let now = current.iter().rev().find(|(c, cat)| c.kind == f.kind && *cat < *at && at - cat <= 160).map(|(c, _)| c.text.clone());
+        out.push((f.clone(), now));
+    }
+    out
 }
 
 /// The figures of the answer the input does not support, when the input holds figures of
@@ -204,14 +256,15 @@ pub fn check(candidate: &GroundingCandidate, instructions: &str) -> Option<Unsup
         return None;
     }
     let support = Support::of(&format!("{}\n{instructions}", candidate.context));
-    let unsupported: Vec<&Figure> = checkable.into_iter().filter(|f| !support.holds(f)).collect();
-    let first = unsupported.first()?;
+    let unsupported: Vec<&Figure> = checkable.iter().copied().filter(|f| !support.holds(f)).collect();
+    let Some(first) = unsupported.first() else { return outdated(candidate, &checkable) };
     let mut given: Vec<String> = sourced.into_iter().filter(|f| f.kind == first.kind).map(|f| f.text).collect();
     given.dedup();
     given.truncate(3);
     let said: Vec<&str> = unsupported.iter().filter(|f| f.kind == first.kind).map(|f| f.text.as_str()).take(3).collect();
     Some(Unsupported {
         kind: first.kind,
+        superseded: false,
         evidence: format!(
             "the answer states {} {} that its input does not give (the input gives {})",
             first.kind.as_str(),
@@ -219,6 +272,36 @@ pub fn check(candidate: &GroundingCandidate, instructions: &str) -> Option<Unsup
             given.join(", ")
         ),
     })
+}
+
+/// The first figure of the answer that its sources give only as a former value, unless the
+/// answer itself says it is the former one ("now $49, previously $39").
+fn outdated(candidate: &GroundingCandidate, checkable: &[&Figure]) -> Option<Unsupported> {
+    let former = former_values(&candidate.sources);
+    if former.is_empty() {
+        return None;
+    }
+    let prose = CODE_BLOCK.replace_all(&candidate.output, " ");
+    let answer = placed(&prose);
+    for f in checkable {
+        let Some((old, now)) = former.iter().find(|(o, _)| o.kind == f.kind && (o.value - f.value).abs() < 0.005) else { continue };
+        let said_as_former = answer.iter().any(|(a, at)| a.text == f.text && marked_former(&prose, *at));
+        if said_as_former {
+            continue;
+        }
+        let now = now.as_ref().map_or(String::new(), |n| format!(", the current one is {n}"));
+        return Some(Unsupported {
+            kind: f.kind,
+            superseded: true,
+            evidence: format!(
+                "the answer states {} {} that its sources give as a former value (\"{}\"{now})",
+                f.kind.as_str(),
+                f.text,
+                old.text
+            ),
+        });
+    }
+    None
 }
 
 /// [`check`] over a window's candidates that are calls of the window (`is_call`).
@@ -305,6 +388,29 @@ mod tests {
             check(&cand("Shipping takes 3 days.", "Support answers within 2 hours, shipping takes 3 days."), "Reply within 2 hours."),
             None
         );
+    }
+
+    #[test]
+    fn a_former_value_of_the_sources_is_outdated() {
+        let page = "Trail Club membership (updated May 2026): the annual fee is $49 (previously $39). Members get 10% back.";
+        let u = check(&cand(page, "Trail Club costs $39 per year and includes 10% back in rewards."), "").unwrap();
+        assert!(u.superseded && u.kind == FigureKind::Money, "{u:?}");
+        assert!(u.evidence.contains("$39") && u.evidence.contains("$49"), "{}", u.evidence);
+        assert_eq!(u.qualifier(), "superseded amount");
+        // In another language and notation, after "(was …)".
+        let rental = "Rentals: tents rent for $12 per day (was $9), with a $50 refundable deposit.";
+        assert!(check(&cand(rental, "La tente coûte 9 $ par jour, plus une caution de 50 $."), "").is_some_and(|u| u.superseded));
+        // The current value, or the former one said as such, is right.
+        for answer in [
+            "Trail Club costs $49 per year.",
+            "Trail Club now costs $49 a year (previously $39).",
+            "It went up from $39 to $49: it was $39 before the update, now $49.",
+        ] {
+            assert_eq!(check(&cand(page, answer), ""), None, "{answer}");
+        }
+        // "Was" in a plain sentence states a current fact.
+        let order = "Your order A-1 total was $79.99; shipping was $5.";
+        assert_eq!(check(&cand(order, "Your total was $79.99."), ""), None);
     }
 
     #[test]

@@ -206,6 +206,27 @@ pub struct DisclosureCandidate {
     pub system_hash: String,
 }
 
+/// The source material of a call's input, in ClickHouse: tool results, system and other
+/// non-chat messages, and the parts of a user message before its last (a page pasted before
+/// the question) — not what the user or the assistant said in the conversation.
+const SOURCES_SQL: &str = "substringUTF8(arrayStringConcat(arrayMap(m -> arrayStringConcat(arrayMap((p, i) -> \
+    if(JSONExtractString(p, 'type') = 'tool_call_response' OR JSONExtractString(m, 'role') NOT IN ('user', 'assistant') \
+       OR (JSONExtractString(m, 'role') = 'user' AND i < length(JSONExtractArrayRaw(m, 'parts'))), \
+       concat(JSONExtractString(p, 'content'), ' ', JSONExtractRaw(p, 'response')), ''), \
+    JSONExtractArrayRaw(m, 'parts'), arrayEnumerate(JSONExtractArrayRaw(m, 'parts'))), ' '), \
+    JSONExtractArrayRaw(input_messages)), '\\n'), 1, 60000)";
+
+/// A call whose answer says it has no information, with its last user turn and its sources:
+/// read by [`super::ignored`].
+#[derive(Debug, Clone, Default, Row, Serialize, Deserialize)]
+pub struct IgnoranceCandidate {
+    pub trace_id: String,
+    pub span_id: String,
+    pub output: String,
+    pub question: String,
+    pub sources: String,
+}
+
 /// A call whose answer states figures (prices, percentages, times, durations), with the text of
 /// everything the model was given: read by [`super::grounding`].
 #[derive(Debug, Clone, Default, Row, Serialize, Deserialize)]
@@ -223,6 +244,13 @@ pub struct GroundingCandidate {
     pub system_hash: String,
 }
 
+/// Names by key: a feature's defined tools, a trace's tools that ran.
+#[derive(Debug, Clone, Row, Deserialize)]
+struct Names {
+    key: String,
+    names: Vec<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
     pub calls: Vec<Call>,
@@ -233,6 +261,11 @@ pub struct Inputs {
     pub format_requests: Vec<FormatRequest>,
     pub disclosures: Vec<DisclosureCandidate>,
     pub groundings: Vec<GroundingCandidate>,
+    pub ignorances: Vec<IgnoranceCandidate>,
+    /// Per feature: the tools its requests offered the model (tool definitions).
+    pub defined_tools: BTreeMap<String, BTreeSet<String>>,
+    /// Per trace whose answers may report an action: the tools whose spans ran in it.
+    pub ran_tools: BTreeMap<String, BTreeSet<String>>,
     /// The system instructions of disclosure candidates and format requests, by hash: what
     /// the developer gave the model on purpose, and the output contract it spelled out.
     pub instructions: BTreeMap<String, String>,
@@ -425,13 +458,7 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
              substringUTF8(arrayStringConcat(arrayMap(m -> arrayStringConcat(arrayMap(p -> concat(JSONExtractString(p, 'content'), ' ', \
              JSONExtractRaw(p, 'response'), ' ', JSONExtractRaw(p, 'arguments')), JSONExtractArrayRaw(m, 'parts')), '\\n'), \
              JSONExtractArrayRaw(input_messages)), '\\n'), 1, 60000) AS context, \
-             substringUTF8(arrayStringConcat(arrayMap(m -> arrayStringConcat(arrayMap((p, i) -> \
-               if(JSONExtractString(p, 'type') = 'tool_call_response' OR JSONExtractString(m, 'role') NOT IN ('user', 'assistant') \
-                  OR (JSONExtractString(m, 'role') = 'user' AND i < length(JSONExtractArrayRaw(m, 'parts'))), \
-                  concat(JSONExtractString(p, 'content'), ' ', JSONExtractRaw(p, 'response')), ''), \
-               JSONExtractArrayRaw(m, 'parts'), arrayEnumerate(JSONExtractArrayRaw(m, 'parts'))), ' '), \
-             JSONExtractArrayRaw(input_messages)), '\\n'), 1, 60000) AS sources, \
-             system_instructions_hash AS system_hash \
+             {SOURCES_SQL} AS sources, system_instructions_hash AS system_hash \
              FROM llm_calls FINAL WHERE {window} AND output_text != '' AND input_messages != '' AND match(output_text, ?) \
              ORDER BY trace_id, span_id"
         ))
@@ -439,6 +466,53 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
         .bind(nanos(since))
         .bind(nanos(until))
         .bind(super::grounding::CANDIDATE_RE)
+        .fetch_all()
+        .await?;
+    // The tools each feature offers the model (the names in its tool definitions), and the
+    // tools that ran in the traces whose answers may report an action done.
+    let defined: Vec<Names> = store
+        .query(&format!(
+            "SELECT c.feature AS key, groupUniqArrayArray(d.names) AS names \
+             FROM (SELECT DISTINCT feature, tool_definitions_hash AS hash FROM llm_calls WHERE {window} AND tool_definitions_hash != '') AS c \
+             INNER JOIN (SELECT hash, any(arrayFilter(n -> n != '', arrayMap(t -> if(JSONExtractString(t, 'name') != '', \
+               JSONExtractString(t, 'name'), JSONExtractString(t, 'function', 'name')), JSONExtractArrayRaw(content)))) AS names \
+               FROM contents WHERE project_id = ? AND kind = 'tool_definitions' GROUP BY hash) AS d ON c.hash = d.hash \
+             GROUP BY key ORDER BY key"
+        ))
+        .bind(project)
+        .bind(nanos(since))
+        .bind(nanos(until))
+        .bind(project)
+        .fetch_all()
+        .await?;
+    let defined_tools = defined.into_iter().map(|n| (n.key, n.names.into_iter().collect())).collect();
+    let ran: Vec<Names> = store
+        .query(&format!(
+            "SELECT trace_id AS key, groupUniqArray({tool}) AS names FROM spans WHERE {window} AND {tool} != '' AND trace_id IN \
+             (SELECT trace_id FROM llm_calls WHERE {window} AND match(output_text, ?)) GROUP BY key ORDER BY key"
+        ))
+        .bind(project)
+        .bind(nanos(since))
+        .bind(nanos(until))
+        .bind(project)
+        .bind(nanos(since))
+        .bind(nanos(until))
+        .bind(super::actions::CANDIDATE_RE)
+        .fetch_all()
+        .await?;
+    let ran_tools = ran.into_iter().map(|n| (n.key, n.names.into_iter().collect())).collect();
+    // Answers that say they have no information, with their sources and the question.
+    let ignorances: Vec<IgnoranceCandidate> = store
+        .query(&format!(
+            "SELECT trace_id, span_id, substringUTF8(output_text, 1, 4000) AS output, \
+             arrayStringConcat({last_user}, '') AS question, {SOURCES_SQL} AS sources \
+             FROM llm_calls FINAL WHERE {window} AND input_messages != '' AND match(output_text, ?) ORDER BY trace_id, span_id",
+            last_user = user_texts_sql(1)
+        ))
+        .bind(project)
+        .bind(nanos(since))
+        .bind(nanos(until))
+        .bind(super::ignored::NO_INFORMATION_RE)
         .fetch_all()
         .await?;
     // The instructions of all three: what a disclosure may repeat, what a format request asked
@@ -465,5 +539,18 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
             .into_iter()
             .collect()
     };
-    Ok(Inputs { calls, error_spans, signals, norms, tool_runs, format_requests, disclosures, groundings, instructions })
+    Ok(Inputs {
+        calls,
+        error_spans,
+        signals,
+        norms,
+        tool_runs,
+        format_requests,
+        disclosures,
+        groundings,
+        ignorances,
+        defined_tools,
+        ran_tools,
+        instructions,
+    })
 }

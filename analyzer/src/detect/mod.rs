@@ -11,10 +11,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::rules::{Category, Rule, RuleKind, Rules};
 
+pub mod actions;
 mod checks;
 pub mod disclosure;
 pub mod format;
 pub mod grounding;
+pub mod ignored;
 mod inputs;
 pub mod loops;
 pub mod security;
@@ -22,7 +24,7 @@ pub mod wrong_language;
 
 pub use checks::excerpt;
 use checks::{call_rule, signal_rule};
-pub use inputs::{Call, DisclosureCandidate, ErrorSpan, FormatRequest, Inputs, Norm, Signal, ToolRun, fetch};
+pub use inputs::{Call, DisclosureCandidate, ErrorSpan, FormatRequest, IgnoranceCandidate, Inputs, Norm, Signal, ToolRun, fetch};
 
 pub use flywheel_schemas::failure::SignalBrief;
 
@@ -135,8 +137,27 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
                 );
                 for (g, u) in found {
                     let h = hits.entry((g.trace_id.clone(), g.span_id.clone())).or_default();
+                    h.qualifiers.insert(ri, u.qualifier());
                     h.add(ri, u.evidence);
-                    h.qualifiers.insert(ri, u.kind.as_str().to_string());
+                }
+                continue;
+            }
+            RuleKind::IgnoredSources => {
+                for c in &inputs.ignorances {
+                    if by_key.contains_key(&(c.trace_id.as_str(), c.span_id.as_str()))
+                        && let Some(found) = ignored::check(c)
+                    {
+                        hits.entry((c.trace_id.clone(), c.span_id.clone())).or_default().add(ri, found.evidence);
+                    }
+                }
+                continue;
+            }
+            RuleKind::UnperformedAction => {
+                for (i, u) in actions::find(&inputs.calls, &by_trace, &by_session, &inputs.defined_tools, &inputs.ran_tools) {
+                    let c = &inputs.calls[i];
+                    let h = hits.entry((c.trace_id.clone(), c.span_id.clone())).or_default();
+                    h.add(ri, u.evidence);
+                    h.qualifiers.insert(ri, u.tool);
                 }
                 continue;
             }
@@ -452,12 +473,23 @@ mod tests {
             "Unfortunately, I cannot provide that information as it involves account details.",
             "I'm afraid that's not something I can help with.",
             "Sorry, but I'm not able to assist with this.",
+            "Je suis désolé, mais je ne peux pas vous aider avec cette demande.",
+            "Lo siento, pero no puedo ayudarte con esa solicitud.",
+            "Fragen zu den Trail Club kann ich leider nicht beantworten.",
+            "Desculpe, mas não posso ajudar com esse pedido.",
+            "Daar kan ik je helaas niet mee helpen.",
         ] {
             let mut c = call("t1", "a", 0);
             c.output_text = answer.into();
             assert_eq!(reasons(vec![c]), vec!["refusal"], "{answer}");
         }
-        for fine in ["You can help yourself to a refund in the portal.", "I can't wait for your order to arrive! It ships today."] {
+        for fine in [
+            "You can help yourself to a refund in the portal.",
+            "I can't wait for your order to arrive! It ships today.",
+            "Je ne peux pas garantir la date exacte, mais la livraison prend 3 à 5 jours.",
+            "Gerne kann ich Ihnen helfen: der Club kostet 49 $ pro Jahr.",
+            "Ik kan je helpen met je bestelling.",
+        ] {
             let mut c = call("t1", "a", 0);
             c.output_text = fine.into();
             assert!(reasons(vec![c]).is_empty(), "{fine}");

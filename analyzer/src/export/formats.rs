@@ -305,6 +305,17 @@ pub fn assertions(case: &EvalCase) -> Vec<Value> {
     if reasons.iter().any(|r| r.starts_with("tool")) {
         rubric.push("Calls tools with valid arguments that match their definitions.".into());
     }
+    if has("unperformed_action") {
+        rubric.push(
+            "Calls the tool that performs the requested action before saying it is done, or says plainly that it has not been done.".into(),
+        );
+    }
+    if has("ignored_sources") {
+        rubric.push("Answers from the sources it was given (they cover the question) instead of saying it has no information.".into());
+    }
+    if has("ungrounded_figure") {
+        rubric.push("States only the figures (prices, percentages, times) that its sources give, as they give them.".into());
+    }
     for s in &case.failure.signals {
         if !s.comment.trim().is_empty() {
             rubric.push(format!("Avoids what the user complained about: \"{}\".", excerpt(&s.comment, 200)));
