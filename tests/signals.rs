@@ -572,3 +572,69 @@ async fn signals_during_an_outage_are_acknowledged_and_linked_when_clickhouse_re
     kinds.sort();
     assert_eq!(kinds, ["rating", "thumbs_down"]);
 }
+
+/// Issue 15, security: a feedback token's signal lands only on what the token names — a
+/// session-scoped token cannot name another trace, a trace-scoped one cannot reach another
+/// trace's call through a span id — and a revoked key's tokens stop working within
+/// `key_refresh_secs` although no request authenticated with the key comes to refresh the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_reaches_only_what_it_names_and_stops_with_its_key() {
+    let c = Collector::start(TestDb::new("tokscope"), "[collector]\nkey_refresh_secs = 1\nsignal_link_interval_secs = 1\n");
+    let key = c.key("web");
+    let client = Client { c: &c, http: reqwest::Client::new() };
+    client.traces(&key, fixture("otel-v2/chat_plain.pb")).await;
+    client.traces(&key, fixture("oi/agent.pb")).await;
+    let (own_trace, _) = first_span("otel-v2/chat_plain.pb");
+    let (victim_trace, victim_span) = first_span("oi/agent.pb");
+    let mint = |scope: Value| {
+        let client = &client;
+        let key = key.clone();
+        async move {
+            let (status, minted) =
+                client.post("/v1/feedback-tokens", Some(&key), "application/json", serde_json::to_vec(&scope).unwrap()).await;
+            assert_eq!(status, 200, "{minted}");
+            minted["token"].as_str().unwrap().to_string()
+        }
+    };
+
+    // A session-scoped token naming another trace beside its own session.
+    let session_token = mint(json!({"session_id": "s-own", "ttl_seconds": 600})).await;
+    let (status, r) =
+        client.signals(Some(&session_token), json!({"kind": "thumbs_down", "session_id": "s-own", "trace_id": victim_trace})).await;
+    assert_eq!(status, 400, "{r}");
+    assert!(r["rejected"][0]["error"].as_str().unwrap().contains("scoped to session s-own"), "{r}");
+    let (status, r) = client.signals(Some(&session_token), json!({"kind": "thumbs_down", "session_id": "s-own"})).await;
+    assert_eq!(status, 200, "its own session: {r}");
+
+    // A trace-scoped token naming another trace's span: the signal stays on the token's trace
+    // (readers join signals to calls by trace and span), never on the victim's.
+    let trace_token = mint(json!({"trace_id": own_trace, "ttl_seconds": 600})).await;
+    let (status, r) = client.signals(Some(&trace_token), json!({"kind": "thumbs_up", "span_id": victim_span})).await;
+    let store = c.db.store();
+    let on_victim = stored(&store, "web", &format!("trace_id = '{victim_trace}'")).await;
+    assert!(on_victim.is_empty(), "a token of trace {own_trace} reached the victim's trace ({status} {r}): {on_victim:?}");
+    let (status, r) =
+        client.signals(Some(&trace_token), json!({"kind": "thumbs_down", "trace_id": own_trace, "span_id": victim_span})).await;
+    let on_victim = stored(&store, "web", &format!("trace_id = '{victim_trace}'")).await;
+    assert!(on_victim.is_empty(), "{status} {r}: {on_victim:?}");
+
+    // Revocation reaches tokens on the refresh timer, with no key-authenticated request.
+    let (status, r) = client.signals(Some(&trace_token), json!({"kind": "copy"})).await;
+    assert_eq!(status, 200, "{r}");
+    let key_id: String = store.query("SELECT key_id FROM api_keys FINAL WHERE project_id = 'web' LIMIT 1").fetch_one().await.unwrap();
+    let out = c.db.flywheel(&["keys", "revoke", &key_id]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let revoked_at = std::time::Instant::now();
+    let refused = eventually("the revoked key's token to be refused", || {
+        let client = &client;
+        let token = trace_token.clone();
+        async move {
+            let (status, r) = client.signals(Some(&token), json!({"kind": "copy"})).await;
+            (status != 200).then_some((status, r))
+        }
+    })
+    .await;
+    println!("a revoked key's token refused {:?} after `keys revoke` (key_refresh_secs = 1)", revoked_at.elapsed());
+    assert!(refused.0 == 401 || refused.0 == 403, "{refused:?}");
+    assert!(refused.1.to_string().contains("revoked"), "{refused:?}");
+}

@@ -258,6 +258,7 @@ impl Authenticator {
     }
 
     async fn lookup(&self, hash: &str) -> Result<Result<KeyInfo, AuthError>, StoreError> {
+        crate::metrics::count(crate::metrics::Event::KeyLookup);
         let row: Option<KeyRow> =
             within(&self.store, QUERY, self.store.query(&key_query("WHERE key_hash = ?")).bind(hash).fetch_optional()).await?;
         let mut cache = self.cache.write().await;
@@ -277,6 +278,7 @@ impl Authenticator {
 
     /// The key of id `key_id`, looked up alone; remembered as refused when there is none.
     async fn lookup_id(&self, key_id: &str) -> Result<Option<(String, Entry)>, StoreError> {
+        crate::metrics::count(crate::metrics::Event::KeyLookup);
         let query = self.store.query(&key_query("WHERE key_id = ?")).bind(key_id);
         let row: Option<KeyRow> = within(&self.store, QUERY, query.fetch_optional()).await?;
         let mut cache = self.cache.write().await;
@@ -314,6 +316,7 @@ impl Authenticator {
         if self.cache.read().await.loaded_at.is_some_and(|t| t.elapsed() < min) {
             return Ok(()); // re-read a moment ago, maybe while this call waited for the lock
         }
+        crate::metrics::count(crate::metrics::Event::KeyTableRead);
         let rows: Vec<KeyRow> = within(&self.store, QUERY, self.store.query(&key_query("")).fetch_all()).await?;
         let mut cache = self.cache.write().await;
         cache.keys = rows.into_iter().map(Into::into).collect();

@@ -38,6 +38,9 @@ pub struct CollectorConfig {
     /// How long a model call waits for its GenAI log events (and log events for their span)
     /// in memory before a late half is merged through a row rewrite.
     pub join_window_secs: u64,
+    /// Bound on the join cache (estimated bytes of the calls and log events it holds); past
+    /// it the oldest entries go, and their late half is stored unjoined.
+    pub join_cache_max_bytes: usize,
     /// Requests that may wait for a ClickHouse insert; beyond, 429/503 with Retry-After.
     pub write_queue: usize,
     /// How often known API keys are re-read (a revocation takes effect within this delay).
@@ -81,6 +84,7 @@ impl Default for CollectorConfig {
             prices: None,
             redaction: RedactionConfig::default(),
             join_window_secs: 600,
+            join_cache_max_bytes: crate::pipeline::JOIN_CACHE_DEFAULT_MAX_BYTES,
             write_queue: 1024,
             key_refresh_secs: 30,
             message_id_attribute: None,

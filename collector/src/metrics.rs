@@ -7,6 +7,79 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+/// Events counted deep in the collector's layers, where no [`Metrics`] is at hand (a deadline
+/// passing in a ClickHouse call, a connection closed by a timeout, a JSON attribute left as
+/// text, a key lookup): process-wide counters, rendered with the rest at `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A ClickHouse call passed its deadline (see `deadline`), by call.
+    PingTimeout,
+    LookupTimeout,
+    InsertTimeout,
+    JobTimeout,
+    /// A connection closed because nothing arrived for the idle timeout.
+    IdleTimeout,
+    /// A connection closed because its request headers did not arrive in time.
+    HeaderTimeout,
+    /// A JSON string attribute past the node bound, kept as text.
+    JsonUninterpreted,
+    /// One key (or a token's key id) looked up alone in `api_keys`.
+    KeyLookup,
+    /// The whole key table re-read.
+    KeyTableRead,
+}
+
+const EVENTS: usize = 9;
+static COUNTS: [AtomicU64; EVENTS] = [const { AtomicU64::new(0) }; EVENTS];
+
+/// Counts one `event`.
+pub fn count(event: Event) {
+    COUNTS[event as usize].fetch_add(1, Relaxed);
+}
+
+/// How many `event`s this process counted.
+pub fn counted(event: Event) -> u64 {
+    COUNTS[event as usize].load(Relaxed)
+}
+
+fn render_events(out: &mut String) {
+    use Event::*;
+    let family = |out: &mut String, name: &str, help: &str, label: &str, values: &[(&str, Event)]| {
+        let _ = writeln!(out, "# HELP flywheel_{name} {help}\n# TYPE flywheel_{name} counter");
+        for (value, event) in values {
+            let _ = writeln!(out, "flywheel_{name}{{{label}=\"{value}\"}} {}", counted(*event));
+        }
+    };
+    family(
+        out,
+        "clickhouse_timeouts_total",
+        "ClickHouse calls that passed their deadline (treated as ClickHouse away), by call.",
+        "call",
+        &[("ping", PingTimeout), ("lookup", LookupTimeout), ("insert", InsertTimeout), ("job", JobTimeout)],
+    );
+    family(
+        out,
+        "connections_timed_out_total",
+        "Connections closed by a timeout: nothing received for idle_timeout_secs, or headers not complete within header_timeout_secs.",
+        "reason",
+        &[("idle", IdleTimeout), ("headers", HeaderTimeout)],
+    );
+    family(
+        out,
+        "json_attributes_uninterpreted_total",
+        "JSON string attributes past the node bound, stored as the text received.",
+        "bound",
+        &[("nodes", JsonUninterpreted)],
+    );
+    family(
+        out,
+        "key_lookups_total",
+        "Reads of api_keys: one key (or token key id) alone, or the whole table.",
+        "kind",
+        &[("one", KeyLookup), ("table", KeyTableRead)],
+    );
+}
+
 #[derive(Default)]
 pub struct Metrics {
     pub requests: AtomicU64,
@@ -123,6 +196,7 @@ impl Metrics {
         for (name, n) in points.iter() {
             let _ = writeln!(out, "flywheel_metric_points_received_total{{metric=\"{name}\"}} {n}");
         }
+        render_events(&mut out);
         out
     }
 }

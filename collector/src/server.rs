@@ -74,7 +74,8 @@ pub async fn run_with(
     let pipeline =
         Pipeline::new(writer, metrics, signals, prices, redactor, cfg.feature_attribute.clone(), Duration::from_secs(cfg.join_window_secs))
             .with_retention(cfg.spans_retention_days)
-            .with_max_rows_bytes(cfg.max_request_rows_bytes);
+            .with_max_rows_bytes(cfg.max_request_rows_bytes)
+            .with_join_cache_bytes(cfg.join_cache_max_bytes);
     let background = background_jobs(store.clone(), &cfg);
     let receiver = Arc::new(Receiver {
         pipeline,

@@ -148,6 +148,7 @@ pub fn parse_bounded(s: &str) -> Option<Value> {
     let nodes = s.bytes().filter(|b| matches!(b, b'{' | b'[' | b',' | b':')).count();
     if nodes > MAX_JSON_NODES {
         tracing::warn!(bytes = s.len(), nodes, limit = MAX_JSON_NODES, "a JSON attribute too large to interpret is kept as text");
+        crate::metrics::count(crate::metrics::Event::JsonUninterpreted);
         return None;
     }
     serde_json::from_str(s).ok()

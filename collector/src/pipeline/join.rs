@@ -80,7 +80,7 @@ struct CachedCall {
 /// Joins model calls and their GenAI log events (see the module's contract).
 pub struct JoinCache {
     window: Duration,
-    max_bytes: usize,
+    pub(crate) max_bytes: usize,
     /// Estimated bytes held now.
     bytes: usize,
     /// Entries removed to stay within `max_bytes` (not by the window).

@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 
 mod join;
 
+pub use join::DEFAULT_MAX_BYTES as JOIN_CACHE_DEFAULT_MAX_BYTES;
 pub use join::JoinCache;
 
 use crate::metrics::Metrics;
@@ -89,6 +90,12 @@ impl Pipeline {
             retention_days: None,
             max_rows_bytes: crate::expansion::DEFAULT_MAX_ROWS_BYTES,
         }
+    }
+
+    /// Bounds the join cache to `bytes` (estimated).
+    pub fn with_join_cache_bytes(self, bytes: usize) -> Self {
+        self.joins.lock().unwrap_or_else(|e| e.into_inner()).max_bytes = bytes;
+        self
     }
 
     /// Refuses spans and log records older than the `spans` retention: written, they would

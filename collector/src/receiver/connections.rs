@@ -176,12 +176,31 @@ pub async fn serve_http(
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
+                count_timeout(&*e);
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
         });
     }
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Counts a connection that ended on a timeout: hyper's header read timeout, or the idle
+/// timeout of [`Bounded`] (an I/O error of kind `TimedOut` somewhere in the chain).
+fn count_timeout(e: &(dyn std::error::Error + 'static)) {
+    use crate::metrics::{Event, count};
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && h.is_timeout()
+        {
+            return count(Event::HeaderTimeout);
+        }
+        if err.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::TimedOut) {
+            return count(Event::IdleTimeout);
+        }
+        cause = err.source();
+    }
 }
 
 /// The connections of `listener` within `limits`, as a stream for tonic.
