@@ -337,3 +337,85 @@ async fn large_edits_do_not_stall_the_collector() {
     assert_eq!(distances.len(), 8);
     assert!(distances.iter().all(|d| (1..=4000).contains(d)), "{distances:?}");
 }
+
+/// gRPC bodies count in the memory budget as they arrive, not once tonic has buffered and
+/// decoded them: an export that stalls halfway holds its bytes in the budget, the next export
+/// is refused with RESOURCE_EXHAUSTED carrying RetryInfo (without it, OTLP exporters drop the
+/// data instead of retrying), and the budget comes back when the stalled stream ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_bodies_count_in_the_memory_budget_as_they_arrive() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use tonic_types::StatusExt;
+    let c = Collector::start(TestDb::new("grpcbudget"), "[collector]\nmax_inflight_body_bytes = 1000000\n");
+    let key = c.key("p");
+    let addr = c.grpc.trim_start_matches("http://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut h2 = h2.ready().await.unwrap();
+    let head = grpc_export_head(&addr, &key);
+    let (_response, mut stalled) = h2.send_request(head, false).unwrap();
+    // A message announced as 4 MB, of which 400 KB arrive, then nothing.
+    let mut prefix = vec![0u8];
+    prefix.extend_from_slice(&4_000_000u32.to_be_bytes());
+    stalled.send_data(bytes::Bytes::from(prefix), false).unwrap();
+    for _ in 0..25 {
+        stalled.send_data(bytes::Bytes::from(vec![0x0au8; 16_000]), false).unwrap();
+    }
+    let mut held = 0;
+    for _ in 0..100 {
+        held = series(&metrics(&c).await, "flywheel_inflight_body_bytes");
+        if held >= 800_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(held >= 800_000, "a stalled gRPC body of 400 KB holds {held} bytes of the budget");
+
+    let export = ExportTraceServiceRequest::decode(fixture("otel-v2/chat_plain.pb").as_slice()).unwrap();
+    let mut padded = export.clone();
+    padded.resource_spans[0].scope_spans[0].spans[0].attributes.push(opentelemetry_proto::tonic::common::v1::KeyValue {
+        key: "pad".into(),
+        value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+            value: Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue("x".repeat(100_000))),
+        }),
+        ..Default::default()
+    });
+    let mut client = TraceServiceClient::connect(c.grpc.clone()).await.unwrap();
+    let with_key = |req: ExportTraceServiceRequest| {
+        let mut r = tonic::Request::new(req);
+        r.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+        r
+    };
+    let refused = client.export(with_key(padded.clone())).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    let retry = refused.get_details_retry_info().expect("RetryInfo on a busy refusal");
+    assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
+    let m = metrics(&c).await;
+    assert!(series(&m, r#"flywheel_rejected_total{signal="grpc",reason="memory_budget"}"#) >= 1, "{m}");
+
+    stalled.send_reset(h2::Reason::CANCEL);
+    let mut accepted = false;
+    for _ in 0..100 {
+        if client.export(with_key(padded.clone())).await.is_ok() {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(accepted, "the budget is released when the stalled stream ends");
+    assert_eq!(series(&metrics(&c).await, "flywheel_inflight_body_bytes"), 0);
+}
+
+/// The headers of a gRPC trace export, for a raw HTTP/2 stream.
+fn grpc_export_head(addr: &str, key: &str) -> http::Request<()> {
+    http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/opentelemetry.proto.collector.trace.v1.TraceService/Export"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {key}"))
+        .body(())
+        .unwrap()
+}

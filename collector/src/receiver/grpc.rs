@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
@@ -18,6 +19,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::Receiver;
+use super::grpc_budget::{BudgetLayer, busy};
 use crate::auth::{AuthError, key_from_headers};
 use crate::writer::WriteError;
 
@@ -34,7 +36,7 @@ impl Service {
             return Ok(reservation);
         }
         self.0.pipeline.metrics.reject(signal, "memory_budget", 1);
-        Err(Status::resource_exhausted(super::BUSY_MESSAGE))
+        Err(busy(super::BUSY_MESSAGE, Duration::from_secs(1)))
     }
 
     async fn project(&self, metadata: &MetadataMap, signal: &str, size: usize) -> Result<String, Status> {
@@ -56,7 +58,8 @@ impl Service {
 
 fn write_status(e: WriteError) -> Status {
     match e {
-        WriteError::Busy => Status::resource_exhausted(e.to_string()),
+        // With RetryInfo, as the HTTP answer has Retry-After: exporters retry, nothing is dropped.
+        WriteError::Busy => busy(&e.to_string(), Duration::from_secs(1)),
         // Without RetryInfo, OTLP exporters do not retry RESOURCE_EXHAUSTED: the request must
         // be split, not resent.
         WriteError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
@@ -126,6 +129,7 @@ pub async fn serve(
     let limit = receiver.max_body_bytes;
     let metrics = receiver.pipeline.metrics.clone();
     let service_limits = receiver.connections.clone();
+    let budget = BudgetLayer { budget: receiver.body_budget.clone(), metrics: metrics.clone() };
     let service = Service(receiver);
     let traces = TraceServiceServer::new(service.clone())
         .accept_compressed(CompressionEncoding::Gzip)
@@ -142,6 +146,7 @@ pub async fn serve(
     let incoming = super::connections::incoming(listener, service_limits);
     tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(move |response| otlp_status(&metrics, response)))
+        .layer(budget)
         .add_service(traces)
         .add_service(logs)
         .add_service(metrics_service)

@@ -5,6 +5,7 @@
 pub mod budget;
 pub mod connections;
 pub mod grpc;
+mod grpc_budget;
 pub mod http;
 pub mod signals;
 

@@ -1,0 +1,141 @@
+//! gRPC bodies in the memory budget, as they arrive.
+//!
+//! tonic buffers and decodes a whole message before the service sees it: a budget checked in
+//! the service comes too late (500 concurrent 10 MB exports would all be in memory first). This
+//! layer sits in front of tonic and reserves each body's bytes in the shared [`BodyBudget`] frame
+//! by frame — twice the bytes (tonic's buffer, then the message decoded from it), eight times
+//! for gzip (its decompressed copy) — and refuses a request as soon as the budget cannot take
+//! its next frame, before tonic buffers more. The reservation lasts as long as tonic holds the
+//! body; the service then reserves the decoded message (see `grpc::Service::reserve`).
+//!
+//! Refusals are `RESOURCE_EXHAUSTED` with a `RetryInfo` detail: OTLP exporters retry that code
+//! only when the server says when (OTLP specification, "Failures"), and a busy collector wants
+//! the data again in a moment, not dropped.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use tonic::Status;
+use tonic::body::Body;
+
+use super::budget::{BodyBudget, Reservation};
+use crate::metrics::Metrics;
+
+/// Reserved when a request arrives, before its first frame: a request that cannot get even this
+/// is refused without reading anything.
+const FIRST: u64 = 64 * 1024;
+/// Bytes reserved per byte received: tonic's buffer and the decoded message.
+const PLAIN_FACTOR: u64 = 2;
+/// For gzip bodies: the buffer, the decompressed copy (OTLP protobuf compresses 5–10×) and the
+/// decoded message. A body that decompresses further is still bounded by tonic's
+/// `max_decoding_message_size`.
+const GZIP_FACTOR: u64 = 8;
+
+/// `RESOURCE_EXHAUSTED` that exporters retry after `after`.
+pub fn busy(message: &str, after: Duration) -> Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    Status::with_error_details(tonic::Code::ResourceExhausted, message, ErrorDetails::with_retry_info(Some(after)))
+}
+
+#[derive(Clone)]
+pub struct BudgetLayer {
+    pub budget: BodyBudget,
+    pub metrics: Arc<Metrics>,
+}
+
+impl<S> tower::Layer<S> for BudgetLayer {
+    type Service = Budgeted<S>;
+
+    fn layer(&self, inner: S) -> Budgeted<S> {
+        Budgeted { inner, budget: self.budget.clone(), metrics: self.metrics.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct Budgeted<S> {
+    inner: S,
+    budget: BodyBudget,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> tower::Service<axum::http::Request<Body>> for Budgeted<S>
+where
+    S: tower::Service<axum::http::Request<Body>, Response = axum::http::Response<Body>> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = axum::http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<axum::http::Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<Body>) -> Self::Future {
+        let mut reservation = self.budget.empty();
+        if !self.budget.grow(&mut reservation, FIRST) {
+            self.metrics.reject("grpc", "memory_budget", 1);
+            let refusal = busy(super::BUSY_MESSAGE, Duration::from_secs(1)).into_http();
+            return Box::pin(async move { Ok(refusal) });
+        }
+        let gzip = request.headers().get("grpc-encoding").is_some_and(|v| v.as_bytes() != b"identity");
+        let (parts, body) = request.into_parts();
+        let counted = Counted {
+            inner: body,
+            budget: self.budget.clone(),
+            metrics: self.metrics.clone(),
+            reservation,
+            prepaid: FIRST,
+            factor: if gzip { GZIP_FACTOR } else { PLAIN_FACTOR },
+        };
+        Box::pin(self.inner.call(axum::http::Request::from_parts(parts, Body::new(counted))))
+    }
+}
+
+/// A request body that reserves its bytes as they arrive, and releases them when dropped.
+struct Counted {
+    inner: Body,
+    budget: BodyBudget,
+    metrics: Arc<Metrics>,
+    reservation: Reservation,
+    /// Bytes reserved at arrival not yet used by frames.
+    prepaid: u64,
+    factor: u64,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let need = data.len() as u64 * this.factor;
+                    let prepaid = need.min(this.prepaid);
+                    this.prepaid -= prepaid;
+                    if !this.budget.grow(&mut this.reservation, need - prepaid) {
+                        this.metrics.reject("grpc", "memory_budget", 1);
+                        return Poll::Ready(Some(Err(busy(super::BUSY_MESSAGE, Duration::from_secs(1)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
