@@ -162,3 +162,32 @@ async fn self_traces_reach_a_collector_over_https() {
     }
     assert!(spans > 0, "the collector's own spans crossed TLS");
 }
+
+/// `flywheel simulate` sends its spans and its signals to a collector behind TLS, trusting the
+/// CA file named by the OpenTelemetry exporter variable; without it, it stops with a one-line
+/// reason naming the certificate problem instead of sending nothing silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_reaches_a_collector_over_https() {
+    let dir = scratch_dir("tls-simulate");
+    let sink = Collector::start(TestDb::new("tlssim"), "");
+    let key = sink.key("sim");
+    let port = tls_front(&dir, sink.http.trim_start_matches("http://").to_string()).await;
+    let endpoint = format!("https://localhost:{port}");
+    let ca = dir.join("ca.pem");
+    let args =
+        ["simulate", "--endpoint", endpoint.as_str(), "--key", key.as_str(), "--interactions", "40", "--seed", "3", "--duration", "1d"];
+    let out = sink.db.flywheel_with(&args, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap().to_string())]);
+    assert!(out.status.success(), "{}{}", common::stdout(&out), common::stderr(&out));
+    sink.wait_stored().await;
+    let store = sink.db.store();
+    let calls: u64 = store.query("SELECT count() FROM llm_calls WHERE project_id = 'sim'").fetch_one().await.unwrap();
+    let signals: u64 = store.query("SELECT count() FROM signals WHERE project_id = 'sim'").fetch_one().await.unwrap();
+    assert!(calls >= 40, "{calls} calls crossed TLS");
+    assert!(signals > 0, "signals crossed TLS");
+
+    let out = sink.db.flywheel_with(&args, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", String::new())]);
+    assert!(!out.status.success(), "an unknown authority must not be trusted");
+    let err = common::stderr(&out);
+    assert!(err.contains("UnknownIssuer") && err.contains("OTEL_EXPORTER_OTLP_CERTIFICATE"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

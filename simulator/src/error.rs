@@ -30,6 +30,11 @@ pub enum SimulateError {
     #[error("cannot reach the collector at {endpoint} ({reason}); check that `flywheel serve` runs there and listens on that address")]
     Unreachable { endpoint: String, reason: String },
 
+    #[error(
+        "cannot reach the collector at {endpoint} over TLS ({reason}); if it uses a private certificate authority, set OTEL_EXPORTER_OTLP_CERTIFICATE to the authority's PEM file"
+    )]
+    Tls { endpoint: String, reason: String },
+
     #[error("cannot reach the signals API at {url}: {reason}; check that the collector runs")]
     SignalsUnreachable { url: String, reason: String },
 

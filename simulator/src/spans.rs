@@ -441,6 +441,9 @@ impl Drop for Emitter {
 pub struct Exporters {
     exporters: Vec<opentelemetry_otlp::SpanExporter>,
     endpoint: String,
+    /// The exporters' HTTP client, to find out why the collector cannot be reached (the
+    /// exporter's own error says only "network error").
+    client: reqwest_otlp::Client,
 }
 
 impl Exporters {
@@ -469,7 +472,7 @@ impl Exporters {
             exporter.set_resource(&resource());
             exporters.push(exporter);
         }
-        Ok(Exporters { exporters, endpoint: url })
+        Ok(Exporters { exporters, endpoint: url, client })
     }
 
     pub fn len(&self) -> usize {
@@ -478,6 +481,30 @@ impl Exporters {
 
     pub fn is_empty(&self) -> bool {
         self.exporters.is_empty()
+    }
+
+    /// Why the collector cannot be reached: one request with the exporters' client, whose
+    /// error chain names the cause (refused connection, unknown certificate authority, …).
+    async fn unreachable(&self, reason: String) -> SimulateError {
+        let Err(e) = self.client.post(&self.endpoint).send().await else {
+            return SimulateError::Unreachable { endpoint: self.endpoint.clone(), reason };
+        };
+        let mut causes = Vec::new();
+        let mut cause: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !causes.iter().any(|seen: &String| seen.contains(&text)) {
+                causes.push(text);
+            }
+            cause = c.source();
+        }
+        let reason = causes.last().cloned().unwrap_or(reason);
+        let tls = ["certificate", "UnknownIssuer", "tls", "TLS", "handshake"];
+        if tls.iter().any(|t| reason.contains(t)) {
+            SimulateError::Tls { endpoint: self.endpoint.clone(), reason }
+        } else {
+            SimulateError::Unreachable { endpoint: self.endpoint.clone(), reason }
+        }
     }
 
     /// Exports one batch with exporter `slot`. The exporter already retries 429/503 with
@@ -492,7 +519,7 @@ impl Exporters {
                     let reason = e.to_string();
                     let pressure = reason.contains("429") || reason.contains("503");
                     if reason.contains("network error") {
-                        return Err(SimulateError::Unreachable { endpoint: self.endpoint.clone(), reason });
+                        return Err(self.unreachable(reason).await);
                     }
                     if !pressure || attempt >= 8 {
                         return Err(SimulateError::Export { endpoint: self.endpoint.clone(), reason });
