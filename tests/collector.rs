@@ -124,6 +124,8 @@ struct Call {
     cost_source: String,
     status: String,
     error_type: String,
+    error_class: String,
+    http_status: u16,
     temperature: Option<f64>,
     top_p: Option<f64>,
     max_tokens: Option<u64>,
@@ -146,7 +148,7 @@ async fn calls(store: &flywheel_schemas::Store, project: &str, traces: &[String]
             "SELECT c.project_id, c.trace_id, c.span_id, c.session_id, c.user_id, c.feature, c.operation, c.provider, c.request_model, \
              c.response_model, c.response_id, c.input_messages, c.output_messages, ifNull(t.content, '') AS system, c.input_text, \
              c.output_text, c.tool_names, c.finish_reasons, c.input_tokens, c.output_tokens, c.cache_read_tokens, c.cost_usd, \
-             c.cost_source, c.status, c.error_type, c.temperature, c.top_p, c.max_tokens, c.seed, c.convention \
+             c.cost_source, c.status, c.error_type, c.error_class, c.http_status, c.temperature, c.top_p, c.max_tokens, c.seed, c.convention \
              FROM llm_calls AS c FINAL \
              LEFT JOIN (SELECT project_id, hash, any(content) AS content FROM contents GROUP BY project_id, hash) AS t \
                ON t.project_id = c.project_id AND t.hash = c.system_instructions_hash \
@@ -320,6 +322,12 @@ fn check(set: &str, scenario: &str, calls: &[Call]) {
             } else {
                 assert!(!c.error_type.is_empty(), "{ctx}");
             }
+            // One class and status whatever the convention: read from the type, the message
+            // or the status attribute at ingest.
+            let class = if scenario == "error_429" { "rate_limit" } else { "unavailable" };
+            let status = if scenario == "error_429" { 429 } else { 500 };
+            assert_eq!(c.error_class, class, "{ctx}: {} ", c.error_type);
+            assert_eq!(c.http_status, status, "{ctx}: {}", c.error_type);
         }
         "embeddings" => {
             assert_eq!(model_calls.len(), 1, "{ctx}");

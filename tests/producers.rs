@@ -68,6 +68,8 @@ struct Call {
     status: String,
     error_type: String,
     error_message: String,
+    error_class: String,
+    http_status: u16,
     time_to_first_token_ns: Option<u64>,
 }
 
@@ -84,7 +86,7 @@ async fn calls(store: &flywheel_schemas::Store, project: &str, traces: &[String]
     store
         .query(
             "SELECT span_id, response_id, session_id, input_messages, output_messages, output_text, tool_names, \
-             input_tokens, output_tokens, status, error_type, error_message, time_to_first_token_ns \
+             input_tokens, output_tokens, status, error_type, error_message, error_class, http_status, time_to_first_token_ns \
              FROM llm_calls FINAL WHERE project_id = ? AND has(?, trace_id) ORDER BY start_time, span_id",
         )
         .bind(project)
@@ -220,10 +222,20 @@ async fn real_producers_give_one_faithful_row_per_model_call() {
                     assert!(results.iter().all(|r| !r.is_null()), "{ctx}: tool result stored as null: {}", last.input_messages);
                     assert!(results.iter().any(|r| r.to_string().contains("18")), "{ctx}: {results:?}");
                 }
-                // Rate limits, however each library spells them, are one class.
+                // Rate limits, however each library spells them, are one class, stored at ingest
+                // with the request's status; the raw type and message stay as sent.
                 for row in rows.iter().filter(|r| r.status == "error") {
-                    let class = flywheel_analyzer::cause::ErrorClass::of(&row.error_type, &row.error_message);
-                    assert_eq!(class.id(), "rate_limit", "{ctx}: {} / {}", row.error_type, row.error_message);
+                    assert_eq!(
+                        (row.error_class.as_str(), row.http_status),
+                        ("rate_limit", 429),
+                        "{ctx}: {} / {}",
+                        row.error_type,
+                        row.error_message
+                    );
+                    assert!(!row.error_type.is_empty(), "{ctx}");
+                }
+                for row in rows.iter().filter(|r| r.status != "error") {
+                    assert_eq!((row.error_class.as_str(), row.http_status), ("", 0), "{ctx}");
                 }
                 // The provider's response id, wherever the producer keeps it, so that a signal
                 // sent with the id the application holds links to its call.

@@ -290,6 +290,8 @@ fn llm_call(i: u32) -> LlmCallRow {
         status: "ok".into(),
         error_type: String::new(),
         error_message: String::new(),
+        error_class: String::new(),
+        http_status: 0,
         temperature: Some(0.2),
         top_p: None,
         max_tokens: Some(512),

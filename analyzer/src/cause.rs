@@ -29,224 +29,13 @@ use crate::rules::{Category, Rules};
 
 pub use flywheel_schemas::failure::Lane;
 
-/// A canonical error class, read from an error's type and message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ErrorClass {
-    RateLimit,
-    ContextLength,
-    Timeout,
-    ContentFilter,
-    Auth,
-    UnknownTool,
-    InvalidArguments,
-    Syntax,
-    NotFound,
-    Unavailable,
-    Other,
-}
+pub use flywheel_schemas::error_class::ErrorClass;
 
-/// Words that name each class, checked in this order (the more specific first: "tool not
-/// found" is an unknown tool before it is a not-found). Matched against the lower-cased type
-/// and message, and against the same without separators (`RateLimitError` → `ratelimit`).
-const CLASSES: &[(ErrorClass, &[&str])] = &[
-    (
-        ErrorClass::RateLimit,
-        &[
-            "ratelimit",
-            "rate limit",
-            "too many requests",
-            "error code: 429",
-            "status 429",
-            "http 429",
-            " 429 ",
-            "quota",
-            "resource_exhausted",
-            "resourceexhausted",
-            "per minute",
-            "throttl",
-        ],
-    ),
-    (
-        ErrorClass::ContextLength,
-        &[
-            "context length",
-            "context_length",
-            "contextlength",
-            "context window",
-            "contextwindow",
-            "maximum context",
-            "too many tokens",
-            "prompt is too long",
-            "input is too long",
-            "token limit",
-        ],
-    ),
-    (ErrorClass::Timeout, &["timeout", "timed out", "deadline exceeded", "deadline_exceeded", "deadlineexceeded", " 504", "took too long"]),
-    (
-        ErrorClass::ContentFilter,
-        &["content filter", "content_filter", "contentfilter", "content policy", "content_policy", "moderation", "safety system"],
-    ),
-    (
-        ErrorClass::Auth,
-        &[
-            "unauthorized",
-            "unauthorised",
-            "forbidden",
-            "permission denied",
-            "permissiondenied",
-            "access denied",
-            "accessdenied",
-            "authentication",
-            "not authorized",
-            "insufficient privilege",
-            "invalid api key",
-            "incorrect api key",
-            " 401",
-            " 403",
-        ],
-    ),
-    (
-        ErrorClass::UnknownTool,
-        &[
-            "no tool named",
-            "tool not found",
-            "toolnotfound",
-            "unknown tool",
-            "no such tool",
-            "not a valid tool",
-            "unknown function",
-            "function not found",
-            "is not a tool",
-        ],
-    ),
-    (
-        ErrorClass::InvalidArguments,
-        &[
-            "validation",
-            "invalid argument",
-            "invalid_argument",
-            "invalidargument",
-            "invalid arguments",
-            "required property",
-            "field required",
-            "missing required",
-            "missing 1 required",
-            "unexpected keyword",
-            "is not of type",
-            "should be a valid",
-            "jsondecode",
-            "could not parse the arguments",
-            "invalid value",
-            "argumenterror",
-            "typeerror",
-            "valueerror",
-            "invalid type",
-            "wrong type",
-        ],
-    ),
-    (ErrorClass::Syntax, &["syntax error", "syntaxerror", "syntax_error", "parse error", "parseerror", "unexpected token", "malformed"]),
-    (
-        ErrorClass::NotFound,
-        &[
-            "not found",
-            "notfound",
-            " 404",
-            "does not exist",
-            "doesn't exist",
-            "no such",
-            "unknown column",
-            "unknown table",
-            "undefinedcolumn",
-            "undefinedtable",
-            "undefined column",
-            "undefined table",
-        ],
-    ),
-    (
-        ErrorClass::Unavailable,
-        &[
-            "unavailable",
-            "overloaded",
-            "connection refused",
-            "connection reset",
-            "connectionerror",
-            "connecterror",
-            "apiconnection",
-            "internal server error",
-            "internalservererror",
-            "internal error",
-            "bad gateway",
-            "econnrefused",
-            "server error",
-            " 502",
-            " 503",
-            "temporarily",
-        ],
-    ),
-];
-
-impl ErrorClass {
-    pub fn of(error_type: &str, message: &str) -> ErrorClass {
-        let hay = format!(" {} {} ", error_type.to_lowercase(), message.to_lowercase());
-        let squashed: String = hay.chars().filter(|c| !matches!(c, ' ' | '_' | '-' | '.')).collect();
-        for (class, words) in CLASSES {
-            if words.iter().any(|w| hay.contains(w) || (!w.starts_with(' ') && !w.contains(' ') && squashed.contains(w))) {
-                return *class;
-            }
-        }
-        ErrorClass::Other
-    }
-
-    pub fn id(self) -> &'static str {
-        match self {
-            ErrorClass::RateLimit => "rate_limit",
-            ErrorClass::ContextLength => "context_length",
-            ErrorClass::Timeout => "timeout",
-            ErrorClass::ContentFilter => "content_filter",
-            ErrorClass::Auth => "auth",
-            ErrorClass::UnknownTool => "unknown_tool",
-            ErrorClass::InvalidArguments => "invalid_arguments",
-            ErrorClass::Syntax => "syntax",
-            ErrorClass::NotFound => "not_found",
-            ErrorClass::Unavailable => "unavailable",
-            ErrorClass::Other => "other",
-        }
-    }
-
-    pub fn from_id(id: &str) -> Option<ErrorClass> {
-        CLASSES.iter().map(|(c, _)| *c).chain([ErrorClass::Other]).find(|c| c.id() == id)
-    }
-
-    /// What a reviewer calls it.
-    pub fn phrase(self) -> &'static str {
-        match self {
-            ErrorClass::RateLimit => "rate limited",
-            ErrorClass::ContextLength => "context window exceeded",
-            ErrorClass::Timeout => "timed out",
-            ErrorClass::ContentFilter => "blocked by a content filter",
-            ErrorClass::Auth => "permission denied",
-            ErrorClass::UnknownTool => "calls to tools that do not exist",
-            ErrorClass::InvalidArguments => "arguments rejected",
-            ErrorClass::Syntax => "syntax errors",
-            ErrorClass::NotFound => "not found",
-            ErrorClass::Unavailable => "service unavailable",
-            ErrorClass::Other => "errors",
-        }
-    }
-
-    pub fn lane(self) -> Lane {
-        match self {
-            ErrorClass::RateLimit | ErrorClass::Timeout | ErrorClass::Unavailable | ErrorClass::Auth => Lane::Operations,
-            _ => Lane::Behaviour,
-        }
-    }
-
-    /// Whether which tool failed is part of the cause. Arguments the tools reject and tools
-    /// that do not exist are the model's doing, whichever tool it aimed at; a tool that times
-    /// out or does not find its rows is that tool's problem.
-    fn per_tool(self) -> bool {
-        !matches!(self, ErrorClass::InvalidArguments | ErrorClass::UnknownTool)
-    }
+/// Whether which tool failed is part of the cause. Arguments the tools reject and tools that
+/// do not exist are the model's doing, whichever tool it aimed at; a tool that times out or
+/// does not find its rows is that tool's problem.
+fn per_tool(class: ErrorClass) -> bool {
+    !matches!(class, ErrorClass::InvalidArguments | ErrorClass::UnknownTool)
 }
 
 static MASKS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
@@ -346,8 +135,15 @@ pub fn of(rules: &Rules, f: &Failure) -> Cause {
     let Some(rule) = strongest else { return Cause { key: String::new(), lane: Lane::Behaviour, open: false } };
     let id = rule.id();
     if let Some((scope, ty, message)) = error_of(id, f) {
-        let class = ErrorClass::of(&ty, &message);
-        let scope = if scope.starts_with("tool:") && !class.per_tool() { "tool".to_string() } else { scope };
+        // The model call's class was read at ingest, with the request's HTTP status; other
+        // errors (tools, exceptions) and rows stored before that are read here the same way.
+        let class = match id {
+            "error_status" => {
+                ErrorClass::from_id(&f.call.error_class).unwrap_or_else(|| ErrorClass::classify(&ty, &message, f.call.http_status))
+            }
+            _ => ErrorClass::of(&ty, &message),
+        };
+        let scope = if scope.starts_with("tool:") && !per_tool(class) { "tool".to_string() } else { scope };
         let mut key = ["error", &scope, class.id()].join(SEP);
         if class == ErrorClass::Other {
             let ty = if ty.is_empty() { "error".to_string() } else { ty.rsplit('.').next().unwrap_or(&ty).to_string() };
@@ -440,6 +236,9 @@ pub fn advice(key: &str) -> &'static str {
             }
             ErrorClass::Syntax => {
                 "The model writes code the tool cannot parse: give it the dialect and schema, and validate before running"
+            }
+            ErrorClass::InvalidRequest => {
+                "The provider refuses the request itself: check the parameters the app sends (model, options, message layout) against its API"
             }
             ErrorClass::NotFound => "The model asks for things that do not exist: ground it in the real names (schema, catalogue) first",
             ErrorClass::Other => "Read the error template and the examples; fix the tool or the prompt that leads to it",

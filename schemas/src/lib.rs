@@ -21,6 +21,7 @@ pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod error_class;
 pub mod failure;
 pub mod messages;
 pub mod migrate;

@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "analysis", sql: include_str!("../sql/0003_analysis.sql") },
     Migration { version: 4, name: "pattern_names", sql: include_str!("../sql/0004_pattern_names.sql") },
     Migration { version: 5, name: "token_keys", sql: include_str!("../sql/0005_token_keys.sql") },
+    Migration { version: 6, name: "error_class", sql: include_str!("../sql/0006_error_class.sql") },
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -69,6 +70,7 @@ impl Migration {
 static RETENTION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\{\{retention:([a-z_]+)\}\}").unwrap());
 static CREATE_TABLE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?is)^CREATE TABLE IF NOT EXISTS\s+([A-Za-z_][A-Za-z0-9_]*)\s*(.*)$").unwrap());
+static ALTER_TABLE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?is)^ALTER TABLE\s+([A-Za-z_][A-Za-z0-9_]*)\s+(.*)$").unwrap());
 static ENGINE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"ENGINE\s*=\s*(\w*MergeTree)").unwrap());
 static TTL_DAYS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"TTL toDateTime\((\w+)\) \+ toIntervalDay\((\d+)\)").unwrap());
 
@@ -111,8 +113,19 @@ fn retention_key(table: &str) -> Option<&'static str> {
 }
 
 fn on_cluster(statement: &str, database: &str, cluster: &str) -> Result<Vec<String>, String> {
+    // A column added to a table is added to its local tables and to the Distributed front.
+    if let Some(c) = ALTER_TABLE.captures(statement) {
+        let (table, rest) = (&c[1], &c[2]);
+        return Ok(vec![
+            format!("ALTER TABLE {table}_local ON CLUSTER `{cluster}` {rest}"),
+            format!("ALTER TABLE {table} ON CLUSTER `{cluster}` {rest}"),
+        ]);
+    }
     let Some(c) = CREATE_TABLE.captures(statement) else {
-        return Err(format!("only CREATE TABLE IF NOT EXISTS is rendered for clusters, got `{}`", statement.lines().next().unwrap_or("")));
+        return Err(format!(
+            "only CREATE TABLE IF NOT EXISTS and ALTER TABLE are rendered for clusters, got `{}`",
+            statement.lines().next().unwrap_or("")
+        ));
     };
     let (table, rest) = (&c[1], &c[2]);
     let local = format!("{table}_local");
@@ -269,6 +282,9 @@ mod tests {
     #[test]
     fn every_table_orders_by_project_first() {
         for s in MIGRATIONS.iter().flat_map(|m| render(m, "flywheel", None, &Retention::default()).unwrap()) {
+            if !s.starts_with("CREATE TABLE") {
+                continue;
+            }
             let order = s.split("ORDER BY").nth(1).unwrap_or_else(|| panic!("no ORDER BY in {s}"));
             assert!(order.trim_start().starts_with("(project_id"), "{s}");
         }
@@ -285,6 +301,17 @@ mod tests {
             statements[1],
             "CREATE TABLE IF NOT EXISTS spans ON CLUSTER `prod` AS spans_local ENGINE = Distributed(`prod`, `fw`, spans_local, rand())"
         );
+    }
+
+    #[test]
+    fn columns_added_on_a_cluster_reach_local_tables_and_fronts() {
+        let statements = render(&MIGRATIONS[5], "fw", Some("prod"), &Retention::default()).unwrap();
+        assert_eq!(
+            statements[0],
+            "ALTER TABLE llm_calls_local ON CLUSTER `prod` ADD COLUMN IF NOT EXISTS error_class LowCardinality(String) DEFAULT '' AFTER error_message"
+        );
+        assert!(statements[1].starts_with("ALTER TABLE llm_calls ON CLUSTER `prod` ADD COLUMN"), "{}", statements[1]);
+        assert_eq!(statements.len(), 4);
     }
 
     #[test]

@@ -118,6 +118,11 @@ pub struct LlmCallRow {
     pub status: String,
     pub error_type: String,
     pub error_message: String,
+    /// The canonical class of the error (`error_class::ErrorClass::id`), empty when the call
+    /// did not fail; `error_type` and `error_message` keep what the producer sent.
+    pub error_class: String,
+    /// The HTTP status of the failed request, when the producer recorded one (0 otherwise).
+    pub http_status: u16,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
     pub max_tokens: Option<u64>,

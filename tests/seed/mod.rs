@@ -155,6 +155,11 @@ impl Seed {
             status: if c.error.is_some() { "error".into() } else { "ok".into() },
             error_type: c.error.map(|e| e.0.to_string()).unwrap_or_default(),
             error_message: c.error.map(|e| e.1.to_string()).unwrap_or_default(),
+            error_class: c
+                .error
+                .map(|e| flywheel_schemas::error_class::ErrorClass::classify(e.0, e.1, 0).id().to_string())
+                .unwrap_or_default(),
+            http_status: 0,
             temperature: Some(0.2),
             top_p: None,
             max_tokens: Some(512),

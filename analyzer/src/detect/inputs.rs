@@ -32,6 +32,9 @@ pub struct Call {
     pub status: String,
     pub error_type: String,
     pub error_message: String,
+    /// The class the collector read at ingest (empty for rows stored before it did).
+    pub error_class: String,
+    pub http_status: u16,
     pub finish_reasons: Vec<String>,
     pub tool_names: Vec<String>,
     /// The user's last message (excerpt).
@@ -103,6 +106,8 @@ impl Default for Call {
             status: String::new(),
             error_type: String::new(),
             error_message: String::new(),
+            error_class: String::new(),
+            http_status: 0,
             finish_reasons: vec![],
             tool_names: vec![],
             input_text: String::new(),
@@ -340,7 +345,7 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
         .query(&format!(
             "SELECT trace_id, span_id, session_id, user_id, feature, if(response_model != '', response_model, request_model) AS model, \
              provider, start_time, duration_ns, cost_usd, input_tokens, output_tokens, status, error_type, \
-             substringUTF8(error_message, 1, 400) AS error_message, finish_reasons, tool_names, \
+             substringUTF8(error_message, 1, 400) AS error_message, error_class, http_status, finish_reasons, tool_names, \
              substringUTF8(input_text, 1, 600) AS input_text, substringUTF8(output_text, 1, if(injection = '' AND NOT has(?, system_instructions_hash), 800, 8000)) AS output_text, \
              output_messages NOT IN ('', '[]') AS output_captured, extract(input_messages, ?) AS injection, \
              system_instructions_hash AS system_hash, \

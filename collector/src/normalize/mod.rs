@@ -79,6 +79,8 @@ pub struct Draft {
     pub template_version: Option<String>,
     pub error_type: Option<String>,
     pub error_message: Option<String>,
+    /// The HTTP status of the failed request, when recorded.
+    pub http_status: Option<u16>,
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -125,6 +127,7 @@ impl Draft {
         fill!(self.template_version, other.template_version);
         fill!(self.error_type, other.error_type);
         fill!(self.error_message, other.error_message);
+        fill!(self.http_status, other.http_status);
         for (k, v) in other.metadata {
             self.metadata.entry(k).or_insert(v);
         }
@@ -255,6 +258,26 @@ fn errors(span: &SpanView<'_>, draft: &mut Draft) {
                 .or_else(|| Some("error".to_string()));
         }
     }
+    // The request's HTTP status, by meaning: the HTTP conventions' attribute (current, then
+    // older names) on the span or its exception (else the messages, see `error_class`).
+    const STATUS_KEYS: [&str; 4] = ["http.response.status_code", "http.status_code", "error.status_code", "status_code"];
+    let from_attrs = |attrs: &Attrs| STATUS_KEYS.iter().find_map(|k| attrs.u64(k)).filter(|s| (100..600).contains(s)).map(|s| s as u16);
+    fill!(draft.http_status, from_attrs(span.attrs));
+    if let Some(e) = exception {
+        fill!(draft.http_status, from_attrs(&e.attrs));
+    }
+}
+
+/// The class of a call's error and its request's HTTP status: the status recorded in
+/// attributes, else one its type or message states (`Error code: 429`, an `error.type` of
+/// `429`). Nothing for a call that did not fail.
+fn error_class(draft: &Draft, is_error: bool) -> (String, u16) {
+    if !is_error && draft.error_type.is_none() {
+        return (String::new(), 0);
+    }
+    let (ty, message) = (draft.error_type.as_deref().unwrap_or_default(), draft.error_message.as_deref().unwrap_or_default());
+    let (class, status) = flywheel_schemas::error_class::read(ty, message, draft.http_status);
+    (class.id().to_string(), status)
 }
 
 /// The identity of a span: `(trace_id, span_id)` in hex, plus where it sits in its trace.
@@ -287,6 +310,7 @@ pub fn to_row(project: &str, ids: &SpanIds, draft: &Draft, is_error: bool, now: 
     let hash_of = |text: &Option<String>| text.as_deref().filter(|t| !t.is_empty()).map(content_hash).unwrap_or_default();
     let tool_defs = draft.tool_definitions.as_ref().map(|v| v.to_string());
     let input_json = serde_json::to_string(&input).unwrap_or_default();
+    let (error_class, http_status) = error_class(draft, is_error);
     LlmCallRow {
         project_id: project.to_string(),
         trace_id: ids.trace_id.clone(),
@@ -323,6 +347,8 @@ pub fn to_row(project: &str, ids: &SpanIds, draft: &Draft, is_error: bool, now: 
         status: if is_error { "error".into() } else { "ok".into() },
         error_type: draft.error_type.clone().unwrap_or_default(),
         error_message: draft.error_message.clone().unwrap_or_default(),
+        error_class,
+        http_status,
         temperature: draft.temperature,
         top_p: draft.top_p,
         max_tokens: draft.max_tokens,

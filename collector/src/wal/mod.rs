@@ -23,6 +23,7 @@ mod drain;
 mod quarantine;
 pub mod replay;
 pub mod segment;
+pub mod v2;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};

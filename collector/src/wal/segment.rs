@@ -3,12 +3,12 @@
 //! A segment `<first-lsn>.wal` starts with a header — [`MAGIC`], the format version (u32 LE),
 //! 4 reserved bytes — then holds records `[len: u32 LE][crc32: u32 LE][lsn: u64 LE][payload]`,
 //! the checksum covering the LSN and the payload. The version names the payload's encoding
-//! (version 2: `postcard(Batch)`); a build that changes the rows bumps it and keeps a decoder
+//! (version 3: `postcard(Batch)` with `error_class`; version 2: the same without, see `v2`); a build that changes the rows bumps it and keeps a decoder
 //! for the versions before, so an upgrade replays what the old build acknowledged.
 //!
 //! Version 1 (builds before the header) wrote records from the first byte. It is recognised
 //! because a version-1 file starts with a record length, at most [`MAX_RECORD`], while the
-//! magic read as a length is far above it; its payload is `postcard(Batch)` as in version 2.
+//! magic read as a length is far above it; its payload is encoded as in version 2.
 //!
 //! Files are created so that a crash leaves either nothing or a complete header: written under
 //! a temporary name, fsynced, renamed, and the directory fsynced (a rename or a creation is
@@ -25,7 +25,7 @@ use crate::writer::Batch;
 /// far above [`MAX_RECORD`], so the two formats cannot be confused.
 pub(super) const MAGIC: [u8; 8] = *b"flywal\0\0";
 /// The format this build writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Length of the segment header (magic, version, reserved).
 pub(super) const SEGMENT_HEADER: u64 = 16;
 /// Length of a record header (length, checksum, LSN).
@@ -138,9 +138,12 @@ fn unreadable(path: &Path, why: &str) -> WalError {
 /// Decodes a payload written in `format`.
 pub(super) fn decode(format: Format, payload: &[u8]) -> Result<Batch, String> {
     match format {
-        // Versions 1 and 2 share the payload encoding; a later version adds its own arm here
-        // and keeps these.
-        Format::V1 | Format::Versioned(1..=2) | Format::Empty => postcard::from_bytes::<Batch>(payload).map_err(|e| e.to_string()),
+        // Versions 1 and 2 share the payload encoding, with the call rows of before
+        // `error_class` (see `v2`); a later version adds its own arm and keeps these.
+        Format::V1 | Format::Versioned(1..=2) => {
+            postcard::from_bytes::<super::v2::BatchV2>(payload).map(Batch::from).map_err(|e| e.to_string())
+        }
+        Format::Versioned(3) | Format::Empty => postcard::from_bytes::<Batch>(payload).map_err(|e| e.to_string()),
         Format::Versioned(v) => Err(format!("no decoder for format version {v}")),
     }
 }

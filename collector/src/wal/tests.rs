@@ -238,3 +238,37 @@ fn a_torn_tail_is_cut_at_start_up_and_kept_in_quarantine() {
     let kept: Vec<_> = std::fs::read_dir(quarantine::dir(dir.path())).unwrap().collect();
     assert_eq!(kept.len(), 1);
 }
+
+/// A record written before `error_class` existed (format 2) decodes into today's rows, and its
+/// calls get the class their type, message and status say — as ingest would read them now.
+#[test]
+fn records_of_format_2_decode_with_their_error_class() {
+    use crate::normalize::{Draft, SpanIds, to_row};
+    let now = time::OffsetDateTime::now_utc();
+    let ids = SpanIds {
+        trace_id: "ab".repeat(16),
+        span_id: "cd".repeat(8),
+        parent_span_id: String::new(),
+        start: now,
+        end: now,
+        service_name: "app".into(),
+    };
+    let draft = Draft {
+        error_type: Some("AI_APICallError".into()),
+        error_message: Some("Error code: 429 - slow down".into()),
+        ..Default::default()
+    };
+    let today = to_row("p", &ids, &draft, true, now);
+    assert_eq!((today.error_class.as_str(), today.http_status), ("rate_limit", 429));
+    let old: super::v2::LlmCallRowV2 = serde_json::from_value(serde_json::to_value(&today).unwrap()).unwrap();
+    let old_batch = super::v2::BatchV2 { calls: vec![old], ..Default::default() };
+    let payload = postcard::to_stdvec(&old_batch).unwrap();
+    for format in [Format::V1, Format::Versioned(2)] {
+        let decoded = segment::decode(format, &payload).unwrap();
+        assert_eq!(decoded.calls, vec![today.clone()], "{format:?}");
+    }
+    // Today's layout is version 3, and is not read as version 2.
+    let current = postcard::to_stdvec(&Batch { calls: vec![today.clone()], ..Default::default() }).unwrap();
+    assert_eq!(segment::decode(Format::Versioned(3), &current).unwrap().calls, vec![today]);
+    assert_eq!(segment::FORMAT_VERSION, 3);
+}
