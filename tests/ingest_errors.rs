@@ -555,3 +555,132 @@ async fn idle_connections_are_bounded_and_reclaimed() {
     assert_eq!(max, 50);
     drop(idle);
 }
+
+/// Inputs a careless or hostile client sends, each acknowledged before and then partly lost:
+/// a gzip body of several members (only the first was read), OTLP/JSON with the proto's field
+/// names (`resource_spans`: read as an empty request), log records that differ only by severity
+/// or resource, or not at all (collapsed into one row), a model-call span that is its own
+/// parent or one of a cycle (absorbed as its own "wrapper": no call row), and a browser token
+/// reusing the back end's idempotency key (the back end's signal dropped as a duplicate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_careless_client_sends_is_stored_whole() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    let c = Collector::start(TestDb::new("careless"), "");
+    let key = c.key("p");
+    let store = c.db.store();
+
+    // Two gzip members, a span each.
+    let gz = |req: &ExportTraceServiceRequest| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&req.encode_to_vec()).unwrap();
+        enc.finish().unwrap()
+    };
+    let now = now_nanos();
+    let first = spans_request(vec![string_kv("service.name", "gz".into())], 1, |_| now);
+    let mut second = spans_request(vec![string_kv("service.name", "gz".into())], 1, |_| now);
+    second.resource_spans[0].scope_spans[0].spans[0].trace_id = [8u8; 16].to_vec();
+    // Two members of one protobuf stream: concatenated messages are one message with both
+    // spans (repeated fields append).
+    let body = [gz(&first), gz(&second)].concat();
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", Some("gzip"), body).await;
+    assert_eq!(r.status, 200, "{}", r.message());
+    c.wait_stored().await;
+    let traces: u64 = store.query("SELECT uniqExact(trace_id) FROM spans WHERE project_id = 'p'").fetch_one().await.unwrap();
+    assert_eq!(traces, 2, "both gzip members are read");
+
+    // The proto's field names in JSON.
+    let snake = format!(
+        r#"{{"resource_spans":[{{"scope_spans":[{{"spans":[{{"trace_id":"{}","span_id":"00000000000000aa","name":"snake","start_time_unix_nano":"{now}","end_time_unix_nano":"{now}"}}]}}]}}]}}"#,
+        "09".repeat(16)
+    );
+    let r = post(&c, "/v1/traces", Some(&key), "application/json", None, snake.into_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.message());
+    c.wait_stored().await;
+    let snake: u64 = store.query("SELECT count() FROM spans WHERE project_id = 'p' AND name = 'snake'").fetch_one().await.unwrap();
+    assert_eq!(snake, 1, "a request with snake_case field names is stored");
+
+    // Log records told apart by severity, by resource, and identical ones logged twice.
+    let record = |severity: &str| LogRecord {
+        time_unix_nano: now,
+        severity_text: severity.into(),
+        body: Some(AnyValue { value: Some(any_value::Value::StringValue("disk almost full".into())) }),
+        ..Default::default()
+    };
+    let resource = |service: &str| Resource { attributes: vec![string_kv("service.name", service.into())], ..Default::default() };
+    let logs = ExportLogsServiceRequest {
+        resource_logs: ["api", "worker"]
+            .into_iter()
+            .map(|service| ResourceLogs {
+                resource: Some(resource(service)),
+                scope_logs: vec![ScopeLogs { log_records: vec![record("INFO"), record("ERROR"), record("ERROR")], ..Default::default() }],
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let r = post(&c, "/v1/logs", Some(&key), "application/x-protobuf", None, logs.encode_to_vec()).await;
+    assert_eq!(r.status, 200, "{}", r.message());
+    // The same request again (an exporter's retry) adds nothing.
+    let r = post(&c, "/v1/logs", Some(&key), "application/x-protobuf", None, logs.encode_to_vec()).await;
+    assert_eq!(r.status, 200);
+    c.wait_stored().await;
+    let records: u64 = store.query("SELECT count() FROM log_records FINAL WHERE project_id = 'p'").fetch_one().await.unwrap();
+    assert_eq!(records, 6, "2 services × (INFO, ERROR, ERROR), once each");
+
+    // A model-call span that is its own parent, and two that are each other's.
+    let mut own = ExportTraceServiceRequest::decode(fixture("otel-v2/chat_plain.pb").as_slice()).unwrap();
+    let span = &mut own.resource_spans[0].scope_spans[0].spans[0];
+    span.trace_id = [0x31; 16].to_vec();
+    span.parent_span_id = span.span_id.clone();
+    let mut cycle = ExportTraceServiceRequest::decode(fixture("otel-v2/chat_plain.pb").as_slice()).unwrap();
+    let mut a = cycle.resource_spans[0].scope_spans[0].spans[0].clone();
+    a.trace_id = [0x32; 16].to_vec();
+    let mut b = a.clone();
+    b.span_id = vec![0xbb; 8];
+    a.parent_span_id = b.span_id.clone();
+    b.parent_span_id = a.span_id.clone();
+    cycle.resource_spans[0].scope_spans[0].spans = vec![a, b];
+    for req in [own, cycle] {
+        let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, req.encode_to_vec()).await;
+        assert_eq!(r.status, 200, "{}", r.message());
+    }
+    c.wait_stored().await;
+    let calls: Vec<(String, u64)> = store
+        .query(
+            "SELECT trace_id, count() FROM llm_calls FINAL WHERE project_id = 'p' AND trace_id IN (?, ?) GROUP BY trace_id ORDER BY trace_id",
+        )
+        .bind("31".repeat(16))
+        .bind("32".repeat(16))
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(calls, vec![("31".repeat(16), 1), ("32".repeat(16), 2)], "every model call keeps its row");
+
+    // A browser token cannot take the back end's idempotency keys.
+    let trace = "31".repeat(16);
+    let http = reqwest::Client::new();
+    let minted: serde_json::Value = http
+        .post(format!("{}/v1/feedback-tokens", c.http))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"trace_id": trace}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = minted["token"].as_str().unwrap();
+    let by_browser = serde_json::json!({"kind": "thumbs_up", "idempotency_key": "fb-1"});
+    let r: serde_json::Value =
+        http.post(format!("{}/v1/signals", c.http)).bearer_auth(token).json(&by_browser).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["accepted"], 1, "{r}");
+    let by_backend = serde_json::json!({"kind": "thumbs_down", "trace_id": trace, "idempotency_key": "fb-1", "comment": "wrong"});
+    let r: serde_json::Value =
+        http.post(format!("{}/v1/signals", c.http)).bearer_auth(&key).json(&by_backend).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["signals"][0]["duplicate"], false, "the back end's signal is its own: {r}");
+    c.wait_stored().await;
+    let kinds: Vec<String> = store.query("SELECT kind FROM signals FINAL WHERE project_id = 'p' ORDER BY kind").fetch_all().await.unwrap();
+    assert_eq!(kinds, vec!["thumbs_down".to_string(), "thumbs_up".to_string()]);
+}

@@ -65,7 +65,9 @@ pub fn decompress(body: &[u8], content_encoding: Option<&str>, limit: usize) -> 
             }
             return Ok(body.to_vec());
         }
-        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(body)),
+        // Every member: a body of several gzip members (concatenated streams, as some proxies
+        // and `cat a.gz b.gz` make) is one body; a single-member decoder dropped the rest.
+        "gzip" | "x-gzip" => Box::new(flate2::read::MultiGzDecoder::new(body)),
         "deflate" => Box::new(flate2::read::ZlibDecoder::new(body)),
         other => return Err(DecodeError::UnsupportedEncoding(other.to_string())),
     };
@@ -104,6 +106,17 @@ fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
     let malformed = |e: serde_json::Error| DecodeError::Malformed { what, detail: format!("JSON: {e}") };
     match encoding {
         Encoding::Protobuf => T::decode(body).map_err(|e| DecodeError::Malformed { what, detail: format!("protobuf: {e}") }),
+        // Field names of the proto (`resource_spans`, `trace_id`), which protobuf's JSON
+        // mapping accepts beside lowerCamelCase and some clients send: the generated
+        // deserialiser knows only the camelCase ones and would ignore the rest — a request
+        // acknowledged and dropped. Renamed first (object keys only: in OTLP JSON, user data —
+        // attribute keys, bodies — is never an object key).
+        Encoding::Json if PROTO_FIELD_NAMES.is_match(body) => {
+            let mut value: Value = serde_json::from_slice(body).map_err(malformed)?;
+            camel_case_keys(&mut value);
+            fill_empty_lists(&mut value);
+            serde_json::from_value(value).map_err(malformed)
+        }
         Encoding::Json => match serde_json::from_slice(body) {
             Ok(request) => Ok(request),
             // Protobuf JSON may leave out empty repeated fields (`"arrayValue": {}`, sent by
@@ -115,6 +128,46 @@ fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
             }
             Err(e) => Err(malformed(e)),
         },
+    }
+}
+
+/// A key of the OTLP protos in its proto spelling (snake_case), as a JSON object key.
+static PROTO_FIELD_NAMES: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+    regex::bytes::Regex::new(
+        r#""(?:resource_(?:spans|logs|metrics)|scope_(?:spans|logs|metrics)|log_records|(?:parent_)?span_id|trace_id|[a-z_]+_unix_nano|(?:string|bool|int|double|array|kvlist|bytes)_value|schema_url|trace_state|dropped_[a-z_]+_count|severity_(?:number|text)|event_name|data_points|observed_time_unix_nano)"\s*:"#,
+    )
+    .expect("valid regex")
+});
+
+/// Renames every object key from snake_case to lowerCamelCase, in place.
+fn camel_case_keys(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
+            for (key, mut v) in entries {
+                camel_case_keys(&mut v);
+                let key = if key.contains('_') {
+                    let mut out = String::with_capacity(key.len());
+                    let mut upper = false;
+                    for c in key.chars() {
+                        if c == '_' {
+                            upper = true;
+                        } else if upper {
+                            out.extend(c.to_uppercase());
+                            upper = false;
+                        } else {
+                            out.push(c);
+                        }
+                    }
+                    out
+                } else {
+                    key
+                };
+                map.insert(key, v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(camel_case_keys),
+        _ => {}
     }
 }
 
@@ -218,6 +271,32 @@ mod tests {
         assert_eq!(decompress(&bomb, Some("gzip"), 2 << 20).unwrap().len(), 1 << 20);
         assert!(matches!(decompress(b"not gzip", Some("gzip"), 1000), Err(DecodeError::BadCompression { .. })));
         assert!(matches!(decompress(b"x", Some("br"), 1000), Err(DecodeError::UnsupportedEncoding(_))));
+    }
+
+    #[test]
+    fn every_member_of_a_multi_member_gzip_body_is_read() {
+        use std::io::Write;
+        let member = |text: &[u8]| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(text).unwrap();
+            enc.finish().unwrap()
+        };
+        let body = [member(b"first half, "), member(b"second half")].concat();
+        assert_eq!(decompress(&body, Some("gzip"), 1000).unwrap(), b"first half, second half");
+    }
+
+    #[test]
+    fn proto_field_names_in_json_are_read_like_camel_case() {
+        let snake = br#"{"resource_spans":[{"resource":{"attributes":[{"key":"service.name","value":{"string_value":"api"}}]},
+            "scope_spans":[{"spans":[{"trace_id":"5b8efff798038103d269b633813fc60c","span_id":"eee19b7ec3c1b174",
+            "name":"chat","start_time_unix_nano":"1700000000000000000","end_time_unix_nano":"1700000001000000000",
+            "attributes":[{"key":"note","value":{"string_value":"keys like \"trace_id\": stay text"}}]}]}]}]}"#;
+        let req = decode_traces(snake, Encoding::Json).unwrap();
+        let span = &req.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(span.start_time_unix_nano, 1_700_000_000_000_000_000);
+        let value = format!("{:?}", span.attributes[0].value);
+        assert!(value.contains(r#"keys like \"trace_id\": stay text"#), "{value}");
     }
 
     #[test]

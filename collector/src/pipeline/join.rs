@@ -167,7 +167,7 @@ impl JoinCache {
         self.sweep();
         let logs = self.pending.remove(&key).unwrap_or_default();
         self.expiry.push_back((Instant::now(), key.clone()));
-        if !ids.parent_span_id.is_empty() {
+        if !ids.parent_span_id.is_empty() && ids.parent_span_id != ids.span_id {
             self.children.insert((key.0.clone(), key.1.clone(), ids.parent_span_id.clone()), key.clone());
         }
         self.calls.insert(key.clone(), CachedCall { ids, draft, is_error, logs });

@@ -189,7 +189,7 @@ impl Pipeline {
                 }
                 // The wrapper of a call that came in an earlier request.
                 if !parents.contains(&(span.ids.trace_id.as_str(), span.ids.span_id.as_str()))
-                    && let Some(child) = joins.child_of(&key)
+                    && let Some(child) = joins.child_of(&key).filter(|child| child.2 != span.ids.parent_span_id)
                 {
                     absorbed.push((key, draft.clone(), child));
                     continue;
@@ -243,12 +243,16 @@ impl Pipeline {
         let mut touched: Vec<(String, String, String)> = Vec::new();
         let mut contents = Vec::new();
         let mut log_signals = Vec::new();
+        // The place of each record in the request, part of its identity.
+        let mut position = 0u64;
         for rl in &request.resource_logs {
             let resource = rl.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default();
             let service = resource.get("service.name").map(flat).unwrap_or_default();
+            let resource_key = normalize::content_hash(&format!("{resource:?}"));
             for sl in &rl.scope_logs {
                 let scope = sl.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
                 for record in &sl.log_records {
+                    position += 1;
                     let ids = (ids_or_empty(&record.trace_id, 16), ids_or_empty(&record.span_id, 8));
                     let (Some(trace_id), Some(span_id)) = ids else {
                         rejected.push(Rejected {
@@ -300,7 +304,14 @@ impl Pipeline {
                     }
                     batch.logs.push(LogRecordRow {
                         project_id: project.to_string(),
-                        record_id: normalize::content_hash(&format!("{trace_id}/{span_id}/{time}/{event_name}/{body}/{:?}", attrs.0)),
+                        // Everything that tells two records apart, so that only a record sent again
+                        // (a retry, a replay of the log) collapses: its resource and scope, its
+                        // severity and times, and its place in the request (identical records
+                        // logged twice are two records).
+                        record_id: normalize::content_hash(&format!(
+                            "{resource_key}/{scope}/{position}/{trace_id}/{span_id}/{time}/{}/{}/{}/{event_name}/{body}/{:?}",
+                            record.observed_time_unix_nano, record.severity_number, record.severity_text, attrs.0
+                        )),
                         timestamp: nanos(time),
                         observed_timestamp: nanos(record.observed_time_unix_nano.max(time)),
                         trace_id,
@@ -485,12 +496,27 @@ fn wrappers<'a>(calls: &'a [(&'a DecodedSpan, Draft)]) -> (HashMap<usize, usize>
     for (i, (span, _)) in calls.iter().enumerate() {
         let parent = (span.ids.trace_id.as_str(), span.ids.parent_span_id.as_str());
         parents.insert(parent);
-        if let Some(&p) = index.get(&parent) {
+        // A span that names itself as its parent is nobody's wrapper (nor its own).
+        if let Some(&p) = index.get(&parent).filter(|&&p| p != i) {
             children.entry(p).or_default().push(i);
         }
     }
-    let wrapped = children.into_iter().filter(|(_, c)| c.len() == 1).map(|(p, c)| (p, c[0])).collect();
-    (wrapped, parents)
+    let wrapped: HashMap<usize, usize> = children.into_iter().filter(|(_, c)| c.len() == 1).map(|(p, c)| (p, c[0])).collect();
+    // Spans whose parents form a cycle (A under B under A) wrap nothing: followed from any of
+    // them, the chain comes back, and absorbing along it would leave no row at all.
+    let in_cycle = |start: usize| {
+        let mut at = start;
+        for _ in 0..wrapped.len() {
+            match wrapped.get(&at) {
+                Some(&next) if next == start => return true,
+                Some(&next) => at = next,
+                None => return false,
+            }
+        }
+        false
+    };
+    let acyclic = wrapped.iter().filter(|(p, _)| !in_cycle(**p)).map(|(p, c)| (*p, *c)).collect();
+    (acyclic, parents)
 }
 
 /// The identity of one call of a request, for the signals sent beside it.

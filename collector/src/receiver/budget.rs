@@ -20,8 +20,13 @@ pub struct BodyBudget {
     bytes: u64,
 }
 
-/// Bytes reserved by one request, released when it is dropped.
-pub struct Reservation(Option<OwnedSemaphorePermit>);
+/// Bytes reserved by one request, released when it is dropped. Units are taken for the bytes
+/// counted so far, not per call: a body trickled one byte per frame holds one unit per KiB it
+/// sent, not one per frame.
+pub struct Reservation {
+    permit: Option<OwnedSemaphorePermit>,
+    bytes: u64,
+}
 
 impl BodyBudget {
     pub fn new(bytes: u64) -> BodyBudget {
@@ -41,21 +46,25 @@ impl BodyBudget {
     }
 
     pub fn empty(&self) -> Reservation {
-        Reservation(None)
+        Reservation { permit: None, bytes: 0 }
     }
 
     /// Adds `bytes` to `reservation`; `false` (nothing added) when the budget cannot take them.
     pub fn grow(&self, reservation: &mut Reservation, bytes: u64) -> bool {
-        let units = bytes.div_ceil(UNIT).min(u32::MAX as u64) as u32;
+        let total = reservation.bytes.saturating_add(bytes);
+        let held = reservation.permit.as_ref().map_or(0, |p| p.num_permits() as u64);
+        let units = total.div_ceil(UNIT).saturating_sub(held).min(u32::MAX as u64) as u32;
         if units == 0 {
+            reservation.bytes = total;
             return true;
         }
         match self.units.clone().try_acquire_many_owned(units) {
             Ok(permit) => {
-                match &mut reservation.0 {
+                match &mut reservation.permit {
                     Some(held) => held.merge(permit),
-                    None => reservation.0 = Some(permit),
+                    None => reservation.permit = Some(permit),
                 }
+                reservation.bytes = total;
                 true
             }
             Err(_) => false,
@@ -80,5 +89,15 @@ mod tests {
         assert_eq!(budget.in_use(), 4 * UNIT);
         assert!(budget.grow(&mut b, 1), "a partial unit counts as one");
         assert_eq!(budget.in_use(), 5 * UNIT);
+    }
+
+    #[test]
+    fn a_body_trickled_byte_by_byte_holds_what_it_sent() {
+        let budget = BodyBudget::new(100 * UNIT);
+        let mut r = budget.empty();
+        for _ in 0..3000 {
+            assert!(budget.grow(&mut r, 1));
+        }
+        assert_eq!(budget.in_use(), 3 * UNIT, "3000 bytes in 3000 frames hold 3 KiB, not 3000 units");
     }
 }

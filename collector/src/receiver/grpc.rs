@@ -112,7 +112,13 @@ fn otlp_status<B>(metrics: &crate::metrics::Metrics, mut response: axum::http::R
     let message = headers.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
     let (code, reason) = match headers.get("grpc-status").and_then(|v| v.to_str().ok()) {
         Some("11") => ("8", "too_large"),
-        Some("13") if message.contains("decode") => ("3", "malformed"),
+        // tonic's INTERNAL for what the client sent: a message that does not decode, a frame
+        // cut short, a compressed flag without `grpc-encoding`, a body that does not inflate.
+        Some("13")
+            if ["decod", "compress", "unexpected eof", "protocol error", "grpc-encoding", "frame"].iter().any(|w| message.contains(w)) =>
+        {
+            ("3", "malformed")
+        }
         _ => return response,
     };
     metrics.reject("grpc", reason, 1);

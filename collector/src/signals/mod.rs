@@ -96,13 +96,24 @@ impl SignalService {
                     continue;
                 }
             };
-            if let Some(claims) = token
-                && let Err(e) = claims.allows(&s.trace_id, &s.span_id, &s.message_id, &s.session_id)
-            {
-                out.rejected.push(Invalid { index, field: "trace_id".into(), error: e.to_string() });
-                continue;
+            let mut row = row(project, s, source, now);
+            if let Some(claims) = token {
+                if let Err(e) = claims.allows(&row.trace_id, &row.span_id, &row.message_id, &row.session_id) {
+                    let field = out_of_scope_field(claims, &row);
+                    out.rejected.push(Invalid { index, field: field.into(), error: e.to_string() });
+                    continue;
+                }
+                // A browser's idempotency keys live in its token's scope: a token holder
+                // cannot take the keys of the back end (or of another token) and so make their
+                // signals count as duplicates.
+                if !row.idempotency_key.is_empty() {
+                    row.signal_id = signal_id(
+                        project,
+                        &format!("token\u{0}{}\u{0}{}\u{0}{}\u{0}{}", claims.t, claims.m, claims.s, row.idempotency_key),
+                    );
+                }
             }
-            candidates.push((index, row(project, s, source, now)));
+            candidates.push((index, row));
         }
         // Idempotency: a key seen recently or already stored is acknowledged, not stored again.
         let keyed: Vec<String> =
@@ -165,6 +176,20 @@ impl SignalService {
         for key in &prepared.keys {
             recent.insert(key.clone(), now);
         }
+    }
+}
+
+/// The field of a signal that falls outside its token's scope, for the refusal.
+fn out_of_scope_field(claims: &Claims, row: &SignalRow) -> &'static str {
+    let outside = |named: &str, scope: &str| !named.is_empty() && named != scope;
+    if outside(&row.trace_id, &claims.t) {
+        "trace_id"
+    } else if outside(&row.message_id, &claims.m) {
+        "message_id"
+    } else if outside(&row.session_id, &claims.s) {
+        "session_id"
+    } else {
+        "span_id"
     }
 }
 
