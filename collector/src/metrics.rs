@@ -29,7 +29,8 @@ pub enum Event {
     KeyTableRead,
 }
 
-const EVENTS: usize = 9;
+/// One counter per event: the last variant's index, plus one.
+const EVENTS: usize = Event::KeyTableRead as usize + 1;
 static COUNTS: [AtomicU64; EVENTS] = [const { AtomicU64::new(0) }; EVENTS];
 
 /// Counts one `event`.
