@@ -103,7 +103,15 @@ fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
     encoding: Encoding,
     what: &'static str,
 ) -> Result<T, DecodeError> {
-    let malformed = |e: serde_json::Error| DecodeError::Malformed { what, detail: format!("JSON: {e}") };
+    let malformed = |e: serde_json::Error| {
+        let mut detail = format!("JSON: {e}");
+        // The hex decoder's words for an id sent in base64 (protobuf's JSON mapping for bytes,
+        // which OTLP/JSON overrides for ids).
+        if detail.contains("nvalid character") || detail.contains("Odd number of digits") || detail.contains("nvalid string length") {
+            detail.push_str(" (OTLP/JSON ids — traceId, spanId, parentSpanId — are hex strings, not base64)");
+        }
+        DecodeError::Malformed { what, detail }
+    };
     match encoding {
         Encoding::Protobuf => T::decode(body).map_err(|e| DecodeError::Malformed { what, detail: format!("protobuf: {e}") }),
         // Field names of the proto (`resource_spans`, `trace_id`), which protobuf's JSON
@@ -271,6 +279,13 @@ mod tests {
         assert_eq!(decompress(&bomb, Some("gzip"), 2 << 20).unwrap().len(), 1 << 20);
         assert!(matches!(decompress(b"not gzip", Some("gzip"), 1000), Err(DecodeError::BadCompression { .. })));
         assert!(matches!(decompress(b"x", Some("br"), 1000), Err(DecodeError::UnsupportedEncoding(_))));
+    }
+
+    #[test]
+    fn a_base64_id_in_json_is_refused_with_what_ids_must_be() {
+        let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"W47/95gDgQPSabYzgT/GDA==","spanId":"7uGbfsPBsXQ=","name":"x"}]}]}]}"#;
+        let err = decode_traces(body, Encoding::Json).unwrap_err().to_string();
+        assert!(err.contains("hex strings, not base64"), "{err}");
     }
 
     #[test]
