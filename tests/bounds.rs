@@ -17,15 +17,6 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn metrics(c: &Collector) -> String {
-    reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap()
-}
-
-/// The value of the `/metrics` line that starts with `series` (`name{labels}`), 0 when absent.
-fn series(metrics: &str, series: &str) -> u64 {
-    metrics.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' '))).map(|v| v.trim().parse().unwrap()).unwrap_or(0)
-}
-
 fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/otlp").join(path)).unwrap()
 }
@@ -69,8 +60,7 @@ async fn request_headers_that_never_end_are_cut_at_the_header_timeout() {
     assert!(took < Duration::from_secs(10), "closed after {took:?}, with a 1 s header timeout");
     let reply = String::from_utf8_lossy(&reply);
     assert!(!reply.contains(" 200 "), "a request whose headers never ended was answered: {reply}");
-    let m = metrics(&c).await;
-    assert!(series(&m, r#"flywheel_connections_timed_out_total{reason="headers"}"#) >= 1, "{m}");
+    assert!(c.metric(r#"flywheel_connections_timed_out_total{reason="headers"}"#).await >= 1.0);
     println!("headers trickled every 200 ms: connection closed after {took:?} (header timeout 1 s)");
 }
 
@@ -83,16 +73,15 @@ async fn unknown_keys_and_token_key_ids_are_refused_without_loading_the_database
     let good = c.key("p");
     let body = fixture("otel-v2/chat_plain.pb");
     assert_eq!(post_traces(&c, &good, body.clone()).await.status(), 200);
-    let before = metrics(&c).await;
     let (one, table) = (r#"flywheel_key_lookups_total{kind="one"}"#, r#"flywheel_key_lookups_total{kind="table"}"#);
+    let (one_before, table_before) = (c.metric(one).await, c.metric(table).await);
 
     // The same bad key, 300 times.
     for _ in 0..300 {
         assert_eq!(post_traces(&c, "fwk_the_same_bad_key", body.clone()).await.status(), 401);
     }
-    let after_same = metrics(&c).await;
-    let same = series(&after_same, one) - series(&before, one);
-    assert!(same <= 1, "one bad key, 300 requests: {same} lookups");
+    let same = c.metric(one).await - one_before;
+    assert!(same <= 1.0, "one bad key, 300 requests: {same} lookups");
 
     // 100 distinct bad keys: one lookup each, no re-read of the table.
     for i in 0..100 {
@@ -112,14 +101,13 @@ async fn unknown_keys_and_token_key_ids_are_refused_without_loading_the_database
             .unwrap();
         assert_eq!(r.status(), 401);
     }
-    let after = metrics(&c).await;
-    let lookups = series(&after, one) - series(&before, one);
-    let reads = series(&after, table) - series(&before, table);
+    let lookups = c.metric(one).await - one_before;
+    let reads = c.metric(table).await - table_before;
     println!(
         "600 refused requests (300 with one bad key, 100 distinct keys, 200 tokens of an unknown key id): {lookups} one-key lookups, {reads} reads of the key table"
     );
-    assert!(lookups <= 1 + 100 + 1, "{lookups} lookups");
-    assert_eq!(reads, 0, "refused keys never re-read the whole key table");
+    assert!(lookups <= (1 + 100 + 1) as f64, "{lookups} lookups");
+    assert_eq!(reads, 0.0, "refused keys never re-read the whole key table");
 
     // A key created now authenticates at once.
     let fresh = c.key("q");
@@ -207,8 +195,7 @@ async fn a_clickhouse_that_never_answers_hangs_nothing() {
     let r = tokio::time::timeout(Duration::from_secs(10), post_traces(&c, &key, fixture("oi/agent.pb"))).await.expect("acknowledged");
     assert_eq!(r.status(), 200, "the write-ahead log takes the data while ClickHouse is silent");
     println!("ClickHouse silent: /readyz answered in {took:?}; a request was acknowledged in {:?}", started.elapsed());
-    let m = metrics(&c).await;
-    assert!(series(&m, r#"flywheel_clickhouse_timeouts_total{call="ping"}"#) >= 1, "{m}");
+    assert!(c.metric(r#"flywheel_clickhouse_timeouts_total{call="ping"}"#).await >= 1.0);
 
     relay.set_black_hole(false);
     for _ in 0..40 {
@@ -265,8 +252,7 @@ async fn log_records_and_signals_dated_out_of_range_are_refused_alone() {
     c.wait_stored().await;
     let stored: u64 = c.db.store().query("SELECT count() FROM log_records WHERE project_id = 'p'").fetch_one().await.unwrap();
     assert_eq!(stored, 1, "the record dated today is stored");
-    let m = metrics(&c).await;
-    assert_eq!(series(&m, r#"flywheel_rejected_total{signal="logs",reason="time_out_of_range"}"#), 2, "{m}");
+    assert_eq!(c.metric(r#"flywheel_rejected_total{signal="logs",reason="time_out_of_range"}"#).await, 2.0);
 
     let r = reqwest::Client::new()
         .post(format!("{}/v1/signals", c.http))
@@ -363,15 +349,15 @@ async fn grpc_bodies_count_in_the_memory_budget_as_they_arrive() {
     for _ in 0..25 {
         stalled.send_data(bytes::Bytes::from(vec![0x0au8; 16_000]), false).unwrap();
     }
-    let mut held = 0;
+    let mut held = 0.0;
     for _ in 0..100 {
-        held = series(&metrics(&c).await, "flywheel_inflight_body_bytes");
-        if held >= 800_000 {
+        held = c.metric("flywheel_inflight_body_bytes").await;
+        if held >= 800_000.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(held >= 800_000, "a stalled gRPC body of 400 KB holds {held} bytes of the budget");
+    assert!(held >= 800_000.0, "a stalled gRPC body of 400 KB holds {held} bytes of the budget");
 
     let export = ExportTraceServiceRequest::decode(fixture("otel-v2/chat_plain.pb").as_slice()).unwrap();
     let mut padded = export.clone();
@@ -392,8 +378,7 @@ async fn grpc_bodies_count_in_the_memory_budget_as_they_arrive() {
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
     let retry = refused.get_details_retry_info().expect("RetryInfo on a busy refusal");
     assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
-    let m = metrics(&c).await;
-    assert!(series(&m, r#"flywheel_rejected_total{signal="grpc",reason="memory_budget"}"#) >= 1, "{m}");
+    assert!(c.metric(r#"flywheel_rejected_total{signal="grpc",reason="memory_budget"}"#).await >= 1.0);
 
     stalled.send_reset(h2::Reason::CANCEL);
     let mut accepted = false;
@@ -405,7 +390,7 @@ async fn grpc_bodies_count_in_the_memory_budget_as_they_arrive() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(accepted, "the budget is released when the stalled stream ends");
-    assert_eq!(series(&metrics(&c).await, "flywheel_inflight_body_bytes"), 0);
+    assert_eq!(c.metric("flywheel_inflight_body_bytes").await, 0.0);
 }
 
 /// The headers of a gRPC trace export, for a raw HTTP/2 stream.

@@ -201,7 +201,8 @@ impl Collector {
         self.dir.join("wal")
     }
 
-    /// The value of an unlabelled line of `/metrics` (`name value`), 0 when absent.
+    /// The value of a line of `/metrics`, named with its labels when it has some
+    /// (`name{label="v"}`), 0 when absent.
     pub async fn metric(&self, name: &str) -> f64 {
         let metrics = reqwest::get(format!("{}/metrics", self.http)).await.unwrap().text().await.unwrap();
         metrics

@@ -19,7 +19,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::Receiver;
-use super::grpc_budget::{BudgetLayer, busy};
+use super::grpc_budget::{BudgetLayer, busy, over_budget};
 use crate::auth::{AuthError, key_from_headers};
 use crate::writer::WriteError;
 
@@ -36,7 +36,7 @@ impl Service {
             return Ok(reservation);
         }
         self.0.pipeline.metrics.reject(signal, "memory_budget", 1);
-        Err(busy(super::BUSY_MESSAGE, Duration::from_secs(1)))
+        Err(over_budget())
     }
 
     async fn project(&self, metadata: &MetadataMap, signal: &str, size: usize) -> Result<String, Status> {

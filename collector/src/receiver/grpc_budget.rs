@@ -42,6 +42,11 @@ pub fn busy(message: &str, after: Duration) -> Status {
     Status::with_error_details(tonic::Code::ResourceExhausted, message, ErrorDetails::with_retry_info(Some(after)))
 }
 
+/// The refusal of a request the memory budget cannot take now: retried a second later.
+pub fn over_budget() -> Status {
+    busy(super::BUSY_MESSAGE, Duration::from_secs(1))
+}
+
 #[derive(Clone)]
 pub struct BudgetLayer {
     pub budget: BodyBudget,
@@ -80,7 +85,7 @@ where
         let mut reservation = self.budget.empty();
         if !self.budget.grow(&mut reservation, FIRST) {
             self.metrics.reject("grpc", "memory_budget", 1);
-            let refusal = busy(super::BUSY_MESSAGE, Duration::from_secs(1)).into_http();
+            let refusal = over_budget().into_http();
             return Box::pin(async move { Ok(refusal) });
         }
         let gzip = request.headers().get("grpc-encoding").is_some_and(|v| v.as_bytes() != b"identity");
@@ -122,7 +127,7 @@ impl http_body::Body for Counted {
                     this.prepaid -= prepaid;
                     if !this.budget.grow(&mut this.reservation, need - prepaid) {
                         this.metrics.reject("grpc", "memory_budget", 1);
-                        return Poll::Ready(Some(Err(busy(super::BUSY_MESSAGE, Duration::from_secs(1)))));
+                        return Poll::Ready(Some(Err(over_budget())));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
