@@ -404,3 +404,66 @@ fn grpc_export_head(addr: &str, key: &str) -> http::Request<()> {
         .body(())
         .unwrap()
 }
+
+/// One client cannot take the memory budget of all the others: with a 1 MB budget and a
+/// 400 KB share per key, a client that stalls eleven 90 KB uploads holds at most its share
+/// (before the share, it held the whole budget and every other project got 429), its next
+/// uploads are refused with 429 and the reason, and another project's request goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_holds_at_most_its_share_of_the_memory_budget() {
+    let c = Collector::start(
+        TestDb::new("keyshare"),
+        "[collector]\nmax_inflight_body_bytes = 1000000\nmax_inflight_body_bytes_per_key = 400000\nmax_body_bytes = 100000\nidle_timeout_secs = 30\n",
+    );
+    let flood = c.key("flood");
+    let quiet = c.key("quiet");
+    let addr = c.http.trim_start_matches("http://").to_string();
+    let mut stalled = Vec::new();
+    for _ in 0..11 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /v1/traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {flood}\r\nContent-Type: application/x-protobuf\r\nContent-Length: 99000\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let _ = s.write_all(&vec![0u8; 90_000]).await;
+        stalled.push(s);
+    }
+    // Wait until the collector has read what the stalled uploads sent (or refused them).
+    let mut held = 0.0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = c.metric("flywheel_inflight_body_bytes").await;
+        if now == held && now > 0.0 {
+            break;
+        }
+        held = now;
+    }
+    assert!(held <= 400_000.0 + 4096.0, "the flooding key holds {held} bytes, over its 400 KB share");
+    assert!(c.metric(r#"flywheel_rejected_total{signal="spans",reason="key_share"}"#).await >= 6.0);
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut request =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(fixture("otel-v2/chat_plain.pb").as_slice())
+            .unwrap();
+    for span in request.resource_spans.iter_mut().flat_map(|r| r.scope_spans.iter_mut()).flat_map(|s| s.spans.iter_mut()) {
+        span.start_time_unix_nano = now;
+        span.end_time_unix_nano = now + 1_000_000;
+        span.attributes.push(opentelemetry_proto::tonic::common::v1::KeyValue {
+            key: "pad".into(),
+            value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                value: Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue("x".repeat(60_000))),
+            }),
+            ..Default::default()
+        });
+    }
+    let reply = post_traces(&c, &quiet, request.encode_to_vec()).await;
+    assert_eq!(reply.status(), 200, "another project still gets in: {}", reply.text().await.unwrap());
+
+    // The flooding key's next request is told why, and when to retry.
+    let reply = post_traces(&c, &flood, request.encode_to_vec()).await;
+    assert_eq!(reply.status(), 429);
+    assert_eq!(reply.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let message = String::from_utf8_lossy(&reply.bytes().await.unwrap()).to_string();
+    assert!(message.contains("holds its share"), "{message}");
+    drop(stalled);
+}

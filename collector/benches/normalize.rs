@@ -29,7 +29,7 @@ fn body(relative: &str) -> (Vec<u8>, Encoding) {
 /// What the pipeline does per request before redaction, pricing and the writer.
 fn normalise(body: &[u8], encoding: Encoding) -> (usize, usize) {
     let now = time::OffsetDateTime::now_utc();
-    let request = otlp::decode_traces(body, encoding).expect("fixture decodes");
+    let request = otlp::decode_traces(body, encoding, &mut |_| true).expect("fixture decodes").request;
     let (spans, _) = decode_spans(&request);
     let rows: Vec<_> = spans.iter().map(|s| s.row("bench", now)).collect();
     let calls: Vec<_> = spans

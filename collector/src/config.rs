@@ -18,6 +18,10 @@ pub struct CollectorConfig {
     /// Bytes of request bodies held at once (raw, decompressed, decoded), over all requests;
     /// beyond, 429 / RESOURCE_EXHAUSTED with Retry-After.
     pub max_inflight_body_bytes: u64,
+    /// What one client (an API key; for browser signals, the tokens of one project) may hold
+    /// of that budget, so that one client cannot starve the others; default half the budget.
+    /// Never below what one request of `max_body_bytes` reserves (three times it).
+    pub max_inflight_body_bytes_per_key: Option<u64>,
     /// Connections open at once over both listeners (lowered below the file descriptor limit).
     pub max_connections: usize,
     /// A connection on which nothing arrives for this long is closed (idle keep-alive, a
@@ -77,6 +81,7 @@ impl Default for CollectorConfig {
             max_body_bytes: 16 << 20,
             max_request_rows_bytes: crate::expansion::DEFAULT_MAX_ROWS_BYTES,
             max_inflight_body_bytes: 256 << 20,
+            max_inflight_body_bytes_per_key: None,
             max_connections: 4096,
             idle_timeout_secs: 60,
             header_timeout_secs: 10,

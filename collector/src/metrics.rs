@@ -27,15 +27,24 @@ pub enum Event {
     KeyLookup,
     /// The whole key table re-read.
     KeyTableRead,
+    /// A string that was not valid UTF-8, stored with U+FFFD (`otlp::repair`).
+    StringRepaired,
+    /// A JSON `doubleValue` sent as a string, read as its number or name.
+    NumberRepaired,
 }
 
 /// One counter per event: the last variant's index, plus one.
-const EVENTS: usize = Event::KeyTableRead as usize + 1;
+const EVENTS: usize = Event::NumberRepaired as usize + 1;
 static COUNTS: [AtomicU64; EVENTS] = [const { AtomicU64::new(0) }; EVENTS];
 
 /// Counts one `event`.
 pub fn count(event: Event) {
     COUNTS[event as usize].fetch_add(1, Relaxed);
+}
+
+/// Counts `n` `event`s.
+pub fn count_n(event: Event, n: u64) {
+    COUNTS[event as usize].fetch_add(n, Relaxed);
 }
 
 /// How many `event`s this process counted.
@@ -78,6 +87,13 @@ fn render_events(out: &mut String) {
         "Reads of api_keys: one key (or token key id) alone, or the whole table.",
         "kind",
         &[("one", KeyLookup), ("table", KeyTableRead)],
+    );
+    family(
+        out,
+        "values_repaired_total",
+        "Values repaired so that the request around them is stored: strings that were not UTF-8 (stored with U+FFFD), JSON doubles sent as strings.",
+        "what",
+        &[("utf8", StringRepaired), ("number", NumberRepaired)],
     );
 }
 

@@ -81,7 +81,12 @@ pub async fn run_with(
         pipeline,
         auth: Authenticator::new(auth, store, Duration::from_secs(cfg.key_refresh_secs)),
         max_body_bytes: cfg.max_body_bytes,
-        body_budget: crate::receiver::budget::BodyBudget::new(cfg.max_inflight_body_bytes),
+        body_budget: crate::receiver::budget::BodyBudget::with_share(
+            cfg.max_inflight_body_bytes,
+            // One request of the largest size must fit a client's share, or it would be refused
+            // with 429 forever.
+            cfg.max_inflight_body_bytes_per_key.unwrap_or(cfg.max_inflight_body_bytes / 2).max(3 * cfg.max_body_bytes as u64),
+        ),
         connections: crate::receiver::connections::ConnectionLimits::new(
             cfg.max_connections,
             Duration::from_secs(cfg.idle_timeout_secs.max(1)),

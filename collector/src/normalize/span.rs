@@ -204,7 +204,7 @@ pub fn fixture_spans(relative: &str) -> Vec<DecodedSpan> {
     } else {
         (bytes, crate::otlp::Encoding::Protobuf)
     };
-    let request = crate::otlp::decode_traces(&body, encoding).unwrap();
+    let request = crate::otlp::decode_traces(&body, encoding, &mut |_| true).unwrap().request;
     let (spans, rejected) = decode_spans(&request);
     assert!(rejected.is_empty(), "{rejected:?}");
     spans

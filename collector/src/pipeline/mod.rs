@@ -43,13 +43,22 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The OTLP partial-success part of a trace export reply (absent when nothing was refused).
+    /// Adds the warning of values repaired to decode the request ([`crate::otlp::repair`]).
+    pub fn warn(&mut self, repairs: &crate::otlp::repair::Repairs) {
+        if let Some(warning) = repairs.message() {
+            self.message = if self.message.is_empty() { warning } else { format!("{}; {warning}", self.message) };
+        }
+    }
+
+    /// The OTLP partial-success part of a trace export reply: absent when nothing was refused
+    /// or repaired (a partial success with nothing rejected is a warning, per the OTLP spec).
     pub fn trace_partial(&self) -> Option<ExportTracePartialSuccess> {
-        (self.rejected > 0).then(|| ExportTracePartialSuccess { rejected_spans: self.rejected as i64, error_message: self.message.clone() })
+        (self.rejected > 0 || !self.message.is_empty())
+            .then(|| ExportTracePartialSuccess { rejected_spans: self.rejected as i64, error_message: self.message.clone() })
     }
 
     pub fn logs_partial(&self) -> Option<ExportLogsPartialSuccess> {
-        (self.rejected > 0)
+        (self.rejected > 0 || !self.message.is_empty())
             .then(|| ExportLogsPartialSuccess { rejected_log_records: self.rejected as i64, error_message: self.message.clone() })
     }
 }

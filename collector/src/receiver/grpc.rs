@@ -7,36 +7,37 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message as _;
-use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::Receiver;
-use super::grpc_budget::{BudgetLayer, busy, over_budget};
+use super::grpc_budget::{BudgetLayer, busy, over_budget, presented_key};
+use super::grpc_export::{Export, ExportServer};
 use crate::auth::{AuthError, key_from_headers};
+use crate::otlp::Decoded;
+use crate::otlp::repair::Root;
 use crate::writer::WriteError;
 
 #[derive(Clone)]
-struct Service(Arc<Receiver>);
+pub struct Service(Arc<Receiver>);
 
 impl Service {
     /// Reserves a decoded message's memory (its encoded size, about three times: tonic's
     /// buffer, the decoded message, the rows being built) in the budget of bodies in flight.
-    fn reserve(&self, size: usize, signal: &str) -> Result<super::budget::Reservation, Status> {
+    fn reserve(&self, size: usize, signal: &str, metadata: &MetadataMap) -> Result<super::budget::Reservation, Status> {
         let budget = &self.0.body_budget;
-        let mut reservation = budget.empty();
-        if budget.grow(&mut reservation, 3 * size as u64) {
-            return Ok(reservation);
-        }
-        self.0.pipeline.metrics.reject(signal, "memory_budget", 1);
-        Err(over_budget())
+        let mut reservation = budget.empty(presented_key(&metadata.clone().into_headers()).as_deref());
+        budget.grow(&mut reservation, 3 * size as u64).map_err(|spent| {
+            self.0.pipeline.metrics.reject(signal, spent.reason(), 1);
+            over_budget(spent)
+        })?;
+        Ok(reservation)
     }
 
     async fn project(&self, metadata: &MetadataMap, signal: &str, size: usize) -> Result<String, Status> {
@@ -67,38 +68,83 @@ fn write_status(e: WriteError) -> Status {
     }
 }
 
-#[tonic::async_trait]
-impl TraceService for Service {
-    async fn export(&self, request: Request<ExportTraceServiceRequest>) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let size = request.get_ref().encoded_len();
-        let _reservation = self.reserve(size, "spans")?;
-        let project = self.project(request.metadata(), "spans", size).await?;
-        let outcome = self.0.pipeline.traces(&project, request.get_ref()).await.map_err(write_status)?;
-        let partial_success = outcome.trace_partial();
-        Ok(Response::new(ExportTraceServiceResponse { partial_success }))
+/// `TraceService/Export`.
+pub struct Traces;
+/// `LogsService/Export`.
+pub struct Logs;
+/// `MetricsService/Export`: counted, not stored.
+pub struct Metrics;
+
+impl Export for Traces {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    const ROOT: Root = Root::Traces;
+    const WHAT: &'static str = "ExportTraceServiceRequest";
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+    type Handler = Service;
+
+    async fn export(
+        service: Service,
+        request: Request<Decoded<ExportTraceServiceRequest>>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let decoded = request.get_ref();
+        let size = decoded.request.encoded_len();
+        let _reservation = service.reserve(size, "spans", request.metadata())?;
+        let project = service.project(request.metadata(), "spans", size).await?;
+        super::note_repairs("spans", &decoded.repairs);
+        let mut outcome = service.0.pipeline.traces(&project, &decoded.request).await.map_err(write_status)?;
+        outcome.warn(&decoded.repairs);
+        Ok(Response::new(ExportTraceServiceResponse { partial_success: outcome.trace_partial() }))
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Service {
-    async fn export(&self, request: Request<ExportLogsServiceRequest>) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let size = request.get_ref().encoded_len();
-        let _reservation = self.reserve(size, "logs")?;
-        let project = self.project(request.metadata(), "logs", size).await?;
-        let outcome = self.0.pipeline.logs(&project, request.get_ref()).await.map_err(write_status)?;
-        let partial_success = outcome.logs_partial();
-        Ok(Response::new(ExportLogsServiceResponse { partial_success }))
+impl Export for Logs {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    const ROOT: Root = Root::Logs;
+    const WHAT: &'static str = "ExportLogsServiceRequest";
+    type Request = ExportLogsServiceRequest;
+    type Response = ExportLogsServiceResponse;
+    type Handler = Service;
+
+    async fn export(
+        service: Service,
+        request: Request<Decoded<ExportLogsServiceRequest>>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let decoded = request.get_ref();
+        let size = decoded.request.encoded_len();
+        let _reservation = service.reserve(size, "logs", request.metadata())?;
+        let project = service.project(request.metadata(), "logs", size).await?;
+        super::note_repairs("logs", &decoded.repairs);
+        let mut outcome = service.0.pipeline.logs(&project, &decoded.request).await.map_err(write_status)?;
+        outcome.warn(&decoded.repairs);
+        Ok(Response::new(ExportLogsServiceResponse { partial_success: outcome.logs_partial() }))
     }
 }
 
-#[tonic::async_trait]
-impl MetricsService for Service {
-    async fn export(&self, request: Request<ExportMetricsServiceRequest>) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let size = request.get_ref().encoded_len();
-        let _reservation = self.reserve(size, "metrics")?;
-        self.project(request.metadata(), "metrics", size).await?;
-        self.0.pipeline.metrics.metric_points(crate::client_metrics::points(request.get_ref()));
-        Ok(Response::new(ExportMetricsServiceResponse { partial_success: None }))
+impl Export for Metrics {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    const ROOT: Root = Root::Metrics;
+    const WHAT: &'static str = "ExportMetricsServiceRequest";
+    type Request = ExportMetricsServiceRequest;
+    type Response = ExportMetricsServiceResponse;
+    type Handler = Service;
+
+    async fn export(
+        service: Service,
+        request: Request<Decoded<ExportMetricsServiceRequest>>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let decoded = request.get_ref();
+        let size = decoded.request.encoded_len();
+        let _reservation = service.reserve(size, "metrics", request.metadata())?;
+        service.project(request.metadata(), "metrics", size).await?;
+        super::note_repairs("metrics", &decoded.repairs);
+        service.0.pipeline.metrics.metric_points(crate::client_metrics::points(&decoded.request));
+        let partial_success =
+            decoded.repairs.message().map(|error_message| ExportMetricsPartialSuccess { rejected_data_points: 0, error_message });
+        Ok(Response::new(ExportMetricsServiceResponse { partial_success }))
     }
 }
 
@@ -109,9 +155,12 @@ impl MetricsService for Service {
 /// (the 400), and are counted like every other refusal.
 fn otlp_status<B>(metrics: &crate::metrics::Metrics, mut response: axum::http::Response<B>) -> axum::http::Response<B> {
     let headers = response.headers_mut();
-    let message = headers.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    // `grpc-message` is percent-encoded on the wire: read through tonic.
+    let message = tonic::Status::from_header_map(headers).map(|s| s.message().to_ascii_lowercase()).unwrap_or_default();
     let (code, reason) = match headers.get("grpc-status").and_then(|v| v.to_str().ok()) {
         Some("11") => ("8", "too_large"),
+        // Our decoder's refusal (`grpc_export`): already INVALID_ARGUMENT, counted here.
+        Some("3") if message.starts_with("malformed otlp") => ("3", "malformed"),
         // tonic's INTERNAL for what the client sent: a message that does not decode, a frame
         // cut short, a compressed flag without `grpc-encoding`, a body that does not inflate.
         Some("13")
@@ -136,19 +185,11 @@ pub async fn serve(
     let metrics = receiver.pipeline.metrics.clone();
     let service_limits = receiver.connections.clone();
     let budget = BudgetLayer { budget: receiver.body_budget.clone(), metrics: metrics.clone() };
+    let budget_of_repairs = receiver.body_budget.clone();
     let service = Service(receiver);
-    let traces = TraceServiceServer::new(service.clone())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit);
-    let logs = LogsServiceServer::new(service.clone())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit);
-    let metrics_service = MetricsServiceServer::new(service)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit);
+    let traces = ExportServer::<Traces>::new(service.clone(), budget_of_repairs.clone(), limit);
+    let logs = ExportServer::<Logs>::new(service.clone(), budget_of_repairs.clone(), limit);
+    let metrics_service = ExportServer::<Metrics>::new(service, budget_of_repairs, limit);
     let incoming = super::connections::incoming(listener, service_limits);
     tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(move |response| otlp_status(&metrics, response)))

@@ -23,7 +23,7 @@ use http_body::{Frame, SizeHint};
 use tonic::Status;
 use tonic::body::Body;
 
-use super::budget::{BodyBudget, Reservation};
+use super::budget::{BodyBudget, Reservation, Spent};
 use crate::metrics::Metrics;
 
 /// Reserved when a request arrives, before its first frame: a request that cannot get even this
@@ -42,9 +42,16 @@ pub fn busy(message: &str, after: Duration) -> Status {
     Status::with_error_details(tonic::Code::ResourceExhausted, message, ErrorDetails::with_retry_info(Some(after)))
 }
 
-/// The refusal of a request the memory budget cannot take now: retried a second later.
-pub fn over_budget() -> Status {
-    busy(super::BUSY_MESSAGE, Duration::from_secs(1))
+/// The refusal of a request the memory budget (or its key's share) cannot take now: retried a
+/// second later.
+pub fn over_budget(spent: Spent) -> Status {
+    busy(spent.message(), Duration::from_secs(1))
+}
+
+/// The credential a gRPC request presents, read as the receivers read it.
+pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<String> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    crate::auth::key_from_headers(get("authorization"), get("x-flywheel-key"))
 }
 
 #[derive(Clone)]
@@ -82,10 +89,10 @@ where
     }
 
     fn call(&mut self, request: axum::http::Request<Body>) -> Self::Future {
-        let mut reservation = self.budget.empty();
-        if !self.budget.grow(&mut reservation, FIRST) {
-            self.metrics.reject("grpc", "memory_budget", 1);
-            let refusal = over_budget().into_http();
+        let mut reservation = self.budget.empty(presented_key(request.headers()).as_deref());
+        if let Err(spent) = self.budget.grow(&mut reservation, FIRST) {
+            self.metrics.reject("grpc", spent.reason(), 1);
+            let refusal = over_budget(spent).into_http();
             return Box::pin(async move { Ok(refusal) });
         }
         let gzip = request.headers().get("grpc-encoding").is_some_and(|v| v.as_bytes() != b"identity");
@@ -125,9 +132,9 @@ impl http_body::Body for Counted {
                     let need = data.len() as u64 * this.factor;
                     let prepaid = need.min(this.prepaid);
                     this.prepaid -= prepaid;
-                    if !this.budget.grow(&mut this.reservation, need - prepaid) {
-                        this.metrics.reject("grpc", "memory_budget", 1);
-                        return Poll::Ready(Some(Err(over_budget())));
+                    if let Err(spent) = this.budget.grow(&mut this.reservation, need - prepaid) {
+                        this.metrics.reject("grpc", spent.reason(), 1);
+                        return Poll::Ready(Some(Err(over_budget(spent))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))

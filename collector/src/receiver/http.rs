@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 
+use super::budget::Spent;
 use super::{Receiver, RpcStatus, header, signals};
 use crate::auth::{AuthError, key_from_headers};
 use crate::otlp::{self, DecodeError, Encoding};
@@ -121,8 +122,10 @@ fn decode_reply(e: DecodeError, encoding: Encoding) -> Reply {
         DecodeError::UnsupportedMediaType(_) | DecodeError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         DecodeError::BadCompression { .. } | DecodeError::Malformed { .. } => StatusCode::BAD_REQUEST,
+        DecodeError::Busy => StatusCode::TOO_MANY_REQUESTS,
     };
-    Reply { status, message: e.to_string(), encoding, retry_after: None }
+    let retry_after = (status == StatusCode::TOO_MANY_REQUESTS).then_some(1);
+    Reply { status, message: e.to_string(), encoding, retry_after }
 }
 
 fn auth_reply(e: AuthError, encoding: Encoding) -> Reply {
@@ -156,10 +159,11 @@ async fn prepare(
     let key = key_from_headers(header(headers, "authorization"), header(headers, "x-flywheel-key"));
     let project = r.auth.project(key.as_deref()).await.map_err(|e| reject(auth_reply(e, encoding), "auth"))?;
     let limit = r.max_body_bytes;
-    let busy = || Reply { status: StatusCode::TOO_MANY_REQUESTS, message: super::BUSY_MESSAGE.into(), encoding, retry_after: Some(1) };
-    let (raw, mut reservation): (Bytes, _) = super::read_body(body, limit, &r.body_budget).await.map_err(|e| match e {
+    let busy =
+        |spent: Spent| Reply { status: StatusCode::TOO_MANY_REQUESTS, message: spent.message().into(), encoding, retry_after: Some(1) };
+    let (raw, mut reservation): (Bytes, _) = super::read_body(body, limit, &r.body_budget, key.as_deref()).await.map_err(|e| match e {
         super::BodyError::TooLarge => reject(decode_reply(DecodeError::TooLarge { limit, decompressed: false }, encoding), "too_large"),
-        super::BodyError::Busy => reject(busy(), "memory_budget"),
+        super::BodyError::Busy(spent) => reject(busy(spent), spent.reason()),
         super::BodyError::Read(e) => reject(
             Reply { status: StatusCode::BAD_REQUEST, message: format!("cannot read the request body: {e}"), encoding, retry_after: None },
             "body",
@@ -171,26 +175,25 @@ async fn prepare(
         reject(decode_reply(e, encoding), reason)
     })?;
     // The decompressed copy, and the decoded request, about as large again.
-    if !r.body_budget.grow(&mut reservation, 2 * body.len() as u64) {
-        return Err(reject(busy(), "memory_budget"));
+    if let Err(spent) = r.body_budget.grow(&mut reservation, 2 * body.len() as u64) {
+        return Err(reject(busy(spent), spent.reason()));
     }
     Ok((project, encoding, body, reservation))
 }
 
 async fn traces(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
-    let (project, encoding, body, _reservation) = match prepare(&r, &headers, body, "spans").await {
+    let (project, encoding, body, mut reservation) = match prepare(&r, &headers, body, "spans").await {
         Ok(p) => p,
         Err(reply) => return reply.into_response(),
     };
-    let request = match otlp::decode_traces(&body, encoding) {
-        Ok(req) => req,
-        Err(e) => {
-            r.pipeline.metrics.reject("spans", "malformed", 1);
-            return decode_reply(e, encoding).into_response();
-        }
+    let decoded = match otlp::decode_traces(&body, encoding, &mut |bytes| r.body_budget.grow(&mut reservation, bytes).is_ok()) {
+        Ok(decoded) => decoded,
+        Err(e) => return decode_refusal(&r, "spans", e, encoding),
     };
-    match r.pipeline.traces(&project, &request).await {
-        Ok(outcome) => {
+    super::note_repairs("spans", &decoded.repairs);
+    match r.pipeline.traces(&project, &decoded.request).await {
+        Ok(mut outcome) => {
+            outcome.warn(&decoded.repairs);
             let partial_success = outcome.trace_partial();
             ok(encoding, &ExportTraceServiceResponse { partial_success })
         }
@@ -199,19 +202,18 @@ async fn traces(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) 
 }
 
 async fn logs(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
-    let (project, encoding, body, _reservation) = match prepare(&r, &headers, body, "logs").await {
+    let (project, encoding, body, mut reservation) = match prepare(&r, &headers, body, "logs").await {
         Ok(p) => p,
         Err(reply) => return reply.into_response(),
     };
-    let request = match otlp::decode_logs(&body, encoding) {
-        Ok(req) => req,
-        Err(e) => {
-            r.pipeline.metrics.reject("logs", "malformed", 1);
-            return decode_reply(e, encoding).into_response();
-        }
+    let decoded = match otlp::decode_logs(&body, encoding, &mut |bytes| r.body_budget.grow(&mut reservation, bytes).is_ok()) {
+        Ok(decoded) => decoded,
+        Err(e) => return decode_refusal(&r, "logs", e, encoding),
     };
-    match r.pipeline.logs(&project, &request).await {
-        Ok(outcome) => {
+    super::note_repairs("logs", &decoded.repairs);
+    match r.pipeline.logs(&project, &decoded.request).await {
+        Ok(mut outcome) => {
+            outcome.warn(&decoded.repairs);
             let partial_success = outcome.logs_partial();
             ok(encoding, &ExportLogsServiceResponse { partial_success })
         }
@@ -221,20 +223,28 @@ async fn logs(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) ->
 
 /// OTLP metrics: decoded and counted ([`crate::client_metrics`]), not stored.
 async fn otlp_metrics(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
-    let (_project, encoding, body, _reservation) = match prepare(&r, &headers, body, "metrics").await {
+    let (_project, encoding, body, mut reservation) = match prepare(&r, &headers, body, "metrics").await {
         Ok(p) => p,
         Err(reply) => return reply.into_response(),
     };
-    match otlp::decode_metrics(&body, encoding) {
-        Ok(request) => {
-            r.pipeline.metrics.metric_points(crate::client_metrics::points(&request));
-            ok(encoding, &ExportMetricsServiceResponse { partial_success: None })
+    match otlp::decode_metrics(&body, encoding, &mut |bytes| r.body_budget.grow(&mut reservation, bytes).is_ok()) {
+        Ok(decoded) => {
+            super::note_repairs("metrics", &decoded.repairs);
+            r.pipeline.metrics.metric_points(crate::client_metrics::points(&decoded.request));
+            let partial_success = decoded.repairs.message().map(|error_message| {
+                opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsPartialSuccess { rejected_data_points: 0, error_message }
+            });
+            ok(encoding, &ExportMetricsServiceResponse { partial_success })
         }
-        Err(e) => {
-            r.pipeline.metrics.reject("metrics", "malformed", 1);
-            decode_reply(e, encoding).into_response()
-        }
+        Err(e) => decode_refusal(&r, "metrics", e, encoding),
     }
+}
+
+/// The answer to a body that does not decode (or whose repair the memory budget cannot take).
+fn decode_refusal(r: &Receiver, signal: &str, e: DecodeError, encoding: Encoding) -> Response {
+    let reason = if e == DecodeError::Busy { "memory_budget" } else { "malformed" };
+    r.pipeline.metrics.reject(signal, reason, 1);
+    decode_reply(e, encoding).into_response()
 }
 
 fn ok<T: prost::Message + serde::Serialize>(encoding: Encoding, message: &T) -> Response {

@@ -6,6 +6,7 @@ pub mod budget;
 pub mod connections;
 pub mod grpc;
 mod grpc_budget;
+mod grpc_export;
 pub mod http;
 pub mod signals;
 
@@ -53,6 +54,16 @@ pub(crate) fn write_status(e: &crate::writer::WriteError) -> (axum::http::Status
     }
 }
 
+/// Counts and logs the values repaired to decode a request.
+pub(crate) fn note_repairs(signal: &str, repairs: &crate::otlp::repair::Repairs) {
+    use crate::metrics::{Event, count_n};
+    if repairs.any() {
+        count_n(Event::StringRepaired, repairs.strings as u64);
+        count_n(Event::NumberRepaired, repairs.numbers as u64);
+        tracing::info!(signal, strings = repairs.strings, numbers = repairs.numbers, "values repaired to decode a request");
+    }
+}
+
 pub(crate) fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -61,8 +72,9 @@ pub(crate) fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Opti
 #[derive(Debug)]
 pub enum BodyError {
     TooLarge,
-    /// The memory budget of bodies in flight is spent: retry later (429).
-    Busy,
+    /// The memory budget of bodies in flight, or the key's share of it, is spent: retry later
+    /// (429).
+    Busy(budget::Spent),
     Read(String),
 }
 
@@ -77,20 +89,19 @@ pub async fn read_body(
     body: axum::body::Body,
     limit: usize,
     budget: &budget::BodyBudget,
+    key: Option<&str>,
 ) -> Result<(bytes::Bytes, budget::Reservation), BodyError> {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut buf = bytes::BytesMut::new();
-    let mut reservation = budget.empty();
+    let mut reservation = budget.empty(key);
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
         if let Ok(data) = frame.into_data() {
             seen += data.len();
             if seen <= limit {
-                if !budget.grow(&mut reservation, data.len() as u64) {
-                    return Err(BodyError::Busy);
-                }
+                budget.grow(&mut reservation, data.len() as u64).map_err(BodyError::Busy)?;
                 buf.extend_from_slice(&data);
             } else if seen > limit.saturating_mul(8).max(64 << 20) {
                 break;

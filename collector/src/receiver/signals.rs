@@ -56,8 +56,14 @@ fn feedback_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The body, or the answer and the reason it is refused for.
-async fn body_bytes(body: Body, limit: usize, budget: &super::budget::BodyBudget) -> Result<axum::body::Bytes, (Response, &'static str)> {
-    let (bytes, _reservation) = super::read_body(body, limit, budget).await.map_err(|e| match e {
+/// `holder` is what the bytes count against in the budget's per-client share.
+async fn body_bytes(
+    body: Body,
+    limit: usize,
+    budget: &super::budget::BodyBudget,
+    holder: &str,
+) -> Result<axum::body::Bytes, (Response, &'static str)> {
+    let (bytes, _reservation) = super::read_body(body, limit, budget, Some(holder)).await.map_err(|e| match e {
         super::BodyError::TooLarge => (
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -65,10 +71,10 @@ async fn body_bytes(body: Body, limit: usize, budget: &super::budget::BodyBudget
             ),
             "too_large",
         ),
-        super::BodyError::Busy => {
-            let mut r = error(StatusCode::TOO_MANY_REQUESTS, super::BUSY_MESSAGE);
+        super::BodyError::Busy(spent) => {
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, spent.message());
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
-            (r, "memory_budget")
+            (r, spent.reason())
         }
         super::BodyError::Read(e) => (error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}")), "body"),
     })?;
@@ -108,7 +114,8 @@ pub async fn submit(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bo
         metrics.reject("signals", "content_type", 1);
         return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("unsupported content type `{ct}`: send application/json"));
     }
-    let bytes = match body_bytes(body, MAX_SIGNALS_BODY, &r.body_budget).await {
+    // Tokens are one per user session: their bodies count against their project together.
+    let bytes = match body_bytes(body, MAX_SIGNALS_BODY, &r.body_budget, &format!("project {project}")).await {
         Ok(b) => b,
         Err((resp, reason)) => {
             metrics.reject("signals", reason, 1);
@@ -159,7 +166,7 @@ pub async fn mint_token(State(r): State<Arc<Receiver>>, headers: HeaderMap, body
     };
     // Checked above: the request carried this key.
     let raw_key = raw_key.unwrap_or_default();
-    let bytes = match body_bytes(body, 64 * 1024, &r.body_budget).await {
+    let bytes = match body_bytes(body, 64 * 1024, &r.body_budget, &raw_key).await {
         Ok(b) => b,
         Err((resp, reason)) => {
             r.pipeline.metrics.reject("feedback_tokens", reason, 1);

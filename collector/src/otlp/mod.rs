@@ -4,6 +4,8 @@
 //! The protocol types come from `opentelemetry-proto` (prost + serde for OTLP/JSON, which
 //! accepts hex ids and integers as strings or numbers, as the spec and real SDKs send them).
 
+pub mod repair;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 
@@ -41,6 +43,9 @@ pub enum DecodeError {
     BadCompression { encoding: &'static str, detail: String },
     #[error("malformed OTLP {what}: {detail}")]
     Malformed { what: &'static str, detail: String },
+    /// The memory budget of bodies in flight cannot take a repaired copy of the body.
+    #[error("the collector is at its memory budget for request bodies in flight; retry later")]
+    Busy,
 }
 
 /// The encoding of a request from its `Content-Type` (parameters such as `charset` ignored).
@@ -83,26 +88,67 @@ pub fn decompress(body: &[u8], content_encoding: Option<&str>, limit: usize) -> 
     Ok(out)
 }
 
-pub fn decode_traces(body: &[u8], encoding: Encoding) -> Result<ExportTraceServiceRequest, DecodeError> {
-    decode(body, encoding, "ExportTraceServiceRequest")
+/// A decoded request and the values repaired to decode it ([`repair`]).
+#[derive(Debug)]
+pub struct Decoded<T> {
+    pub request: T,
+    pub repairs: repair::Repairs,
 }
 
-pub fn decode_logs(body: &[u8], encoding: Encoding) -> Result<ExportLogsServiceRequest, DecodeError> {
-    decode(body, encoding, "ExportLogsServiceRequest")
+/// Asked for more bytes of the memory budget when a repair copies the body; `false` refuses.
+pub type Reserve<'a> = &'a mut dyn FnMut(u64) -> bool;
+
+pub fn decode_traces(body: &[u8], encoding: Encoding, reserve: Reserve) -> Result<Decoded<ExportTraceServiceRequest>, DecodeError> {
+    decode(body, encoding, repair::Root::Traces, "ExportTraceServiceRequest", reserve)
+}
+
+pub fn decode_logs(body: &[u8], encoding: Encoding, reserve: Reserve) -> Result<Decoded<ExportLogsServiceRequest>, DecodeError> {
+    decode(body, encoding, repair::Root::Logs, "ExportLogsServiceRequest", reserve)
 }
 
 pub fn decode_metrics(
     body: &[u8],
     encoding: Encoding,
-) -> Result<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest, DecodeError> {
-    decode(body, encoding, "ExportMetricsServiceRequest")
+    reserve: Reserve,
+) -> Result<Decoded<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest>, DecodeError> {
+    decode(body, encoding, repair::Root::Metrics, "ExportMetricsServiceRequest", reserve)
+}
+
+/// Why a protobuf body was not decoded.
+#[derive(Debug)]
+pub enum ProtobufFailure {
+    Malformed(prost::DecodeError),
+    /// The memory budget cannot take the repaired copy.
+    Busy,
+}
+
+/// Decodes a protobuf message, repairing string fields that are not UTF-8 when that is what
+/// prost refused (see [`repair`]).
+pub fn decode_protobuf<T: prost::Message + Default>(
+    body: &[u8],
+    root: repair::Root,
+    reserve: Reserve,
+) -> Result<Decoded<T>, ProtobufFailure> {
+    match T::decode(body) {
+        Ok(request) => Ok(Decoded { request, repairs: repair::Repairs::default() }),
+        Err(e) if e.to_string().contains("UTF-8") => {
+            let Some((fixed, repairs)) = repair::protobuf(body, root) else { return Err(ProtobufFailure::Malformed(e)) };
+            if !reserve(fixed.len() as u64) {
+                return Err(ProtobufFailure::Busy);
+            }
+            T::decode(fixed.as_slice()).map(|request| Decoded { request, repairs }).map_err(ProtobufFailure::Malformed)
+        }
+        Err(e) => Err(ProtobufFailure::Malformed(e)),
+    }
 }
 
 fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
     body: &[u8],
     encoding: Encoding,
+    root: repair::Root,
     what: &'static str,
-) -> Result<T, DecodeError> {
+    reserve: Reserve,
+) -> Result<Decoded<T>, DecodeError> {
     let malformed = |e: serde_json::Error| {
         let mut detail = format!("JSON: {e}");
         // The hex decoder's words for an id sent in base64 (protobuf's JSON mapping for bytes,
@@ -113,29 +159,37 @@ fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
         DecodeError::Malformed { what, detail }
     };
     match encoding {
-        Encoding::Protobuf => T::decode(body).map_err(|e| DecodeError::Malformed { what, detail: format!("protobuf: {e}") }),
-        // Field names of the proto (`resource_spans`, `trace_id`), which protobuf's JSON
-        // mapping accepts beside lowerCamelCase and some clients send: the generated
-        // deserialiser knows only the camelCase ones and would ignore the rest — a request
-        // acknowledged and dropped. Renamed first (object keys only: in OTLP JSON, user data —
-        // attribute keys, bodies — is never an object key).
-        Encoding::Json if PROTO_FIELD_NAMES.is_match(body) => {
-            let mut value: Value = serde_json::from_slice(body).map_err(malformed)?;
-            camel_case_keys(&mut value);
-            fill_empty_lists(&mut value);
-            serde_json::from_value(value).map_err(malformed)
-        }
-        Encoding::Json => match serde_json::from_slice(body) {
-            Ok(request) => Ok(request),
-            // Protobuf JSON may leave out empty repeated fields (`"arrayValue": {}`, sent by
-            // Traceloop), which the generated deserialiser wants: fill them in and retry.
-            Err(e) if e.to_string().contains("missing field `values`") => {
-                let mut value: Value = serde_json::from_slice(body).map_err(malformed)?;
-                fill_empty_lists(&mut value);
-                serde_json::from_value(value).map_err(malformed)
+        Encoding::Protobuf => decode_protobuf(body, root, reserve).map_err(|e| match e {
+            ProtobufFailure::Malformed(e) => DecodeError::Malformed { what, detail: format!("protobuf: {e}") },
+            ProtobufFailure::Busy => DecodeError::Busy,
+        }),
+        Encoding::Json => {
+            // Field names of the proto (`resource_spans`, `trace_id`), which protobuf's JSON
+            // mapping accepts beside lowerCamelCase and some clients send: the generated
+            // deserialiser knows only the camelCase ones and would ignore the rest — a request
+            // acknowledged and dropped. Such bodies go through the repair first.
+            let first = if PROTO_FIELD_NAMES.is_match(body) {
+                None
+            } else {
+                match serde_json::from_slice(body) {
+                    Ok(request) => return Ok(Decoded { request, repairs: repair::Repairs::default() }),
+                    Err(e) => Some(e),
+                }
+            };
+            if !reserve(body.len() as u64) {
+                return Err(DecodeError::Busy);
             }
-            Err(e) => Err(malformed(e)),
-        },
+            let (fixed, repairs) = repair::json(body);
+            if let Some(e) = first
+                && fixed == body
+            {
+                return Err(malformed(e));
+            }
+            if !reserve(fixed.len().saturating_sub(body.len()) as u64) {
+                return Err(DecodeError::Busy);
+            }
+            serde_json::from_slice(&fixed).map(|request| Decoded { request, repairs }).map_err(malformed)
+        }
     }
 }
 
@@ -146,55 +200,6 @@ static PROTO_FIELD_NAMES: std::sync::LazyLock<regex::bytes::Regex> = std::sync::
     )
     .expect("valid regex")
 });
-
-/// Renames every object key from snake_case to lowerCamelCase, in place.
-fn camel_case_keys(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            let entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
-            for (key, mut v) in entries {
-                camel_case_keys(&mut v);
-                let key = if key.contains('_') {
-                    let mut out = String::with_capacity(key.len());
-                    let mut upper = false;
-                    for c in key.chars() {
-                        if c == '_' {
-                            upper = true;
-                        } else if upper {
-                            out.extend(c.to_uppercase());
-                            upper = false;
-                        } else {
-                            out.push(c);
-                        }
-                    }
-                    out
-                } else {
-                    key
-                };
-                map.insert(key, v);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(camel_case_keys),
-        _ => {}
-    }
-}
-
-fn fill_empty_lists(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, inner) in map.iter_mut() {
-                if (key == "arrayValue" || key == "kvlistValue")
-                    && let Value::Object(list) = inner
-                {
-                    list.entry("values").or_insert_with(|| Value::Array(vec![]));
-                }
-                fill_empty_lists(inner);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(fill_empty_lists),
-        _ => {}
-    }
-}
 
 /// Encodes a response message in the request's encoding (OTLP: "the response body has the
 /// request's content type").
@@ -213,7 +218,8 @@ pub fn encode<T: prost::Message + serde::Serialize>(message: &T, encoding: Encod
     }
 }
 
-/// An OTLP value as JSON. Bytes become base64, non-finite doubles their names as strings.
+/// An OTLP value as JSON. Bytes become base64, non-finite doubles their names as strings
+/// (`NaN`, `Infinity`, `-Infinity`).
 pub fn any_to_json(value: &AnyValue) -> Value {
     match &value.value {
         None => Value::Null,
@@ -221,7 +227,19 @@ pub fn any_to_json(value: &AnyValue) -> Value {
         Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
         Some(any_value::Value::IntValue(i)) => Value::from(*i),
         Some(any_value::Value::DoubleValue(d)) => {
-            serde_json::Number::from_f64(*d).map(Value::Number).unwrap_or_else(|| Value::String(d.to_string()))
+            // Non-finite: the names protobuf's JSON mapping gives them (what JSON clients send).
+            serde_json::Number::from_f64(*d).map(Value::Number).unwrap_or_else(|| {
+                Value::String(
+                    if d.is_nan() {
+                        "NaN"
+                    } else if *d > 0.0 {
+                        "Infinity"
+                    } else {
+                        "-Infinity"
+                    }
+                    .into(),
+                )
+            })
         }
         Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.iter().map(any_to_json).collect()),
         Some(any_value::Value::KvlistValue(kv)) => {
@@ -284,7 +302,7 @@ mod tests {
     #[test]
     fn a_base64_id_in_json_is_refused_with_what_ids_must_be() {
         let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"W47/95gDgQPSabYzgT/GDA==","spanId":"7uGbfsPBsXQ=","name":"x"}]}]}]}"#;
-        let err = decode_traces(body, Encoding::Json).unwrap_err().to_string();
+        let err = decode_traces(body, Encoding::Json, &mut |_| true).unwrap_err().to_string();
         assert!(err.contains("hex strings, not base64"), "{err}");
     }
 
@@ -306,7 +324,7 @@ mod tests {
             "scope_spans":[{"spans":[{"trace_id":"5b8efff798038103d269b633813fc60c","span_id":"eee19b7ec3c1b174",
             "name":"chat","start_time_unix_nano":"1700000000000000000","end_time_unix_nano":"1700000001000000000",
             "attributes":[{"key":"note","value":{"string_value":"keys like \"trace_id\": stay text"}}]}]}]}]}"#;
-        let req = decode_traces(snake, Encoding::Json).unwrap();
+        let req = decode_traces(snake, Encoding::Json, &mut |_| true).unwrap().request;
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
         assert_eq!(span.start_time_unix_nano, 1_700_000_000_000_000_000);
@@ -317,7 +335,7 @@ mod tests {
     #[test]
     fn empty_lists_left_out_of_json_are_accepted() {
         let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"x","attributes":[{"key":"llm.request.reasoning_effort","value":{"arrayValue":{}}},{"key":"k","value":{"kvlistValue":{}}}]}]}]}]}"#;
-        let req = decode_traces(body, Encoding::Json).unwrap();
+        let req = decode_traces(body, Encoding::Json, &mut |_| true).unwrap().request;
         let attrs = attributes(&req.resource_spans[0].scope_spans[0].spans[0].attributes);
         assert_eq!(attrs["llm.request.reasoning_effort"], Value::Array(vec![]));
         assert_eq!(attrs["k"], Value::Object(Default::default()));
