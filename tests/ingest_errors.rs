@@ -119,6 +119,14 @@ async fn malformed_input_gets_the_right_status_and_a_readable_message() {
     ] {
         assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
     }
+
+    // A path or method that is not served says what is.
+    let r = post(&c, "/v1/trace", Some(&key), "application/x-protobuf", None, vec![]).await;
+    assert_eq!(r.status, 404);
+    assert!(String::from_utf8_lossy(&r.body).contains("/v1/traces"), "{}", String::from_utf8_lossy(&r.body));
+    let r = reqwest::get(format!("{}/v1/traces", c.http)).await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(r.text().await.unwrap().contains("GET is not served at /v1/traces"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -683,4 +691,25 @@ async fn what_a_careless_client_sends_is_stored_whole() {
     c.wait_stored().await;
     let kinds: Vec<String> = store.query("SELECT kind FROM signals FINAL WHERE project_id = 'p' ORDER BY kind").fetch_all().await.unwrap();
     assert_eq!(kinds, vec!["thumbs_down".to_string(), "thumbs_up".to_string()]);
+}
+
+/// An OTLP/HTTP exporter pointed at the gRPC port by mistake is told which port to use, instead
+/// of a connection closed without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_on_the_grpc_port_is_told_where_to_go() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Collector::start(TestDb::new("http1grpc"), "");
+    let addr = c.grpc.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_string(&mut reply)).await.unwrap().unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("OTLP/gRPC (HTTP/2 only)") && reply.contains("4318"), "{reply}");
+    // gRPC on the same port still works.
+    let mut client = TraceServiceClient::connect(c.grpc.clone()).await.unwrap();
+    let mut req = tonic::Request::new(ExportTraceServiceRequest::default());
+    req.metadata_mut().insert("x-flywheel-key", c.key("p").parse().unwrap());
+    client.export(req).await.unwrap();
+    assert_eq!(c.metric(r#"flywheel_grpc_port_http1_requests_total{answer="400"}"#).await, 1.0);
 }

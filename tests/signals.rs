@@ -160,6 +160,10 @@ async fn signals_are_stored_once_and_linked_by_every_kind_of_target() {
     let (status, again) = client.signals(Some(&key), Value::Array(batch.clone())).await;
     assert_eq!(status, 200);
     assert_eq!((again["accepted"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(KINDS.len() as u64)), "{again}");
+    // A span that is not (yet) in the trace: pending, not linked to the trace's last call.
+    let (status, r) = client.signals(Some(&key), json!({"kind": "thumbs_down", "trace_id": trace, "span_id": "00000000000000ff"})).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["signals"][0]["link_status"], "pending", "{r}");
     let store = c.db.store();
     let rows = stored(&store, "shop", "idempotency_key LIKE 'idem-%'").await;
     assert_eq!(rows.len(), KINDS.len(), "one row per kind despite the resend");
@@ -336,6 +340,24 @@ async fn browser_tokens_are_scoped_signed_and_short_lived() {
     assert_eq!(status, 400, "{r}");
     assert!(r["rejected"][0]["error"].as_str().unwrap().contains("scoped to trace"), "{r}");
 
+    // A scope or lifetime that is not what it must be is refused, never read as absent.
+    for (body, says) in [
+        (json!({"trace_id": "not-a-trace"}), "`trace_id` must be 32 hexadecimal"),
+        (json!({"trace_id": 42}), "`trace_id` must be a string"),
+        (json!({"trace_id": trace, "ttl_seconds": 60.5}), "whole number of seconds"),
+        (json!({"trace_id": trace, "ttl_seconds": "600"}), "whole number of seconds"),
+    ] {
+        let (status, r) = client.post("/v1/feedback-tokens", Some(&key), "application/json", serde_json::to_vec(&body).unwrap()).await;
+        assert_eq!(status, 400, "{body}: {r}");
+        assert!(r["error"].as_str().unwrap_or_default().contains(says), "{body}: {r}");
+    }
+
+    // A token minted elsewhere with the trace id in capitals reaches the (lowercase) trace.
+    let upper = token::mint(&key, &Claims { t: trace.to_ascii_uppercase(), ..token::peek(&tok).unwrap().0 });
+    let (status, r) = client.signals(Some(&upper), json!({"kind": "thumbs_up"})).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["signals"][0]["link_status"], "linked", "{r}");
+
     // Expired, forged and wrong-project tokens are refused.
     let key_id = {
         let out = c.db.flywheel(&["keys", "create", "--project", "web"]);
@@ -416,6 +438,7 @@ async fn bad_signals_get_a_400_naming_the_field_and_good_ones_beside_them_are_ke
         (json!({"kind": "copy"}), "trace_id"),
         (json!({"kind": "rating", "session_id": "s", "value": "five"}), "value"),
         (json!({"kind": "copy", "trace_id": "123"}), "trace_id"),
+        (json!({"kind": "rating", "session_id": "s", "value": 1, "scale": 0}), "scale"),
     ];
     for (body, field) in cases {
         let (status, r) = client.signals(Some(&key), body.clone()).await;

@@ -31,10 +31,12 @@ pub enum Event {
     StringRepaired,
     /// A JSON `doubleValue` sent as a string, read as its number or name.
     NumberRepaired,
+    /// An HTTP/1 request on the gRPC port, answered with where to send it.
+    Http1OnGrpc,
 }
 
 /// One counter per event: the last variant's index, plus one.
-const EVENTS: usize = Event::NumberRepaired as usize + 1;
+const EVENTS: usize = Event::Http1OnGrpc as usize + 1;
 static COUNTS: [AtomicU64; EVENTS] = [const { AtomicU64::new(0) }; EVENTS];
 
 /// Counts one `event`.
@@ -94,6 +96,13 @@ fn render_events(out: &mut String) {
         "Values repaired so that the request around them is stored: strings that were not UTF-8 (stored with U+FFFD), JSON doubles sent as strings.",
         "what",
         &[("utf8", StringRepaired), ("number", NumberRepaired)],
+    );
+    family(
+        out,
+        "grpc_port_http1_requests_total",
+        "HTTP/1 requests on the OTLP/gRPC port (an OTLP/HTTP exporter pointed at 4317), answered 400 with the port to use.",
+        "answer",
+        &[("400", Http1OnGrpc)],
     );
 }
 

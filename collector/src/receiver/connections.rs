@@ -204,9 +204,171 @@ fn count_timeout(e: &(dyn std::error::Error + 'static)) {
 }
 
 /// The connections of `listener` within `limits`, as a stream for tonic.
-pub fn incoming(listener: TcpListener, limits: ConnectionLimits) -> impl futures_util::Stream<Item = io::Result<Bounded>> {
+pub fn incoming(listener: TcpListener, limits: ConnectionLimits) -> impl futures_util::Stream<Item = io::Result<GrpcOnly>> {
     futures_util::stream::unfold((listener, limits), |(listener, limits)| async move {
         let io = limits.accept(&listener).await;
-        Some((Ok(io), (listener, limits)))
+        Some((Ok(GrpcOnly { inner: io, state: Sniff::First, held: Vec::new() }), (listener, limits)))
     })
+}
+
+/// A connection of the gRPC listener. tonic speaks HTTP/2 only and closes an HTTP/1 request
+/// without a word — an OTLP/HTTP exporter pointed at port 4317 by mistake saw its connection
+/// reset and nothing else. The first bytes are read here: a request line of HTTP/1 gets a 400
+/// that says which port to use, then the connection ends.
+pub struct GrpcOnly {
+    inner: Bounded,
+    state: Sniff,
+    /// What the server wrote before the client's first bytes were seen (HTTP/2's SETTINGS):
+    /// held, then sent first if the client speaks HTTP/2, dropped if it speaks HTTP/1.
+    held: Vec<u8>,
+}
+
+impl GrpcOnly {
+    /// Sends what was held, before anything else is written.
+    fn poll_release(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.held.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.held) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.held.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+enum Sniff {
+    First,
+    Http2,
+    /// Writing the answer to an HTTP/1 request, from this offset.
+    Answering(usize),
+    Done,
+}
+
+const HTTP1_ANSWER: &str = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 151\r\n\r\n\
+this port serves OTLP/gRPC (HTTP/2 only): send OTLP/HTTP (protobuf or JSON) and signals to the HTTP port instead (4318 by default, `[collector] http`)\n";
+
+/// Whether the first bytes of a connection are an HTTP/1 request line (`POST /v1/traces …`)
+/// rather than the HTTP/2 preface (`PRI * HTTP/2.0`).
+fn is_http1(first: &[u8]) -> bool {
+    let method_len = first.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    method_len >= 3 && first.get(method_len) == Some(&b' ') && !first.starts_with(b"PRI ")
+}
+
+impl AsyncRead for GrpcOnly {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            match this.state {
+                Sniff::Http2 => return Pin::new(&mut this.inner).poll_read(cx, buf),
+                Sniff::Done => return Poll::Ready(Ok(())),
+                Sniff::First => {
+                    let before = buf.filled().len();
+                    match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                        Poll::Ready(Ok(())) if is_http1(&buf.filled()[before..]) => {
+                            buf.set_filled(before);
+                            // What else the client sent now (the rest of its request) is read
+                            // and dropped: closing a socket with unread input resets it, and
+                            // the client would lose the answer.
+                            let mut scratch = [0u8; 4096];
+                            for _ in 0..16 {
+                                let mut rest = ReadBuf::new(&mut scratch);
+                                match Pin::new(&mut this.inner.stream).poll_read(cx, &mut rest) {
+                                    Poll::Ready(Ok(())) if !rest.filled().is_empty() => continue,
+                                    _ => break,
+                                }
+                            }
+                            this.held = Vec::new();
+                            this.state = Sniff::Answering(0);
+                        }
+                        other => {
+                            this.state = Sniff::Http2;
+                            return other;
+                        }
+                    }
+                }
+                Sniff::Answering(at) => {
+                    let answer = HTTP1_ANSWER.as_bytes();
+                    match Pin::new(&mut this.inner).poll_write(cx, &answer[at..]) {
+                        Poll::Ready(Ok(n)) if at + n < answer.len() && n > 0 => this.state = Sniff::Answering(at + n),
+                        Poll::Ready(_) => {
+                            crate::metrics::count(crate::metrics::Event::Http1OnGrpc);
+                            // The answer is followed by the end of the stream (FIN), then the
+                            // server sees the end of the input and closes.
+                            let _ = Pin::new(&mut this.inner).poll_shutdown(cx);
+                            this.state = Sniff::Done;
+                        }
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for GrpcOnly {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match this.state {
+            // Before the client's first bytes: held (bounded: the server's preface is small).
+            Sniff::First if this.held.len() < 64 * 1024 => {
+                this.held.extend_from_slice(buf);
+                Poll::Ready(Ok(buf.len()))
+            }
+            Sniff::First => Poll::Pending,
+            Sniff::Answering(_) | Sniff::Done => Poll::Ready(Ok(buf.len())),
+            Sniff::Http2 => {
+                std::task::ready!(this.poll_release(cx))?;
+                Pin::new(&mut this.inner).poll_write(cx, buf)
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        match this.state {
+            Sniff::Http2 => {
+                std::task::ready!(this.poll_release(cx))?;
+                Pin::new(&mut this.inner).poll_flush(cx)
+            }
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if matches!(this.state, Sniff::Http2) {
+            std::task::ready!(this.poll_release(cx))?;
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for GrpcOnly {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn http1_request_lines_are_told_from_the_http2_preface() {
+        assert!(super::is_http1(b"POST /v1/traces HTTP/1.1\r\n"));
+        assert!(super::is_http1(b"GET / HTTP/1.0\r\n"));
+        assert!(!super::is_http1(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+        assert!(!super::is_http1(b"PR"), "too short to tell: left to HTTP/2");
+        assert!(!super::is_http1(&[0x16, 0x03, 0x01]), "a TLS hello");
+    }
+
+    #[test]
+    fn the_http1_answer_has_its_length() {
+        let (head, body) = super::HTTP1_ANSWER.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head} / {}", body.len());
+    }
 }

@@ -37,9 +37,36 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .fallback(unknown_path)
+        // Not `method_not_allowed_fallback`: it would answer the CORS preflight of the signals
+        // route before its CORS layer does.
+        .layer(axum::middleware::from_fn(explain_wrong_method))
         // The body limit is enforced by `read_body` (after decompression too), with OTLP errors.
         .layer(DefaultBodyLimit::disable())
         .with_state(receiver)
+}
+
+/// The endpoints, for the answer to a path or method that is not one of them.
+const ENDPOINTS: &str = "POST /v1/traces, /v1/logs, /v1/metrics (OTLP/HTTP), POST /v1/signals, POST /v1/feedback-tokens; GET /healthz, /readyz, /metrics, /openapi.json";
+
+async fn unknown_path(uri: axum::http::Uri) -> Response {
+    (StatusCode::NOT_FOUND, format!("no endpoint at {}: this collector serves {ENDPOINTS}\n", uri.path())).into_response()
+}
+
+/// A 405 says which methods and paths are served (axum's has no body).
+async fn explain_wrong_method(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let response = next.run(request).await;
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut explained =
+        (StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not served at {path}: this collector serves {ENDPOINTS}\n")).into_response();
+    if let Some(allow) = allow {
+        explained.headers_mut().insert(header::ALLOW, allow);
+    }
+    explained
 }
 
 fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {

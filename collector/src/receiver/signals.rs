@@ -177,18 +177,36 @@ pub async fn mint_token(State(r): State<Arc<Receiver>>, headers: HeaderMap, body
         Ok(v @ Value::Object(_)) => v,
         _ => return error(StatusCode::BAD_REQUEST, "the body must be a JSON object with trace_id, message_id and/or session_id"),
     };
-    let field = |name: &str| req.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
-    let ttl = req.get("ttl_seconds").and_then(Value::as_i64).unwrap_or(3600);
-    if !(1..=MAX_TOKEN_TTL).contains(&ttl) {
-        return error(StatusCode::BAD_REQUEST, format!("ttl_seconds must be between 1 and {MAX_TOKEN_TTL}"));
+    // A field of the wrong type is refused, never read as absent: a token scoped to nothing the
+    // caller meant, or living an hour when it asked for 60.5 seconds, would be worse than a 400.
+    let mut fields = [("trace_id", String::new()), ("message_id", String::new()), ("session_id", String::new())];
+    for (name, value) in fields.iter_mut() {
+        match req.get(*name) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => *value = s.clone(),
+            Some(_) => return error(StatusCode::BAD_REQUEST, format!("`{name}` must be a string")),
+        }
     }
+    let [(_, trace_id), (_, message_id), (_, session_id)] = fields;
+    let trace_id = trace_id.to_ascii_lowercase();
+    let hex32 = trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit());
+    if !trace_id.is_empty() && !hex32 {
+        return error(StatusCode::BAD_REQUEST, "`trace_id` must be 32 hexadecimal characters (the OpenTelemetry trace id)");
+    }
+    let ttl = match req.get("ttl_seconds") {
+        None | Some(Value::Null) => Some(3600),
+        Some(v) => v.as_i64(),
+    };
+    let Some(ttl) = ttl.filter(|t| (1..=MAX_TOKEN_TTL).contains(t)) else {
+        return error(StatusCode::BAD_REQUEST, format!("`ttl_seconds` must be a whole number of seconds between 1 and {MAX_TOKEN_TTL}"));
+    };
     let claims = Claims {
         k: key.key_id,
         p: key.project,
         exp: OffsetDateTime::now_utc().unix_timestamp() + ttl,
-        t: field("trace_id").to_ascii_lowercase(),
-        m: field("message_id"),
-        s: field("session_id"),
+        t: trace_id,
+        m: message_id,
+        s: session_id,
     };
     if claims.t.is_empty() && claims.m.is_empty() && claims.s.is_empty() {
         return error(StatusCode::BAD_REQUEST, "a token needs a scope: trace_id, message_id and/or session_id");

@@ -112,7 +112,13 @@ pub async fn link(store: &Store, project: &str, rows: &mut [SignalRow], message_
         }
         let trace_known = !row.trace_id.is_empty()
             && (calls.iter().any(|c| c.trace_id == row.trace_id) || spans_seen.iter().any(|(_, t)| *t == row.trace_id));
-        row.link_status = if trace_known {
+        // A span the signal names must be in its trace: found only by its trace, the signal
+        // would be reported linked while judging a call it did not name. Its span may still
+        // arrive (spans of one trace come in several batches): pending until then.
+        let span_known = row.span_id.is_empty()
+            || calls.iter().any(|c| c.span_id == row.span_id && c.trace_id == row.trace_id)
+            || spans_seen.iter().any(|(s, t)| *s == row.span_id && *t == row.trace_id);
+        row.link_status = if trace_known && span_known {
             LINKED
         } else if row.trace_id.is_empty() && row.span_id.is_empty() && row.message_id.is_empty() {
             SESSION

@@ -103,6 +103,10 @@ pub fn verify(token: &str, public_key_hex: &str, now: i64) -> Result<Claims, Tok
     if claims.t.is_empty() && claims.m.is_empty() && claims.s.is_empty() {
         return Err(TokenError::NoScope);
     }
+    // Trace ids are stored and compared in lowercase; a token minted elsewhere (an SDK, a
+    // server-side helper) may carry the id as the application printed it.
+    let mut claims = claims;
+    claims.t.make_ascii_lowercase();
     Ok(claims)
 }
 

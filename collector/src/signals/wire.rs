@@ -124,6 +124,10 @@ pub fn validate(index: usize, value: &Value) -> Result<Signal, Invalid> {
     };
     let value = number("value")?;
     let scale = number("scale")?;
+    // The top of the rating scale: a value is read against it (4 of 5), so it must be above 0.
+    if scale.is_some_and(|s| s <= 0.0) {
+        return Err(bad("scale", "must be above 0: the top of the rating scale (5 for five stars, 1 for thumbs)".into()));
+    }
     if kind == "rating" && value.is_none() {
         return Err(bad("value", "a rating needs a numeric value".into()));
     }
