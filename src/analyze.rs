@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use flywheel_analyzer::embed::Embedder;
 use flywheel_analyzer::name::Namer;
 use flywheel_analyzer::rules::Rules;
@@ -41,7 +41,7 @@ impl Progress for Bar {
 }
 
 pub fn window(since: &str) -> Result<(OffsetDateTime, OffsetDateTime)> {
-    let span = flywheel_simulator::parse_duration(since).with_context(|| format!("--since {since}: use e.g. 30m, 24h or 7d"))?;
+    let span = flywheel_schemas::lookback::parse(since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
     let until = OffsetDateTime::now_utc();
     Ok((until - span, until))
 }

@@ -64,9 +64,11 @@ enum Command {
     Simulate(SimulateArgs),
     /// Detect failures and cluster them into patterns.
     Analyze {
+        /// The project [default: the only project with data].
         #[arg(long)]
         project: Option<String>,
-        #[arg(long, default_value = "7d")]
+        /// How far back to look, ending now: 30m, 36h, 7d, 2w, 1d12h.
+        #[arg(long, default_value = "7d", allow_hyphen_values = true)]
         since: String,
         /// Represent texts lexically (TF-IDF) even when the embedding model is installed.
         #[arg(long)]
@@ -79,6 +81,7 @@ enum Command {
     },
     /// List the current failure patterns.
     Patterns {
+        /// The project [default: the only project with data].
         #[arg(long)]
         project: Option<String>,
         /// One JSON object per line.
@@ -96,9 +99,10 @@ enum Command {
         /// The ISO week to review, e.g. 2026-W47 (Monday to Monday, UTC).
         #[arg(long, conflicts_with = "since")]
         week: Option<String>,
-        /// The period to review, ending now (7d, 36h, 2w) [default: 7d].
-        #[arg(long)]
+        /// The period to review, ending now (30m, 36h, 7d, 2w, 1d12h) [default: 7d].
+        #[arg(long, allow_hyphen_values = true)]
         since: Option<String>,
+        /// Markdown, or HTML with charts.
         #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
         format: ReportFormat,
         /// Output file; `-` for standard output [default: ./reports/flywheel-report-<period>.<md|html>]
@@ -113,6 +117,7 @@ enum Command {
     },
     /// Open the terminal UI.
     Tui {
+        /// The project [default: the only project with data].
         #[arg(long)]
         project: Option<String>,
         /// No colours (also with NO_COLOR set).
@@ -127,6 +132,7 @@ enum Command {
     },
     /// Run the whole loop on a simulated application: engine, collector, traffic, analysis, TUI.
     Demo {
+        /// End with the summary instead of opening the terminal UI.
         #[arg(long)]
         no_tui: bool,
     },
@@ -179,8 +185,10 @@ enum ClickhouseCmd {
     Start {
         #[command(flatten)]
         data: DataDir,
+        /// The engine's HTTP port.
         #[arg(long, default_value_t = engine::DEFAULT_PORT)]
         port: u16,
+        /// The address to listen on; beyond loopback the engine requires its password.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
     },
@@ -222,6 +230,7 @@ enum WalCmd {
     /// Store the quarantined records again, once their cause is fixed; each file stored moves to
     /// `quarantine/replayed/`, a file still refused stays with the reason (exit status 1).
     Replay {
+        /// The log's directory [default: as for `quarantine`]
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Say what would be stored, store nothing.
@@ -236,6 +245,7 @@ enum WalCmd {
 enum KeysCmd {
     /// Create a key for a project; prints the key alone on the last line.
     Create {
+        /// The project whose data the key may send.
         #[arg(long)]
         project: String,
         /// A label to recognise the key by (e.g. the service that uses it).
@@ -243,15 +253,20 @@ enum KeysCmd {
         name: String,
     },
     /// Revoke a key by its id (printed by `create`); requests with it are refused from then on.
-    Revoke { key_id: String },
+    Revoke {
+        /// The key's id (`k_…`), as `create` printed it.
+        key_id: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum ExportCmd {
     /// Eval cases from one pattern or from every open pattern.
+    // One of the two targets is required: the error then names both.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["pattern", "all_open"])))]
     Evals {
         /// One pattern, by id (`flywheel patterns`).
-        #[arg(long, required_unless_present = "all_open", conflicts_with = "all_open")]
+        #[arg(long)]
         pattern: Option<String>,
         /// Every open behaviour pattern (triage new or acknowledged, not resolved).
         #[arg(long)]
@@ -259,6 +274,7 @@ enum ExportCmd {
         /// With --all-open: also the operations lane (rate limits, timeouts, latency).
         #[arg(long, requires = "all_open")]
         include_operations: bool,
+        /// The eval tool's format.
         #[arg(long, value_enum, default_value_t = EvalFormat::Jsonl)]
         format: EvalFormat,
         /// Representative (diverse) failing calls per pattern.
@@ -283,6 +299,7 @@ enum ExportCmd {
 enum BenchCmd {
     /// Insert and query throughput of the storage boundary.
     Storage {
+        /// Rows to insert.
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
         /// Rows per INSERT; repeat for several sizes.
@@ -291,11 +308,13 @@ enum BenchCmd {
     },
     /// Collector throughput over OTLP/HTTP protobuf and gRPC, writer off and on; latency at fixed loads.
     Ingest {
+        /// Requests per measurement.
         #[arg(long, default_value_t = 400)]
         requests: usize,
         /// Spans per request (a third are agent spans, the rest chat calls with content).
         #[arg(long, default_value_t = 60)]
         spans: usize,
+        /// Requests in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
         /// Fixed loads for the latency table, in requests per second (comma-separated).
@@ -344,6 +363,7 @@ enum BenchCmd {
         /// Measurements per step.
         #[arg(long, default_value_t = 7)]
         repeat: usize,
+        /// The database the benchmark fills (dropped and recreated).
         #[arg(long, default_value = "flywheel_bench_tui")]
         database: String,
     },
@@ -366,6 +386,12 @@ enum EvalFormat {
 fn main() -> ExitCode {
     let _telemetry = telemetry::init();
     let cli = Cli::parse();
+    if prints_and_exits(&cli.command) {
+        // Like every Unix filter: a reader that goes away (`flywheel analyze | head`) ends the
+        // command quietly. Rust ignores SIGPIPE, and `println!` then panics on the closed pipe.
+        // Not for the long-running commands, whose children and sockets must not kill them.
+        reset_sigpipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -376,11 +402,51 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            // One line: the chain of causes joined, as scripts and tests expect.
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Commands that print their result and exit (everything but the servers and the UI).
+fn prints_and_exits(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Serve { .. }
+            | Command::Demo { .. }
+            | Command::Tui { .. }
+            | Command::Simulate(_)
+            | Command::Bench(_)
+            | Command::Clickhouse(_)
+    )
+}
+
+#[cfg(unix)]
+fn reset_sigpipe() {
+    // SAFETY: restores the default disposition of one signal; no handler of ours is replaced.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn reset_sigpipe() {}
+
+/// An error in one line: the chain of causes joined, as scripts and tests expect, leaving out a
+/// cause whose text the message already gives (many errors quote their source).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 async fn run(command: Command) -> Result<ExitCode> {
@@ -407,7 +473,9 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Simulate(args) => simulate(args).await,
         Command::Analyze { project, since, lexical, llm_names } => {
             let cfg = StorageConfig::load()?;
-            let store = store::open(&cfg).await?;
+            // Migrated first: on a fresh home the tables do not exist yet, and "no data yet"
+            // says more than ClickHouse's UNKNOWN_DATABASE.
+            let store = open_migrated().await?;
             // Derived signals (regenerations, retries, abandonment) over the whole window first:
             // the collector derives them only over its recent traffic.
             let (start, _) = analyze::window(&since)?;
@@ -418,8 +486,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             analyze::analyze(&store, project, &since, analyzer_rules(&cfg)?, lexical, llm_names).await
         }
         Command::Patterns { project, json, members } => {
-            let cfg = StorageConfig::load()?;
-            let store = store::open(&cfg).await?;
+            let store = open_migrated().await?;
             analyze::patterns(&store, project, json, members).await
         }
         Command::Export(ExportCmd::Evals {
@@ -561,10 +628,19 @@ async fn wal(cmd: WalCmd) -> Result<ExitCode> {
     use flywheel_collector::wal::replay;
     let cfg = CollectorConfig::load().map_err(anyhow::Error::msg).context("reading the [collector] configuration")?;
     let database = StorageConfig::load()?.clickhouse.database;
-    let dir_of = |dir: Option<PathBuf>| dir.unwrap_or_else(|| cfg.wal_dir_for(&database));
+    // A directory named on the command line must exist: a typo would read as an empty log.
+    let dir_of = |dir: Option<PathBuf>| -> Result<PathBuf> {
+        match dir {
+            Some(d) if !d.is_dir() => {
+                anyhow::bail!("no write-ahead log at {}: give the collector's log directory (`[collector] wal_dir`)", d.display())
+            }
+            Some(d) => Ok(d),
+            None => Ok(cfg.wal_dir_for(&database)),
+        }
+    };
     match cmd {
         WalCmd::Quarantine { dir } => {
-            let dir = dir_of(dir);
+            let dir = dir_of(dir)?;
             let entries = replay::list(&dir)?;
             if entries.is_empty() {
                 println!("nothing in quarantine ({})", dir.join("quarantine").display());
@@ -583,7 +659,7 @@ async fn wal(cmd: WalCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         WalCmd::Replay { dir, dry_run, files } => {
-            let dir = dir_of(dir);
+            let dir = dir_of(dir)?;
             let store = open_migrated().await?;
             let outcomes = replay::replay(&dir, &store, &files, dry_run).await?;
             if outcomes.is_empty() {
@@ -672,6 +748,8 @@ async fn tui(project: Option<String>, no_color: bool, window: &str, impact: &str
     use flywheel_tui::model::{Impact, Window};
     let window = Window::parse(window).with_context(|| format!("--window {window}: use 24h, 7d or 30d"))?;
     let impact = Impact::parse(impact).with_context(|| format!("--impact {impact}: use users, sessions, calls or cost"))?;
+    // Before the engine starts: without a terminal there is nothing to start it for.
+    flywheel_tui::terminal::check()?;
     let store = open_migrated().await?;
     let defaults = flywheel_tui::TuiOptions::default();
     let opts = flywheel_tui::TuiOptions { project, window, impact, no_color: no_color || defaults.no_color, ..defaults };

@@ -113,5 +113,5 @@ fn analyze_explains_what_is_missing() {
     assert!(stderr(&out).contains("no project has LLM calls yet"), "{}", stderr(&out));
     let out = db.flywheel(&["analyze", "--project", "p", "--since", "soon"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("--since soon"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--since: `soon` is not a duration"), "{}", stderr(&out));
 }

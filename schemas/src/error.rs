@@ -30,6 +30,9 @@ pub enum StoreError {
     MigrationChanged { version: u32, name: String, applied: String, current: String },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The project to work on is not known or not given: the message says which exist.
+    #[error("{0}")]
+    Project(String),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
 }

@@ -23,6 +23,7 @@ pub mod engine;
 pub mod error;
 pub mod error_class;
 pub mod failure;
+pub mod lookback;
 pub mod messages;
 pub mod migrate;
 pub mod queries;

@@ -209,17 +209,20 @@ pub async fn projects(store: &Store) -> Result<Vec<String>, StoreError> {
     Ok(rows.into_iter().map(|r| r.key).collect())
 }
 
-/// The project to work on: the one named, else the only one with calls.
+/// The project to work on: the one named, if it has calls; else the only one with calls.
+/// A name nothing was ever stored under (a typo) is refused with the projects that exist,
+/// rather than answered with an empty analysis or report.
 pub async fn resolve_project(store: &Store, named: Option<&str>) -> Result<String, StoreError> {
-    if let Some(p) = named {
-        return Ok(p.to_string());
-    }
     let all = projects(store).await?;
-    match all.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => Err(StoreError::Config(
-            "no project has LLM calls yet: send traces first (see `flywheel demo`), or name one with --project".into(),
-        )),
-        many => Err(StoreError::Config(format!("several projects have LLM calls ({}): choose one with --project", many.join(", ")))),
+    const NO_DATA: &str = "no project has LLM calls yet: start the collector (`flywheel serve`) and send traces, or try `flywheel demo`";
+    match (named, all.as_slice()) {
+        (Some(p), _) if all.iter().any(|a| a == p) => Ok(p.to_string()),
+        (Some(p), []) => Err(StoreError::Project(format!("project `{p}` has no LLM calls: {NO_DATA}"))),
+        (Some(p), known) => Err(StoreError::Project(format!("project `{p}` has no LLM calls; projects with calls: {}", known.join(", ")))),
+        (None, [one]) => Ok(one.clone()),
+        (None, []) => Err(StoreError::Project(NO_DATA.into())),
+        (None, many) => {
+            Err(StoreError::Project(format!("several projects have LLM calls ({}): choose one with --project", many.join(", "))))
+        }
     }
 }

@@ -32,9 +32,15 @@ pub struct Session {
 
 impl Session {
     pub fn enter() -> io::Result<Session> {
+        // Checked before anything changes: without a terminal, raw mode fails, and the error
+        // went to the log file stderr had been redirected to — nothing on screen.
+        check()?;
         install_panic_hook();
         redirect_stderr();
-        enable_raw_mode()?;
+        if let Err(e) = enable_raw_mode() {
+            restore();
+            return Err(e);
+        }
         let mut stdout = io::stdout();
         if let Err(e) = execute!(stdout, EnterAlternateScreen, EnableMouseCapture) {
             restore();
@@ -55,6 +61,17 @@ impl Drop for Session {
         let _ = self.terminal.show_cursor();
         restore();
     }
+}
+
+/// Whether the UI can run here: standard input and output must be a terminal.
+pub fn check() -> io::Result<()> {
+    use std::io::IsTerminal;
+    if io::stdin().is_terminal() && io::stdout().is_terminal() {
+        return Ok(());
+    }
+    Err(io::Error::other(
+        "flywheel tui needs a terminal (standard input and output are not one); in scripts use `flywheel patterns` or `flywheel report`",
+    ))
 }
 
 /// Leaves raw mode and the alternate screen and gives stderr back. Safe to call twice.

@@ -45,7 +45,7 @@ pub enum ExportError {
     Append(String),
     #[error("cannot render the cases: {0}")]
     Render(String),
-    #[error("cannot write {path}: {source} (check that the directory is writable)")]
+    #[error("cannot write {path}: {source} ({})", crate::export::write_hint(source))]
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
@@ -313,9 +313,17 @@ async fn record(store: &Store, project: &str, format: EvalFormat, path: &Path, c
 }
 
 /// Writes `content` to `path` through a temporary file in the same directory and a rename, so a
-/// reader never sees half a file.
+/// reader never sees half a file. A path that is not a regular file — `/dev/stdout`, `/dev/null`,
+/// a FIFO, a symbolic link — is written through: a rename would replace the device or the link
+/// with a file (run as root, `--out /dev/null` replaced the machine's /dev/null).
 pub fn write_atomically(path: &Path, content: &str) -> Result<(), ExportError> {
     let err = |source| ExportError::Write { path: path.to_path_buf(), source };
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.is_file()
+        && !meta.is_dir()
+    {
+        return std::fs::write(path, content).map_err(err);
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
@@ -326,6 +334,41 @@ pub fn write_atomically(path: &Path, content: &str) -> Result<(), ExportError> {
 }
 
 /// The project to work on: `given`, or the only project with calls (one rule for every command).
+/// What to do about a file that cannot be written, by why.
+pub fn write_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::IsADirectory => "that is a directory: give a file path",
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            "check that the directory is writable, or choose another path"
+        }
+        std::io::ErrorKind::NotFound => "its directory does not exist",
+        _ => "check the path and the free space",
+    }
+}
+
 pub async fn resolve_project(store: &Store, given: Option<&str>) -> Result<String, StoreError> {
     flywheel_schemas::queries::resolve_project(store, given.filter(|p| !p.is_empty())).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn devices_and_links_are_written_through_not_replaced() {
+        let dir = std::env::temp_dir().join(format!("flywheel-write-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("target.jsonl");
+        std::fs::write(&target, "old").unwrap();
+        let link = dir.join("link.jsonl");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        super::write_atomically(&link, "new").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link is kept");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        super::write_atomically(std::path::Path::new("/dev/null"), "nothing").unwrap();
+        assert!(!std::fs::metadata("/dev/null").unwrap().is_file(), "/dev/null is still a device");
+        let plain = dir.join("plain.jsonl");
+        super::write_atomically(&plain, "x").unwrap();
+        assert_eq!(std::fs::read_to_string(&plain).unwrap(), "x");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -37,7 +37,7 @@ pub enum ReportError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Options(String),
-    #[error("cannot write {path}: {source} (check that the directory is writable)")]
+    #[error("cannot write {path}: {source} ({})", crate::export::write_hint(source))]
     Write { path: PathBuf, source: std::io::Error },
 }
 

@@ -55,18 +55,9 @@ impl Period {
     }
 }
 
+/// `--since`, read as every command reads it ([`flywheel_schemas::lookback`]).
 pub fn parse_duration(spec: &str) -> Result<Duration, ReportError> {
-    let bad = || ReportError::Options(format!("`{spec}` is not a duration: write it like 7d, 36h or 2w"));
-    let split = spec.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let n: i64 = spec[..split].parse().map_err(|_| bad())?;
-    let d = match &spec[split..] {
-        "m" => Duration::minutes(n),
-        "h" => Duration::hours(n),
-        "d" => Duration::days(n),
-        "w" => Duration::weeks(n),
-        _ => return Err(bad()),
-    };
-    if n <= 0 { Err(bad()) } else { Ok(d) }
+    flywheel_schemas::lookback::parse(spec).map_err(ReportError::Options)
 }
 
 #[cfg(test)]

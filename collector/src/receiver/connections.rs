@@ -245,6 +245,8 @@ enum Sniff {
     Http2,
     /// Writing the answer to an HTTP/1 request, from this offset.
     Answering(usize),
+    /// Answered: reading what the client still sends until it closes.
+    Draining,
     Done,
 }
 
@@ -265,22 +267,23 @@ impl AsyncRead for GrpcOnly {
             match this.state {
                 Sniff::Http2 => return Pin::new(&mut this.inner).poll_read(cx, buf),
                 Sniff::Done => return Poll::Ready(Ok(())),
+                // A lingering close: what the client still sends is read and dropped until it
+                // closes (or the idle timeout ends the connection). Closing a socket with unread
+                // input resets it, and a reset can discard the answer before the client reads it.
+                Sniff::Draining => {
+                    let mut scratch = [0u8; 4096];
+                    let mut rest = ReadBuf::new(&mut scratch);
+                    match Pin::new(&mut this.inner).poll_read(cx, &mut rest) {
+                        Poll::Ready(Ok(())) if !rest.filled().is_empty() => {}
+                        Poll::Ready(_) => this.state = Sniff::Done,
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
                 Sniff::First => {
                     let before = buf.filled().len();
                     match Pin::new(&mut this.inner).poll_read(cx, buf) {
                         Poll::Ready(Ok(())) if is_http1(&buf.filled()[before..]) => {
                             buf.set_filled(before);
-                            // What else the client sent now (the rest of its request) is read
-                            // and dropped: closing a socket with unread input resets it, and
-                            // the client would lose the answer.
-                            let mut scratch = [0u8; 4096];
-                            for _ in 0..16 {
-                                let mut rest = ReadBuf::new(&mut scratch);
-                                match Pin::new(&mut this.inner.stream).poll_read(cx, &mut rest) {
-                                    Poll::Ready(Ok(())) if !rest.filled().is_empty() => continue,
-                                    _ => break,
-                                }
-                            }
                             this.held = Vec::new();
                             this.state = Sniff::Answering(0);
                         }
@@ -296,10 +299,9 @@ impl AsyncRead for GrpcOnly {
                         Poll::Ready(Ok(n)) if at + n < answer.len() && n > 0 => this.state = Sniff::Answering(at + n),
                         Poll::Ready(_) => {
                             crate::metrics::count(crate::metrics::Event::Http1OnGrpc);
-                            // The answer is followed by the end of the stream (FIN), then the
-                            // server sees the end of the input and closes.
+                            // The answer is followed by the end of our stream (FIN).
                             let _ = Pin::new(&mut this.inner).poll_shutdown(cx);
-                            this.state = Sniff::Done;
+                            this.state = Sniff::Draining;
                         }
                         Poll::Pending => return Poll::Pending,
                     }
@@ -319,7 +321,7 @@ impl AsyncWrite for GrpcOnly {
                 Poll::Ready(Ok(buf.len()))
             }
             Sniff::First => Poll::Pending,
-            Sniff::Answering(_) | Sniff::Done => Poll::Ready(Ok(buf.len())),
+            Sniff::Answering(_) | Sniff::Draining | Sniff::Done => Poll::Ready(Ok(buf.len())),
             Sniff::Http2 => {
                 std::task::ready!(this.poll_release(cx))?;
                 Pin::new(&mut this.inner).poll_write(cx, buf)

@@ -143,12 +143,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(SocketAddr, SocketAddr),
 ) -> std::io::Result<()> {
-    let http_listener = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen for OTLP/HTTP on {http_addr}: {e}")))?;
-    let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen for OTLP/gRPC on {grpc_addr}: {e}")))?;
+    let cannot_listen = |what: &str, addr: &str, flag: &str, key: &str, e: std::io::Error| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                format!("; another process listens there: stop it, or choose another address with {flag} (or `{key}` of [collector])")
+            }
+            std::io::ErrorKind::PermissionDenied => format!("; ports below 1024 need privileges: choose another with {flag}"),
+            _ => String::new(),
+        };
+        std::io::Error::new(e.kind(), format!("cannot listen for {what} on {addr}: {e}{hint}"))
+    };
+    let http_listener =
+        tokio::net::TcpListener::bind(http_addr).await.map_err(|e| cannot_listen("OTLP/HTTP", http_addr, "--http", "http", e))?;
+    let grpc_listener =
+        tokio::net::TcpListener::bind(grpc_addr).await.map_err(|e| cannot_listen("OTLP/gRPC", grpc_addr, "--grpc", "grpc", e))?;
     on_bound(http_listener.local_addr()?, grpc_listener.local_addr()?);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

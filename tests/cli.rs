@@ -1,0 +1,106 @@
+//! Every failure of the command line is one line that says what to do (issue 17): a non-zero
+//! exit, `error: …` alone on stderr, no panic and no backtrace — on a fresh database, with an
+//! unknown project, bad durations, a missing target, no terminal, a busy port, a log directory
+//! that does not exist, and a reader that closes the pipe.
+
+mod common;
+
+use std::process::Output;
+
+use common::{Collector, TestDb, stderr};
+
+/// The one line of a failure, after checking that it is one.
+fn one_line_failure(what: &str, out: &Output) -> String {
+    let err = stderr(out);
+    assert!(!out.status.success(), "{what}: exit status {:?}, stderr {err}", out.status);
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{what}: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{what}: one line, got {err}");
+    assert!(lines[0].starts_with("error:"), "{what}: {err}");
+    lines[0].to_string()
+}
+
+#[test]
+fn failures_are_one_line_that_says_what_to_do() {
+    let db = TestDb::new("cli");
+
+    // A database nothing was sent to: "no data yet", not ClickHouse's UNKNOWN_DATABASE.
+    for args in [&["patterns"][..], &["analyze", "--lexical"], &["report", "--out", "-"], &["export", "evals", "--all-open"]] {
+        let line = one_line_failure(&format!("{args:?}"), &db.flywheel(args));
+        assert!(line.contains("no project has LLM calls yet") && line.contains("flywheel serve"), "{args:?}: {line}");
+        assert!(!line.contains("invalid configuration"), "{args:?}: {line}");
+    }
+
+    // One parser of durations, one message, for every command; no panic far out of range.
+    for since in ["abc", "-3d", "7", "0d"] {
+        let analyze = one_line_failure(since, &db.flywheel(&["analyze", "--lexical", "--since", since]));
+        let report = one_line_failure(since, &db.flywheel(&["report", "--since", since, "--out", "-"]));
+        let reason = format!("`{since}` is not a duration");
+        assert!(analyze.contains(&reason) && report.contains(&reason), "{analyze} / {report}");
+        assert!(analyze.contains("1d12h") && report.contains("1d12h"));
+    }
+    for since in ["100000000000d", "1000000000000000d"] {
+        let analyze = one_line_failure(since, &db.flywheel(&["analyze", "--lexical", "--since", since]));
+        let report = one_line_failure(since, &db.flywheel(&["report", "--since", since, "--out", "-"]));
+        for line in [analyze, report] {
+            assert!(line.contains("at most 20000d") || line.contains("too long"), "{line}");
+        }
+    }
+
+    // Both targets of an export are named.
+    let out = db.flywheel(&["export", "evals"]);
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("--pattern") && err.contains("--all-open"), "{err}");
+
+    // No terminal: said on stderr before anything starts.
+    let line = one_line_failure("tui", &db.flywheel(&["tui"]));
+    assert!(line.contains("needs a terminal") && line.contains("flywheel patterns"), "{line}");
+
+    // A log directory that does not exist is not an empty log.
+    let line = one_line_failure("wal", &db.flywheel(&["wal", "quarantine", "--dir", "/nonexistent/flywheel-wal"]));
+    assert!(line.contains("no write-ahead log at /nonexistent/flywheel-wal"), "{line}");
+
+    // A busy port: named once, with the flag that chooses another.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let line = one_line_failure("serve", &db.flywheel(&["serve", "--http", &addr, "--grpc", "127.0.0.1:0"]));
+    assert_eq!(line.matches(&addr).count(), 1, "{line}");
+    assert!(line.contains("--http") && line.contains("another process"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_project_is_named_with_the_known_ones_and_a_closed_pipe_ends_quietly() {
+    let c = Collector::start(TestDb::new("cliproject"), "");
+    let key = c.key("shop");
+    let body = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/otlp/otel-v2/chat_plain.pb")).unwrap();
+    let reply = reqwest::Client::new()
+        .post(format!("{}/v1/traces", c.http))
+        .bearer_auth(&key)
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    c.wait_stored().await;
+
+    for args in [
+        &["patterns", "--project", "shpo"][..],
+        &["analyze", "--lexical", "--project", "shpo"],
+        &["report", "--project", "shpo", "--out", "-"],
+    ] {
+        let line = one_line_failure(&format!("{args:?}"), &c.db.flywheel(args));
+        assert!(line.contains("project `shpo` has no LLM calls") && line.contains("projects with calls: shop"), "{line}");
+    }
+
+    // `| true` closes the pipe at once: the command ends without a panic on stdout.
+    let script = format!("'{}' analyze --lexical --project shop | true", env!("CARGO_BIN_EXE_flywheel"));
+    let out = flywheel_cmd_env(&c, std::process::Command::new("sh").args(["-c", &script]));
+    let err = stderr(&out);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+}
+
+/// Runs `cmd` with the collector's database configured.
+fn flywheel_cmd_env(c: &Collector, cmd: &mut std::process::Command) -> Output {
+    cmd.env("FLYWHEEL_CLICKHOUSE_URL", &c.db.url).env("FLYWHEEL_CLICKHOUSE_DATABASE", &c.db.database).output().unwrap()
+}
