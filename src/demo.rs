@@ -34,7 +34,8 @@ pub async fn run(demo: Demo) -> Result<ExitCode> {
     let started = Instant::now();
     let mut cfg = StorageConfig::load()?;
     // The local engine, unless the user points at a server of their own.
-    if std::env::var_os("FLYWHEEL_CLICKHOUSE_URL").is_none_or(|v| v.is_empty()) {
+    let local_engine = std::env::var_os("FLYWHEEL_CLICKHOUSE_URL").is_none_or(|v| v.is_empty());
+    if local_engine {
         let bar = spinner("starting the local ClickHouse engine");
         let state = tokio::task::spawn_blocking(|| engine::ensure_running(&engine::default_data_dir())).await??;
         bar.finish_and_clear();
@@ -49,11 +50,14 @@ pub async fn run(demo: Demo) -> Result<ExitCode> {
 
     // Traffic: a different seed each run, so that a second demo adds new interactions.
     let seed = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+    // What was injected where, to score what the analysis finds against it.
+    let truth = std::env::temp_dir().join(format!("flywheel-demo-{}-{seed}.truth.jsonl", std::process::id()));
     let opts = flywheel_simulator::SimulateOptions {
         seed,
         volume: flywheel_simulator::Volume::Interactions(demo.interactions),
         endpoint: collector.endpoint.clone(),
         key: Some(collector.key.clone()),
+        truth: Some(truth.clone()),
         ..Default::default()
     };
     let bar = spinner(&format!("simulating {} interactions of a support and a coding assistant", demo.interactions));
@@ -71,6 +75,8 @@ pub async fn run(demo: Demo) -> Result<ExitCode> {
     for p in patterns.iter().filter(|p| p.size > 0).take(8) {
         println!("  {:>4} calls · {:>3} users · {}", p.size, p.users, p.label);
     }
+    print!("{}", scoreboard(&store, &patterns, &truth).await?);
+    let _ = std::fs::remove_file(&truth);
 
     // The loop's outputs: an eval file of every open pattern and the weekly review.
     use flywheel_analyzer::export::{self, EvalFormat, ExportOptions, Selection};
@@ -93,11 +99,58 @@ pub async fn run(demo: Demo) -> Result<ExitCode> {
         println!("report: {}", report::write_report(&store, &opts).await?);
     }
     println!("\ndemo done in {:.0}s", started.elapsed().as_secs_f64());
-    if demo.no_tui {
+    if local_engine {
+        println!(
+            "the local ClickHouse engine keeps running with the demo's data ({}); stop it with `flywheel clickhouse stop`",
+            engine::default_data_dir().display()
+        );
+    }
+    // Without a terminal (piped, in CI) the demo ends here, as with --no-tui.
+    if demo.no_tui || flywheel_tui::terminal::check().is_err() {
         println!("explore with `flywheel tui --project {PROJECT}`");
         return Ok(ExitCode::SUCCESS);
     }
     crate::tui(Some(PROJECT.into()), false, "7d", "users").await
+}
+
+/// The injected failure modes against the patterns found: for each mode, the pattern that holds
+/// most of its interactions and how well (F1), as `flywheel bench analyze` scores them.
+async fn scoreboard(
+    store: &flywheel_schemas::Store,
+    patterns: &[flywheel_schemas::rows::PatternRow],
+    truth: &std::path::Path,
+) -> Result<String> {
+    use std::collections::BTreeMap;
+    use std::fmt::Write as _;
+    let text = std::fs::read_to_string(truth).with_context(|| format!("reading {}", truth.display()))?;
+    let mut mode_of: BTreeMap<String, String> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with("{\"summary\"")) {
+        let call: flywheel_simulator::truth::TruthCall = serde_json::from_str(line)?;
+        if let Some(mode) = call.trace_failure_mode {
+            mode_of.insert(call.trace_id, mode);
+        }
+    }
+    let mut pattern_of: BTreeMap<String, String> = BTreeMap::new();
+    for p in patterns.iter().filter(|p| p.size > 0) {
+        for m in queries::pattern_members(store, PROJECT, &p.pattern_id).await? {
+            pattern_of.insert(m.trace_id, p.pattern_id.clone());
+        }
+    }
+    let truth_labels: Vec<String> = mode_of.values().cloned().collect();
+    let predicted: Vec<Option<String>> = mode_of.keys().map(|t| pattern_of.get(t).cloned()).collect();
+    let modes = flywheel_analyzer::score::modes_recovered(&truth_labels, &predicted);
+    let label = |id: &str| patterns.iter().find(|p| p.pattern_id == id).map_or("?", |p| p.label.as_str()).to_string();
+    let mut out = String::from("\ninjected failure modes → the pattern that holds them (F1):\n");
+    let width = modes.iter().map(|m| m.mode.len()).max().unwrap_or(0);
+    for m in &modes {
+        let found = match &m.best_pattern {
+            Some(p) => format!("{} ({:.2})", label(p), m.f1),
+            None => "no pattern".to_string(),
+        };
+        let _ = writeln!(out, "  {} {:<width$} {:>4} interactions → {found}", if m.recovered { "✔" } else { "✘" }, m.mode, m.items);
+    }
+    let _ = writeln!(out, "recovered {} of {} injected modes", modes.iter().filter(|m| m.recovered).count(), modes.len());
+    Ok(out)
 }
 
 /// A collector on free local ports in this process, with a fresh key of `project`.
