@@ -287,6 +287,9 @@ impl AsyncRead for GrpcOnly {
                             this.held = Vec::new();
                             this.state = Sniff::Answering(0);
                         }
+                        // Nothing arrived yet: still undecided (deciding here let an HTTP/1
+                        // request that came a moment later reach HTTP/2, which resets it).
+                        Poll::Pending => return Poll::Pending,
                         other => {
                             this.state = Sniff::Http2;
                             return other;

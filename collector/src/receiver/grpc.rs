@@ -12,7 +12,6 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use prost::Message as _;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
@@ -38,6 +37,22 @@ impl Service {
             over_budget(spent)
         })?;
         Ok(reservation)
+    }
+
+    /// What every Export method does before its own work: reserve the message's memory,
+    /// authenticate, count what was repaired to decode it. The project, and the reservation to
+    /// keep until the reply.
+    async fn admit<M: prost::Message>(
+        &self,
+        request: &Request<Decoded<M>>,
+        signal: &'static str,
+    ) -> Result<(String, super::budget::Reservation), Status> {
+        let decoded = request.get_ref();
+        let size = decoded.request.encoded_len();
+        let reservation = self.reserve(size, signal, request.metadata())?;
+        let project = self.project(request.metadata(), signal, size).await?;
+        super::note_repairs(signal, &decoded.repairs);
+        Ok((project, reservation))
     }
 
     async fn project(&self, metadata: &MetadataMap, signal: &str, size: usize) -> Result<String, Status> {
@@ -88,11 +103,8 @@ impl Export for Traces {
         service: Service,
         request: Request<Decoded<ExportTraceServiceRequest>>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let (project, _reservation) = service.admit(&request, "spans").await?;
         let decoded = request.get_ref();
-        let size = decoded.request.encoded_len();
-        let _reservation = service.reserve(size, "spans", request.metadata())?;
-        let project = service.project(request.metadata(), "spans", size).await?;
-        super::note_repairs("spans", &decoded.repairs);
         let mut outcome = service.0.pipeline.traces(&project, &decoded.request).await.map_err(write_status)?;
         outcome.warn(&decoded.repairs);
         Ok(Response::new(ExportTraceServiceResponse { partial_success: outcome.trace_partial() }))
@@ -112,11 +124,8 @@ impl Export for Logs {
         service: Service,
         request: Request<Decoded<ExportLogsServiceRequest>>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let (project, _reservation) = service.admit(&request, "logs").await?;
         let decoded = request.get_ref();
-        let size = decoded.request.encoded_len();
-        let _reservation = service.reserve(size, "logs", request.metadata())?;
-        let project = service.project(request.metadata(), "logs", size).await?;
-        super::note_repairs("logs", &decoded.repairs);
         let mut outcome = service.0.pipeline.logs(&project, &decoded.request).await.map_err(write_status)?;
         outcome.warn(&decoded.repairs);
         Ok(Response::new(ExportLogsServiceResponse { partial_success: outcome.logs_partial() }))
@@ -136,11 +145,8 @@ impl Export for Metrics {
         service: Service,
         request: Request<Decoded<ExportMetricsServiceRequest>>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let _admitted = service.admit(&request, "metrics").await?;
         let decoded = request.get_ref();
-        let size = decoded.request.encoded_len();
-        let _reservation = service.reserve(size, "metrics", request.metadata())?;
-        service.project(request.metadata(), "metrics", size).await?;
-        super::note_repairs("metrics", &decoded.repairs);
         service.0.pipeline.metrics.metric_points(crate::client_metrics::points(&decoded.request));
         let partial_success =
             decoded.repairs.message().map(|error_message| ExportMetricsPartialSuccess { rejected_data_points: 0, error_message });
