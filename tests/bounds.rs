@@ -21,17 +21,6 @@ fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/otlp").join(path)).unwrap()
 }
 
-async fn post_traces(c: &Collector, key: &str, body: Vec<u8>) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{}/v1/traces", c.http))
-        .bearer_auth(key)
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// A client that sends a header line now and then never completes its request: the header
 /// timeout closes the connection although bytes keep arriving (the idle timeout alone would
 /// not), nothing is acknowledged, and the close is counted.
@@ -72,20 +61,20 @@ async fn unknown_keys_and_token_key_ids_are_refused_without_loading_the_database
     let c = Collector::start(TestDb::new("badkeys"), "[collector]\nkey_refresh_secs = 3600\n");
     let good = c.key("p");
     let body = fixture("otel-v2/chat_plain.pb");
-    assert_eq!(post_traces(&c, &good, body.clone()).await.status(), 200);
+    assert_eq!(c.post_traces(&good, body.clone()).await.status(), 200);
     let (one, table) = (r#"flywheel_key_lookups_total{kind="one"}"#, r#"flywheel_key_lookups_total{kind="table"}"#);
     let (one_before, table_before) = (c.metric(one).await, c.metric(table).await);
 
     // The same bad key, 300 times.
     for _ in 0..300 {
-        assert_eq!(post_traces(&c, "fwk_the_same_bad_key", body.clone()).await.status(), 401);
+        assert_eq!(c.post_traces("fwk_the_same_bad_key", body.clone()).await.status(), 401);
     }
     let same = c.metric(one).await - one_before;
     assert!(same <= 1.0, "one bad key, 300 requests: {same} lookups");
 
     // 100 distinct bad keys: one lookup each, no re-read of the table.
     for i in 0..100 {
-        assert_eq!(post_traces(&c, &format!("fwk_random_{i:04}"), body.clone()).await.status(), 401);
+        assert_eq!(c.post_traces(&format!("fwk_random_{i:04}"), body.clone()).await.status(), 401);
     }
     // 200 tokens naming a key id that does not exist.
     let claims = Claims { k: "k_nobody".into(), p: "p".into(), exp: i64::MAX / 2, t: "ab".repeat(16), m: String::new(), s: String::new() };
@@ -111,7 +100,7 @@ async fn unknown_keys_and_token_key_ids_are_refused_without_loading_the_database
 
     // A key created now authenticates at once.
     let fresh = c.key("q");
-    assert_eq!(post_traces(&c, &fresh, body).await.status(), 200);
+    assert_eq!(c.post_traces(&fresh, body).await.status(), 200);
 }
 
 /// A TCP relay to the engine that can turn into a black hole: it accepts connections and reads
@@ -177,7 +166,7 @@ async fn a_clickhouse_that_never_answers_hangs_nothing() {
     let c = Collector::start(TestDb { url: url.to_string(), database: db.database.clone() }, "");
     let key = c.key("p");
     let body = fixture("otel-v2/chat_plain.pb");
-    assert_eq!(post_traces(&c, &key, body.clone()).await.status(), 200);
+    assert_eq!(c.post_traces(&key, body.clone()).await.status(), 200);
     c.wait_stored().await;
 
     relay.set_black_hole(true);
@@ -192,7 +181,7 @@ async fn a_clickhouse_that_never_answers_hangs_nothing() {
     assert!(text.contains("ClickHouse") && text.contains("no answer within"), "{text}");
 
     let started = Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(10), post_traces(&c, &key, fixture("oi/agent.pb"))).await.expect("acknowledged");
+    let r = tokio::time::timeout(Duration::from_secs(10), c.post_traces(&key, fixture("oi/agent.pb"))).await.expect("acknowledged");
     assert_eq!(r.status(), 200, "the write-ahead log takes the data while ClickHouse is silent");
     println!("ClickHouse silent: /readyz answered in {took:?}; a request was acknowledged in {:?}", started.elapsed());
     assert!(c.metric(r#"flywheel_clickhouse_timeouts_total{call="ping"}"#).await >= 1.0);
@@ -278,7 +267,7 @@ async fn log_records_and_signals_dated_out_of_range_are_refused_alone() {
 async fn large_edits_do_not_stall_the_collector() {
     let c = Collector::start(TestDb::new("edits"), "");
     let key = c.key("p");
-    assert_eq!(post_traces(&c, &key, fixture("otel-v2/chat_plain.pb")).await.status(), 200);
+    assert_eq!(c.post_traces(&key, fixture("otel-v2/chat_plain.pb")).await.status(), 200);
     c.wait_stored().await;
     let req =
         opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(fixture("otel-v2/chat_plain.pb").as_slice())
@@ -456,11 +445,11 @@ async fn one_key_holds_at_most_its_share_of_the_memory_budget() {
             ..Default::default()
         });
     }
-    let reply = post_traces(&c, &quiet, request.encode_to_vec()).await;
+    let reply = c.post_traces(&quiet, request.encode_to_vec()).await;
     assert_eq!(reply.status(), 200, "another project still gets in: {}", reply.text().await.unwrap());
 
     // The flooding key's next request is told why, and when to retry.
-    let reply = post_traces(&c, &flood, request.encode_to_vec()).await;
+    let reply = c.post_traces(&flood, request.encode_to_vec()).await;
     assert_eq!(reply.status(), 429);
     assert_eq!(reply.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
     let message = String::from_utf8_lossy(&reply.bytes().await.unwrap()).to_string();

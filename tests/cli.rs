@@ -73,15 +73,7 @@ async fn an_unknown_project_is_named_with_the_known_ones_and_a_closed_pipe_ends_
     let c = Collector::start(TestDb::new("cliproject"), "");
     let key = c.key("shop");
     let body = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/otlp/otel-v2/chat_plain.pb")).unwrap();
-    let reply = reqwest::Client::new()
-        .post(format!("{}/v1/traces", c.http))
-        .bearer_auth(&key)
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reply.status(), 200);
+    assert_eq!(c.post_traces(&key, body).await.status(), 200);
     c.wait_stored().await;
 
     for args in [

@@ -141,15 +141,7 @@ async fn self_traces_reach_a_collector_over_https() {
     // The traced collector's work (an ingest) makes its spans.
     let key = c.key("p");
     let body = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/otlp/oi/chat_plain.pb")).unwrap();
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/traces", c.http))
-        .bearer_auth(&key)
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(c.post_traces(&key, body).await.status(), 200);
     let store = sink.db.store();
     let mut spans = 0u64;
     for _ in 0..80 {

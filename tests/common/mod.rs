@@ -277,6 +277,19 @@ impl Collector {
         out
     }
 
+    /// Posts an OTLP/HTTP protobuf trace request with `key`.
+    #[allow(dead_code)] // not every test binary posts traces
+    pub async fn post_traces(&self, key: &str, body: Vec<u8>) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/v1/traces", self.http))
+            .bearer_auth(key)
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A new API key for `project`.
     pub fn key(&self, project: &str) -> String {
         let out = self.db.flywheel(&["keys", "create", "--project", project]);
