@@ -87,7 +87,7 @@ pub async fn run(demo: Demo) -> Result<ExitCode> {
         project: Some(PROJECT.into()),
         out: Some(dir.join("evals.jsonl")),
         again: true,
-        ..ExportOptions::new(Selection::AllOpen { operations: false }, EvalFormat::Jsonl)
+        ..ExportOptions::new(Selection::AllOpen, EvalFormat::Jsonl)
     };
     println!("\neval cases: {}", export::export_evals(&store, &evals).await?);
     for (format, name) in [(ReportFormat::Html, "report.html"), (ReportFormat::Markdown, "report.md")] {

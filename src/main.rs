@@ -271,9 +271,10 @@ enum ExportCmd {
         /// Every open behaviour pattern (triage new or acknowledged, not resolved).
         #[arg(long)]
         all_open: bool,
-        /// With --all-open: also the operations lane (rate limits, timeouts, latency).
-        #[arg(long, requires = "all_open")]
-        include_operations: bool,
+        /// Operations patterns too (rate limits, timeouts, latency), as availability and latency
+        /// checks; left out by default, as a correct answer fails them too.
+        #[arg(long, alias = "include-operations")]
+        include_ops: bool,
         /// The eval tool's format.
         #[arg(long, value_enum, default_value_t = EvalFormat::Jsonl)]
         format: EvalFormat,
@@ -492,7 +493,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Export(ExportCmd::Evals {
             pattern,
             all_open: _,
-            include_operations,
+            include_ops,
             format,
             max_per_pattern,
             out,
@@ -501,14 +502,22 @@ async fn run(command: Command) -> Result<ExitCode> {
             project,
         }) => {
             use flywheel_analyzer::export::{self, ExportOptions, Selection};
-            let selection = pattern.map(Selection::Pattern).unwrap_or(Selection::AllOpen { operations: include_operations });
+            let selection = pattern.map(Selection::Pattern).unwrap_or(Selection::AllOpen);
             let format = match format {
                 EvalFormat::Jsonl => export::EvalFormat::Jsonl,
                 EvalFormat::OpenaiEvals => export::EvalFormat::OpenaiEvals,
                 EvalFormat::Promptfoo => export::EvalFormat::Promptfoo,
                 EvalFormat::Csv => export::EvalFormat::Csv,
             };
-            let opts = ExportOptions { project, max_per_pattern, out, append_to, again, ..ExportOptions::new(selection, format) };
+            let opts = ExportOptions {
+                project,
+                max_per_pattern,
+                out,
+                append_to,
+                again,
+                operations: include_ops,
+                ..ExportOptions::new(selection, format)
+            };
             let store = open_migrated().await?;
             println!("{}", export::export_evals(&store, &opts).await?);
             Ok(ExitCode::SUCCESS)
@@ -735,8 +744,11 @@ struct EvalExporter {
 impl flywheel_tui::Exporter for EvalExporter {
     fn export_pattern(&self, project: &str, pattern_id: &str) -> Result<String, String> {
         use flywheel_analyzer::export::{self, EvalFormat, ExportOptions, Selection};
+        // The user chose this pattern on screen: an operations pattern is exported too, as
+        // availability and latency checks, rather than refused.
         let opts = ExportOptions {
             project: Some(project.to_string()),
+            operations: true,
             ..ExportOptions::new(Selection::Pattern(pattern_id.to_string()), EvalFormat::Jsonl)
         };
         // Called on a blocking thread of the TUI's worker: blocking on the runtime is allowed there.

@@ -145,6 +145,22 @@ async fn exports_are_valid_for_their_tools_and_never_duplicated() {
     assert_eq!(edited[0]["provenance"]["pattern_label"], seed::REFUND_LABEL);
     assert!(edited[0]["failure"]["reasons"].as_array().unwrap().iter().any(|r| r == "edit"));
     assert!(refund.iter().any(|c| c["input"]["messages"].as_array().unwrap().len() == 3), "the multi-turn member keeps its tool call");
+    // Every case says what a right answer does, from its cause — never an empty expectation.
+    for c in &cases {
+        let rubric: Vec<&str> = c["expected"]["rubric"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        assert!(!rubric.is_empty() && rubric.iter().all(|r| !r.contains("Does not fail in the way")), "{c:#}");
+        assert_eq!(c["input"]["parameters"]["temperature"], 0.2, "the request's parameters travel with the case");
+    }
+    for c in cases.iter().filter(|c| c["provenance"]["pattern_id"] == seed::TRUNC) {
+        assert!(c["expected"]["rubric"][0].as_str().unwrap().contains("complete answer"), "{c:#}");
+    }
+    let unedited = refund.iter().find(|c| c["expected"]["source"].is_null()).unwrap();
+    let rubric = unedited["expected"]["rubric"].to_string();
+    assert!(
+        rubric.contains(seed::REFUND_LABEL) && rubric.contains("system instructions"),
+        "a rejected answer's rubric names the cause: {rubric}"
+    );
+    assert!(edited[0]["expected"]["rubric"].to_string().contains(seed::EDIT_TEXT.trim_end_matches('.')), "the correction is the reference");
 
     // OpenAI evals: {"input": [chat messages], "ideal": …}.
     let openai = dir.join("cases.openai.jsonl");
@@ -159,22 +175,23 @@ async fn exports_are_valid_for_their_tools_and_never_duplicated() {
         }
         assert!(s["ideal"].is_string());
     }
-    let ideal: Vec<&Value> = samples.iter().filter(|s| s["ideal"] != "").collect();
+    assert!(samples.iter().all(|s| s["ideal"].as_str().is_some_and(|i| !i.is_empty())), "ideal: the correction, else the rubric");
+    let ideal: Vec<&Value> = samples.iter().filter(|s| s["ideal"] == seed::EDIT_TEXT).collect();
     assert_eq!(ideal.len(), 1);
-    assert_eq!(ideal[0]["ideal"], seed::EDIT_TEXT);
     assert_eq!(ideal[0]["input"][0]["role"], "system");
+    assert!(samples.iter().all(|s| s["metadata"]["rubric"].as_array().is_some_and(|r| !r.is_empty())));
     assert!(samples.iter().any(|s| s["input"].as_array().unwrap().iter().any(|m| m["tool_calls"].is_array())));
 
     // promptfoo: the real package validates and runs it.
     let pf = dir.join("promptfoo").join("tests.yaml");
     export(&db, &["--all-open", "--max-per-pattern", "3", "--format", "promptfoo", "--out", pf.to_str().unwrap()]);
     let results = promptfoo_check(&pf, 6);
-    let not_contains = results
+    let types: HashSet<String> = results
         .iter()
         .flat_map(|r| r["gradingResult"]["componentResults"].as_array().unwrap().clone())
-        .filter(|c| c["assertion"]["type"] == "not-icontains")
-        .count();
-    assert!(not_contains >= 3, "rejected answers become not-icontains guards");
+        .map(|c| c["assertion"]["type"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!types.iter().any(|t| t.starts_with("not-")), "no assertion forbids text a correct answer may contain: {types:?}");
 
     // CSV: one row per case.
     let csv_path = dir.join("cases.csv");
@@ -186,6 +203,8 @@ async fn exports_are_valid_for_their_tools_and_never_duplicated() {
     assert_eq!(rows.len(), 6);
     let expected_col = headers.iter().position(|h| h == "expected").unwrap();
     assert_eq!(rows.iter().filter(|r| &r[expected_col] == seed::EDIT_TEXT).count(), 1);
+    let rubric_col = headers.iter().position(|h| h == "rubric").unwrap();
+    assert!(rows.iter().all(|r| !r[rubric_col].is_empty()));
 
     // Every case is recorded per format.
     let recorded: Vec<Exported> = store
@@ -244,12 +263,27 @@ async fn one_pattern_and_errors() {
     seed::Seed::build(OffsetDateTime::now_utc()).insert(&store).await;
     let dir = scratch_dir("evals-pattern");
 
-    // A triaged (fixed) pattern is not open, but can be exported by id.
+    // Operations patterns make no behaviour eval: left out unless asked for, then as
+    // availability checks. A triaged (fixed) pattern is not open, but can be exported by id.
     let path = dir.join("ratelimit.jsonl");
-    let out = export(&db, &["--pattern", seed::RATELIMIT, "--out", path.to_str().unwrap()]);
+    let out = db.flywheel(&["export", "evals", "--pattern", seed::RATELIMIT, "--out", path.to_str().unwrap()]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("operations failure") && stderr(&out).contains("--include-ops"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    let out = export(&db, &["--pattern", seed::RATELIMIT, "--include-ops", "--out", path.to_str().unwrap()]);
     assert!(out.contains("3 eval cases from 1 pattern"), "{out}");
     let cases = lines(&path);
     assert!(cases.iter().all(|c| c["output"]["error"] == "RateLimitError: 429 Too Many Requests" && c["output"]["text"] == ""));
+    for c in &cases {
+        assert_eq!(c["expected"]["checks"], serde_json::json!([{"kind": "non_empty"}]), "{c:#}");
+        assert!(c["expected"]["rubric"][0].as_str().unwrap().contains("rate limited"), "{c:#}");
+    }
+    let all = dir.join("all.jsonl");
+    export(&db, &["--all-open", "--include-ops", "--out", all.to_str().unwrap()]);
+    assert!(lines(&all).iter().all(|c| c["provenance"]["pattern_id"] != seed::RATELIMIT), "fixed is not open");
 
     // Default output path, relative to the working directory.
     let out = common::flywheel_cmd()
@@ -322,4 +356,206 @@ async fn simulated_traffic_analyzed_then_exported_in_every_format() {
     assert!(summary.contains("no new eval cases") && summary.contains("already exported, use --again"), "{summary}");
     export(db, &["--project", "loop", "--all-open", "--again", "--out", again_path.to_str().unwrap()]);
     assert_eq!(lines(&again_path).len(), cases.len());
+}
+
+/// A pattern of answers that break the JSON contract their instructions and schema ask for,
+/// beside the shared seed: three calls, one of them with its schema on the span.
+async fn seed_format_pattern(store: &flywheel_schemas::Store, now: OffsetDateTime) {
+    const SYSTEM: &str = "Classify the customer's message. Reply with JSON only: {\"intent\": one of refund, delivery, other; \"priority\": one of low, high}.";
+    let schema = r#"{"type":"object","properties":{"intent":{"type":"string","enum":["refund","delivery","other"]},"priority":{"type":"string","enum":["low","high"]}},"required":["intent","priority"]}"#;
+    let mut s = seed::Seed { now: Some(now), ..Default::default() };
+    let messages = ["My parcel never came, order 77", "Refund me now for order 78", "Where is the invoice for order 79"];
+    let outputs = ["Sure! This looks like a delivery issue.", r#"{"intent": "refund"}"#, r#"{"intent": "other", "priority": "urgent"}"#];
+    let mut spans = Vec::new();
+    for i in 0..3u32 {
+        let at = now - time::Duration::hours(3) + time::Duration::minutes(i as i64);
+        let (t, sp) = s.call(seed::Call {
+            tag: 0xf6,
+            i,
+            at,
+            feature: "triage",
+            model: "gpt-4o-mini",
+            user: format!("user-t{i}"),
+            session: format!("sess-t{i}"),
+            input: serde_json::json!([{"role": "user", "parts": [{"type": "text", "content": messages[i as usize]}]}]).to_string(),
+            output: outputs[i as usize],
+            finish: "stop",
+            error: None,
+            system: Some(SYSTEM),
+            tools: None,
+        });
+        let details = serde_json::json!({
+            "request": messages[i as usize], "output": outputs[i as usize],
+            "evidence": {"format_violation": "the answer misses required key `priority`"},
+            "format": {"required": ["intent", "priority"], "allowed": {"intent": ["refund", "delivery", "other"], "priority": ["low", "high"]}}
+        });
+        s.failure(&t, &sp, &["format_violation"], details, Some(("p-format", 0.1 * i as f32)));
+        if i == 0 {
+            spans.push(flywheel_schemas::rows::SpanRow {
+                project_id: seed::PROJECT.into(),
+                trace_id: t.clone(),
+                span_id: sp.clone(),
+                parent_span_id: String::new(),
+                trace_state: String::new(),
+                name: "chat gpt-4o-mini".into(),
+                kind: "client".into(),
+                start_time: at,
+                end_time: at + time::Duration::seconds(1),
+                duration_ns: 1_000_000_000,
+                status_code: "unset".into(),
+                status_message: String::new(),
+                service_name: "shop-api".into(),
+                scope_name: "test".into(),
+                scope_version: String::new(),
+                resource_attributes: Default::default(),
+                scope_attributes: Default::default(),
+                attributes: [("gen_ai.request.structured_output_schema".to_string(), schema.to_string())].into(),
+                dropped_attributes_count: 0,
+                event_times: vec![],
+                event_names: vec![],
+                event_attributes: vec![],
+                dropped_events_count: 0,
+                link_trace_ids: vec![],
+                link_span_ids: vec![],
+                link_attributes: vec![],
+                dropped_links_count: 0,
+                ingested_at: now,
+            });
+        }
+    }
+    s.pattern("p-format", "triage answers that are not the JSON asked for", "new", "triage", "gpt-4o-mini", &["json"], 3, 0);
+    store.insert("spans", &spans).await.unwrap();
+    store.insert("llm_calls", &s.calls).await.unwrap();
+    store.insert("contents", &s.contents).await.unwrap();
+    store.insert("failures", &s.failures).await.unwrap();
+    store.insert("patterns", &s.patterns).await.unwrap();
+    store.insert("pattern_members", &s.members).await.unwrap();
+}
+
+/// Runs the promptfoo tests file with the echo provider answering `answers[question]` (a JS
+/// prompt function looks the answer up by the case's question), and returns, per question, the
+/// deterministic assertions' results (type, pass) — everything but the rubric, which needs a
+/// grading model.
+fn promptfoo_answering(tests: &Path, answers: &[(String, String)]) -> Vec<(String, Vec<(String, bool)>)> {
+    let dir = tests.parent().unwrap();
+    let table: serde_json::Map<String, Value> = answers.iter().map(|(q, a)| (q.clone(), Value::String(a.clone()))).collect();
+    std::fs::write(
+        dir.join("answer.js"),
+        format!("const answers = {};\nmodule.exports = ({{ vars }}) => answers[vars.question] ?? '';\n", Value::Object(table)),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("reference.yaml"),
+        format!(
+            "description: flywheel reference answers\nprompts:\n  - file://answer.js\nproviders:\n  - echo\ntests: file://{}\n",
+            tests.file_name().unwrap().to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = promptfoo_cmd(dir)
+        .args(["eval", "-c", "reference.yaml", "--no-cache", "--no-progress-bar", "--no-write", "--grader", "echo", "-o", "reference.json"])
+        .output()
+        .unwrap();
+    assert!(matches!(out.status.code(), Some(0) | Some(100)), "promptfoo eval: {}{}", stdout(&out), stderr(&out));
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    results["results"]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            // promptfoo re-indents a prompt that is JSON: compare without whitespace.
+            let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+            let given = &answers.iter().find(|(q, _)| *q == r["vars"]["question"]).unwrap().1;
+            assert_eq!(squeeze(r["response"]["output"].as_str().unwrap()), squeeze(given), "the echo provider answers the reference");
+            let checks = r["gradingResult"]["componentResults"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["assertion"]["type"] != "llm-rubric")
+                .map(|c| (c["assertion"]["type"].as_str().unwrap().to_string(), c["pass"].as_bool().unwrap()))
+                .collect();
+            (r["vars"]["question"].as_str().unwrap().to_string(), checks)
+        })
+        .collect()
+}
+
+/// The issue's bar for eval cases: every case has an expected behaviour from its cause, and no
+/// assertion fails a correct answer — run by promptfoo itself with reference answers as the
+/// model's output (the user's correction, a complete version of a truncated answer, JSON that
+/// keeps the contract, in a code fence once), while the checks still catch the bad answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn expected_behaviour_passes_a_correct_answer_and_catches_the_bad_one() {
+    let db = TestDb::new("evals_expected");
+    let store = db.migrated().await;
+    let now = OffsetDateTime::now_utc();
+    seed::Seed::build(now).insert(&store).await;
+    seed_format_pattern(&store, now).await;
+    let dir = scratch_dir("evals-expected");
+
+    let jsonl = dir.join("cases.jsonl");
+    export(&db, &["--all-open", "--max-per-pattern", "9", "--out", jsonl.to_str().unwrap()]);
+    let cases = lines(&jsonl);
+    let validator = schema();
+    for c in &cases {
+        let errors: Vec<String> = validator.iter_errors(c).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{errors:?}\n{c:#}");
+    }
+    let format: Vec<&Value> = cases.iter().filter(|c| c["provenance"]["pattern_id"] == "p-format").collect();
+    assert_eq!(format.len(), 3);
+    for c in &format {
+        assert_eq!(c["expected"]["checks"][0]["kind"], "json", "{c:#}");
+        assert_eq!(c["expected"]["checks"][0]["required"], serde_json::json!(["intent", "priority"]));
+        let rubric = c["expected"]["rubric"][0].as_str().unwrap();
+        assert!(rubric.contains("JSON only") && rubric.contains("`priority` is one of low, high"), "{rubric}");
+    }
+    let with_schema = format.iter().find(|c| !c["input"]["parameters"]["response_format"].is_null()).expect("the span's schema");
+    assert_eq!(with_schema["input"]["parameters"]["response_format"]["type"], "json_schema");
+    assert_eq!(with_schema["input"]["parameters"]["response_format"]["json_schema"]["schema"]["required"][1], "priority");
+
+    let pf = dir.join("promptfoo").join("tests.yaml");
+    export(&db, &["--all-open", "--max-per-pattern", "9", "--format", "promptfoo", "--out", pf.to_str().unwrap()]);
+    promptfoo_check(&pf, cases.len());
+
+    // Reference answers: what a right answer looks like for each case.
+    let reference = |c: &Value| -> String {
+        let bad = c["output"]["text"].as_str().unwrap();
+        match c["provenance"]["pattern_id"].as_str().unwrap() {
+            seed::REFUND => seed::EDIT_TEXT.to_string(),
+            // A complete version starts as the truncated one did.
+            seed::TRUNC => format!("{bad} ...)\n}}\n\nThis completes the function."),
+            "p-format" if c["input"]["messages"][0]["parts"][0]["content"].as_str().unwrap().contains("77") => {
+                "```json\n{\"intent\": \"delivery\", \"priority\": \"high\"}\n```".into()
+            }
+            "p-format" => "{\"intent\": \"refund\", \"priority\": \"low\"}".into(),
+            other => panic!("unexpected pattern {other}"),
+        }
+    };
+    let good: Vec<(String, String)> = cases.iter().map(|c| (question(c), reference(c))).collect();
+    let results = promptfoo_answering(&pf, &good);
+    assert_eq!(results.len(), cases.len());
+    let checked: usize = results.iter().map(|(_, checks)| checks.len()).sum();
+    assert!(checked >= 3, "the format cases carry deterministic checks: {results:?}");
+    for (question, checks) in &results {
+        assert!(checks.iter().all(|(_, pass)| *pass), "a correct answer to {question:?} fails {checks:?}");
+    }
+
+    // The bad answers themselves fail the format checks.
+    let bad: Vec<(String, String)> = cases.iter().map(|c| (question(c), c["output"]["text"].as_str().unwrap().to_string())).collect();
+    let results = promptfoo_answering(&pf, &bad);
+    let format_questions: HashSet<String> = format.iter().map(|c| question(c)).collect();
+    for (question, checks) in results.iter().filter(|(q, _)| format_questions.contains(q)) {
+        assert!(checks.iter().any(|(t, pass)| t == "javascript" && !pass), "the broken JSON of {question:?} passes: {checks:?}");
+    }
+}
+
+/// The last user message of a JSONL case (what promptfoo's `vars.question` holds).
+fn question(c: &Value) -> String {
+    c["input"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(|m| m["parts"].as_array().unwrap().iter().filter_map(|p| p["content"].as_str()).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
 }

@@ -180,6 +180,7 @@ pub(crate) mod tests_support {
             edit_text: String::new(),
             tool_errors: vec![],
             languages: None,
+            format: None,
             qualifiers: Default::default(),
         }
     }

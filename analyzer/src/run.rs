@@ -296,6 +296,7 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
                 signature: c.key.clone(),
                 lane: c.lane,
                 languages: f.languages.clone(),
+                format: f.format.clone(),
             }
             .to_json(),
             run_id: run_id.clone(),

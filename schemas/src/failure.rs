@@ -76,6 +76,20 @@ pub struct FailureDetails {
     pub lane: Lane,
     /// (user's language, answer's language) when they differ.
     pub languages: Option<(String, String)>,
+    /// The output contract a `format_violation` was checked against: what a good answer
+    /// must be (read by the eval export to write the check a correct answer passes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<OutputContract>,
+}
+
+/// What a structured answer must be beyond parsing as JSON: the keys it must carry and the
+/// values some keys allow (from the request's schema, or from instructions the answers bear
+/// out). Empty: any JSON will do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutputContract {
+    pub required: Vec<String>,
+    pub allowed: BTreeMap<String, Vec<String>>,
 }
 
 impl FailureDetails {

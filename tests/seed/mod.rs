@@ -431,7 +431,7 @@ impl Seed {
                 &t,
                 &sp,
                 &["error_status", "empty_output"],
-                json!({"error": "RateLimitError: 429 Too Many Requests"}),
+                json!({"error": "RateLimitError: 429 Too Many Requests", "lane": "operations"}),
                 Some((RATELIMIT, 0.0)),
             );
         }
@@ -466,6 +466,8 @@ impl Seed {
         s.pattern(TRUNC, TRUNC_LABEL, "new", "coding", "claude-sonnet", &["max_tokens", "fn", "test"], 1, 0);
         s.pattern("p-lang", LANG_LABEL, "resolved", "support", "gpt-4o-mini", &["votre", "colis"], 2, 2);
         s.pattern(RATELIMIT, "rate limited by the provider", "stable", "support", "gpt-4o-mini", &["429", "rate limit"], 3, 3);
+        // Rate limits are an operations failure (fixed by capacity or retries, not by a prompt).
+        s.patterns.last_mut().unwrap().facets.insert("lane".into(), "operations".into());
         s
     }
 

@@ -29,6 +29,33 @@ fn unfenced(output: &str) -> &str {
     t
 }
 
+/// The structured output a request asked for, in OpenAI's `response_format` shape, from the
+/// spec the inputs read (`json`, a `response_format` attribute value, a schema, invocation
+/// parameters carrying `response_format`): what an eval case passes on to reproduce the call.
+pub fn response_format(spec: &str) -> Option<Value> {
+    let spec = spec.trim();
+    if spec.is_empty() {
+        return None;
+    }
+    match serde_json::from_str::<Value>(spec) {
+        Ok(Value::Object(map)) => {
+            if let Some(rf) = map.get("response_format").filter(|v| v.is_object()) {
+                return Some(rf.clone());
+            }
+            if map.get("type").and_then(Value::as_str).is_some_and(|t| t.starts_with("json")) && !map.contains_key("properties") {
+                return Some(Value::Object(map));
+            }
+            Some(serde_json::json!({"type": "json_schema", "json_schema": {"name": "output", "schema": Value::Object(map)}}))
+        }
+        Ok(Value::String(s)) => response_format(&s),
+        Ok(_) => Some(serde_json::json!({"type": "json_object"})),
+        Err(_) if spec.eq_ignore_ascii_case("json") || spec.eq_ignore_ascii_case("json_object") => {
+            Some(serde_json::json!({"type": "json_object"}))
+        }
+        Err(_) => Some(serde_json::json!({"type": spec})),
+    }
+}
+
 /// The shallowest object with a `required` list in a schema (the answer's top level): that
 /// list and the object's properties.
 fn top_level(schema: &Value) -> Option<(Vec<String>, serde_json::Map<String, Value>)> {
@@ -52,12 +79,9 @@ fn top_level(schema: &Value) -> Option<(Vec<String>, serde_json::Map<String, Val
     None
 }
 
-/// What an answer must be beyond parsing: keys it must carry, values some keys allow.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Contract {
-    pub required: Vec<String>,
-    pub allowed: BTreeMap<String, Vec<String>>,
-}
+/// What an answer must be beyond parsing: keys it must carry, values some keys allow (the
+/// shape failures record, so that an eval case can check it).
+pub use flywheel_schemas::failure::OutputContract as Contract;
 
 /// A quoted key followed by a colon or a gloss in parentheses, and the "one of …" list that may
 /// follow it (up to the next key, `;`, `)`, `}` or the end of the sentence).

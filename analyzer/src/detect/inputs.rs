@@ -290,7 +290,7 @@ fn user_texts_sql(last: usize) -> String {
 /// Where producers say a call asked for structured output: OTel GenAI ≥ 1.37
 /// `gen_ai.output.type`, the older `gen_ai.openai.request.response_format`, OpenInference's
 /// invocation parameters, OpenLLMetry's structured-output schema, Vercel AI's object mode.
-const FORMAT_SPEC_SQL: &str = "multiIf(\
+pub(crate) const FORMAT_SPEC_SQL: &str = "multiIf(\
     lower(attributes['gen_ai.output.type']) = 'json', 'json', \
     startsWith(lower(attributes['gen_ai.openai.request.response_format']), 'json'), attributes['gen_ai.openai.request.response_format'], \
     attributes['gen_ai.request.structured_output_schema'] != '', attributes['gen_ai.request.structured_output_schema'], \
@@ -299,7 +299,7 @@ const FORMAT_SPEC_SQL: &str = "multiIf(\
     '')";
 
 /// `response_format: {"type": "json_object" | "json_schema", …}` in invocation parameters.
-const RESPONSE_FORMAT_RE: &str = r#""response_format"\s*:\s*\{[^}]*"json"#;
+pub(crate) const RESPONSE_FORMAT_RE: &str = r#""response_format"\s*:\s*\{[^}]*"json"#;
 
 /// A system prompt that asks for JSON ("respond only with valid JSON", "return a JSON object").
 const JSON_INSTRUCTIONS_RE: &str =

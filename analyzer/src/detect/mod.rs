@@ -18,6 +18,7 @@ pub mod format;
 pub mod grounding;
 pub mod ignored;
 mod inputs;
+pub(crate) use inputs::{FORMAT_SPEC_SQL, RESPONSE_FORMAT_RE};
 pub mod loops;
 pub mod security;
 pub mod wrong_language;
@@ -46,6 +47,8 @@ pub struct Failure {
     pub tool_errors: Vec<String>,
     /// Detected languages of question and answer when they differ.
     pub languages: Option<(String, String)>,
+    /// The output contract a `format_violation` broke.
+    pub format: Option<format::Contract>,
     /// Rule id → what the rule found, in a word that takes part in the failure's cause: the
     /// looping tool, the family of disclosed data (`secret` or `personal`).
     pub qualifiers: BTreeMap<String, String>,
@@ -66,6 +69,7 @@ struct Hits {
     edit_text: String,
     tool_errors: Vec<String>,
     languages: Option<(String, String)>,
+    format: Option<format::Contract>,
     qualifiers: BTreeMap<usize, String>,
     /// Signal rules fired only by signals the collector derived (not sent by the app).
     derived_only: BTreeMap<usize, bool>,
@@ -112,7 +116,9 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
                     if by_key.contains_key(&(r.trace_id.as_str(), r.span_id.as_str()))
                         && let Some(what) = format::check(r, &contracts[&r.contract_key()])
                     {
-                        hits.entry((r.trace_id.clone(), r.span_id.clone())).or_default().add(ri, what);
+                        let h = hits.entry((r.trace_id.clone(), r.span_id.clone())).or_default();
+                        h.add(ri, what);
+                        h.format = Some(contracts[&r.contract_key()].clone());
                     }
                 }
                 continue;
@@ -285,6 +291,9 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
                 if merged.languages.is_none() {
                     merged.languages = h.languages;
                 }
+                if merged.format.is_none() {
+                    merged.format = h.format;
+                }
                 for (ri, q) in h.qualifiers {
                     merged.qualifiers.entry(ri).or_insert(q);
                 }
@@ -318,6 +327,7 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
             edit_text: merged.edit_text,
             tool_errors: merged.tool_errors,
             languages: merged.languages,
+            format: merged.format,
             qualifiers: merged.qualifiers.into_iter().map(|(ri, q)| (rules.rules[ri].spec.id.clone(), q)).collect(),
         });
     }

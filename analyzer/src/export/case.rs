@@ -6,6 +6,12 @@
 //! A case's identity is its content: [`EvalCase::id`] is the SHA-256 of the input and the bad
 //! output (canonical JSON), so two calls that got the same input and gave the same answer are
 //! one case, and a later label, triage decision or signal does not make an old case new.
+//!
+//! Personal data is masked the same way everywhere a case carries users' text — the
+//! conversation, the bad output, the user's correction, comments, evidence, the rubric — so a
+//! file can be shared and an assertion never names what the input no longer shows. The id is
+//! taken before masking (masking rules may change; a case's identity may not). The developer's
+//! own text (system instructions, tool definitions) is kept as it is: the case must reproduce.
 
 use flywheel_schemas::failure::FailureDetails;
 use std::collections::BTreeMap;
@@ -18,8 +24,9 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// Version of the JSONL record; bumped on any incompatible change of the schema.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the JSONL record; bumped on any incompatible change of the schema (2: the
+/// expected behaviour always has a rubric and checks; the request's parameters).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalCase {
@@ -42,6 +49,22 @@ pub struct CaseInput {
     pub messages: Vec<Message>,
     /// The tool definitions offered to the model, as the instrumentation sent them.
     pub tools: Option<Value>,
+    /// The request's parameters, to reproduce the call.
+    pub parameters: Parameters,
+}
+
+/// The request parameters of the original call, as recorded (null when the producer did not
+/// record one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Parameters {
+    /// The model asked for (the request model, else the one that answered).
+    pub model: String,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub seed: Option<i64>,
+    /// The structured output asked for, in OpenAI's `response_format` shape.
+    pub response_format: Option<Value>,
 }
 
 /// What the model answered (the bad output, for reference).
@@ -77,14 +100,7 @@ pub struct CaseSignal {
     pub comment: String,
 }
 
-/// The behaviour the case expects. Empty until someone fills it in, unless a user corrected the
-/// answer (an `edit` signal): the corrected text is the best reference a user ever gives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Expected {
-    pub text: Option<String>,
-    /// `edit` when the text is a user's correction, null when empty.
-    pub source: Option<String>,
-}
+pub use super::expect::{Check, Expected};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
@@ -115,6 +131,8 @@ pub struct FailingCall {
     pub call: Option<LlmCallRow>,
     pub system: Option<String>,
     pub tools: Option<Value>,
+    /// The structured output the request asked for (OpenAI `response_format` shape).
+    pub response_format: Option<Value>,
     /// Signals on the call's span or on its trace without a span.
     pub signals: Vec<SignalRow>,
 }
@@ -179,40 +197,56 @@ impl EvalCase {
     pub fn build(pattern: &PatternRef<'_>, call: &FailingCall) -> EvalCase {
         let details = call.details();
         let f = &call.failure;
-        let input =
-            CaseInput { system: call.system.clone().filter(|s| !s.is_empty()), messages: call.input_messages(), tools: call.tools.clone() };
-        let error = call
-            .call
-            .as_ref()
+        let row = call.call.as_ref();
+        let parameters = Parameters {
+            model: row
+                .map(|c| if c.request_model.is_empty() { c.response_model.clone() } else { c.request_model.clone() })
+                .unwrap_or_default(),
+            temperature: row.and_then(|c| c.temperature),
+            top_p: row.and_then(|c| c.top_p),
+            max_tokens: row.and_then(|c| c.max_tokens),
+            seed: row.and_then(|c| c.seed),
+            response_format: call.response_format.clone(),
+        };
+        let mut input = CaseInput {
+            system: call.system.clone().filter(|s| !s.is_empty()),
+            messages: call.input_messages(),
+            tools: call.tools.clone(),
+            parameters,
+        };
+        let error = row
             .filter(|c| !c.error_type.is_empty() || !c.error_message.is_empty())
             .map(|c| if c.error_message.is_empty() { c.error_type.clone() } else { format!("{}: {}", c.error_type, c.error_message) })
             .or_else(|| Some(details.error.clone()).filter(|s| !s.is_empty()));
-        let output = CaseOutput {
+        let mut output = CaseOutput {
             messages: call.output_messages(),
             text: call.output_text(),
-            finish_reasons: call.call.as_ref().map(|c| c.finish_reasons.clone()).unwrap_or_default(),
+            finish_reasons: row.map(|c| c.finish_reasons.clone()).unwrap_or_default(),
             error,
         };
+        let id = content_hash(&input, &output);
         let mut signals: Vec<CaseSignal> =
-            details.signals.iter().map(|s| CaseSignal { kind: s.kind.clone(), value: s.value, comment: s.comment.clone() }).collect();
+            details.signals.iter().map(|s| CaseSignal { kind: s.kind.clone(), value: s.value, comment: mask(&s.comment) }).collect();
         if signals.is_empty() {
-            signals =
-                call.signals.iter().map(|s| CaseSignal { kind: s.kind.clone(), value: s.value, comment: s.comment.clone() }).collect();
+            signals = call.signals.iter().map(|s| CaseSignal { kind: s.kind.clone(), value: s.value, comment: mask(&s.comment) }).collect();
         }
-        let evidence = details.evidence.clone().into_iter().collect();
+        let evidence = details.evidence.iter().map(|(k, v)| (k.clone(), mask(v))).collect();
         let failure = CaseFailure {
             reasons: f.reasons.clone(),
             categories: f.categories.clone(),
             severity: (f.severity as f64 * 1000.0).round() / 1000.0,
             signals,
             evidence,
-            latency_ms: details.latency_ms.or_else(|| call.call.as_ref().map(|c| c.duration_ns as f64 / 1e6)),
-            cost_usd: details.cost_usd.or_else(|| call.call.as_ref().and_then(|c| c.cost_usd)),
+            latency_ms: details.latency_ms.or_else(|| row.map(|c| c.duration_ns as f64 / 1e6)),
+            cost_usd: details.cost_usd.or_else(|| row.and_then(|c| c.cost_usd)),
         };
-        let expected = match call.edit_text() {
-            Some(text) => Expected { text: Some(text), source: Some("edit".into()) },
-            None => Expected { text: None, source: None },
-        };
+        let mut expected = super::expect::expected(call, pattern.label, input.parameters.max_tokens);
+        expected.text = expected.text.as_deref().map(mask);
+        expected.rubric = expected.rubric.iter().map(|r| mask(r)).collect();
+        input.messages.iter_mut().for_each(mask_message);
+        output.messages.iter_mut().for_each(mask_message);
+        output.text = mask(&output.text);
+        output.error = output.error.as_deref().map(mask);
         let provenance = Provenance {
             project: pattern.project.to_string(),
             pattern_id: pattern.id.to_string(),
@@ -225,7 +259,6 @@ impl EvalCase {
             model: f.model.clone(),
             call_time: rfc3339(f.call_time),
         };
-        let id = content_hash(&input, &output);
         EvalCase { schema_version: SCHEMA_VERSION, id, input, output, failure, expected, provenance }
     }
 
@@ -235,9 +268,12 @@ impl EvalCase {
     }
 }
 
-/// Hex SHA-256 of the canonical JSON (keys sorted) of the input and the bad output's text.
+/// Hex SHA-256 of the canonical JSON (keys sorted) of the input (what the model was given: its
+/// instructions, conversation and tools) and the bad output's text, before masking. The
+/// parameters are not part of it, so ids stay those of the first schema version.
 pub fn content_hash(input: &CaseInput, output: &CaseOutput) -> String {
-    let value = serde_json::json!({ "input": input, "output": output.text, "error": output.error });
+    let given = serde_json::json!({ "system": input.system, "messages": input.messages, "tools": input.tools });
+    let value = serde_json::json!({ "input": given, "output": output.text, "error": output.error });
     sha256_hex(&canonical_json(&value))
 }
 
@@ -323,6 +359,44 @@ pub fn excerpt(text: &str, max: usize) -> String {
         _ => cut,
     };
     format!("{}…", cut.trim_end_matches([',', '.', ';', ':']))
+}
+
+/// `text` with e-mail addresses and long digit runs (phone, card, account numbers) masked,
+/// whitespace kept: the one masking of users' text in cases and excerpts.
+pub fn mask(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let word = rest.find(|c: char| !c.is_whitespace()).unwrap_or(rest.len());
+        out.push_str(&rest[..word]);
+        rest = &rest[word..];
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        out.push_str(&mask_word(&rest[..end]));
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Masks the text parts of a message (tool calls and results keep their structure; their
+/// string values are masked too).
+fn mask_message(m: &mut Message) {
+    for part in &mut m.parts {
+        match part {
+            Part::Text { content } => *content = mask(content),
+            Part::ToolCallResponse { response, .. } => mask_value(response),
+            Part::ToolCall { arguments, .. } => mask_value(arguments),
+            _ => {}
+        }
+    }
+}
+
+fn mask_value(v: &mut Value) {
+    match v {
+        Value::String(s) => *s = mask(s),
+        Value::Array(items) => items.iter_mut().for_each(mask_value),
+        Value::Object(map) => map.values_mut().for_each(mask_value),
+        _ => {}
+    }
 }
 
 fn mask_word(word: &str) -> String {

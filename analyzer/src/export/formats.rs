@@ -20,7 +20,7 @@ use std::str::FromStr;
 use serde_json::{Value, json};
 
 use super::ExportError;
-use super::case::{EvalCase, canonical_json, excerpt, openai_messages, sha256_hex};
+use super::case::{Check, EvalCase, canonical_json, openai_messages, sha256_hex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EvalFormat {
@@ -90,6 +90,8 @@ pub const CSV_COLUMNS: &[&str] = &[
     "bad_output",
     "expected",
     "expected_source",
+    "rubric",
+    "parameters",
 ];
 
 /// A whole file of `cases`.
@@ -98,11 +100,14 @@ pub fn render(format: EvalFormat, cases: &[EvalCase]) -> Result<String, ExportEr
         EvalFormat::Jsonl => Ok(cases.iter().map(|c| format!("{}\n", serde_json::to_string(c).expect("a case serialises"))).collect()),
         EvalFormat::OpenaiEvals => Ok(cases.iter().map(|c| json_line(&openai_record(c))).collect()),
         EvalFormat::Promptfoo => {
-            let header = "# flywheel eval cases as promptfoo tests (flywheel eval case schema v1).\n\
-                          # Use from a promptfoo config: `tests: file://<this file>`; the conversation is in vars.messages.\n";
+            let header = format!(
+                "# flywheel eval cases as promptfoo tests (flywheel eval case schema v{}).\n\
+                 # Use from a promptfoo config: `tests: file://<this file>`; the conversation is in vars.messages.\n",
+                super::case::SCHEMA_VERSION
+            );
             Ok(format!("{header}{}", promptfoo_items(cases)?))
         }
-        EvalFormat::Csv => csv_text(cases, true),
+        EvalFormat::Csv => csv_text(cases, true, CSV_COLUMNS.len()),
     }
 }
 
@@ -125,13 +130,15 @@ pub fn merge(format: EvalFormat, existing: &str, cases: &[EvalCase]) -> Result<S
                 .headers()
                 .map_err(|e| ExportError::Append(format!("cannot read its CSV header: {e}")))?
                 .clone();
-            if header.iter().collect::<Vec<_>>() != CSV_COLUMNS {
+            // A file written by an earlier version has the first columns of today's.
+            let names: Vec<&str> = header.iter().collect();
+            if names.len() < 18 || names.len() > CSV_COLUMNS.len() || names != CSV_COLUMNS[..names.len()] {
                 return Err(ExportError::Append(format!(
                     "its columns are not flywheel's ({}); export to a new file instead",
                     header.iter().take(4).collect::<Vec<_>>().join(",")
                 )));
             }
-            out.push_str(&csv_text(cases, false)?);
+            out.push_str(&csv_text(cases, false, names.len())?);
         }
     }
     Ok(out)
@@ -215,10 +222,12 @@ fn json_line(v: &Value) -> String {
     format!("{}\n", serde_json::to_string(v).expect("JSON values serialise"))
 }
 
+/// `ideal` is the user's correction when there is one, else the rubric (what a model-graded
+/// eval compares against); `metadata.rubric` always has the rubric.
 pub fn openai_record(case: &EvalCase) -> Value {
     json!({
         "input": openai_messages(case.input.system.as_deref(), &case.input.messages),
-        "ideal": case.expected.text.clone().unwrap_or_default(),
+        "ideal": case.expected.text.clone().unwrap_or_else(|| case.expected.rubric.join(" ")),
         "metadata": metadata(case),
     })
 }
@@ -237,7 +246,9 @@ fn metadata(case: &EvalCase) -> Value {
         "model": p.model,
         "reasons": case.failure.reasons.join(", "),
         "bad_output": case.output.text,
-        "expected_source": case.expected.source.clone().unwrap_or_default(),
+        "expected_source": case.expected.source.clone().unwrap_or_else(|| "rubric".into()),
+        "rubric": case.expected.rubric,
+        "parameters": case.input.parameters,
     })
 }
 
@@ -253,6 +264,9 @@ pub fn promptfoo_test(case: &EvalCase) -> Value {
     if let Some(tools) = &case.input.tools {
         vars["tools"] = tools.clone();
     }
+    if let Some(format) = &case.input.parameters.response_format {
+        vars["response_format"] = format.clone();
+    }
     let reasons = if case.failure.reasons.is_empty() { "failure".to_string() } else { case.failure.reasons.join(", ") };
     json!({
         "description": format!("{} — {} (trace {})", case.provenance.pattern_label, reasons, case.provenance.trace_id),
@@ -262,84 +276,32 @@ pub fn promptfoo_test(case: &EvalCase) -> Value {
     })
 }
 
-/// Assertions derived from the failure reasons: the bad answer must not come back, and a rubric
-/// says what a good answer does instead.
+/// The case's expected behaviour as promptfoo assertions: the rubric (an `llm-rubric`, with the
+/// user's correction in it when there is one) and the deterministic checks — each one a check
+/// that a correct answer passes (see [`super::expect`]).
 pub fn assertions(case: &EvalCase) -> Vec<Value> {
-    let mut out = Vec::new();
-    let reasons: HashSet<&str> = case.failure.reasons.iter().map(String::as_str).collect();
-    let has = |r: &str| reasons.contains(r);
-    let bad = case.output.text.trim();
-    let content_reasons = ["thumbs_down", "regenerate", "edit", "refusal", "low_rating", "rating"];
-    if !bad.is_empty() && content_reasons.iter().any(|r| has(r)) {
-        // The first sentence of the bad answer, as a guard against the same answer coming back.
-        // Whole sentences until the guard is specific enough ("Yes!" alone is not).
-        let mut first = String::new();
-        for sentence in bad.split_inclusive(['.', '!', '?', '\n']) {
-            first.push_str(sentence);
-            if first.trim().chars().count() >= 24 {
-                break;
-            }
-        }
-        let guard = excerpt(first.trim(), 80).trim_end_matches('…').trim().to_string();
-        if guard.chars().count() >= 12 {
-            out.push(json!({"type": "not-icontains", "value": guard}));
-        }
-    }
-    let mut rubric: Vec<String> = Vec::new();
-    if has("refusal") {
-        rubric.push("Helps with the request instead of refusing it (the request is legitimate).".into());
-    }
-    if has("finish_reason:length") {
-        rubric.push("Gives a complete answer that is not cut off mid-sentence.".into());
-    }
-    if has("finish_reason:content_filter") {
-        rubric.push("Answers without tripping the content filter.".into());
-    }
-    if has("empty_output") {
-        rubric.push("Gives a non-empty answer.".into());
-        out.push(json!({"type": "javascript", "value": "output.trim().length > 0"}));
-    }
-    if has("error_status") {
-        rubric.push("Answers the request (the original call failed with an error).".into());
-    }
-    if reasons.iter().any(|r| r.starts_with("tool")) {
-        rubric.push("Calls tools with valid arguments that match their definitions.".into());
-    }
-    if has("unperformed_action") {
-        rubric.push(
-            "Calls the tool that performs the requested action before saying it is done, or says plainly that it has not been done.".into(),
-        );
-    }
-    if has("ignored_sources") {
-        rubric.push("Answers from the sources it was given (they cover the question) instead of saying it has no information.".into());
-    }
-    if has("ungrounded_figure") {
-        rubric.push("States only the figures (prices, percentages, times) that its sources give, as they give them.".into());
-    }
-    for s in &case.failure.signals {
-        if !s.comment.trim().is_empty() {
-            rubric.push(format!("Avoids what the user complained about: \"{}\".", excerpt(&s.comment, 200)));
-        }
-    }
-    if let Some(expected) = &case.expected.text {
-        rubric.push(format!("Conveys the same substance as this answer, corrected by the user: \"{}\".", excerpt(expected, 600)));
-    } else if has("thumbs_down") || has("regenerate") || has("edit") {
-        rubric.push(format!(
-            "Is a better answer than this one, which the user rejected ({}): \"{}\".",
-            case.failure.reasons.join(", "),
-            excerpt(bad, 300)
-        ));
-    }
-    if rubric.is_empty() {
-        rubric.push(format!("Does not fail in the way the original call did ({}).", case.failure.reasons.join(", ")));
-    }
-    out.push(json!({"type": "llm-rubric", "value": rubric.join(" ")}));
-    if has("slow")
-        && let Some(ms) = case.failure.latency_ms
-    {
-        out.push(json!({"type": "latency", "threshold": ((ms / 2.0).max(1000.0) / 100.0).round() as u64 * 100}));
+    let mut out = vec![json!({"type": "llm-rubric", "value": case.expected.rubric.join(" ")})];
+    for check in &case.expected.checks {
+        out.push(match check {
+            Check::NonEmpty => json!({"type": "javascript", "value": "String(output).trim().length > 0"}),
+            Check::Json { required, allowed } => json!({"type": "javascript", "value": json_check(required, allowed)}),
+            Check::MaxLatencyMs { value } => json!({"type": "latency", "threshold": value}),
+        });
     }
     out
+}
+
+/// A promptfoo `javascript` assertion: the output parses as JSON once a Markdown code fence
+/// around it is taken off, and carries the required keys with allowed values.
+fn json_check(required: &[String], allowed: &std::collections::BTreeMap<String, Vec<String>>) -> String {
+    let required = serde_json::to_string(required).expect("strings serialise");
+    let allowed = serde_json::to_string(allowed).expect("strings serialise");
+    format!(
+        "(() => {{ let t = String(output).trim(); const m = t.match(/^```[a-zA-Z]*\\n([\\s\\S]*?)\\n?```$/); if (m) t = m[1]; \
+         let v; try {{ v = JSON.parse(t); }} catch (e) {{ return false; }} const required = {required}; const allowed = {allowed}; \
+         if (required.length === 0) return true; if (v === null || typeof v !== 'object' || Array.isArray(v)) return false; \
+         return required.every(k => k in v) && Object.entries(allowed).every(([k, vs]) => !(k in v) || vs.includes(v[k])); }})()"
+    )
 }
 
 fn promptfoo_items(cases: &[EvalCase]) -> Result<String, ExportError> {
@@ -367,7 +329,8 @@ fn promptfoo_items(cases: &[EvalCase]) -> Result<String, ExportError> {
     serde_yaml_ng::to_string(&tests).map_err(|e| ExportError::Render(format!("promptfoo YAML: {e}")))
 }
 
-fn csv_text(cases: &[EvalCase], header: bool) -> Result<String, ExportError> {
+/// Rows of `cases`; `columns` cuts them to the first columns (an older file's header).
+fn csv_text(cases: &[EvalCase], header: bool, columns: usize) -> Result<String, ExportError> {
     let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
     let err = |e: csv::Error| ExportError::Render(format!("CSV: {e}"));
     if header {
@@ -389,26 +352,32 @@ fn csv_text(cases: &[EvalCase], header: bool) -> Result<String, ExportError> {
             })
             .unwrap_or_default();
         let signals: Vec<String> = c.failure.signals.iter().map(|s| s.kind.clone()).collect();
-        w.write_record([
-            c.id.as_str(),
-            &p.project,
-            &p.pattern_id,
-            &p.pattern_label,
-            &p.trace_id,
-            &p.span_id,
-            &p.call_time,
-            &p.feature,
-            &p.model,
-            &c.failure.reasons.join(";"),
-            &signals.join(";"),
-            c.input.system.as_deref().unwrap_or_default(),
-            &conversation.join("\n"),
-            &c.question(),
-            &tools.join(";"),
-            &c.output.text,
-            c.expected.text.as_deref().unwrap_or_default(),
-            c.expected.source.as_deref().unwrap_or_default(),
-        ])
+        w.write_record(
+            [
+                c.id.as_str(),
+                &p.project,
+                &p.pattern_id,
+                &p.pattern_label,
+                &p.trace_id,
+                &p.span_id,
+                &p.call_time,
+                &p.feature,
+                &p.model,
+                &c.failure.reasons.join(";"),
+                &signals.join(";"),
+                c.input.system.as_deref().unwrap_or_default(),
+                &conversation.join("\n"),
+                &c.question(),
+                &tools.join(";"),
+                &c.output.text,
+                c.expected.text.as_deref().unwrap_or_default(),
+                c.expected.source.as_deref().unwrap_or("rubric"),
+                &c.expected.rubric.join("\n"),
+                &serde_json::to_string(&c.input.parameters).expect("parameters serialise"),
+            ]
+            .into_iter()
+            .take(columns),
+        )
         .map_err(err)?;
     }
     let bytes = w.into_inner().map_err(|e| ExportError::Render(format!("CSV: {e}")))?;

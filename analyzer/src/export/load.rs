@@ -58,6 +58,19 @@ pub async fn failing_calls(store: &Store, project: &str, members: &[PatternMembe
             .await?;
         rows.into_iter().map(|r| (r.hash, r.content)).collect()
     };
+    // The structured output asked for lives in span attributes, read by meaning as the
+    // format rule reads it.
+    let formats: Vec<Spec> = store
+        .query(&format!(
+            "SELECT trace_id, span_id, {} AS spec FROM spans WHERE project_id = ? AND has(?, trace_id) AND spec != ''",
+            crate::detect::FORMAT_SPEC_SQL
+        ))
+        .bind(crate::detect::RESPONSE_FORMAT_RE)
+        .bind(project)
+        .bind(&traces)
+        .fetch_all()
+        .await?;
+    let formats: HashMap<(String, String), String> = formats.into_iter().map(|s| ((s.trace_id, s.span_id), s.spec)).collect();
     let mut out = Vec::new();
     for m in members {
         let key = (m.trace_id.clone(), m.span_id.clone());
@@ -71,9 +84,17 @@ pub async fn failing_calls(store: &Store, project: &str, members: &[PatternMembe
             .filter(|v| !v.is_null());
         let signals =
             signals.iter().filter(|s| s.trace_id == m.trace_id && (s.span_id == m.span_id || s.span_id.is_empty())).cloned().collect();
-        out.push(FailingCall { failure, call, system, tools, signals });
+        let response_format = formats.get(&key).and_then(|spec| crate::detect::format::response_format(spec));
+        out.push(FailingCall { failure, call, system, tools, response_format, signals });
     }
     Ok(out)
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct Spec {
+    trace_id: String,
+    span_id: String,
+    spec: String,
 }
 
 /// The vectors of `calls` (by `failures.details.text_hash`) under the model that covers most of

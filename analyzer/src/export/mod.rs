@@ -11,6 +11,7 @@
 //! Non-goals: no LLM call, no rewriting of existing eval files beyond appending records.
 
 pub mod case;
+pub mod expect;
 pub mod formats;
 pub mod load;
 pub mod select;
@@ -39,6 +40,11 @@ pub enum ExportError {
     Options(String),
     #[error("no pattern `{pattern}` in project `{project}`: list the patterns with `flywheel patterns --project {project}`")]
     UnknownPattern { project: String, pattern: String },
+    #[error(
+        "pattern `{pattern}` is an operations failure ({label}): it makes no behaviour eval, since a correct answer fails it too; \
+         add --include-ops to export it as availability and latency checks"
+    )]
+    OperationsPattern { pattern: String, label: String },
     #[error("cannot append to {path}: {reason}")]
     AppendTo { path: PathBuf, reason: String },
     #[error("{0}")]
@@ -55,12 +61,8 @@ pub enum ExportError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
     Pattern(String),
-    /// Triage state `new` or `acknowledged`, and not resolved; behaviour patterns only unless
-    /// `operations` (rate limits and timeouts make no behaviour eval: a correct answer would
-    /// fail them as well).
-    AllOpen {
-        operations: bool,
-    },
+    /// Triage state `new` or `acknowledged`, and not resolved.
+    AllOpen,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +78,9 @@ pub struct ExportOptions {
     pub append_to: Option<PathBuf>,
     /// Export cases already exported in this format too.
     pub again: bool,
+    /// Operations patterns too (rate limits, timeouts, latency), as availability and latency
+    /// checks. Off by default: they make no behaviour eval (a correct answer fails them too).
+    pub operations: bool,
 }
 
 impl ExportOptions {
@@ -88,6 +93,7 @@ impl ExportOptions {
             out: None,
             append_to: None,
             again: false,
+            operations: false,
         }
     }
 
@@ -156,7 +162,7 @@ pub async fn export_evals(store: &Store, opts: &ExportOptions) -> Result<ExportS
         return Err(ExportError::Options("--max-per-pattern must be at least 1".into()));
     }
     let project = resolve_project(store, opts.project.as_deref()).await?;
-    let patterns = select_patterns(store, &project, &opts.selection).await?;
+    let patterns = select_patterns(store, &project, &opts.selection, opts.operations).await?;
     let path = opts.path();
     let mut cases: Vec<(EvalCase, String)> = Vec::new();
     let mut seen = HashSet::new();
@@ -257,18 +263,18 @@ pub async fn representative_calls(
     Ok((calls, picked, how))
 }
 
-async fn select_patterns(store: &Store, project: &str, selection: &Selection) -> Result<Vec<PatternRow>, ExportError> {
+async fn select_patterns(store: &Store, project: &str, selection: &Selection, operations: bool) -> Result<Vec<PatternRow>, ExportError> {
+    use flywheel_schemas::failure::Lane;
     let all = queries::current_patterns(store, project).await?;
     match selection {
         Selection::Pattern(id) => match all.into_iter().find(|p| &p.pattern_id == id) {
+            Some(p) if !operations && Lane::of(&p) == Lane::Operations => {
+                Err(ExportError::OperationsPattern { pattern: id.clone(), label: p.label.clone() })
+            }
             Some(p) => Ok(vec![p]),
             None => Err(ExportError::UnknownPattern { project: project.into(), pattern: id.clone() }),
         },
-        Selection::AllOpen { operations } => Ok(all
-            .into_iter()
-            .filter(is_open)
-            .filter(|p| *operations || flywheel_schemas::failure::Lane::of(p) == flywheel_schemas::failure::Lane::Behaviour)
-            .collect()),
+        Selection::AllOpen => Ok(all.into_iter().filter(is_open).filter(|p| operations || Lane::of(p) == Lane::Behaviour).collect()),
     }
 }
 
