@@ -129,6 +129,9 @@ enum Command {
         /// What impact multiplies severity by: users, sessions, calls or cost.
         #[arg(long, default_value = "users")]
         impact: String,
+        /// Open this trace (32 hex digits), as the report's examples link to it.
+        #[arg(long)]
+        trace: Option<String>,
     },
     /// Run the whole loop on a simulated application: engine, collector, traffic, analysis, TUI.
     Demo {
@@ -544,7 +547,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Tui { project, no_color, window, impact } => tui(project, no_color, &window, &impact).await,
+        Command::Tui { project, no_color, window, impact, trace } => tui(project, no_color, &window, &impact, trace).await,
         Command::Demo { no_tui } => demo::run(demo::Demo { no_tui, interactions: 1500 }).await,
         Command::Bench(BenchCmd::Ingest { requests, spans, concurrency, rates }) => {
             let cfg = StorageConfig::load()?;
@@ -756,7 +759,12 @@ impl flywheel_tui::Exporter for EvalExporter {
     }
 }
 
-async fn tui(project: Option<String>, no_color: bool, window: &str, impact: &str) -> Result<ExitCode> {
+async fn tui(project: Option<String>, no_color: bool, window: &str, impact: &str, trace: Option<String>) -> Result<ExitCode> {
+    if let Some(t) = &trace
+        && (t.len() != 32 || !t.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        anyhow::bail!("--trace {t}: a trace id is 32 hexadecimal digits, as the report and `flywheel patterns --members` print them");
+    }
     use flywheel_tui::model::{Impact, Window};
     let window = Window::parse(window).with_context(|| format!("--window {window}: use 24h, 7d or 30d"))?;
     let impact = Impact::parse(impact).with_context(|| format!("--impact {impact}: use users, sessions, calls or cost"))?;
@@ -764,7 +772,7 @@ async fn tui(project: Option<String>, no_color: bool, window: &str, impact: &str
     flywheel_tui::terminal::check()?;
     let store = open_migrated().await?;
     let defaults = flywheel_tui::TuiOptions::default();
-    let opts = flywheel_tui::TuiOptions { project, window, impact, no_color: no_color || defaults.no_color, ..defaults };
+    let opts = flywheel_tui::TuiOptions { project, window, impact, no_color: no_color || defaults.no_color, trace, ..defaults };
     // The UI blocks this thread on the terminal; its queries run on this runtime's workers.
     tokio::task::block_in_place(|| {
         flywheel_tui::run(store.clone(), opts, std::sync::Arc::new(EvalExporter { store, runtime: tokio::runtime::Handle::current() }))

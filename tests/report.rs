@@ -60,9 +60,15 @@ async fn markdown_report_has_the_review() {
     // Patterns by impact, with trend, triage and decision.
     let refund_row = md.lines().find(|l| l.contains(seed::REFUND_LABEL) && l.starts_with("| 1 |")).expect("the refund pattern ranks first");
     assert!(refund_row.contains("▲ growing") && refund_row.contains("**systemic**") && refund_row.contains("support (9)"), "{refund_row}");
+    assert!(refund_row.contains("| +5 (4 → 9) |") && refund_row.contains("new (not triaged)"), "week over week, triage: {refund_row}");
     let trunc_row = md.lines().find(|l| l.contains(seed::TRUNC_LABEL) && l.starts_with("| ")).unwrap();
     assert!(trunc_row.contains("★ new") && trunc_row.contains("**one-off**"), "{trunc_row}");
-    assert!(md.contains("| fixed |"), "triage state shown");
+    // Triage: the decision, who made it and the note. Rate limits are operations: their advice
+    // is capacity and retries, never the prompt.
+    let limit_row = md.lines().find(|l| l.contains("rate limited by the provider")).unwrap();
+    assert!(limit_row.contains("fixed by test — raised the quota"), "{limit_row}");
+    let operations = md.split("## Operations").nth(1).unwrap().split("\n## ").next().unwrap();
+    assert!(operations.contains("rate limited by the provider"), "{operations}");
     // Top pattern sections with 3 examples, redacted text and trace ids.
     assert!(md.contains(&format!("### 1. {}", seed::REFUND_LABEL)));
     assert!(md.contains("- **suggested decision: systemic**"));
@@ -70,6 +76,13 @@ async fn markdown_report_has_the_review() {
     assert_eq!(refund_section.matches("**Example ").count(), 3, "{refund_section}");
     assert!(refund_section.contains("trace `000000a1"));
     assert!(refund_section.contains(&format!("**corrected by the user:** {}", seed::EDIT_TEXT)));
+    assert_eq!(refund_section.matches("Open it: `flywheel tui --project shop --trace 000000a1").count(), 3, "{refund_section}");
+    // Code stays code: the truncated answers are fenced blocks with their lines.
+    let trunc_section = md.split(&format!(". {}", seed::TRUNC_LABEL)).nth(1).unwrap().split("\n## ").next().unwrap();
+    assert!(trunc_section.contains("> ```\n> fn parse_week(s: &str) -> Option<(i32, u8)> {\n>     let (y, w)"), "{trunc_section}");
+    for entity in ["&lt;", "&gt;", "&amp;", "&#39;", "&quot;"] {
+        assert!(!md.contains(entity), "no HTML entity in Markdown: {entity}");
+    }
     // Signal rates per feature, cost per pattern, resolved patterns.
     assert!(md.contains("## Signal rates per feature") && md.contains("| coding |") && md.contains("| support |"));
     assert!(md.contains("## Cost per pattern") && md.contains("$0.0225"), "9 calls × $0.0025");
@@ -83,6 +96,32 @@ async fn markdown_report_has_the_review() {
     assert!(stdout(&out).starts_with(&format!("# Error analysis — shop — {}-W{:02}", week.0, week.1)), "{}", stdout(&out));
     let out = db.flywheel(&["report", "--week", "2026-47"]);
     assert!(!out.status.success() && stderr(&out).contains("2026-W47"), "{}", stderr(&out));
+
+    // A previous period without calls is "no data", not 0 %: the last 130 minutes hold one
+    // healthy call, the 130 before none.
+    let out = db.flywheel(&["report", "--since", "130m", "--out", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let md = stdout(&out);
+    assert!(md.contains("| LLM calls | 1 | no data | — |") && md.contains("previous period has no calls"), "{md}");
+
+    // A failure that fits no pattern has its own section, with its example as written.
+    let mut extra = seed::Seed { now: Some(OffsetDateTime::now_utc()), ..Default::default() };
+    let (t, sp) = (seed::trace_id(0xe5, 0), seed::span_id(0xe5, 0));
+    extra.calls = seed::Seed::build(OffsetDateTime::now_utc()).calls.into_iter().filter(|c| c.trace_id == t).collect();
+    extra.failure(
+        &t,
+        &sp,
+        &["refusal"],
+        serde_json::json!({"request": "Show me <b>bold</b> & more", "output": "I can't help with <that> & *this*."}),
+        None,
+    );
+    store.insert("failures", &extra.failures).await.unwrap();
+    let out = db.flywheel(&["report", "--since", "7d", "--out", "-"]);
+    let md = stdout(&out);
+    let section = md.split("## Failures in no pattern").nth(1).expect("the section").split("\n## ").next().unwrap();
+    assert!(section.contains("1 failing call of this period fit no pattern") && section.contains("`refusal` 1"), "{section}");
+    assert!(section.contains(r"I can't help with \<that\> & \*this\*."), "escaped, not entities: {section}");
+    assert!(section.contains(&format!("flywheel tui --project shop --trace {t}")), "{section}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -117,6 +156,12 @@ async fn html_report_renders_in_chromium() {
     let rate = format!("{:.1}%", 100.0 * seed::CURRENT_FAILING as f64 / seed::CURRENT_CALLS as f64);
     assert!(dom.contains(&format!("<div class=\"value\">{rate}</div>")), "failure rate headline {rate}");
     assert!(dom.contains(seed::EDIT_TEXT));
+    for expected in
+        ["open it: ", "flywheel tui --project shop --trace 000000a1", "fixed by test — raised the quota", "+5 (4 → 9)", "week over week"]
+    {
+        assert!(dom.contains(expected), "rendered page lacks `{expected}`");
+    }
+    assert!(dom.contains("<pre><code>fn parse_week"), "code as code");
 
     // The screenshot, kept for people to look at.
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-screenshot.png");

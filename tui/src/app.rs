@@ -97,6 +97,9 @@ pub struct Settings {
     pub impact: Impact,
     /// Who triage decisions are recorded as.
     pub user: String,
+    /// A trace to open once the patterns are loaded (`flywheel tui --trace ID`, the command
+    /// the report prints next to every example).
+    pub trace: Option<String>,
 }
 
 pub struct App {
@@ -592,7 +595,7 @@ impl App {
             }
             View::Pattern | View::Search | View::Session => {
                 let Some((trace_id, _, at)) = self.selected_call() else { return vec![] };
-                self.open_trace(trace_id, at)
+                self.open_trace(trace_id, Some(at))
             }
             View::Trace => {
                 let c = self.cursor_mut(View::Trace);
@@ -602,7 +605,7 @@ impl App {
         }
     }
 
-    fn open_trace(&mut self, trace_id: String, at: OffsetDateTime) -> Vec<Effect> {
+    fn open_trace(&mut self, trace_id: String, at: Option<OffsetDateTime>) -> Vec<Effect> {
         let project = self.project().to_string();
         if self.trace.as_ref().is_none_or(|t| t.trace_id != trace_id) {
             self.trace = None;
@@ -610,12 +613,7 @@ impl App {
         }
         self.push(View::Trace);
         let key = trace_id.clone();
-        self.run_once(
-            Slot::Trace,
-            &key,
-            &format!("loading trace {}", short(&trace_id)),
-            Request::Trace { project, trace_id, around: Some(at) },
-        )
+        self.run_once(Slot::Trace, &key, &format!("loading trace {}", short(&trace_id)), Request::Trace { project, trace_id, around: at })
     }
 
     fn open_session(&mut self) -> Vec<Effect> {
@@ -678,6 +676,11 @@ impl App {
             Payload::Patterns { project, items } => {
                 if self.settings.project.is_none() {
                     self.settings.project = Some(project);
+                }
+                // Opened on a trace: it goes on top of the patterns (Esc returns to them).
+                if let Some(trace_id) = self.settings.trace.take() {
+                    self.patterns = Some(items);
+                    return self.open_trace(trace_id.to_ascii_lowercase(), None);
                 }
                 let n = items.len();
                 self.patterns = Some(items);
@@ -774,6 +777,21 @@ mod tests {
             Effect::Run { id, request } => (*id, request.clone()),
             other => panic!("expected a query, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn opened_on_a_trace_from_the_report() {
+        let mut app = App::new(Settings { trace: Some(fixtures::TRACE.to_ascii_uppercase()), ..fixtures::settings() });
+        let Effect::Run { id, .. } = app.start()[0] else { panic!() };
+        let effects =
+            app.on_response(Response { id, result: Ok(Payload::Patterns { project: "shop".into(), items: fixtures::patterns() }) });
+        let (_, req) = run_id(&effects);
+        assert!(
+            matches!(req, Request::Trace { ref trace_id, around: None, .. } if trace_id == fixtures::TRACE),
+            "the trace is loaded without a time hint: {req:?}"
+        );
+        assert_eq!(app.stack, vec![View::Patterns, View::Trace], "esc goes back to the patterns");
+        assert!(app.settings.trace.is_none(), "only once");
     }
 
     #[test]

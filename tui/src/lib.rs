@@ -54,6 +54,8 @@ pub struct TuiOptions {
     pub no_color: bool,
     /// Who triage decisions are recorded as (`$USER` by default).
     pub user: String,
+    /// Open this trace first (`flywheel tui --trace ID`).
+    pub trace: Option<String>,
 }
 
 impl Default for TuiOptions {
@@ -64,6 +66,7 @@ impl Default for TuiOptions {
             impact: Impact::Users,
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             user: std::env::var("USER").unwrap_or_else(|_| "tui".into()),
+            trace: None,
         }
     }
 }
@@ -98,7 +101,8 @@ pub fn run(store: Store, opts: TuiOptions, exporter: Arc<dyn Exporter>) -> Resul
     let (tx, rx) = mpsc::channel();
     let worker = Worker::new(handle, store, exporter, tx);
     let theme = Theme::new(!opts.no_color);
-    let mut app = App::new(Settings { project: opts.project, window: opts.window, impact: opts.impact, user: opts.user });
+    let mut app =
+        App::new(Settings { project: opts.project, window: opts.window, impact: opts.impact, user: opts.user, trace: opts.trace });
     let mut session = terminal::Session::enter()?;
     let effects = app.start();
     perform(&worker, &mut app, effects);

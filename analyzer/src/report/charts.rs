@@ -46,15 +46,39 @@ fn draw_daily<DB: DrawingBackend>(
         .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style(("sans-serif", 11).into_font().color(&INK))
         .draw()?;
-    let points: Vec<(f64, f64, bool)> = days.iter().enumerate().map(|(i, d)| (i as f64, rate(d), d.current)).collect();
-    // The previous period, then the current one (joined at the boundary).
-    let split = points.iter().position(|p| p.2).unwrap_or(points.len());
-    let prev: Vec<(f64, f64)> = points[..(split + 1).min(points.len())].iter().map(|p| (p.0, p.1)).collect();
-    let cur: Vec<(f64, f64)> = points[split..].iter().map(|p| (p.0, p.1)).collect();
-    chart.draw_series(LineSeries::new(prev.clone(), MUTED.stroke_width(2)))?;
-    chart.draw_series(prev.iter().map(|&(x, y)| Circle::new((x, y), 3, MUTED.filled())))?;
-    chart.draw_series(LineSeries::new(cur.clone(), ACCENT.stroke_width(3)))?;
-    chart.draw_series(cur.iter().map(|&(x, y)| Circle::new((x, y), 4, ACCENT.filled())))?;
+    // A day without calls has no failure rate: it is a gap in the line, not a 0 % point.
+    let mut runs: Vec<(bool, Vec<(f64, f64)>)> = Vec::new();
+    for (i, d) in days.iter().enumerate() {
+        if d.calls == 0 {
+            runs.push((d.current, Vec::new()));
+            continue;
+        }
+        let point = (i as f64, rate(d));
+        match runs.last_mut() {
+            Some((current, run)) if *current == d.current || run.is_empty() => {
+                *current = d.current;
+                run.push(point);
+            }
+            Some((_, run)) => {
+                // The boundary: the current period's line starts where the previous one ended.
+                let joint = *run.last().expect("non-empty");
+                runs.push((d.current, vec![joint, point]));
+            }
+            None => runs.push((d.current, vec![point])),
+        }
+    }
+    for (current, run) in runs.iter().filter(|(_, r)| !r.is_empty()) {
+        let (colour, width, dot) = if *current { (ACCENT, 3, 4) } else { (MUTED, 2, 3) };
+        chart.draw_series(LineSeries::new(run.clone(), colour.stroke_width(width)))?;
+        chart.draw_series(run.iter().map(|&(x, y)| Circle::new((x, y), dot, colour.filled())))?;
+    }
+    if days.iter().all(|d| d.calls == 0 || d.current) {
+        chart.draw_series(std::iter::once(Text::new(
+            "previous period: no data",
+            (0.0, max * 0.92),
+            ("sans-serif", 12).into_font().color(&MUTED),
+        )))?;
+    }
     Ok(())
 }
 

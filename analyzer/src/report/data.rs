@@ -4,15 +4,22 @@
 use std::collections::BTreeMap;
 
 use clickhouse::Row;
+use flywheel_schemas::failure::{FailureDetails, Lane};
 use flywheel_schemas::queries::{self, Grouping, SignalRates};
-use flywheel_schemas::rows::PatternRow;
+use flywheel_schemas::rows::{FailureRow, PatternRow, PatternTriageRow};
 use flywheel_schemas::{Store, StoreError};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::period::Period;
-use crate::export::case::{excerpt, rfc3339};
+use crate::export::case::{excerpt, mask, rfc3339};
 use crate::export::{self, Representation};
+
+/// Patterns at least this severe get examples in the report whatever their rank.
+pub const HIGH_SEVERITY: f32 = 0.7;
+
+/// Examples shown of the failures that fit no pattern.
+const UNCLUSTERED_EXAMPLES: usize = 3;
 
 /// Signal kinds that say something went wrong, shown first in rate tables.
 pub const NEGATIVE_SIGNALS: &[&str] = &["thumbs_down", "regenerate", "edit", "retry", "abandon", "escalate", "feature_disabled"];
@@ -32,6 +39,17 @@ pub struct Review {
     pub features: Vec<FeatureRates>,
     /// Signal kinds seen in either period, negative ones first.
     pub signal_kinds: Vec<String>,
+    /// Failing calls of the period that no current pattern holds.
+    pub unclustered: Unclustered,
+}
+
+/// The period's failures outside every pattern: one-offs, or causes too small to group yet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Unclustered {
+    pub failing_calls: u64,
+    /// Reason → failing calls carrying it, most frequent first.
+    pub reasons: Vec<(String, u64)>,
+    pub examples: Vec<Example>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -46,6 +64,11 @@ pub struct Headline {
 }
 
 impl Headline {
+    /// Whether the period has any call: a period without data is not a period at 0 %.
+    pub fn has_data(&self) -> bool {
+        self.calls > 0
+    }
+
     pub fn failure_rate(&self) -> f64 {
         if self.calls == 0 { 0.0 } else { self.failing_calls as f64 / self.calls as f64 }
     }
@@ -74,8 +97,40 @@ pub struct PatternView {
     pub share_of_users: f64,
     pub spread: Spread,
     pub decision: Decision,
-    /// 2–3 diverse members (only for the top patterns).
+    /// The latest triage decision: state, who made it, the note.
+    pub triage: Option<PatternTriageRow>,
+    /// 2–3 diverse members (the top patterns and every high-severity one).
     pub examples: Vec<Example>,
+}
+
+impl PatternView {
+    /// Members now against the previous period's: `+3 (3 → 6)`, `new (4)`, `= (5)`.
+    pub fn change(&self) -> String {
+        let (now, before) = (self.pattern.size, self.pattern.previous_size);
+        match (before, now) {
+            (0, n) => format!("new ({n})"),
+            (b, n) if b == n => format!("= ({n})"),
+            (b, n) if n > b => format!("+{} ({b} → {n})", n - b),
+            (b, n) => format!("−{} ({b} → {n})", b - n),
+        }
+    }
+
+    /// `fixed by ana — raised the quota`, or the bare state when nobody triaged it.
+    pub fn triage_line(&self) -> String {
+        match &self.triage {
+            Some(t) => {
+                let mut line = t.status.replace('_', " ");
+                if !t.updated_by.is_empty() {
+                    line.push_str(&format!(" by {}", t.updated_by));
+                }
+                if !t.note.trim().is_empty() {
+                    line.push_str(&format!(" — {}", t.note.trim()));
+                }
+                line
+            }
+            None => format!("{} (not triaged)", if self.pattern.status.is_empty() { "new" } else { &self.pattern.status }),
+        }
+    }
 }
 
 /// Where a pattern's members are: the basis of the one-off vs systemic call.
@@ -124,8 +179,9 @@ impl Decision {
         }
     }
 
-    /// One-off vs systemic from the spread across users, sessions, features and days.
-    pub fn from_spread(s: &Spread) -> Decision {
+    /// One-off vs systemic from the spread across users, sessions, features and days; what to
+    /// fix depends on the lane (infrastructure is fixed in configuration, not in a prompt).
+    pub fn from_spread(s: &Spread, lane: Lane) -> Decision {
         let features = s.features.len();
         let plural = |n: u64, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
         let facts = format!(
@@ -135,10 +191,19 @@ impl Decision {
             plural(features as u64, "feature"),
             plural(s.days, "day")
         );
+        let operations = lane == Lane::Operations;
         if s.users <= 1 || s.sessions <= 1 || (s.days <= 1 && s.users <= 2) {
-            Decision::OneOff(format!("{facts}: fix the instance; an eval case guards against a relapse"))
+            Decision::OneOff(if operations {
+                format!("{facts}: a passing incident; check it did not recur")
+            } else {
+                format!("{facts}: fix the instance; an eval case guards against a relapse")
+            })
         } else if s.users >= 3 && s.days >= 2 && (features >= 2 || s.users >= 5) {
-            Decision::Systemic(format!("{facts}: fix at the prompt, model or tool level and keep its eval cases in CI"))
+            Decision::Systemic(if operations {
+                format!("{facts}: a capacity or dependency problem, fixed in configuration (limits, retries, timeouts, fallbacks)")
+            } else {
+                format!("{facts}: fix at the prompt, model or tool level and keep its eval cases in CI")
+            })
         } else {
             Decision::Watch(format!("{facts}: recurring but narrow; a targeted fix, then watch the trend"))
         }
@@ -147,15 +212,60 @@ impl Decision {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Example {
+    /// The command that opens it in the terminal UI: `flywheel tui --trace <id>`.
+    pub open: String,
     pub trace_id: String,
     pub span_id: String,
     pub time: String,
     pub feature: String,
     pub model: String,
     pub reasons: Vec<String>,
+    /// Lines kept (code stays code), personal data masked, cut to a few lines.
     pub request: String,
     pub output: String,
     pub expected: Option<String>,
+}
+
+impl Example {
+    /// Whether a text is code or otherwise laid out in lines (shown as a code block).
+    pub fn is_code(text: &str) -> bool {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        text.contains("```")
+            || (lines.len() >= 2
+                && lines
+                    .iter()
+                    .filter(|l| l.starts_with("    ") || l.starts_with('\t') || l.trim_end().ends_with(['{', '}', ';', ')']))
+                    .count()
+                    * 3
+                    >= lines.len())
+    }
+}
+
+/// `text` for an example: personal data masked, each line's spaces kept, at most `max_lines`
+/// lines and `max` characters, with an ellipsis when cut. Prose on one line is collapsed like
+/// an excerpt.
+pub fn lines_excerpt(text: &str, max: usize, max_lines: usize) -> String {
+    let text = text.trim_matches('\n').trim_end();
+    if !Example::is_code(text) {
+        return excerpt(text, max);
+    }
+    let masked = mask(text);
+    let mut out = String::new();
+    let mut cut = false;
+    for (i, line) in masked.lines().enumerate() {
+        if i == max_lines || out.chars().count() + line.chars().count() > max {
+            cut = true;
+            break;
+        }
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(line.trim_end());
+    }
+    if cut {
+        out.push_str("\n…");
+    }
+    out
 }
 
 fn nanos(t: OffsetDateTime) -> i64 {
@@ -285,6 +395,7 @@ pub async fn gather(store: &Store, project: &str, period: &Period, top: usize) -
     }
 
     let spreads = spreads(store, project).await?;
+    let triage = queries::triage_states(store, project).await?;
     let mut patterns = Vec::new();
     for p in queries::current_patterns(store, project).await? {
         let recent = p.last_seen >= previous.start || p.trend == "resolved";
@@ -301,15 +412,22 @@ pub async fn gather(store: &Store, project: &str, period: &Period, top: usize) -
             models: p.facets.get("model").map(|m| vec![(m.clone(), p.size)]).unwrap_or_default(),
         });
         let share_of_users = if current.users == 0 { 0.0 } else { (p.users as f64 / current.users as f64).min(1.0) };
-        let mut decision = Decision::from_spread(&spread);
+        let mut decision = Decision::from_spread(&spread, Lane::of(&p));
         decision.add_advice(crate::cause::advice(p.facets.get("signature").map(String::as_str).unwrap_or("")));
-        patterns.push(PatternView { pattern: p, share_of_users, spread, decision, examples: Vec::new() });
+        let triage = triage.get(&p.pattern_id).cloned();
+        patterns.push(PatternView { pattern: p, share_of_users, spread, decision, triage, examples: Vec::new() });
     }
     // Active patterns by impact first (the order of current_patterns), resolved ones last.
     patterns.sort_by_key(|v| v.pattern.trend == "resolved");
-    for view in patterns.iter_mut().filter(|v| v.pattern.trend != "resolved").take(top) {
-        view.examples = examples(store, project, &view.pattern.pattern_id).await?;
+    // Examples for the top behaviour patterns and for every high-severity one.
+    let mut rank = 0;
+    for view in patterns.iter_mut().filter(|v| v.pattern.trend != "resolved" && Lane::of(&v.pattern) == Lane::Behaviour) {
+        rank += 1;
+        if rank <= top || view.pattern.severity >= HIGH_SEVERITY {
+            view.examples = examples(store, project, &view.pattern.pattern_id).await?;
+        }
     }
+    let unclustered = unclustered(store, project, period).await?;
 
     let calls_by_feature = per_feature(store, project, "llm_calls", "start_time", period).await?;
     let fails_by_feature = per_feature(store, project, "failures", "call_time", period).await?;
@@ -338,7 +456,80 @@ pub async fn gather(store: &Store, project: &str, period: &Period, top: usize) -
         patterns,
         features,
         signal_kinds,
+        unclustered,
     })
+}
+
+/// The period's failing calls that no pattern of the latest runs holds, by reason, with a few
+/// examples (the most severe first).
+async fn unclustered(store: &Store, project: &str, p: &Period) -> Result<Unclustered, StoreError> {
+    let outside = "project_id = ? AND call_time >= fromUnixTimestamp64Nano(?) AND call_time < fromUnixTimestamp64Nano(?) \
+         AND (trace_id, span_id) NOT IN (SELECT trace_id, span_id FROM pattern_members FINAL WHERE project_id = ? \
+         AND (pattern_id, run_id) IN (SELECT pattern_id, argMax(run_id, updated_at) FROM patterns WHERE project_id = ? GROUP BY pattern_id))";
+    let reasons: Vec<Count> = store
+        .query(&format!(
+            "SELECT toString(reason) AS key, count() AS n FROM failures FINAL ARRAY JOIN reasons AS reason WHERE {outside} \
+             GROUP BY key ORDER BY n DESC, key"
+        ))
+        .bind(project)
+        .bind(nanos(p.start))
+        .bind(nanos(p.end))
+        .bind(project)
+        .bind(project)
+        .fetch_all()
+        .await?;
+    let failing_calls: u64 = store
+        .query(&format!("SELECT count() FROM failures FINAL WHERE {outside}"))
+        .bind(project)
+        .bind(nanos(p.start))
+        .bind(nanos(p.end))
+        .bind(project)
+        .bind(project)
+        .fetch_one()
+        .await?;
+    let rows: Vec<FailureRow> = store
+        .query(&format!(
+            "SELECT ?fields FROM failures FINAL WHERE {outside} ORDER BY severity DESC, call_time DESC LIMIT {UNCLUSTERED_EXAMPLES}"
+        ))
+        .bind(project)
+        .bind(nanos(p.start))
+        .bind(nanos(p.end))
+        .bind(project)
+        .bind(project)
+        .fetch_all()
+        .await?;
+    let examples = rows
+        .into_iter()
+        .map(|f| {
+            let d = FailureDetails::parse(&f.details);
+            let output = if d.output.trim().is_empty() {
+                if d.error.is_empty() { "(no answer)".to_string() } else { format!("(no answer; error: {})", d.error) }
+            } else {
+                d.output.clone()
+            };
+            example(&f, &d.request, &output, Some(d.edit_text).filter(|t| !t.trim().is_empty()))
+        })
+        .collect();
+    Ok(Unclustered { failing_calls, reasons: reasons.into_iter().map(|c| (c.key, c.n)).collect(), examples })
+}
+
+/// An example of a failing call, its texts cut for a review.
+fn example(f: &FailureRow, request: &str, output: &str, expected: Option<String>) -> Example {
+    Example {
+        open: format!("flywheel tui --project {} --trace {}", f.project_id, f.trace_id),
+        trace_id: f.trace_id.clone(),
+        span_id: f.span_id.clone(),
+        time: {
+            let t = rfc3339(f.call_time);
+            format!("{} UTC", t.get(..16).unwrap_or(&t).replace('T', " "))
+        },
+        feature: f.feature.clone(),
+        model: f.model.clone(),
+        reasons: f.reasons.clone(),
+        request: lines_excerpt(request, 400, 8),
+        output: lines_excerpt(output, 600, 12),
+        expected: expected.map(|t| lines_excerpt(&t, 400, 8)),
+    }
 }
 
 /// Three diverse members of a pattern, with redacted excerpts.
@@ -359,20 +550,7 @@ async fn examples(store: &Store, project: &str, pattern_id: &str) -> Result<Vec<
             } else {
                 output
             };
-            Example {
-                trace_id: f.trace_id.clone(),
-                span_id: f.span_id.clone(),
-                time: {
-                    let t = rfc3339(f.call_time);
-                    format!("{} UTC", t.get(..16).unwrap_or(&t).replace('T', " "))
-                },
-                feature: f.feature.clone(),
-                model: f.model.clone(),
-                reasons: f.reasons.clone(),
-                request: excerpt(&c.request_text(), 240),
-                output: excerpt(&output, 280),
-                expected: c.edit_text().map(|t| excerpt(&t, 200)),
-            }
+            example(f, &c.request_text(), &output, c.edit_text())
         })
         .collect())
 }

@@ -5,8 +5,8 @@ use flywheel_schemas::failure::Lane;
 use std::fmt::Write;
 
 use super::charts;
-use super::data::{PatternView, Review};
-use super::{change, change_pts, counts, int, pct, trend, usd};
+use super::data::{Example, PatternView, Review};
+use super::{before, change, change_pts, counts, headline_signals, int, pct, trend, usd, versus};
 
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -54,6 +54,8 @@ code, .id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospac
 .example { border-left: 3px solid var(--line); padding: 6px 12px; margin: 10px 0; }
 .example p { margin: 3px 0; }
 .example .who { font-weight: 600; color: #334155; }
+.example pre { background: #f1f5f9; border-radius: 6px; padding: 8px 10px; margin: 3px 0; overflow-x: auto; font-size: 12.5px; }
+.example .open code { background: #f1f5f9; padding: 1px 6px; border-radius: 5px; }
 footer { color: var(--muted); font-size: 12px; margin-top: 40px; }
 @media print { body { background: #fff; } main { padding: 0; } }
 "#;
@@ -72,19 +74,49 @@ fn delta(text: String, worse_when_up: bool) -> String {
     format!("<span class=\"{class}\">{}</span>", esc(&text))
 }
 
+/// One labelled text of an example: a paragraph, or a code block when it is code.
+fn example_text(h: &mut String, who: &str, text: &str) {
+    if Example::is_code(text) {
+        let _ = writeln!(h, "<p><span class=\"who\">{}:</span></p><pre><code>{}</code></pre>", esc(who), esc(text));
+    } else {
+        let _ = writeln!(h, "<p><span class=\"who\">{}:</span> {}</p>", esc(who), esc(text));
+    }
+}
+
+fn example(h: &mut String, e: &Example) {
+    h.push_str("<div class=\"example\">\n");
+    let _ = writeln!(
+        h,
+        "<p class=\"meta\">trace <span class=\"id\">{}</span> · {} · {} · {} · {}</p>",
+        esc(&e.trace_id),
+        esc(if e.feature.is_empty() { "(no feature)" } else { &e.feature }),
+        esc(&e.model),
+        esc(&e.time),
+        esc(&e.reasons.join(", "))
+    );
+    example_text(h, "user", &e.request);
+    example_text(h, "answer", &e.output);
+    if let Some(x) = &e.expected {
+        example_text(h, "corrected by the user", x);
+    }
+    let _ = writeln!(h, "<p class=\"meta open\">open it: <code>{}</code></p>", esc(&e.open));
+    h.push_str("</div>\n");
+}
+
 /// One table row per pattern, most impactful first.
 fn pattern_table(h: &mut String, patterns: &[&PatternView]) {
-    h.push_str("<table>\n<tr><th class=\"num\">#</th><th>pattern</th><th>trend</th><th>triage</th><th class=\"num\">calls</th><th class=\"num\">users (share)</th><th>features</th><th>models</th><th class=\"num\">cost</th><th>decision</th></tr>\n");
+    h.push_str("<table>\n<tr><th class=\"num\">#</th><th>pattern</th><th>trend</th><th>change</th><th>triage</th><th class=\"num\">calls</th><th class=\"num\">users (share)</th><th>features</th><th>models</th><th class=\"num\">cost</th><th>decision</th></tr>\n");
     for (i, v) in patterns.iter().enumerate() {
         let p = &v.pattern;
         let _ = writeln!(
             h,
-            "<tr><td class=\"num\">{}</td><td><strong>{}</strong><br><span class=\"id\">{}</span></td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{} ({})</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            "<tr><td class=\"num\">{}</td><td><strong>{}</strong><br><span class=\"id\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{} ({})</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             i + 1,
             esc(&p.label),
             esc(&p.pattern_id),
             tag(&p.trend, &trend(&p.trend)),
-            esc(&p.status),
+            esc(&v.change()),
+            esc(&v.triage_line()),
             int(p.calls.max(p.size)),
             int(p.users),
             pct(v.share_of_users),
@@ -127,23 +159,33 @@ pub fn render(r: &Review) -> String {
             esc(&before)
         );
     };
-    kpi(&mut h, "LLM calls", int(c.calls), int(p.calls), delta(change(c.calls as f64, p.calls as f64), false));
+    // The tiles a review acts on: the failure rate and what it is made of, the cost, and the
+    // users' own verdict (the negative signals that moved); the rest is in the tables below.
+    let rate_now = if c.has_data() { pct(c.failure_rate()) } else { "no data".into() };
+    kpi(
+        &mut h,
+        "failure rate",
+        rate_now,
+        before(r, pct(p.failure_rate())),
+        delta(versus(r, change_pts(c.failure_rate(), p.failure_rate())), true),
+    );
     kpi(
         &mut h,
         "failing calls",
         int(c.failing_calls),
-        int(p.failing_calls),
-        delta(change(c.failing_calls as f64, p.failing_calls as f64), true),
+        before(r, int(p.failing_calls)),
+        delta(versus(r, change(c.failing_calls as f64, p.failing_calls as f64)), true),
     );
-    kpi(&mut h, "failure rate", pct(c.failure_rate()), pct(p.failure_rate()), delta(change_pts(c.failure_rate(), p.failure_rate()), true));
-    kpi(&mut h, "users", int(c.users), int(p.users), delta(change(c.users as f64, p.users as f64), false));
-    kpi(&mut h, "cost", usd(c.cost_usd), usd(p.cost_usd), delta(change(c.cost_usd, p.cost_usd), true));
-    for kind in &r.signal_kinds {
-        let (now, before) = (c.signal_rates.get(kind).copied().unwrap_or(0.0), p.signal_rates.get(kind).copied().unwrap_or(0.0));
-        let worse = kind != "thumbs_up" && kind != "copy" && kind != "feature_enabled";
-        kpi(&mut h, &format!("{kind} rate"), pct(now), pct(before), delta(change_pts(now, before), worse));
+    kpi(&mut h, "LLM calls", int(c.calls), before(r, int(p.calls)), delta(versus(r, change(c.calls as f64, p.calls as f64)), false));
+    kpi(&mut h, "cost", usd(c.cost_usd), before(r, usd(p.cost_usd)), delta(versus(r, change(c.cost_usd, p.cost_usd)), true));
+    for kind in headline_signals(r) {
+        let (now, then) = (c.signal_rates.get(&kind).copied().unwrap_or(0.0), p.signal_rates.get(&kind).copied().unwrap_or(0.0));
+        kpi(&mut h, &format!("{kind} rate"), pct(now), before(r, pct(then)), delta(versus(r, change_pts(now, then)), true));
     }
     h.push_str("</div>\n");
+    if !p.has_data() {
+        h.push_str("<p class=\"meta\">The previous period has no calls: nothing to compare with (not a 0 % failure rate).</p>\n");
+    }
     let _ = writeln!(h, "<div class=\"chart\">{}</div>", charts::daily_failure_rate(&r.daily));
 
     let live = |lane: Lane| -> Vec<&PatternView> {
@@ -182,7 +224,7 @@ pub fn render(r: &Review) -> String {
 
     let top: Vec<&&PatternView> = active.iter().filter(|v| !v.examples.is_empty()).collect();
     if !top.is_empty() {
-        h.push_str("<h2>Top patterns</h2>\n");
+        h.push_str("<h2>Top and high-severity patterns</h2>\n");
     }
     for (i, v) in top.iter().enumerate() {
         let p = &v.pattern;
@@ -190,11 +232,10 @@ pub fn render(r: &Review) -> String {
         let _ = writeln!(h, "<h3>{}. {} {}</h3>", i + 1, esc(&p.label), tag(&p.trend, &trend(&p.trend)));
         let _ = writeln!(
             h,
-            "<p class=\"meta\"><span class=\"id\">{}</span> · triage: {} · {} → {} members · severity {:.2} · cost {} · mean latency {:.0} ms</p>",
+            "<p class=\"meta\"><span class=\"id\">{}</span> · triage: {} · week over week: {} · severity {:.2} · cost {} · mean latency {:.0} ms</p>",
             esc(&p.pattern_id),
-            esc(&p.status),
-            p.previous_size,
-            p.size,
+            esc(&v.triage_line()),
+            esc(&v.change()),
             p.severity,
             usd(p.cost_usd),
             p.mean_latency_ms
@@ -221,22 +262,24 @@ pub fn render(r: &Review) -> String {
             esc(v.decision.why())
         );
         for e in &v.examples {
-            h.push_str("<div class=\"example\">\n");
-            let _ = writeln!(
-                h,
-                "<p class=\"meta\">trace <span class=\"id\">{}</span> · {} · {} · {} · {}</p>",
-                esc(&e.trace_id),
-                esc(if e.feature.is_empty() { "(no feature)" } else { &e.feature }),
-                esc(&e.model),
-                esc(&e.time),
-                esc(&e.reasons.join(", "))
-            );
-            let _ = writeln!(h, "<p><span class=\"who\">user:</span> {}</p>", esc(&e.request));
-            let _ = writeln!(h, "<p><span class=\"who\">answer:</span> {}</p>", esc(&e.output));
-            if let Some(x) = &e.expected {
-                let _ = writeln!(h, "<p><span class=\"who\">corrected by the user:</span> {}</p>", esc(x));
-            }
-            h.push_str("</div>\n");
+            example(&mut h, e);
+        }
+        h.push_str("</div>\n");
+    }
+
+    let u = &r.unclustered;
+    if u.failing_calls > 0 {
+        h.push_str("<h2>Failures in no pattern</h2>\n<div class=\"card\">\n");
+        let reasons: Vec<String> = u.reasons.iter().take(8).map(|(k, n)| format!("<code>{}</code> {n}", esc(k))).collect();
+        let _ = writeln!(
+            h,
+            "<p>{} failing call{} of this period fit no pattern (one-offs, or causes too rare to group yet). Reasons: {}.</p>",
+            int(u.failing_calls),
+            if u.failing_calls == 1 { "" } else { "s" },
+            reasons.join(", ")
+        );
+        for e in &u.examples {
+            example(&mut h, e);
         }
         h.push_str("</div>\n");
     }

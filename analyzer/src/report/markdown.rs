@@ -4,33 +4,85 @@
 use flywheel_schemas::failure::Lane;
 use std::fmt::Write;
 
-use super::data::{PatternView, Review};
-use super::{change, change_pts, counts, int, pct, trend, usd};
+use super::data::{Example, PatternView, Review};
+use super::{before, change, change_pts, counts, headline_signals, int, pct, trend, usd, versus};
 
 /// A table cell: no pipe, no line break.
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
-/// Text inside a block quote line.
+/// Text inside a block quote line: one line, and characters Markdown would read as markup
+/// (an HTML tag, emphasis, a link) escaped with a backslash — never an HTML entity, which shows
+/// as `&lt;` in renderers and editors that do not decode it.
 fn quote(s: &str) -> String {
-    s.replace(['\n', '\r'], " ").replace('<', "&lt;")
+    let mut out = String::with_capacity(s.len());
+    for c in s.replace(['\n', '\r'], " ").chars() {
+        if matches!(c, '<' | '>' | '*' | '_' | '[' | ']' | '`' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A fenced code block inside a block quote, its fence longer than any backtick run inside.
+fn quoted_code(md: &mut String, text: &str) {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    let _ = writeln!(md, "> {fence}");
+    for line in text.lines() {
+        let _ = writeln!(md, "> {line}");
+    }
+    let _ = writeln!(md, "> {fence}");
+}
+
+/// One labelled text of an example: a quoted line, or a code block when it is code.
+fn example_text(md: &mut String, who: &str, text: &str) {
+    if Example::is_code(text) {
+        let _ = writeln!(md, "> **{who}:**\n>");
+        quoted_code(md, text);
+    } else {
+        let _ = writeln!(md, "> **{who}:** {}", quote(text));
+    }
+}
+
+fn example(md: &mut String, n: usize, e: &Example) {
+    let _ = writeln!(
+        md,
+        "**Example {}** · trace `{}` · {} · {} · {} · {}\n",
+        n,
+        e.trace_id,
+        if e.feature.is_empty() { "(no feature)" } else { &e.feature },
+        e.model,
+        e.time,
+        e.reasons.join(", ")
+    );
+    example_text(md, "user", &e.request);
+    md.push_str(">\n");
+    example_text(md, "answer", &e.output);
+    if let Some(x) = &e.expected {
+        md.push_str(">\n");
+        example_text(md, "corrected by the user", x);
+    }
+    let _ = writeln!(md, "\nOpen it: `{}`\n", e.open);
 }
 
 /// One table row per pattern, most impactful first.
 fn pattern_table(md: &mut String, patterns: &[&PatternView]) {
-    md.push_str("| # | pattern | trend | triage | calls | users (share) | features | models | cost | decision |\n");
-    md.push_str("|---:|---|---|---|---:|---:|---|---|---:|---|\n");
+    md.push_str("| # | pattern | trend | change | triage | calls | users (share) | features | models | cost | decision |\n");
+    md.push_str("|---:|---|---|---|---|---:|---:|---|---|---:|---|\n");
     for (i, v) in patterns.iter().enumerate() {
         let p = &v.pattern;
         let _ = writeln!(
             md,
-            "| {} | **{}** `{}` | {} | {} | {} | {} ({}) | {} | {} | {} | **{}** |",
+            "| {} | **{}** `{}` | {} | {} | {} | {} | {} ({}) | {} | {} | {} | **{}** |",
             i + 1,
             cell(&p.label),
             cell(&p.pattern_id),
             trend(&p.trend),
-            cell(&p.status),
+            cell(&v.change()),
+            cell(&v.triage_line()),
             int(p.calls.max(p.size)),
             int(p.users),
             pct(v.share_of_users),
@@ -60,22 +112,26 @@ pub fn render(r: &Review) -> String {
     let row = |md: &mut String, name: &str, now: String, before: String, delta: String| {
         let _ = writeln!(md, "| {name} | {now} | {before} | {delta} |");
     };
-    row(&mut md, "LLM calls", int(c.calls), int(p.calls), change(c.calls as f64, p.calls as f64));
-    row(&mut md, "failing calls", int(c.failing_calls), int(p.failing_calls), change(c.failing_calls as f64, p.failing_calls as f64));
+    let rate_now = if c.has_data() { format!("**{}**", pct(c.failure_rate())) } else { "no data".into() };
+    row(&mut md, "**failure rate**", rate_now, before(r, pct(p.failure_rate())), versus(r, change_pts(c.failure_rate(), p.failure_rate())));
     row(
         &mut md,
-        "**failure rate**",
-        format!("**{}**", pct(c.failure_rate())),
-        pct(p.failure_rate()),
-        change_pts(c.failure_rate(), p.failure_rate()),
+        "failing calls",
+        int(c.failing_calls),
+        before(r, int(p.failing_calls)),
+        versus(r, change(c.failing_calls as f64, p.failing_calls as f64)),
     );
-    row(&mut md, "users", int(c.users), int(p.users), change(c.users as f64, p.users as f64));
-    row(&mut md, "cost", usd(c.cost_usd), usd(p.cost_usd), change(c.cost_usd, p.cost_usd));
-    for kind in &r.signal_kinds {
-        let (now, before) = (c.signal_rates.get(kind).copied().unwrap_or(0.0), p.signal_rates.get(kind).copied().unwrap_or(0.0));
-        row(&mut md, &format!("`{kind}` rate (of traces)"), pct(now), pct(before), change_pts(now, before));
+    row(&mut md, "LLM calls", int(c.calls), before(r, int(p.calls)), versus(r, change(c.calls as f64, p.calls as f64)));
+    row(&mut md, "users", int(c.users), before(r, int(p.users)), versus(r, change(c.users as f64, p.users as f64)));
+    row(&mut md, "cost", usd(c.cost_usd), before(r, usd(p.cost_usd)), versus(r, change(c.cost_usd, p.cost_usd)));
+    for kind in headline_signals(r) {
+        let (now, then) = (c.signal_rates.get(&kind).copied().unwrap_or(0.0), p.signal_rates.get(&kind).copied().unwrap_or(0.0));
+        row(&mut md, &format!("`{kind}` rate (of traces)"), pct(now), before(r, pct(then)), versus(r, change_pts(now, then)));
     }
     md.push('\n');
+    if !p.has_data() {
+        md.push_str("The previous period has no calls: nothing to compare with (not a 0 % failure rate).\n\n");
+    }
 
     let live = |lane: Lane| -> Vec<&PatternView> {
         r.patterns.iter().filter(|v| v.pattern.trend != "resolved" && Lane::of(&v.pattern) == lane).collect()
@@ -95,7 +151,7 @@ pub fn render(r: &Review) -> String {
 
     let top: Vec<&&PatternView> = active.iter().filter(|v| !v.examples.is_empty()).collect();
     if !top.is_empty() {
-        md.push_str("## Top patterns\n\n");
+        md.push_str("## Top and high-severity patterns\n\n");
     }
     for (i, v) in top.iter().enumerate() {
         let p = &v.pattern;
@@ -103,15 +159,8 @@ pub fn render(r: &Review) -> String {
         if !p.description.is_empty() {
             let _ = writeln!(md, "{}\n", p.description);
         }
-        let _ = writeln!(
-            md,
-            "- **id:** `{}` · **triage:** {} · **trend:** {} ({} → {} members)",
-            p.pattern_id,
-            p.status,
-            trend(&p.trend),
-            p.previous_size,
-            p.size
-        );
+        let _ = writeln!(md, "- **id:** `{}` · **trend:** {} · **week over week:** {}", p.pattern_id, trend(&p.trend), v.change());
+        let _ = writeln!(md, "- **triage:** {}", v.triage_line());
         if !p.terms.is_empty() {
             let _ = writeln!(md, "- **terms:** {}", p.terms.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "));
         }
@@ -133,22 +182,23 @@ pub fn render(r: &Review) -> String {
         }
         let _ = writeln!(md, "- **suggested decision: {}** — {}\n", v.decision.name(), v.decision.why());
         for (n, e) in v.examples.iter().enumerate() {
-            let _ = writeln!(
-                md,
-                "**Example {}** · trace `{}` · {} · {} · {} · {}\n",
-                n + 1,
-                e.trace_id,
-                if e.feature.is_empty() { "(no feature)" } else { &e.feature },
-                e.model,
-                e.time,
-                e.reasons.join(", ")
-            );
-            let _ = writeln!(md, "> **user:** {}\n>", quote(&e.request));
-            let _ = writeln!(md, "> **answer:** {}", quote(&e.output));
-            if let Some(x) = &e.expected {
-                let _ = writeln!(md, ">\n> **corrected by the user:** {}", quote(x));
-            }
-            md.push('\n');
+            example(&mut md, n + 1, e);
+        }
+    }
+
+    let u = &r.unclustered;
+    if u.failing_calls > 0 {
+        md.push_str("## Failures in no pattern\n\n");
+        let reasons: Vec<String> = u.reasons.iter().take(8).map(|(k, n)| format!("`{k}` {n}")).collect();
+        let _ = writeln!(
+            md,
+            "{} failing call{} of this period fit no pattern (one-offs, or causes too rare to group yet). Reasons: {}.\n",
+            int(u.failing_calls),
+            if u.failing_calls == 1 { "" } else { "s" },
+            reasons.join(", ")
+        );
+        for (n, e) in u.examples.iter().enumerate() {
+            example(&mut md, n + 1, e);
         }
     }
 

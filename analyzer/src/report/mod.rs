@@ -209,6 +209,36 @@ pub fn change_pts(now: f64, before: f64) -> String {
     }
 }
 
+/// The headline signals a review acts on: the negative kinds seen in either period, at most
+/// three, the highest current rate first (every kind stays in the per-feature table).
+pub fn headline_signals(r: &Review) -> Vec<String> {
+    let mut kinds: Vec<String> = r
+        .signal_kinds
+        .iter()
+        .filter(|k| data::NEGATIVE_SIGNALS.contains(&k.as_str()))
+        .filter(|k| {
+            r.current.signal_rates.get(*k).copied().unwrap_or(0.0) > 0.0 || r.previous.signal_rates.get(*k).copied().unwrap_or(0.0) > 0.0
+        })
+        .cloned()
+        .collect();
+    kinds.sort_by(|a, b| {
+        let rate = |k: &String| r.current.signal_rates.get(k).copied().unwrap_or(0.0);
+        rate(b).total_cmp(&rate(a)).then_with(|| a.cmp(b))
+    });
+    kinds.truncate(3);
+    kinds
+}
+
+/// A value of the previous period, or `no data` when it had no call (not a zero).
+pub fn before(r: &Review, value: String) -> String {
+    if r.previous.has_data() { value } else { "no data".into() }
+}
+
+/// A change against the previous period, or `—` when it had no call.
+pub fn versus(r: &Review, change: String) -> String {
+    if r.previous.has_data() { change } else { "—".into() }
+}
+
 /// Trend with an arrow.
 pub fn trend(t: &str) -> String {
     match t {
