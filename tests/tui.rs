@@ -218,6 +218,16 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
     tmux.keys(&["Enter"]);
     tmux.wait_for("open trace", &[&format!("trace {}", first.trace_id), "tokens in", "▌user", "finish length"]);
 
+    // The trace is the evidence: the span's attributes on `a`; `f` puts the failing call's
+    // answer at the top of the pane; scrolling far past the end keeps the last lines in view.
+    tmux.keys(&["a"]);
+    tmux.wait_for("all attributes", &["attributes (", "a: hide"]);
+    tmux.keys(&["a"]);
+    tmux.keys(&["f"]);
+    tmux.wait_for("the failing answer", &["the failing call's answer", "▌assistant  finish length"]);
+    tmux.keys(&["G", "NPage", "NPage", "NPage", "j", "j"]);
+    tmux.wait_for("scroll bound", &["▌assistant  finish length"]);
+
     // The call's session: its turns in order.
     tmux.keys(&["s"]);
     tmux.wait_for("open session", &[&format!("session {}", first.session_id), "turns", "user said"]);

@@ -134,6 +134,14 @@ pub struct App {
     pub tick: usize,
     /// Rows of the list area at the last render, for page keys.
     pub page: usize,
+    /// How far the detail pane on screen can scroll, as the last render measured it.
+    pub max_scroll: u16,
+    /// Where the selected call's answer starts in the trace's detail pane (last render).
+    pub anchor: Option<u16>,
+    /// `f` was pressed: scroll to the answer once the failing call is rendered.
+    pub jump_to_answer: bool,
+    /// `a` in a trace: every attribute of the selected span.
+    pub show_attributes: bool,
 }
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
@@ -164,6 +172,10 @@ impl App {
             next_id: 1,
             tick: 0,
             page: 10,
+            max_scroll: u16::MAX,
+            anchor: None,
+            jump_to_answer: false,
+            show_attributes: false,
         }
     }
 
@@ -353,6 +365,37 @@ impl App {
         vec![self.run(slot, what, request)]
     }
 
+    /// What the last render measured: the detail pane scrolls at most `max` lines (a resize or
+    /// new content that shortens it pulls the scroll back, so the pane is never blank).
+    /// Returns whether the screen must be drawn again (a jump moved the scroll).
+    pub fn rendered(&mut self, m: crate::views::Measured) -> bool {
+        self.max_scroll = m.max_scroll;
+        self.anchor = m.anchor;
+        let view = self.view();
+        let jump = std::mem::take(&mut self.jump_to_answer).then_some(m.anchor).flatten();
+        let c = self.cursor_mut(view);
+        let before = c.scroll;
+        if let Some(at) = jump {
+            c.pane = Pane::Detail;
+            c.scroll = at;
+        }
+        c.scroll = c.scroll.min(m.max_scroll);
+        jump.is_some() && c.scroll != before
+    }
+
+    /// `f` in a trace: select the failing call (else the first call) and show its answer.
+    fn jump_to_failing(&mut self) {
+        let Some(t) = &self.trace else { return };
+        let focus = t.focus_index();
+        let failing = t.spans.get(focus).and_then(|s| s.call.as_ref()).is_some_and(|c| !c.reasons.is_empty() || c.status == "error");
+        let c = self.cursor_mut(View::Trace);
+        c.selected = focus;
+        c.pane = Pane::Detail;
+        c.scroll = 0;
+        self.jump_to_answer = true;
+        self.info(if failing { "the failing call's answer" } else { "no failing call in this trace: its first call" });
+    }
+
     pub fn on_mouse(&mut self, ev: MouseEvent) -> Vec<Effect> {
         match ev.kind {
             MouseEventKind::ScrollDown => self.move_by(3),
@@ -367,9 +410,10 @@ impl App {
         self.prefetch_in = Some(Self::PREFETCH_TICKS);
         let view = self.view();
         let len = self.list_len(view);
+        let max = self.max_scroll;
         let c = self.cursor_mut(view);
         if c.pane == Pane::Detail || len == 0 {
-            c.scroll = (c.scroll as isize + delta).clamp(0, u16::MAX as isize) as u16;
+            c.scroll = (c.scroll as isize + delta).clamp(0, max as isize) as u16;
             return;
         }
         let before = c.selected;
@@ -383,9 +427,10 @@ impl App {
         self.prefetch_in = Some(Self::PREFETCH_TICKS);
         let view = self.view();
         let len = self.list_len(view);
+        let max = self.max_scroll;
         let c = self.cursor_mut(view);
         if c.pane == Pane::Detail {
-            c.scroll = if end { u16::MAX / 2 } else { 0 };
+            c.scroll = if end { max } else { 0 };
         } else {
             c.selected = if end { len.saturating_sub(1) } else { 0 };
             c.scroll = 0;
@@ -443,6 +488,11 @@ impl App {
                 return vec![self.load_overview()];
             }
             KeyCode::Char('p') => return self.next_project(),
+            KeyCode::Char('f') if view == View::Trace => self.jump_to_failing(),
+            KeyCode::Char('a') if view == View::Trace => {
+                self.show_attributes = !self.show_attributes;
+                self.info(if self.show_attributes { "all attributes of the span (a: hide)" } else { "attributes hidden" });
+            }
             KeyCode::Char('o') if view == View::Patterns => {
                 self.sort = self.sort.next();
                 self.info(format!("sorted by {}", self.sort.label()));

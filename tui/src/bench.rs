@@ -283,7 +283,11 @@ async fn generate(db: &Store, opts: &BenchOptions) -> Result<(), StoreError> {
 
 fn render(app: &App) -> usize {
     let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("a test backend never fails");
-    terminal.draw(|f| crate::views::render(f, app, &Theme::new(true))).expect("a test backend never fails");
+    terminal
+        .draw(|f| {
+            crate::views::render(f, app, &Theme::new(true));
+        })
+        .expect("a test backend never fails");
     terminal.backend().buffer().content().len()
 }
 

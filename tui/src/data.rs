@@ -523,6 +523,20 @@ struct SpanLite {
     duration_ns: u64,
     status_code: String,
     status_message: String,
+    attributes: BTreeMap<String, String>,
+    event_names: Vec<String>,
+    event_attributes: Vec<BTreeMap<String, String>>,
+}
+
+/// What an event says in a line: an exception's type and message, else its attributes.
+fn event_summary(name: &str, attributes: &BTreeMap<String, String>) -> (String, String) {
+    let get = |k: &str| attributes.get(k).map(String::as_str).unwrap_or("");
+    let text = if name == "exception" {
+        format!("{} {}", get("exception.type"), get("exception.message")).trim().to_string()
+    } else {
+        attributes.iter().take(4).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    };
+    (name.to_string(), text)
 }
 
 /// The columns of `llm_calls` a trace or session view reads.
@@ -552,6 +566,59 @@ struct CallRow {
     status: String,
     error_type: String,
     error_message: String,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    max_tokens: Option<u64>,
+    seed: Option<i64>,
+    prompt_template_id: String,
+    prompt_template_version: String,
+    system_instructions_hash: String,
+    tool_definitions_hash: String,
+}
+
+/// A tool definition in a line: `name — description`, whatever the producer's layout
+/// (OpenAI's `{"type": "function", "function": {…}}`, or flat `{name, description}`).
+fn tool_line(t: &serde_json::Value) -> Option<String> {
+    let f = t.get("function").unwrap_or(t);
+    let name = f.get("name").and_then(serde_json::Value::as_str)?;
+    let description = f.get("description").and_then(serde_json::Value::as_str).unwrap_or("");
+    let description = description.split_whitespace().collect::<Vec<_>>().join(" ");
+    Some(if description.is_empty() { name.to_string() } else { format!("{name} — {description}") })
+}
+
+/// Fills the calls' system instructions and tool definitions from `contents` (one query).
+async fn attach_contents(store: &Store, project: &str, calls: &mut [&mut CallView]) -> Result<(), StoreError> {
+    let hashes: Vec<String> = calls
+        .iter()
+        .flat_map(|c| [c.system_hash.clone(), c.tools_hash.clone()])
+        .filter(|h| !h.is_empty())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if hashes.is_empty() {
+        return Ok(());
+    }
+    #[derive(Row, Deserialize)]
+    struct Content {
+        hash: String,
+        content: String,
+    }
+    let rows: Vec<Content> = read(store, "SELECT hash, content FROM contents FINAL WHERE project_id = ? AND has(?, hash)")
+        .bind(project)
+        .bind(&hashes)
+        .fetch_all()
+        .await?;
+    let by_hash: HashMap<String, String> = rows.into_iter().map(|r| (r.hash, r.content)).collect();
+    for c in calls.iter_mut() {
+        c.system = by_hash.get(&c.system_hash).filter(|s| !s.trim().is_empty()).cloned();
+        if let Some(defs) = by_hash.get(&c.tools_hash).and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()) {
+            c.tools = match &defs {
+                serde_json::Value::Array(items) => items.iter().filter_map(tool_line).collect(),
+                other => tool_line(other).into_iter().collect(),
+            };
+        }
+    }
+    Ok(())
 }
 
 fn parse_messages(raw: &str) -> Vec<Message> {
@@ -587,6 +654,29 @@ fn call_view(r: CallRow, reasons: Vec<String>) -> CallView {
         error_type: r.error_type,
         error_message: r.error_message,
         reasons,
+        params: [
+            ("temperature", r.temperature.map(|v| v.to_string())),
+            ("max_tokens", r.max_tokens.map(|v| v.to_string())),
+            ("top_p", r.top_p.map(|v| v.to_string())),
+            ("seed", r.seed.map(|v| v.to_string())),
+            (
+                "prompt",
+                Some(match (r.prompt_template_id.as_str(), r.prompt_template_version.as_str()) {
+                    ("", "") => String::new(),
+                    (id, "") => id.to_string(),
+                    ("", v) => format!("version {v}"),
+                    (id, v) => format!("{id}@{v}"),
+                })
+                .filter(|p| !p.is_empty()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect(),
+        system: None,
+        tools: Vec::new(),
+        system_hash: r.system_instructions_hash,
+        tools_hash: r.tool_definitions_hash,
     }
 }
 
@@ -700,6 +790,8 @@ pub async fn trace(store: &Store, project: &str, trace_id: &str, around: Option<
                 duration_ns: s.duration_ns,
                 status_code: s.status_code,
                 status_message: s.status_message,
+                events: s.event_names.iter().zip(&s.event_attributes).map(|(n, a)| event_summary(n, a)).collect(),
+                attributes: s.attributes.into_iter().collect(),
                 call,
             }
         })
@@ -717,9 +809,13 @@ pub async fn trace(store: &Store, project: &str, trace_id: &str, around: Option<
             duration_ns: c.duration_ns,
             status_code: String::new(),
             status_message: String::new(),
+            attributes: Vec::new(),
+            events: Vec::new(),
             call: Some(call_view(c, r)),
         });
     }
+    let mut views: Vec<&mut CallView> = nodes.iter_mut().filter_map(|n| n.call.as_mut()).collect();
+    attach_contents(store, project, &mut views).await?;
     Ok(trace_view(trace_id, nodes, signals))
 }
 
@@ -763,13 +859,14 @@ pub async fn session(store: &Store, project: &str, session_id: &str, around: Opt
         read(store, &signals_sql).bind(project).bind(session_id).fetch_all::<SignalRow>(),
     )?;
     let user_id = rows.iter().map(|r| r.user_id.clone()).find(|u| !u.is_empty()).unwrap_or_default();
-    let turns: Vec<CallView> = rows
+    let mut turns: Vec<CallView> = rows
         .into_iter()
         .map(|r| {
             let why = reasons.remove(&(r.trace_id.clone(), r.span_id.clone())).unwrap_or_default();
             call_view(r, why)
         })
         .collect();
+    attach_contents(store, project, &mut turns.iter_mut().collect::<Vec<_>>()).await?;
     Ok(session_view(session_id, user_id, turns, signals))
 }
 

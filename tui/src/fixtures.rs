@@ -185,6 +185,15 @@ pub fn call(trace_id: &str, start: OffsetDateTime, failing: bool) -> CallView {
         error_type: if failing { "RateLimitError".into() } else { String::new() },
         error_message: if failing { "429 Too Many Requests".into() } else { String::new() },
         reasons: if failing { vec!["error_status".into()] } else { vec![] },
+        params: vec![
+            ("temperature".into(), "0.2".into()),
+            ("max_tokens".into(), "256".into()),
+            ("prompt".into(), "support-answer@v14".into()),
+        ],
+        system: Some("You are the support assistant of Shop. Refunds: 30 days from delivery.".into()),
+        tools: vec!["lookup_policy — Find the policy on a topic".into()],
+        system_hash: "h-system".into(),
+        tools_hash: "h-tools".into(),
     }
 }
 
@@ -198,6 +207,17 @@ fn span(id: &str, parent: &str, name: &str, offset_ms: i64, ms: u64, call: Optio
         duration_ns: ms * 1_000_000,
         status_code: String::new(),
         status_message: String::new(),
+        attributes: if name.starts_with("tool ") {
+            vec![
+                ("gen_ai.operation.name".into(), "execute_tool".into()),
+                ("gen_ai.tool.call.arguments".into(), r#"{"topic": "refunds"}"#.into()),
+                ("gen_ai.tool.call.result".into(), "refunds within 30 days".into()),
+                ("gen_ai.tool.name".into(), "lookup_policy".into()),
+            ]
+        } else {
+            vec![]
+        },
+        events: vec![],
         call,
     }
 }

@@ -128,8 +128,10 @@ fn event_loop(
             let size = session.terminal.size()?;
             // Rows of a list, for page keys: the screen less header, status and borders.
             app.page = size.height.saturating_sub(8) as usize;
-            session.terminal.draw(|f| views::render(f, app, theme))?;
-            dirty = false;
+            let mut measured = views::Measured::default();
+            session.terminal.draw(|f| measured = views::render(f, app, theme))?;
+            // A jump to the answer is known only once the pane is measured: draw again.
+            dirty = app.rendered(measured);
         }
         // Short polls keep the spinner moving and answers applied promptly.
         if event::poll(Duration::from_millis(50))? {

@@ -298,8 +298,20 @@ pub struct SpanNode {
     pub duration_ns: u64,
     pub status_code: String,
     pub status_message: String,
+    /// The span's attributes, sorted by key (shown on demand; tool spans show their input,
+    /// output and error from them).
+    pub attributes: Vec<(String, String)>,
+    /// The span's events: name and what they say (an exception's type and message).
+    pub events: Vec<(String, String)>,
     /// The LLM call of this span, when it is one.
     pub call: Option<CallView>,
+}
+
+impl SpanNode {
+    /// The first attribute among `keys` (the conventions that carry the same meaning).
+    pub fn attribute(&self, keys: &[&str]) -> Option<&str> {
+        keys.iter().find_map(|k| self.attributes.iter().find(|(key, v)| key == k && !v.is_empty()).map(|(_, v)| v.as_str()))
+    }
 }
 
 /// An LLM call, shaped for reading: messages parsed from the canonical model.
@@ -329,6 +341,14 @@ pub struct CallView {
     pub error_message: String,
     /// Failure reasons found by the analyzer, when the call failed.
     pub reasons: Vec<String>,
+    /// Request parameters as recorded: temperature, max_tokens, top_p, seed, the prompt
+    /// template and its version.
+    pub params: Vec<(String, String)>,
+    /// The system instructions (shared content, by hash) and the tool definitions offered.
+    pub system: Option<String>,
+    pub tools: Vec<String>,
+    pub system_hash: String,
+    pub tools_hash: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -445,6 +465,8 @@ mod tests {
             duration_ns: 1,
             status_code: String::new(),
             status_message: String::new(),
+            attributes: vec![],
+            events: vec![],
             call: None,
         }
     }

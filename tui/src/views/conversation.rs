@@ -12,6 +12,11 @@ use crate::model::CallView;
 use crate::theme::Theme;
 
 pub fn call_lines(call: &CallView, signals: &[&SignalRow], theme: &Theme) -> Vec<Line<'static>> {
+    call_lines_anchored(call, signals, theme).0
+}
+
+/// The call's lines and the index of the first line of its answer (where `f` jumps to).
+pub fn call_lines_anchored(call: &CallView, signals: &[&SignalRow], theme: &Theme) -> (Vec<Line<'static>>, usize) {
     let mut lines = vec![];
     let model = if call.provider.is_empty() { call.model.clone() } else { format!("{} ({})", call.model, call.provider) };
     lines.push(Line::from(vec![
@@ -29,6 +34,10 @@ pub fn call_lines(call: &CallView, signals: &[&SignalRow], theme: &Theme) -> Vec
     let cost = call.cost_usd.map_or("cost ?".to_string(), |c| format!("cost ${c:.4}"));
     let finish = if call.finish_reasons.is_empty() { "-".to_string() } else { call.finish_reasons.join(",") };
     lines.push(Line::from(format!("{tokens}  {cost}  finish {finish}")));
+    if !call.params.is_empty() {
+        let params: Vec<String> = call.params.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        lines.push(Line::from(vec![Span::styled("params ", theme.dim()), Span::raw(params.join(" · "))]));
+    }
     if call.status == "error" || !call.error_type.is_empty() || !call.error_message.is_empty() {
         lines.push(Line::from(vec![
             Span::styled("error ", theme.error()),
@@ -41,13 +50,26 @@ pub fn call_lines(call: &CallView, signals: &[&SignalRow], theme: &Theme) -> Vec
     if !call.session_id.is_empty() || !call.user_id.is_empty() {
         lines.push(Line::styled(format!("session {}  user {}", call.session_id, call.user_id), theme.dim()));
     }
+    if !call.tools.is_empty() {
+        lines.push(Line::styled(format!("tools offered ({})", call.tools.len()), theme.dim()));
+        for t in &call.tools {
+            lines.push(Line::from(vec![Span::styled("  ◇ ", theme.role("tool")), Span::raw(t.clone())]));
+        }
+    }
     lines.push(Line::raw(""));
+    // The system instructions, unless the conversation already carries them as a message.
+    if let Some(system) = &call.system
+        && !call.input.iter().any(|m| m.role == "system" || m.role == "developer")
+    {
+        lines.extend(message_lines(&Message::text("system", system.clone()), theme));
+    }
     if call.input.is_empty() && !call.input_text.is_empty() {
         lines.extend(message_lines(&Message::text("user", call.input_text.clone()), theme));
     }
     for m in &call.input {
         lines.extend(message_lines(m, theme));
     }
+    let anchor = lines.len();
     if call.output.is_empty() && !call.output_text.is_empty() {
         lines.extend(message_lines(&Message::text("assistant", call.output_text.clone()), theme));
     }
@@ -64,7 +86,7 @@ pub fn call_lines(call: &CallView, signals: &[&SignalRow], theme: &Theme) -> Vec
             lines.extend(signal_lines(s, &call.output_text, theme));
         }
     }
-    lines
+    (lines, anchor)
 }
 
 fn message_lines(m: &Message, theme: &Theme) -> Vec<Line<'static>> {

@@ -21,6 +21,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("/", "filter patterns"),
     ("o  O", "sort patterns: next key / reverse"),
     ("a f w n", "triage: acknowledged, fixed, won't fix, new"),
+    ("f  (trace)", "jump to the failing call's answer"),
+    ("a  (trace)", "every attribute of the selected span"),
     ("e", "export the pattern's eval cases"),
     (":", "search trace id, session id, user id or text"),
     ("s", "open the session of the selected call"),

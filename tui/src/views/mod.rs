@@ -20,21 +20,49 @@ use time::OffsetDateTime;
 use crate::app::{App, Prompt, View};
 use crate::theme::Theme;
 
-pub fn render(frame: &mut Frame, app: &App, theme: &Theme) {
+/// Draws the screen; returns how far the view's detail pane can scroll (0 when it has none),
+/// for the app to keep its scroll within the text: views stay pure, the bound comes back.
+pub fn render(frame: &mut Frame, app: &App, theme: &Theme) -> Measured {
     let [top, body, bottom] = Layout::vertical([Constraint::Length(1), Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
     header(frame, top, app, theme);
-    match app.view() {
-        View::Overview => overview::render(frame, body, app, theme),
-        View::Patterns => patterns::render(frame, body, app, theme),
-        View::Pattern => pattern::render(frame, body, app, theme),
+    let max_scroll = match app.view() {
+        View::Overview => {
+            overview::render(frame, body, app, theme);
+            Measured::default()
+        }
+        View::Patterns => {
+            patterns::render(frame, body, app, theme);
+            Measured::default()
+        }
+        View::Pattern => Measured { max_scroll: pattern::render(frame, body, app, theme), anchor: None },
         View::Trace => trace::render(frame, body, app, theme),
-        View::Session => session::render(frame, body, app, theme),
-        View::Search => search::render(frame, body, app, theme),
-    }
+        View::Session => Measured { max_scroll: session::render(frame, body, app, theme), anchor: None },
+        View::Search => {
+            search::render(frame, body, app, theme);
+            Measured::default()
+        }
+    };
     status_line(frame, bottom, app, theme);
     if app.help {
         help::render(frame, frame.area(), app, theme);
     }
+    max_scroll
+}
+
+/// What a render measured of the detail pane on screen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Measured {
+    /// How far it scrolls before its last line would leave the pane.
+    pub max_scroll: u16,
+    /// The scroll that shows the selected call's answer first (the trace view).
+    pub anchor: Option<u16>,
+}
+
+/// How far a bordered, wrapped paragraph drawn in `area` scrolls before its last line would
+/// leave the bottom of the pane.
+fn max_scroll(p: &Paragraph, area: Rect) -> u16 {
+    let lines = p.line_count(area.width.saturating_sub(2));
+    u16::try_from(lines).unwrap_or(u16::MAX).saturating_sub(area.height)
 }
 
 fn header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
@@ -80,7 +108,7 @@ fn hints(view: View) -> &'static str {
         View::Overview => "j/k move  enter open  t window  p project  2 patterns  : search  ? help  q quit",
         View::Patterns => "j/k move  enter open  / filter  o sort  a ack  f fixed  w won't fix  e export  ? help",
         View::Pattern => "enter trace  s session  tab pane  a/f/w/n triage  e export  y copy id  esc back",
-        View::Trace => "j/k span  tab pane  s session  y copy trace id  esc back  ? help",
+        View::Trace => "j/k span  f failing answer  a attributes  tab pane  s session  y copy id  esc back  ? help",
         View::Session => "j/k turn  enter trace  tab pane  y copy trace id  esc back  ? help",
         View::Search => "j/k move  enter trace  s session  y copy trace id  esc back",
     }

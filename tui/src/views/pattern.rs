@@ -11,10 +11,11 @@ use crate::app::{App, Pane, View};
 use crate::model::trend_arrow;
 use crate::theme::Theme;
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+/// Renders the pattern; returns how far its detail panes (facets) can scroll.
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> u16 {
     let Some(d) = &app.pattern else {
         frame.render_widget(Paragraph::new("loading pattern…").block(block(" pattern ", true, theme)), area);
-        return;
+        return 0;
     };
     let cursor = app.cursor(View::Pattern);
     let r = &d.item.row;
@@ -53,10 +54,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             ])
         })
         .collect();
-    frame.render_widget(
-        Paragraph::new(facet_lines).block(block(" facets ", focused, theme)).wrap(Wrap { trim: true }).scroll((cursor.scroll, 0)),
-        facets_area,
-    );
+    let facets = Paragraph::new(facet_lines).block(block(" facets ", focused, theme)).wrap(Wrap { trim: true });
+    let max = super::max_scroll(&facets, facets_area);
+    frame.render_widget(facets.scroll((cursor.scroll.min(max), 0)), facets_area);
     let tl = block(Span::raw(format!(" timeline ({} members) ", d.member_count)), focused, theme);
     let tl_inner = tl.inner(timeline_area);
     frame.render_widget(tl, timeline_area);
@@ -81,7 +81,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if d.members.is_empty() {
         let msg = if app.is_loading() { "loading members…" } else { "no members in the latest run" };
         frame.render_widget(Paragraph::new(msg), inner);
-        return;
+        return max;
     }
     let wide = inner.width >= 110;
     let rows = d.members.iter().map(|m| {
@@ -104,4 +104,5 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let table = Table::new(rows, widths).header(Row::new(header).style(theme.header())).row_highlight_style(theme.selected());
     let mut state = TableState::default().with_selected(Some(cursor.selected));
     frame.render_stateful_widget(table, inner, &mut state);
+    max
 }

@@ -11,10 +11,11 @@ use super::{block, excerpt, fmt_time};
 use crate::app::{App, Pane, View};
 use crate::theme::Theme;
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+/// Renders the session; returns how far its detail pane can scroll.
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> u16 {
     let Some(s) = &app.session else {
         frame.render_widget(Paragraph::new("loading session…").block(block(" session ", true, theme)), area);
-        return;
+        return 0;
     };
     let cursor = app.cursor(View::Session);
     let [turns_area, detail_area] = Layout::vertical([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(area);
@@ -69,7 +70,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     }
     let detail = Paragraph::new(lines)
         .block(block(Span::styled(" turn ", theme.title()), cursor.pane == Pane::Detail, theme))
-        .wrap(Wrap { trim: false })
-        .scroll((cursor.scroll, 0));
-    frame.render_widget(detail, detail_area);
+        .wrap(Wrap { trim: false });
+    let max = super::max_scroll(&detail, detail_area);
+    frame.render_widget(detail.scroll((cursor.scroll.min(max), 0)), detail_area);
+    max
 }

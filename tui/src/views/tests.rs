@@ -11,7 +11,11 @@ use crate::theme::Theme;
 
 fn screen(app: &App, w: u16, h: u16, color: bool) -> String {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
-    terminal.draw(|f| render(f, app, &Theme::new(color))).unwrap();
+    terminal
+        .draw(|f| {
+            render(f, app, &Theme::new(color));
+        })
+        .unwrap();
     let buf = terminal.backend().buffer().clone();
     let mut out = String::new();
     for y in 0..h {
@@ -202,7 +206,89 @@ fn loading_and_errors_show_in_the_status_line() {
 fn no_color_mode_uses_no_colours() {
     let app = app_on(View::Trace);
     let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
-    terminal.draw(|f| render(f, &app, &Theme::new(false))).unwrap();
+    terminal
+        .draw(|f| {
+            render(f, &app, &Theme::new(false));
+        })
+        .unwrap();
     let buf = terminal.backend().buffer();
     assert!(buf.content().iter().all(|c| c.fg == ratatui::style::Color::Reset && c.bg == ratatui::style::Color::Reset));
+}
+
+/// The issue's bug: `tab` then `G`/`PgDn` in a trace scrolled past the end and left the pane
+/// blank. The render measures how far the detail pane can scroll; the app stops there.
+#[test]
+fn detail_scroll_stops_at_the_last_line() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    const H: u16 = 14;
+    let draw = |app: &App| {
+        let mut terminal = Terminal::new(TestBackend::new(80, H)).unwrap();
+        let mut measured = super::Measured::default();
+        terminal.draw(|f| measured = render(f, app, &Theme::new(false))).unwrap();
+        let buf = terminal.backend().buffer().clone();
+        let rows: Vec<String> = (0..H).map(|y| (0..80).map(|x| buf[(x, y)].symbol().to_string()).collect()).collect();
+        (measured, rows)
+    };
+    let mut app = app_on(View::Trace);
+    // The model call (third span): its conversation is longer than the pane.
+    app.on_key(KeyEvent::new(KeyCode::Char('G'), KeyModifiers::NONE));
+    let (measured, _) = draw(&app);
+    let max = measured.max_scroll;
+    app.rendered(measured);
+    assert!(max > 0, "the fixture's call is longer than the pane at 80×14");
+    app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+    app.on_key(KeyEvent::new(KeyCode::Char('G'), KeyModifiers::NONE));
+    assert_eq!(app.cursor(View::Trace).scroll, max);
+    let (_, at_end) = draw(&app);
+    for _ in 0..3 {
+        app.on_key(KeyEvent::new(KeyCode::PageDown, KeyModifiers::NONE));
+        app.on_key(KeyEvent::new(KeyCode::Char('j'), KeyModifiers::NONE));
+    }
+    assert_eq!(app.cursor(View::Trace).scroll, max, "scrolling stops at the last line");
+    let (_, after) = draw(&app);
+    assert_eq!(after, at_end);
+    // The last content row of the detail pane (above its border and the status line) has text.
+    assert!(at_end[H as usize - 3].trim_matches(|c: char| c == '│' || c.is_whitespace()).len() > 2, "blank pane:\n{}", at_end.join("\n"));
+    // A smaller screen (or shorter content) pulls the scroll back within the text.
+    app.rendered(super::Measured { max_scroll: 1, anchor: None });
+    assert_eq!(app.cursor(View::Trace).scroll, 1);
+}
+
+/// The trace is the evidence: the call's parameters, prompt version, the tools it was offered
+/// and its system instructions; a tool span's input and output; every attribute on `a`; `f`
+/// jumps to the failing call's answer.
+#[test]
+fn trace_evidence_attributes_and_the_failing_answer() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let key = |c: char| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+    let mut app = app_on(View::Trace);
+    app.on_key(key('G'));
+    let s = screen(&app, 200, 60, false);
+    assert_all(
+        &s,
+        &["params temperature 0.2 · max_tokens 256 · prompt support-answer@v14", "tools offered (1)", "lookup_policy — Find the policy"],
+    );
+    // The fixture's conversation has its own system message: the instructions are not repeated.
+    assert_eq!(s.matches("▌system").count(), 1, "{s}");
+
+    // The tool span: what it was given and what it returned.
+    app.on_key(key('k'));
+    let s = screen(&app, 120, 40, false);
+    assert_all(&s, &["input", r#"{"topic": "refunds"}"#, "output", "refunds within 30 days", "a: all 4 attributes"]);
+    app.on_key(key('a'));
+    let s = screen(&app, 120, 40, false);
+    assert_all(&s, &["attributes (4)", "gen_ai.tool.name lookup_policy", "gen_ai.operation.name execute_tool"]);
+
+    // `f`: the failing call is selected and its answer is the first line of the pane.
+    app.on_key(key('g'));
+    app.on_key(key('f'));
+    let mut terminal = Terminal::new(TestBackend::new(80, 16)).unwrap();
+    let mut measured = super::Measured::default();
+    terminal.draw(|f| measured = render(f, &app, &Theme::new(false))).unwrap();
+    assert!(app.rendered(measured), "the jump asks for another frame");
+    assert!(measured.anchor.is_some_and(|a| a > 0), "{measured:?}");
+    assert_eq!(app.cursor(View::Trace).scroll, measured.anchor.unwrap());
+    let s = screen(&app, 80, 16, false);
+    assert!(s.contains("▌assistant") && s.contains("Yes, refunds are possible up to 90 days."), "{s}");
+    assert!(!s.contains("Can I get a refund after 60 days?"), "scrolled past the question:\n{s}");
 }

@@ -7,16 +7,18 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{List, ListItem, ListState, Paragraph, Wrap};
 
-use super::conversation::call_lines;
+use super::conversation::call_lines_anchored;
 use super::{block, fit, fmt_duration, fmt_time};
 use crate::app::{App, Pane, View, short};
 use crate::model::TraceView;
 use crate::theme::Theme;
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+/// Renders the trace; returns how far its detail pane can scroll and where the selected call's
+/// answer starts in it.
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> super::Measured {
     let Some(t) = &app.trace else {
         frame.render_widget(Paragraph::new("loading trace…").block(block(" trace ", true, theme)), area);
-        return;
+        return super::Measured::default();
     };
     let cursor = app.cursor(View::Trace);
     let [tree_area, detail_area] = if area.width >= 120 {
@@ -62,6 +64,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 
     let span = t.spans.get(cursor.selected);
     let mut lines: Vec<Line> = vec![];
+    let mut anchor = None;
     let title = match span {
         Some(s) => format!(" {} · span {} ", s.name, short(&s.span_id)),
         None => " span ".to_string(),
@@ -70,18 +73,46 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         match &s.call {
             Some(call) => {
                 let signals: Vec<_> = t.signals.iter().filter(|g| g.span_id.is_empty() || g.span_id == s.span_id).collect();
-                lines.extend(call_lines(call, &signals, theme));
+                let (call_lines, at) = call_lines_anchored(call, &signals, theme);
+                anchor = Some(at);
+                lines.extend(call_lines);
             }
             None => {
                 lines.push(Line::from(format!("{}  {}  {}", s.name, fmt_time(s.start), fmt_duration(s.duration_ns))));
-                if !s.status_code.is_empty() {
-                    lines.push(Line::from(format!("status {} {}", s.status_code, s.status_message)));
+                let failed = s.status_code == "error" || s.events.iter().any(|(n, _)| n == "exception");
+                if failed || !s.status_message.is_empty() {
+                    let status = format!("status {} {}", s.status_code, s.status_message);
+                    lines.push(Line::styled(status.trim_end().to_string(), if failed { theme.error() } else { theme.dim() }));
+                }
+                // What a tool or retrieval span did, read by meaning across conventions.
+                for (label, keys) in SPAN_FIELDS {
+                    if let Some(v) = s.attribute(keys) {
+                        lines.push(Line::styled(label.to_string(), theme.header()));
+                        lines.extend(v.lines().take(40).map(|l| Line::raw(format!("  {l}"))));
+                    }
+                }
+                for (name, text) in &s.events {
+                    let style = if name == "exception" { theme.error() } else { theme.dim() };
+                    lines.push(Line::styled(format!("event {name} {text}").trim_end().to_string(), style));
                 }
                 let signals: Vec<_> = t.signals.iter().filter(|g| g.span_id == s.span_id).collect();
                 for g in signals {
                     lines.push(Line::from(format!("signal {} {}", g.kind, g.comment)));
                 }
             }
+        }
+        if app.show_attributes {
+            // On demand, first: what the producer sent, before flywheel's reading of it.
+            let mut head = vec![Line::styled(format!("attributes ({})  a: hide", s.attributes.len()), theme.header())];
+            for (k, v) in &s.attributes {
+                let v: String = v.chars().take(300).collect();
+                head.push(Line::from(vec![Span::styled(format!("  {k} "), theme.dim()), Span::raw(v.replace('\n', " "))]));
+            }
+            head.push(Line::raw(""));
+            anchor = anchor.map(|a| a + head.len());
+            lines.splice(0..0, head);
+        } else if s.call.is_none() && !s.attributes.is_empty() {
+            lines.push(Line::styled(format!("a: all {} attributes", s.attributes.len()), theme.dim()));
         }
     } else if t.spans.is_empty() {
         lines.push(Line::styled("no spans found for this trace in the project", theme.error()));
@@ -91,12 +122,26 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         lines.push(Line::raw(""));
         lines.push(Line::styled(format!("{} signals on spans not in this trace", other.len()), theme.dim()));
     }
+    let anchor = anchor.map(|at| {
+        let before = Paragraph::new(lines[..at.min(lines.len())].to_vec()).wrap(Wrap { trim: false });
+        u16::try_from(before.line_count(detail_area.width.saturating_sub(2))).unwrap_or(u16::MAX)
+    });
     let detail = Paragraph::new(lines)
         .block(block(Span::styled(title, theme.title()), cursor.pane == Pane::Detail, theme))
-        .wrap(Wrap { trim: false })
-        .scroll((cursor.scroll, 0));
-    frame.render_widget(detail, detail_area);
+        .wrap(Wrap { trim: false });
+    let max = super::max_scroll(&detail, detail_area);
+    frame.render_widget(detail.scroll((cursor.scroll.min(max), 0)), detail_area);
+    super::Measured { max_scroll: max, anchor: anchor.map(|a| a.min(max)) }
 }
+
+/// Span attributes shown by meaning for spans that are not model calls: the OTel GenAI tool
+/// attributes, OpenInference's `input.value`/`output.value`, OpenLLMetry's entity input and
+/// output, and the generic `error.type`.
+const SPAN_FIELDS: &[(&str, &[&str])] = &[
+    ("input", &["gen_ai.tool.call.arguments", "input.value", "traceloop.entity.input", "ai.toolCall.args", "tool.parameters"]),
+    ("output", &["gen_ai.tool.call.result", "output.value", "traceloop.entity.output", "ai.toolCall.result"]),
+    ("error", &["error.type", "exception.message"]),
+];
 
 fn total_ns(t: &TraceView) -> u64 {
     (t.end - t.start).whole_nanoseconds().max(0) as u64
