@@ -129,6 +129,17 @@ pub async fn patterns(store: &Store, project: Option<String>, json: bool, member
             println!("no patterns yet in project {project}: run `flywheel analyze`");
         }
         print!("{}", table(&patterns));
+        if members {
+            // Each pattern's member traces, nearest to its centre first: what `flywheel tui
+            // --trace ID` opens.
+            for p in &patterns {
+                let m = queries::pattern_members(store, &project, &p.pattern_id).await?;
+                println!("\n{} members of {} ({}):", m.len(), p.pattern_id, p.label);
+                for m in m {
+                    println!("  {} {}  {}", m.trace_id, m.span_id, m.call_time.date());
+                }
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     for p in &patterns {

@@ -87,7 +87,7 @@ enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
-        /// Include the member trace ids.
+        /// List each pattern's member traces (trace id, span id, day), nearest first.
         #[arg(long)]
         members: bool,
     },

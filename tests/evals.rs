@@ -175,10 +175,14 @@ async fn exports_are_valid_for_their_tools_and_never_duplicated() {
         }
         assert!(s["ideal"].is_string());
     }
-    assert!(samples.iter().all(|s| s["ideal"].as_str().is_some_and(|i| !i.is_empty())), "ideal: the correction, else the rubric");
-    let ideal: Vec<&Value> = samples.iter().filter(|s| s["ideal"] == seed::EDIT_TEXT).collect();
+    // `ideal` is a reference answer (the correction) or empty, never rubric prose; the rubric and
+    // the tools travel beside it.
+    let ideal: Vec<&Value> = samples.iter().filter(|s| s["ideal"] != "").collect();
     assert_eq!(ideal.len(), 1);
+    assert_eq!(ideal[0]["ideal"], seed::EDIT_TEXT);
     assert_eq!(ideal[0]["input"][0]["role"], "system");
+    assert_eq!(ideal[0]["tools"][0]["function"]["name"], "lookup_order", "tools in OpenAI's chat shape");
+    assert!(samples.iter().all(|s| s["rubric"].as_str().is_some_and(|r| !r.is_empty())));
     assert!(samples.iter().all(|s| s["metadata"]["rubric"].as_array().is_some_and(|r| !r.is_empty())));
     assert!(samples.iter().any(|s| s["input"].as_array().unwrap().iter().any(|m| m["tool_calls"].is_array())));
 

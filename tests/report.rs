@@ -69,6 +69,10 @@ async fn markdown_report_has_the_review() {
     assert!(limit_row.contains("fixed by test — raised the quota"), "{limit_row}");
     let operations = md.split("## Operations").nth(1).unwrap().split("\n## ").next().unwrap();
     assert!(operations.contains("rate limited by the provider"), "{operations}");
+    // High severity gets examples whatever the lane; a cluster only users flagged gets advice.
+    assert!(md.contains(". rate limited by the provider\n"), "the rate limits' section");
+    let refund_advice = md.lines().find(|l| l.starts_with("- **suggested decision: systemic**")).unwrap();
+    assert!(refund_advice.contains("Only users flagged these answers"), "{refund_advice}");
     // Top pattern sections with 3 examples, redacted text and trace ids.
     assert!(md.contains(&format!("### 1. {}", seed::REFUND_LABEL)));
     assert!(md.contains("- **suggested decision: systemic**"));

@@ -272,6 +272,10 @@ pub fn advice(key: &str) -> &'static str {
         "agent_loop" => "Cap the agent's steps, detect repeated tool calls, and make tool results say when there is nothing more to find",
         "slow" => "Look at the slow calls' prompt sizes, models and providers; stream, cache, or route to a faster model",
         "costly" => "Look at the costly calls' prompt sizes and models; trim context or route to a cheaper model",
+        // Only users flagged it: nothing names the cause but the answers themselves.
+        "" => {
+            "Only users flagged these answers: read the examples against the instructions and sources, name the cause, fix the prompt or retrieval it points to, and keep the cases as evals"
+        }
         _ => "",
     }
 }

@@ -399,7 +399,27 @@ fn mask_value(v: &mut Value) {
     }
 }
 
+/// A word with personal data masked; the punctuation around it is kept ("(card 4111…)." keeps
+/// its parenthesis and full stop).
 fn mask_word(word: &str) -> String {
+    let core = word.trim_matches(|c: char| {
+        matches!(c, '(' | ')' | '[' | ']' | '{' | '}' | ',' | '.' | ';' | ':' | '!' | '?' | '"' | '\'' | '<' | '>')
+    });
+    if core.is_empty() || core == word {
+        return mask_core(word);
+    }
+    let start = word.find(core).unwrap_or(0);
+    let masked = mask_core(core);
+    if masked == core { word.to_string() } else { format!("{}{masked}{}", &word[..start], &word[start + core.len()..]) }
+}
+
+fn mask_core(word: &str) -> String {
+    // Long upper-case references mixing letters and digits: parcel tracking numbers
+    // (1Z…), booking and account references.
+    let (upper, digits) = (word.chars().filter(char::is_ascii_uppercase).count(), word.chars().filter(char::is_ascii_digit).count());
+    if word.len() >= 12 && upper + digits == word.chars().count() && upper >= 3 && digits >= 3 {
+        return "[number]".into();
+    }
     if let Some(at) = word.find('@')
         && at > 0
         && word[at + 1..].contains('.')
@@ -430,6 +450,9 @@ mod tests {
         assert_eq!(excerpt("write to  jane.doe@example.com\nnow", 100), "write to [email] now");
         assert_eq!(excerpt("card 4111111111111111 ok", 100), "card [number] ok");
         assert_eq!(excerpt("one two three four five six", 14), "one two three…");
+        // Punctuation around a masked value stays; upper-case references are masked too.
+        assert_eq!(mask("(tracking 1ZT75BLQUKMQBBANGL). Write to ana@example.com."), "(tracking [number]). Write to [email].");
+        assert_eq!(mask("model gpt-4o-mini-2024-07-18, order #1001"), "model gpt-4o-mini-2024-07-18, order #1001");
     }
 
     #[test]

@@ -70,10 +70,12 @@ pub fn expected(call: &FailingCall, label: &str, max_tokens: Option<u64>) -> Exp
         rubric.push("Helps with the request instead of refusing it: the request is legitimate for this feature.".into());
     }
     if has("finish_reason:length") {
+        // The limit is part of the failure, not of the right answer: the fix may well be to
+        // raise it.
         rubric.push(match max_tokens {
-            Some(n) => format!(
-                "Gives a complete answer that fits within the request's limit of {n} output tokens (the original was cut off at the limit)."
-            ),
+            Some(n) => {
+                format!("Gives a complete answer, not cut off mid-sentence (the original hit the request's limit of {n} output tokens).")
+            }
             None => "Gives a complete answer that is not cut off mid-sentence.".into(),
         });
     }
@@ -85,7 +87,7 @@ pub fn expected(call: &FailingCall, label: &str, max_tokens: Option<u64>) -> Exp
         checks.push(Check::NonEmpty);
     }
     if details.lane == Lane::Behaviour && (has("error_status") || has("exception")) {
-        let error = Some(details.error.clone()).filter(|e| !e.is_empty()).map(|e| quote(&e, 160));
+        let error = Some(details.error.clone()).filter(|e| !e.is_empty()).map(|e| error_quote(&e));
         rubric.push(match error {
             Some(e) => format!("Answers the request without the error the original call ended in: \"{e}\"."),
             None => "Answers the request (the original call ended in an error).".into(),
@@ -93,7 +95,11 @@ pub fn expected(call: &FailingCall, label: &str, max_tokens: Option<u64>) -> Exp
     }
     if has("tool_error") && details.lane == Lane::Behaviour {
         let tools = if details.tools.is_empty() { String::new() } else { format!(" ({})", details.tools.join(", ")) };
-        let seen = evidence("tool_error").map(|e| format!("; the original's tool call failed: \"{e}\"")).unwrap_or_default();
+        let seen = details
+            .evidence
+            .get("tool_error")
+            .map(|e| format!("; the original's tool call failed: \"{}\"", error_quote(e)))
+            .unwrap_or_default();
         rubric.push(format!("Calls its tools{tools} only with names and arguments their definitions accept{seen}."));
     }
     if has("agent_loop") {
@@ -150,7 +156,8 @@ pub fn expected(call: &FailingCall, label: &str, max_tokens: Option<u64>) -> Exp
     for s in call_signals(call, &details) {
         rubric.push(format!("Avoids what the user complained about: \"{}\".", quote(&s, 200)));
     }
-    let rejected = REJECTIONS.iter().any(|r| has(r));
+    // Operations failures are the infrastructure's, whatever the users did about them.
+    let rejected = details.lane == Lane::Behaviour && REJECTIONS.iter().any(|r| has(r));
     match &edit {
         Some(text) => rubric.push(format!("Conveys the same substance as the user's corrected answer: \"{}\".", quote(text, 600))),
         None if rejected => {
@@ -162,15 +169,22 @@ pub fn expected(call: &FailingCall, label: &str, max_tokens: Option<u64>) -> Exp
             }
             let bad = quote(&call.output_text(), 300);
             let kinds: Vec<&str> = call.failure.reasons.iter().map(String::as_str).filter(|r| REJECTIONS.contains(r)).collect();
-            let what = if bad.is_empty() { String::new() } else { format!(": \"{bad}\"") };
-            rubric.push(if question.is_empty() {
-                format!("Gives a correct answer; its user rejected ({}) the original answer{what}.", kinds.join(", "))
+            // A model call whose right output is a tool call is not judged as a text answer.
+            let acted = call.output_messages().iter().any(|m| m.tool_calls().next().is_some());
+            let task = match (question.is_empty(), acted || bad.is_empty()) {
+                (true, false) => "Gives a correct answer".to_string(),
+                (true, true) => "Handles the request correctly (a tool call with valid arguments, or an answer)".to_string(),
+                (false, false) => format!("Answers \"{question}\" correctly and completely"),
+                (false, true) => format!("Handles \"{question}\" correctly (a tool call with valid arguments, or an answer)"),
+            };
+            // What the user reacted to is context, not a verdict on every sentence of it: a
+            // grader must not fail a right answer for resembling it.
+            let what = if bad.is_empty() {
+                String::new()
             } else {
-                format!(
-                    "Answers \"{question}\" correctly and completely; its user rejected ({}) the original answer{what}.",
-                    kinds.join(", ")
-                )
-            });
+                format!("; for context, its user reacted ({}) to this answer: \"{bad}\"", kinds.join(", "))
+            };
+            rubric.push(format!("{task}{what}."));
             if call.system.is_some() {
                 rubric.push("Keeps to every rule of the system instructions.".into());
             }
@@ -185,6 +199,12 @@ pub fn expected(call: &FailingCall, label: &str, max_tokens: Option<u64>) -> Exp
     Expected { source: edit.as_ref().map(|_| "edit".to_string()), text: edit, rubric, checks }
 }
 
+/// An error message as a rubric quotes it: its template (ids, numbers, e-mails, URLs masked),
+/// so that an organisation id or a request id never reaches an eval file.
+fn error_quote(error: &str) -> String {
+    quote(&crate::cause::template(error), 160)
+}
+
 /// Operations failures (exported with `--include-ops`): availability and latency checks.
 fn operations(call: &FailingCall, details: &FailureDetails, rubric: &mut Vec<String>, checks: &mut Vec<Check>) {
     let c = call.call.as_ref();
@@ -193,11 +213,11 @@ fn operations(call: &FailingCall, details: &FailureDetails, rubric: &mut Vec<Str
         rubric.push(format!(
             "Answers the request (availability: the original call was {}: \"{}\").",
             class.phrase(),
-            quote(&details.error, 160)
+            error_quote(&details.error)
         ));
         checks.push(Check::NonEmpty);
     } else if !details.error.is_empty() {
-        rubric.push(format!("Answers the request (availability: the original call failed: \"{}\").", quote(&details.error, 160)));
+        rubric.push(format!("Answers the request (availability: the original call failed: \"{}\").", error_quote(&details.error)));
         checks.push(Check::NonEmpty);
     }
     if call.failure.reasons.iter().any(|r| r == "slow")

@@ -222,14 +222,50 @@ fn json_line(v: &Value) -> String {
     format!("{}\n", serde_json::to_string(v).expect("JSON values serialise"))
 }
 
-/// `ideal` is the user's correction when there is one, else the rubric (what a model-graded
-/// eval compares against); `metadata.rubric` always has the rubric.
+/// `ideal` is a reference answer — the user's corrected text — or empty: a rubric is not an
+/// answer, and a match-style eval would fail every answer against it. The rubric travels as
+/// `rubric` (for a model-graded eval's template, e.g. `closedqa` criteria), the tools offered as
+/// `tools` (so tool-calling cases run), and both in `metadata`.
 pub fn openai_record(case: &EvalCase) -> Value {
-    json!({
+    let mut record = json!({
         "input": openai_messages(case.input.system.as_deref(), &case.input.messages),
-        "ideal": case.expected.text.clone().unwrap_or_else(|| case.expected.rubric.join(" ")),
+        "ideal": case.expected.text.clone().unwrap_or_default(),
+        "rubric": case.expected.rubric.join(" "),
         "metadata": metadata(case),
-    })
+    });
+    if let Some(tools) = openai_tools(case.input.tools.as_ref()) {
+        record["tools"] = tools;
+    }
+    record
+}
+
+/// Tool definitions in OpenAI's chat shape (`{"type": "function", "function": {name,
+/// description, parameters}}`) whatever shape the producer recorded them in (flat
+/// `{name, description, parameters}`, `input_schema` as Anthropic names it).
+pub fn openai_tools(tools: Option<&Value>) -> Option<Value> {
+    let items: Vec<Value> = match tools? {
+        Value::Array(items) => items.clone(),
+        Value::Null => return None,
+        one => vec![one.clone()],
+    };
+    let shaped: Vec<Value> = items
+        .into_iter()
+        .filter_map(|t| {
+            if t.get("type").and_then(Value::as_str) == Some("function") && t.get("function").is_some() {
+                return Some(t);
+            }
+            let name = t.get("name").and_then(Value::as_str)?;
+            let mut function = json!({"name": name});
+            if let Some(d) = t.get("description") {
+                function["description"] = d.clone();
+            }
+            if let Some(p) = t.get("parameters").or_else(|| t.get("input_schema")).or_else(|| t.get("inputSchema")) {
+                function["parameters"] = p.clone();
+            }
+            Some(json!({"type": "function", "function": function}))
+        })
+        .collect();
+    (!shaped.is_empty()).then_some(Value::Array(shaped))
 }
 
 fn metadata(case: &EvalCase) -> Value {
@@ -261,8 +297,8 @@ pub fn promptfoo_test(case: &EvalCase) -> Value {
     if let Some(system) = &case.input.system {
         vars["system"] = json!(system);
     }
-    if let Some(tools) = &case.input.tools {
-        vars["tools"] = tools.clone();
+    if let Some(tools) = openai_tools(case.input.tools.as_ref()) {
+        vars["tools"] = tools;
     }
     if let Some(format) = &case.input.parameters.response_format {
         vars["response_format"] = format.clone();
@@ -329,6 +365,32 @@ fn promptfoo_items(cases: &[EvalCase]) -> Result<String, ExportError> {
     serde_yaml_ng::to_string(&tests).map_err(|e| ExportError::Render(format!("promptfoo YAML: {e}")))
 }
 
+/// One message of the CSV's conversation column: its text, tool calls and tool results.
+fn conversation_line(m: &flywheel_schemas::messages::Message) -> String {
+    use flywheel_schemas::messages::Part;
+    let mut parts: Vec<String> = Vec::new();
+    let text = m.text_content();
+    if !text.is_empty() {
+        parts.push(text);
+    }
+    for p in &m.parts {
+        match p {
+            Part::ToolCall { name, arguments, .. } => {
+                let args = match arguments {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                parts.push(format!("→ {name}({args})"));
+            }
+            Part::ToolCallResponse { response, .. } => {
+                parts.push(format!("← {}", response.as_str().map(str::to_string).unwrap_or_else(|| response.to_string())));
+            }
+            _ => {}
+        }
+    }
+    format!("{}: {}", m.role, parts.join(" "))
+}
+
 /// Rows of `cases`; `columns` cuts them to the first columns (an older file's header).
 fn csv_text(cases: &[EvalCase], header: bool, columns: usize) -> Result<String, ExportError> {
     let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
@@ -338,7 +400,7 @@ fn csv_text(cases: &[EvalCase], header: bool, columns: usize) -> Result<String, 
     }
     for c in cases {
         let p = &c.provenance;
-        let conversation: Vec<String> = c.input.messages.iter().map(|m| format!("{}: {}", m.role, m.text_content())).collect();
+        let conversation: Vec<String> = c.input.messages.iter().map(conversation_line).collect();
         let tools: Vec<String> = c
             .input
             .tools

@@ -15,6 +15,10 @@ use super::period::Period;
 use crate::export::case::{excerpt, mask, rfc3339};
 use crate::export::{self, Representation};
 
+/// Calls a previous period needs before changes against it mean anything (2 calls against
+/// 2,000 make a −39 pts "improvement").
+pub const MIN_BASELINE_CALLS: u64 = 20;
+
 /// Patterns at least this severe get examples in the report whatever their rank.
 pub const HIGH_SEVERITY: f32 = 0.7;
 
@@ -67,6 +71,11 @@ impl Headline {
     /// Whether the period has any call: a period without data is not a period at 0 %.
     pub fn has_data(&self) -> bool {
         self.calls > 0
+    }
+
+    /// Whether the period has enough calls to compare another one with.
+    pub fn comparable(&self) -> bool {
+        self.calls >= MIN_BASELINE_CALLS
     }
 
     pub fn failure_rate(&self) -> f64 {
@@ -412,18 +421,25 @@ pub async fn gather(store: &Store, project: &str, period: &Period, top: usize) -
             models: p.facets.get("model").map(|m| vec![(m.clone(), p.size)]).unwrap_or_default(),
         });
         let share_of_users = if current.users == 0 { 0.0 } else { (p.users as f64 / current.users as f64).min(1.0) };
-        let mut decision = Decision::from_spread(&spread, Lane::of(&p));
-        decision.add_advice(crate::cause::advice(p.facets.get("signature").map(String::as_str).unwrap_or("")));
+        let lane = Lane::of(&p);
+        let mut decision = Decision::from_spread(&spread, lane);
+        let signature = p.facets.get("signature").map(String::as_str).unwrap_or("");
+        // No cause key: users flagged it (behaviour); an operations pattern always has one.
+        if !(signature.is_empty() && lane == Lane::Operations) {
+            decision.add_advice(crate::cause::advice(signature));
+        }
         let triage = triage.get(&p.pattern_id).cloned();
         patterns.push(PatternView { pattern: p, share_of_users, spread, decision, triage, examples: Vec::new() });
     }
     // Active patterns by impact first (the order of current_patterns), resolved ones last.
     patterns.sort_by_key(|v| v.pattern.trend == "resolved");
-    // Examples for the top behaviour patterns and for every high-severity one.
+    // Examples for the top behaviour patterns and for every high-severity one, operations
+    // included (a rate limit at severity 0.95 deserves its examples and advice).
     let mut rank = 0;
-    for view in patterns.iter_mut().filter(|v| v.pattern.trend != "resolved" && Lane::of(&v.pattern) == Lane::Behaviour) {
-        rank += 1;
-        if rank <= top || view.pattern.severity >= HIGH_SEVERITY {
+    for view in patterns.iter_mut().filter(|v| v.pattern.trend != "resolved") {
+        let behaviour = Lane::of(&view.pattern) == Lane::Behaviour;
+        rank += usize::from(behaviour);
+        if (behaviour && rank <= top) || view.pattern.severity >= HIGH_SEVERITY {
             view.examples = examples(store, project, &view.pattern.pattern_id).await?;
         }
     }

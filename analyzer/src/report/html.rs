@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::charts;
 use super::data::{Example, PatternView, Review};
-use super::{before, change, change_pts, counts, headline_signals, int, pct, trend, usd, versus};
+use super::{baseline_note, before, change, change_pts, counts, headline_signals, int, pct, trend, usd, versus};
 
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -183,8 +183,8 @@ pub fn render(r: &Review) -> String {
         kpi(&mut h, &format!("{kind} rate"), pct(now), before(r, pct(then)), delta(versus(r, change_pts(now, then)), true));
     }
     h.push_str("</div>\n");
-    if !p.has_data() {
-        h.push_str("<p class=\"meta\">The previous period has no calls: nothing to compare with (not a 0 % failure rate).</p>\n");
+    if let Some(note) = baseline_note(r) {
+        let _ = writeln!(h, "<p class=\"meta\">{}</p>", esc(&note));
     }
     let _ = writeln!(h, "<div class=\"chart\">{}</div>", charts::daily_failure_rate(&r.daily));
 
@@ -222,7 +222,7 @@ pub fn render(r: &Review) -> String {
         pattern_table(&mut h, &operations);
     }
 
-    let top: Vec<&&PatternView> = active.iter().filter(|v| !v.examples.is_empty()).collect();
+    let top: Vec<&&PatternView> = active.iter().chain(operations.iter()).filter(|v| !v.examples.is_empty()).collect();
     if !top.is_empty() {
         h.push_str("<h2>Top and high-severity patterns</h2>\n");
     }
@@ -310,9 +310,9 @@ pub fn render(r: &Review) -> String {
         h.push_str("</table>\n");
     }
 
-    if !active.is_empty() {
+    if !active.is_empty() || !operations.is_empty() {
         h.push_str("<h2>Cost per pattern</h2>\n");
-        let mut by_cost = active.clone();
+        let mut by_cost: Vec<&PatternView> = active.iter().chain(operations.iter()).copied().collect();
         by_cost.sort_by(|a, b| b.pattern.cost_usd.total_cmp(&a.pattern.cost_usd));
         let bars: Vec<(String, f64, String)> =
             by_cost.iter().take(12).map(|v| (v.pattern.label.clone(), v.pattern.cost_usd, usd(v.pattern.cost_usd))).collect();

@@ -5,7 +5,7 @@ use flywheel_schemas::failure::Lane;
 use std::fmt::Write;
 
 use super::data::{Example, PatternView, Review};
-use super::{before, change, change_pts, counts, headline_signals, int, pct, trend, usd, versus};
+use super::{baseline_note, before, change, change_pts, counts, headline_signals, int, pct, trend, usd, versus};
 
 /// A table cell: no pipe, no line break.
 fn cell(s: &str) -> String {
@@ -129,8 +129,8 @@ pub fn render(r: &Review) -> String {
         row(&mut md, &format!("`{kind}` rate (of traces)"), pct(now), before(r, pct(then)), versus(r, change_pts(now, then)));
     }
     md.push('\n');
-    if !p.has_data() {
-        md.push_str("The previous period has no calls: nothing to compare with (not a 0 % failure rate).\n\n");
+    if let Some(note) = baseline_note(r) {
+        let _ = writeln!(md, "{note}\n");
     }
 
     let live = |lane: Lane| -> Vec<&PatternView> {
@@ -149,7 +149,7 @@ pub fn render(r: &Review) -> String {
         pattern_table(&mut md, &operations);
     }
 
-    let top: Vec<&&PatternView> = active.iter().filter(|v| !v.examples.is_empty()).collect();
+    let top: Vec<&&PatternView> = active.iter().chain(operations.iter()).filter(|v| !v.examples.is_empty()).collect();
     if !top.is_empty() {
         md.push_str("## Top and high-severity patterns\n\n");
     }
@@ -224,9 +224,9 @@ pub fn render(r: &Review) -> String {
         md.push('\n');
     }
 
-    if !active.is_empty() {
+    if !active.is_empty() || !operations.is_empty() {
         md.push_str("## Cost per pattern\n\n| pattern | calls | cost | cost per call | mean latency |\n|---|---:|---:|---:|---:|\n");
-        let mut by_cost = active.clone();
+        let mut by_cost: Vec<&PatternView> = active.iter().chain(operations.iter()).copied().collect();
         by_cost.sort_by(|a, b| b.pattern.cost_usd.total_cmp(&a.pattern.cost_usd));
         for v in by_cost {
             let p = &v.pattern;

@@ -234,9 +234,25 @@ pub fn before(r: &Review, value: String) -> String {
     if r.previous.has_data() { value } else { "no data".into() }
 }
 
-/// A change against the previous period, or `—` when it had no call.
+/// A change against the previous period, or `—` when it had too few calls to compare with.
 pub fn versus(r: &Review, change: String) -> String {
-    if r.previous.has_data() { change } else { "—".into() }
+    if r.previous.comparable() { change } else { "—".into() }
+}
+
+/// The sentence under the headline when the previous period cannot be compared with, if so.
+pub fn baseline_note(r: &Review) -> Option<String> {
+    let n = r.previous.calls;
+    if n == 0 {
+        Some("The previous period has no calls: nothing to compare with (not a 0 % failure rate).".into())
+    } else if !r.previous.comparable() {
+        Some(format!(
+            "The previous period has only {n} call{}: too few to compare with (changes need at least {}).",
+            if n == 1 { "" } else { "s" },
+            data::MIN_BASELINE_CALLS
+        ))
+    } else {
+        None
+    }
 }
 
 /// Trend with an arrow.
