@@ -278,6 +278,16 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
     tmux.keys(&["1"]);
     tmux.wait_for("overview", &["last 7d per hour", "failure rate", "top patterns by impact"]);
 
+    // Narrow terminals: at 80×24 the label keeps 40 characters and the help hint its corner;
+    // at 50×15 the compact layout.
+    tmux.keys(&["2"]);
+    tmux.cmd(&["resize-window", "-t", "tui", "-x", "80", "-y", "24"]);
+    tmux.wait_for("80x24", &["impact▼", "answers cut at max tokens", "? help", "ack"]);
+    tmux.cmd(&["resize-window", "-t", "tui", "-x", "50", "-y", "15"]);
+    let screen = tmux.wait_for("50x15", &["impact▼", "users", "? help"]);
+    assert!(!screen.contains("triage"), "compact layout:\n{screen}");
+    tmux.cmd(&["resize-window", "-t", "tui", "-x", "120", "-y", "40"]);
+
     // 9. Help, then quit: the terminal is restored and the exit status is 0.
     tmux.keys(&["?"]);
     tmux.wait_for("help", &["keys (esc closes)", "copy the trace id (OSC 52)"]);

@@ -20,6 +20,8 @@ const READ_CHARS: usize = 600;
 
 pub struct Detector {
     inner: whatlang::Detector,
+    /// lingua alone: slower, and right where whatlang is sure and wrong.
+    careful: bool,
 }
 
 impl Default for Detector {
@@ -39,7 +41,15 @@ fn prose(text: &str) -> String {
 
 impl Detector {
     pub fn new() -> Detector {
-        Detector { inner: whatlang::Detector::new() }
+        Detector { inner: whatlang::Detector::new(), careful: false }
+    }
+
+    /// A detector that reads with lingua only: for confirming a verdict before it raises an
+    /// alarm. whatlang is sometimes *sure* and wrong — "Good morning. Can I return the bike
+    /// helmet I bought about ten days ago? It doesn't fit." is reliable Dutch to it, English
+    /// (0.99) to lingua.
+    pub fn careful() -> Detector {
+        Detector { inner: whatlang::Detector::new(), careful: true }
     }
 
     /// The language's English name when a detector is at least `min_confidence` sure.
@@ -48,7 +58,8 @@ impl Detector {
         if prose.chars().filter(|c| c.is_alphabetic()).count() < 12 {
             return None;
         }
-        if let Some(info) = self.inner.detect(&prose)
+        if !self.careful
+            && let Some(info) = self.inner.detect(&prose)
             && info.is_reliable()
             && info.confidence() >= min_confidence
         {
@@ -101,4 +112,14 @@ mod tests {
         // Product names in another language make a short question unsure, never English.
         assert_eq!(d.detect("Que couvre la garantie du Trailblazer 45 backpack ?", 0.5), None);
     }
+
+    #[test]
+    fn the_careful_reader_corrects_what_whatlang_is_sure_of() {
+        let text =
+            "Good morning. Can I return the bike helmet I bought about ten days ago? It doesn't fit. Order NW-048775. Appreciate it.";
+        assert_eq!(Detector::careful().detect(text, 0.5).as_deref(), Some("English"));
+        assert_eq!(Detector::careful().detect(FRENCH, 0.5).as_deref(), Some("French"));
+    }
+
+    const FRENCH: &str = "Votre commande a été expédiée hier et devrait arriver vendredi. Merci de votre patience.";
 }

@@ -55,7 +55,7 @@ pub fn patterns() -> Vec<PatternItem> {
     vec![
         pattern(
             "p-refund-0001",
-            "refund policy hallucinated",
+            "refund policy hallucinated: invents a 90-day window for returns",
             "growing",
             "new",
             (41, 0.9, 57),

@@ -147,7 +147,15 @@ impl fmt::Display for ExportSummary {
             notes.push(format!("{} already in the file", self.already_in_file));
         }
         if !self.lexical_patterns.is_empty() {
-            notes.push(format!("diversity from lexical similarity for {}: no embeddings", plural(self.lexical_patterns.len(), "pattern")));
+            let mut ids: Vec<&str> = self.lexical_patterns.iter().take(3).map(String::as_str).collect();
+            if self.lexical_patterns.len() > 3 {
+                ids.push("…");
+            }
+            notes.push(format!(
+                "diversity from lexical similarity for {} ({}): their members have no cached embeddings — `flywheel analyze` with the model caches them",
+                plural(self.lexical_patterns.len(), "pattern"),
+                ids.join(", ")
+            ));
         }
         if !notes.is_empty() {
             write!(f, " ({})", notes.join("; "))?;

@@ -75,9 +75,11 @@ fn header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Span::raw(format!(" │ last {} │ ", app.settings.window.label())),
         Span::styled(crumbs.join(" › "), Style::new().add_modifier(ratatui::style::Modifier::BOLD)),
     ]);
-    frame.render_widget(Paragraph::new(line), area);
+    // The help hint keeps its corner: the breadcrumb gets the rest of the line.
+    let [left, right] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(7)]).areas(area);
+    frame.render_widget(Paragraph::new(line), left);
     let hint = Line::from(vec![Span::styled("?", theme.key()), Span::raw(" help ")]).right_aligned();
-    frame.render_widget(Paragraph::new(hint), area);
+    frame.render_widget(Paragraph::new(hint), right);
 }
 
 fn status_line(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {

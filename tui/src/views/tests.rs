@@ -51,7 +51,10 @@ fn assert_all(screen: &str, expected: &[&str]) {
 #[test]
 fn patterns_table() {
     let app = app_on(View::Patterns);
-    let s = screen(&app, 120, 40, true);
+    // At 200 columns every column shows; at 120 signals go first so that the label keeps 40.
+    let mid = screen(&app, 120, 40, true);
+    assert_all(&mid, &["refund policy hallucinated: invents a 90-day w", "↑ growing", "acknowledged", "gpt-4o-mini"]);
+    let s = screen(&app, 200, 40, true);
     assert_all(
         &s,
         &[
@@ -72,9 +75,16 @@ fn patterns_table() {
     let order: Vec<usize> =
         ["refund policy", "rate limited", "answer truncated", "wrong language"].iter().map(|l| s.find(l).unwrap()).collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{s}");
+    assert!(s.contains("impact▼"), "the sort column is marked:\n{s}");
+    // 80×24: the label keeps at least 40 characters; short trend and triage.
     let small = screen(&app, 80, 24, false);
-    assert_all(&small, &["refund policy", "↑ growing", "support", "new", "? help"]);
+    assert_all(&small, &["refund policy hallucinated: invents a 90", "↑ grow", "support", "new", "? help", "impact▼"]);
     assert!(small.lines().all(|l| l.chars().count() == 80));
+    // 50 columns: the compact layout — impact, trend, label, users — and the help hint kept.
+    let tiny = screen(&app, 50, 15, false);
+    assert_all(&tiny, &["refund policy halluc", "↑ grow", "? help", "users"]);
+    assert!(!tiny.contains("triage"), "{tiny}");
+    assert!(tiny.lines().all(|l| l.chars().count() == 50));
 }
 
 #[test]
