@@ -142,7 +142,19 @@ pub struct App {
     pub jump_to_answer: bool,
     /// `a` in a trace: every attribute of the selected span.
     pub show_attributes: bool,
+    /// Ticks the status message has been shown: it gives the line back to the key hints.
+    status_age: u16,
+    /// Something changed on a tick (a status message expired): draw again.
+    pub redraw: bool,
+    /// The last triage decision and the state before it, for `u`.
+    last_triage: Option<(String, String)>,
+    /// The call a session was opened from (trace id, time), to select its turn.
+    session_from: Option<(String, OffsetDateTime)>,
 }
+
+/// Ticks (50 ms) a message stays on the status line: 5 s, errors 12 s.
+const STATUS_TICKS: u16 = 100;
+const ERROR_TICKS: u16 = 240;
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
@@ -176,6 +188,10 @@ impl App {
             anchor: None,
             jump_to_answer: false,
             show_attributes: false,
+            status_age: 0,
+            redraw: false,
+            last_triage: None,
+            session_from: None,
         }
     }
 
@@ -308,16 +324,27 @@ impl App {
 
     fn info(&mut self, text: impl Into<String>) {
         self.status = Status { text: text.into(), error: false };
+        self.status_age = 0;
     }
 
     fn error(&mut self, text: impl Into<String>) {
         self.status = Status { text: text.into(), error: true };
+        self.status_age = 0;
     }
 
     /// Called about every 50 ms: advances the spinner, and prefetches what the cursor rests on.
     pub fn on_tick(&mut self) -> Vec<Effect> {
         if self.is_loading() {
             self.tick = self.tick.wrapping_add(1);
+        }
+        // A message is read, then the key hints come back.
+        if !self.status.text.is_empty() {
+            self.status_age = self.status_age.saturating_add(1);
+            if self.status_age > if self.status.error { ERROR_TICKS } else { STATUS_TICKS } {
+                self.status = Status::default();
+                self.status_age = 0;
+                self.redraw = true;
+            }
         }
         match self.prefetch_in {
             Some(0) => {
@@ -480,7 +507,9 @@ impl App {
             KeyCode::Char('1') => return self.go_to_root(View::Overview),
             KeyCode::Char('2') => return self.go_to_root(View::Patterns),
             KeyCode::Char(':') => self.prompt = Some(Prompt::Search(String::new())),
-            KeyCode::Char('/') if view == View::Patterns => self.prompt = Some(Prompt::Filter(self.filter.clone())),
+            // A fresh filter each time (esc clears the current one).
+            KeyCode::Char('/') if view == View::Patterns => self.prompt = Some(Prompt::Filter(String::new())),
+            KeyCode::Char('u') if matches!(view, View::Patterns | View::Pattern | View::Overview) => return self.undo_triage(),
             KeyCode::Char('r') => return self.refresh(),
             KeyCode::Char('t') => {
                 self.settings.window = self.settings.window.next();
@@ -667,7 +696,7 @@ impl App {
     }
 
     fn open_session(&mut self) -> Vec<Effect> {
-        let Some((_, session_id, at)) = self.selected_call() else {
+        let Some((trace_id, session_id, at)) = self.selected_call() else {
             self.info("select a call to open its session");
             return vec![];
         };
@@ -681,6 +710,7 @@ impl App {
             *self.cursor_mut(View::Session) = Cursor::default();
         }
         self.push(View::Session);
+        self.session_from = Some((trace_id, at));
         vec![self.run(Slot::Session, "loading session", Request::Session { project, session_id, around: Some(at) })]
     }
 
@@ -691,10 +721,27 @@ impl App {
         };
         let (project, by) = (self.project().to_string(), self.settings.user.clone());
         let pattern_id = item.id().to_string();
+        let before = if item.row.status.is_empty() { "new".to_string() } else { item.row.status.clone() };
+        self.last_triage = Some((pattern_id.clone(), before));
         vec![self.run(
             Slot::Action,
             &format!("marking {} {}", short(&pattern_id), status),
             Request::Triage { project, pattern_id, status: status.to_string(), by },
+        )]
+    }
+
+    /// `u`: puts the last triaged pattern back in the state it had (recorded as a decision
+    /// of its own: the history keeps both).
+    fn undo_triage(&mut self) -> Vec<Effect> {
+        let Some((pattern_id, before)) = self.last_triage.take() else {
+            self.info("nothing to undo");
+            return vec![];
+        };
+        let (project, by) = (self.project().to_string(), self.settings.user.clone());
+        vec![self.run(
+            Slot::Action,
+            &format!("undoing: {} back to {}", short(&pattern_id), before.replace('_', " ")),
+            Request::Triage { project, pattern_id, status: before, by },
         )]
     }
 
@@ -765,14 +812,29 @@ impl App {
                 }
                 self.trace = Some(*t);
             }
-            Payload::Session(s) => self.session = Some(*s),
+            Payload::Session(s) => {
+                // Open on the call we came from, not on the session's first turn.
+                if let Some((trace_id, at)) = self.session_from.take()
+                    && let Some(i) = s
+                        .turns
+                        .iter()
+                        .position(|c| c.trace_id == trace_id)
+                        .or_else(|| s.turns.iter().enumerate().min_by_key(|(_, c)| (c.start - at).abs()).map(|(i, _)| i))
+                {
+                    let c = self.cursor_mut(View::Session);
+                    c.selected = i;
+                    c.scroll = 0;
+                }
+                self.session = Some(*s);
+            }
             Payload::Search(r) => {
                 self.info(format!("{} calls match `{}`", r.hits.len(), r.query));
                 self.search = Some(r);
             }
             Payload::Triaged { pattern_id, status } => {
                 let label = self.patterns.iter().flatten().find(|p| p.id() == pattern_id).map(|p| p.row.label.clone());
-                self.info(format!("marked {}: {}", status.replace('_', " "), label.unwrap_or_else(|| pattern_id.clone())));
+                let undo = if self.last_triage.as_ref().is_some_and(|(id, _)| *id == pattern_id) { "  (u: undo)" } else { "" };
+                self.info(format!("marked {}: {}{undo}", status.replace('_', " "), label.unwrap_or_else(|| pattern_id.clone())));
                 for p in self.patterns.iter_mut().flatten().filter(|p| p.id() == pattern_id) {
                     p.row.status = status.clone();
                 }
@@ -879,11 +941,51 @@ mod tests {
             app.on_response(Response { id, result: Ok(Payload::Triaged { pattern_id: pid.clone(), status: "acknowledged".into() }) });
         assert!(matches!(run_id(&follow).1, Request::Patterns { .. }), "triage re-reads the patterns");
         assert_eq!(app.visible_patterns()[0].row.status, "acknowledged");
-        assert!(app.status.text.contains("acknowledged"));
+        assert!(app.status.text.contains("acknowledged") && app.status.text.contains("u: undo"), "{}", app.status.text);
+        // `u` puts it back as it was, once.
+        let (id, req) = run_id(&app.on_key(key('u')));
+        assert!(matches!(req, Request::Triage { ref status, ref pattern_id, .. } if status == "new" && *pattern_id == pid), "{req:?}");
+        app.on_response(Response { id, result: Ok(Payload::Triaged { pattern_id: pid.clone(), status: "new".into() }) });
+        assert_eq!(app.visible_patterns()[0].row.status, "new");
+        assert!(app.on_key(key('u')).is_empty() && app.status.text.contains("nothing to undo"));
+        // The message gives the line back to the key hints after a while.
+        for _ in 0..=STATUS_TICKS {
+            app.on_tick();
+        }
+        assert!(app.status.text.is_empty() && app.redraw);
+        // `/` starts a fresh filter.
+        app.on_key(key('/'));
+        assert!(matches!(app.prompt, Some(Prompt::Filter(ref t)) if t.is_empty()));
+        app.on_key(code(KeyCode::Esc));
         app.on_key(code(KeyCode::Esc));
         assert_eq!(app.visible_patterns().len(), fixtures::patterns().len());
         app.on_key(key('o'));
         assert_eq!(app.sort, SortKey::Size);
+    }
+
+    #[test]
+    fn a_session_opens_on_the_call_it_was_opened_from() {
+        let mut app = App::new(fixtures::settings());
+        app.trace = Some(fixtures::trace_view());
+        app.stack = vec![View::Patterns, View::Trace];
+        app.on_key(key('G'));
+        let session = fixtures::session_view();
+        // Open it from the trace of the session's second turn.
+        let second = session.turns[1].trace_id.clone();
+        let mut trace = fixtures::trace_view();
+        trace.trace_id = second.clone();
+        for s in &mut trace.spans {
+            if let Some(c) = s.call.as_mut() {
+                c.trace_id = second.clone();
+                c.start = session.turns[1].start;
+            }
+        }
+        app.trace = Some(trace);
+        let (id, req) = run_id(&app.on_key(key('s')));
+        assert!(matches!(req, Request::Session { .. }), "{req:?}");
+        app.on_response(Response { id, result: Ok(Payload::Session(Box::new(session))) });
+        assert_eq!(app.view(), View::Session);
+        assert_eq!(app.cursor(View::Session).selected, 1, "the turn of the call we came from");
     }
 
     #[test]

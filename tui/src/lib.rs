@@ -151,7 +151,7 @@ fn event_loop(
         }
         let loading = app.is_loading();
         let effects = app.on_tick();
-        if loading || !effects.is_empty() {
+        if loading || !effects.is_empty() || std::mem::take(&mut app.redraw) {
             perform(worker, app, effects);
             dirty = true;
         }
