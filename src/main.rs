@@ -745,14 +745,16 @@ struct EvalExporter {
 }
 
 impl flywheel_tui::Exporter for EvalExporter {
-    fn export_pattern(&self, project: &str, pattern_id: &str) -> Result<String, String> {
+    fn export_pattern(&self, project: &str, pattern_id: &str, format: &str, again: bool) -> Result<String, String> {
         use flywheel_analyzer::export::{self, EvalFormat, ExportOptions, Selection};
+        let format: EvalFormat = format.parse().map_err(|e: export::ExportError| e.to_string())?;
         // The user chose this pattern on screen: an operations pattern is exported too, as
         // availability and latency checks, rather than refused.
         let opts = ExportOptions {
             project: Some(project.to_string()),
             operations: true,
-            ..ExportOptions::new(Selection::Pattern(pattern_id.to_string()), EvalFormat::Jsonl)
+            again,
+            ..ExportOptions::new(Selection::Pattern(pattern_id.to_string()), format)
         };
         // Called on a blocking thread of the TUI's worker: blocking on the runtime is allowed there.
         self.runtime.block_on(export::export_evals(&self.store, &opts)).map(|s| s.to_string()).map_err(|e| e.to_string())

@@ -261,6 +261,8 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
     // 7. Export: the same code path as `flywheel export evals --pattern ID`; the status line
     // says where the file went.
     tmux.keys(&["e"]);
+    tmux.wait_for("export prompt", &["export eval cases as", "j jsonl", "p promptfoo", "again (off)"]);
+    tmux.keys(&["j"]);
     tmux.wait_for("export", &["eval case", "→"]);
     let written: Vec<_> = walk(&workdir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
     assert_eq!(written.len(), 1, "one eval file in {}: {written:?}", workdir.display());

@@ -61,7 +61,12 @@ pub enum Prompt {
     Filter(String),
     /// `:`: a trace id, session id, user id or text.
     Search(String),
+    /// `e`: which format to export the pattern's eval cases in, and whether again.
+    Export { pattern_id: String, again: bool },
 }
+
+/// The formats `e` offers, by key: what `flywheel export evals --format` offers.
+pub const EXPORT_FORMATS: [(char, &str); 4] = [('j', "jsonl"), ('o', "openai-evals"), ('p', "promptfoo"), ('c', "csv")];
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Status {
@@ -558,6 +563,26 @@ impl App {
         let Some(prompt) = self.prompt.as_mut() else { return vec![] };
         let text = match prompt {
             Prompt::Filter(t) | Prompt::Search(t) => t,
+            Prompt::Export { pattern_id, again } => {
+                match key.code {
+                    KeyCode::Char('!') | KeyCode::Char('a') => *again = !*again,
+                    KeyCode::Char(c) => {
+                        if let Some((_, format)) = EXPORT_FORMATS.iter().find(|(k, _)| *k == c) {
+                            let (pattern_id, again) = (pattern_id.clone(), *again);
+                            self.prompt = None;
+                            let project = self.project().to_string();
+                            return vec![self.run(
+                                Slot::Action,
+                                &format!("exporting eval cases of {} ({format})", short(&pattern_id)),
+                                Request::Export { project, pattern_id, format: format.to_string(), again },
+                            )];
+                        }
+                    }
+                    KeyCode::Esc => self.prompt = None,
+                    _ => {}
+                }
+                return vec![];
+            }
         };
         match key.code {
             KeyCode::Esc => {
@@ -750,9 +775,9 @@ impl App {
             self.info("no pattern selected");
             return vec![];
         };
-        let project = self.project().to_string();
-        let pattern_id = item.id().to_string();
-        vec![self.run(Slot::Action, &format!("exporting eval cases of {}", short(&pattern_id)), Request::Export { project, pattern_id })]
+        // The CLI's choices: the format, and whether to export cases exported before.
+        self.prompt = Some(Prompt::Export { pattern_id: item.id().to_string(), again: false });
+        vec![]
     }
 
     /// Applies a data response; stale ones (a newer request of the same slot exists) are dropped.
@@ -1027,8 +1052,12 @@ mod tests {
     #[test]
     fn export_copy_help_and_quit() {
         let mut app = loaded();
-        let (id, req) = run_id(&app.on_key(key('e')));
-        assert!(matches!(req, Request::Export { .. }));
+        assert!(app.on_key(key('e')).is_empty(), "e asks which format first");
+        assert!(matches!(app.prompt, Some(Prompt::Export { again: false, .. })));
+        app.on_key(key('!'));
+        let (id, req) = run_id(&app.on_key(key('p')));
+        assert!(matches!(req, Request::Export { ref format, again: true, .. } if format == "promptfoo"), "{req:?}");
+        assert!(app.prompt.is_none());
         app.on_response(Response { id, result: Err("eval export lands with issue #7".into()) });
         assert!(app.status.text.contains("issue #7"));
         app.on_key(key('?'));

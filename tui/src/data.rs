@@ -74,6 +74,10 @@ pub enum Request {
     Export {
         project: String,
         pattern_id: String,
+        /// `jsonl`, `openai-evals`, `promptfoo` or `csv`.
+        format: String,
+        /// Export cases already exported in this format too.
+        again: bool,
     },
 }
 
@@ -110,11 +114,11 @@ impl Worker {
 
     pub fn submit(&self, id: u64, request: Request) {
         let tx = self.tx.clone();
-        if let Request::Export { project, pattern_id } = request {
+        if let Request::Export { project, pattern_id, format, again } = request {
             // The exporter is synchronous (it may block on files and queries of its own).
             let exporter = self.exporter.clone();
             self.handle.spawn_blocking(move || {
-                let result = exporter.export_pattern(&project, &pattern_id).map(Payload::Exported);
+                let result = exporter.export_pattern(&project, &pattern_id, &format, again).map(Payload::Exported);
                 let _ = tx.send(Response { id, result });
             });
             return;

@@ -41,7 +41,9 @@ use crate::theme::Theme;
 /// blocking background thread inside the caller's tokio runtime.
 pub trait Exporter: Send + Sync {
     /// A one-line human message such as `12 eval cases → /path/evals.jsonl`, or why not.
-    fn export_pattern(&self, project: &str, pattern_id: &str) -> Result<String, String>;
+    /// `format` is one of the CLI's (`jsonl`, `openai-evals`, `promptfoo`, `csv`); `again`
+    /// exports cases already exported in it too.
+    fn export_pattern(&self, project: &str, pattern_id: &str, format: &str, again: bool) -> Result<String, String>;
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -24,7 +24,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("u", "undo the last triage decision"),
     ("f  (trace)", "jump to the failing call's answer"),
     ("a  (trace)", "every attribute of the selected span"),
-    ("e", "export the pattern's eval cases"),
+    ("e", "export the pattern's eval cases: choose the format, ! to export again"),
     (":", "search trace id, session id, user id or text"),
     ("s", "open the session of the selected call"),
     ("y", "copy the trace id (OSC 52)"),

@@ -87,6 +87,19 @@ fn status_line(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         let (label, text) = match prompt {
             Prompt::Filter(t) => ("/", t.as_str()),
             Prompt::Search(t) => ("search trace/session/user id or text: ", t.as_str()),
+            Prompt::Export { again, .. } => {
+                let mut spans = vec![Span::styled("export eval cases as ", theme.key())];
+                for (k, name) in crate::app::EXPORT_FORMATS {
+                    spans.push(Span::styled(k.to_string(), theme.key()));
+                    spans.push(Span::raw(format!(" {name}  ")));
+                }
+                spans.push(Span::styled("!", theme.key()));
+                spans.push(Span::raw(format!(" again ({})  ", if *again { "on" } else { "off" })));
+                spans.push(Span::styled("esc", theme.key()));
+                spans.push(Span::raw(" cancel"));
+                frame.render_widget(Paragraph::new(Line::from(spans)), area);
+                return;
+            }
         };
         Line::from(vec![Span::styled(label, theme.key()), Span::raw(text.to_string()), Span::styled("█", theme.dim())])
     } else {
