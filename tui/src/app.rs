@@ -6,8 +6,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 use time::OffsetDateTime;
 
-use crate::data::{Payload, Request, Response};
 use crate::model::*;
+use crate::query::{Payload, Request, Response};
 
 /// The screens, in the order one drills down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -685,7 +685,7 @@ impl App {
                 if stale {
                     // Show the header at once from what the list knows; members follow.
                     self.pattern = Some(PatternDetail {
-                        facets: crate::data::facets_of(&item, &[]),
+                        facets: crate::query::facets_of(&item, &[]),
                         item: item.clone(),
                         timeline: vec![],
                         member_count: 0,

@@ -22,8 +22,8 @@ use ratatui::backend::TestBackend;
 use time::OffsetDateTime;
 
 use crate::app::{App, Settings, View};
-use crate::data::{self, Payload, Request};
 use crate::model::{Impact, Window};
+use crate::query::{self as data, Payload, Request};
 use crate::theme::Theme;
 
 pub const PROJECT: &str = "bench";

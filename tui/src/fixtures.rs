@@ -103,7 +103,7 @@ pub fn member(i: i64) -> Member {
 pub fn pattern_detail(item: PatternItem) -> PatternDetail {
     let members: Vec<Member> = (0..5).map(member).collect();
     PatternDetail {
-        facets: crate::data::facets_of(&item, &members),
+        facets: crate::query::facets_of(&item, &members),
         item,
         timeline: vec![("11-18".into(), 3), ("11-19".into(), 9), ("11-20".into(), 21)],
         member_count: 57,
@@ -236,7 +236,7 @@ pub fn trace_view() -> TraceView {
         span("b000000000000002", "a000000000000001", "tool lookup_policy", 40, 60, None),
     ];
     let signals = vec![signal("thumbs_down", ""), signal("edit", "No, refunds are possible up to 30 days.")];
-    crate::data::trace_view(TRACE, nodes, signals)
+    crate::query::trace_view(TRACE, nodes, signals)
 }
 
 pub fn session_view() -> SessionView {
@@ -246,7 +246,7 @@ pub fn session_view() -> SessionView {
         call("6bf92f3577b34da6a3ce929d0e0e4738", T0 + time::Duration::minutes(2), false),
     ];
     let signals = vec![signal("thumbs_down", ""), signal("regenerate", "")];
-    crate::data::session_view(SESSION, "user-0".into(), turns, signals)
+    crate::query::session_view(SESSION, "user-0".into(), turns, signals)
 }
 
 pub fn overview() -> Overview {

@@ -5,7 +5,7 @@
 //! * reads ClickHouse only through `flywheel-schemas` (the `Store` and its shared queries);
 //!   triage decisions are written with `queries::set_triage`; eval export goes through the
 //!   [`Exporter`] the caller provides, so this crate depends on no other flywheel crate;
-//! * queries run as tasks off the UI thread ([`data::Worker`]); the UI shows a spinner and keeps
+//! * queries run as tasks off the UI thread ([`query::Worker`]); the UI shows a spinner and keeps
 //!   answering keys meanwhile; a failed query becomes a line in the status bar, never a crash;
 //! * the terminal is restored on every exit, panics included ([`terminal`]), and nothing is
 //!   printed to it while the UI runs (logs go to a file);
@@ -16,8 +16,8 @@
 
 pub mod app;
 pub mod bench;
-pub mod data;
 pub mod model;
+pub mod query;
 pub mod terminal;
 pub mod theme;
 pub mod views;
@@ -33,8 +33,8 @@ use crossterm::event::{self, Event, KeyEventKind};
 use flywheel_schemas::Store;
 
 use crate::app::{App, Effect, Settings};
-use crate::data::Worker;
 use crate::model::{Impact, Window};
+use crate::query::Worker;
 use crate::theme::Theme;
 
 /// Exports a pattern's eval cases (the same code path as `flywheel export evals`). Called from a
@@ -121,7 +121,7 @@ fn event_loop(
     session: &mut terminal::Session,
     worker: &Worker,
     app: &mut App,
-    rx: &mpsc::Receiver<data::Response>,
+    rx: &mpsc::Receiver<query::Response>,
     theme: &Theme,
 ) -> Result<(), TuiError> {
     let mut dirty = true;
