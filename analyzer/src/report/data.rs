@@ -482,38 +482,27 @@ async fn unclustered(store: &Store, project: &str, p: &Period) -> Result<Unclust
     let outside = "project_id = ? AND call_time >= fromUnixTimestamp64Nano(?) AND call_time < fromUnixTimestamp64Nano(?) \
          AND (trace_id, span_id) NOT IN (SELECT trace_id, span_id FROM pattern_members FINAL WHERE project_id = ? \
          AND (pattern_id, run_id) IN (SELECT pattern_id, argMax(run_id, updated_at) FROM patterns WHERE project_id = ? GROUP BY pattern_id))";
-    let reasons: Vec<Count> = store
-        .query(&format!(
-            "SELECT toString(reason) AS key, count() AS n FROM failures FINAL ARRAY JOIN reasons AS reason WHERE {outside} \
-             GROUP BY key ORDER BY n DESC, key"
-        ))
-        .bind(project)
-        .bind(nanos(p.start))
-        .bind(nanos(p.end))
-        .bind(project)
-        .bind(project)
-        .fetch_all()
-        .await?;
-    let failing_calls: u64 = store
-        .query(&format!("SELECT count() FROM failures FINAL WHERE {outside}"))
-        .bind(project)
-        .bind(nanos(p.start))
-        .bind(nanos(p.end))
-        .bind(project)
-        .bind(project)
-        .fetch_one()
-        .await?;
-    let rows: Vec<FailureRow> = store
-        .query(&format!(
-            "SELECT ?fields FROM failures FINAL WHERE {outside} ORDER BY severity DESC, call_time DESC LIMIT {UNCLUSTERED_EXAMPLES}"
-        ))
-        .bind(project)
-        .bind(nanos(p.start))
-        .bind(nanos(p.end))
-        .bind(project)
-        .bind(project)
-        .fetch_all()
-        .await?;
+    // The three queries read the same failures: one place binds the window's parameters.
+    let query = |select: &str, tail: &str| {
+        store
+            .query(&format!("{select} WHERE {outside} {tail}"))
+            .bind(project)
+            .bind(nanos(p.start))
+            .bind(nanos(p.end))
+            .bind(project)
+            .bind(project)
+    };
+    let reasons: Vec<Count> = query(
+        "SELECT toString(reason) AS key, count() AS n FROM failures FINAL ARRAY JOIN reasons AS reason",
+        "GROUP BY key ORDER BY n DESC, key",
+    )
+    .fetch_all()
+    .await?;
+    let failing_calls: u64 = query("SELECT count() FROM failures FINAL", "").fetch_one().await?;
+    let rows: Vec<FailureRow> =
+        query("SELECT ?fields FROM failures FINAL", &format!("ORDER BY severity DESC, call_time DESC LIMIT {UNCLUSTERED_EXAMPLES}"))
+            .fetch_all()
+            .await?;
     let examples = rows
         .into_iter()
         .map(|f| {
