@@ -276,7 +276,8 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
     tmux.keys(&[":"]);
     tmux.text(&latest.user_id);
     tmux.keys(&["Enter"]);
-    tmux.wait_for("search", &[&format!("search `{}`", latest.user_id), &latest.trace_id[..8]]);
+    // Failing calls are marked with why.
+    tmux.wait_for("search", &[&format!("search `{}`", latest.user_id), &latest.trace_id[..8], "failing", "✘ finish"]);
     tmux.keys(&["1"]);
     tmux.wait_for("overview", &["last 7d per hour", "failure rate", "top patterns by impact"]);
 

@@ -274,6 +274,7 @@ pub fn overview() -> Overview {
 pub fn search() -> SearchResults {
     SearchResults {
         query: "refund".into(),
+        limit: 100,
         hits: vec![SearchHit {
             trace_id: TRACE.into(),
             span_id: "00f067aa0ba902b7".into(),
@@ -284,6 +285,7 @@ pub fn search() -> SearchResults {
             start: T0,
             status: "ok".into(),
             snippet: "Can I get a refund after 60 days?".into(),
+            reasons: vec!["thumbs_down".into()],
         }],
     }
 }

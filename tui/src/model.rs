@@ -398,11 +398,21 @@ pub struct SearchHit {
     pub start: OffsetDateTime,
     pub status: String,
     pub snippet: String,
+    /// The analyzer's failure reasons for the call (empty: not failing).
+    pub reasons: Vec<String>,
+}
+
+impl SearchHit {
+    pub fn failing(&self) -> bool {
+        !self.reasons.is_empty() || self.status == "error"
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchResults {
     pub query: String,
+    /// The most hits a search returns: when `hits` has this many, there may be more.
+    pub limit: usize,
     pub hits: Vec<SearchHit>,
 }
 

@@ -40,11 +40,22 @@ pub async fn search(store: &Store, project: &str, query: &str, window: Window) -
         .bind(q)
         .fetch_all()
         .await?;
+    // Which of them failed, and why: the marks of the result list.
+    let traces: Vec<&str> = hits.iter().map(|h| h.trace_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
+    let mut reasons = if traces.is_empty() {
+        HashMap::new()
+    } else {
+        let lo = hits.iter().map(|h| h.start_time).min().unwrap_or(since) - time::Duration::hours(1);
+        let hi = hits.iter().map(|h| h.start_time).max().unwrap_or(since) + time::Duration::hours(1);
+        super::trace::failure_reasons(store, project, &traces, lo, hi).await?
+    };
     Ok(SearchResults {
         query: q.to_string(),
+        limit: SEARCH_HITS,
         hits: hits
             .into_iter()
             .map(|h| SearchHit {
+                reasons: reasons.remove(&(h.trace_id.clone(), h.span_id.clone())).unwrap_or_default(),
                 trace_id: h.trace_id,
                 span_id: h.span_id,
                 session_id: h.session_id,

@@ -178,7 +178,7 @@ struct FailureReasons {
     reasons: Vec<String>,
 }
 
-async fn failure_reasons(
+pub(super) async fn failure_reasons(
     store: &Store,
     project: &str,
     traces: &[&str],

@@ -3,7 +3,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::Span;
-use ratatui::widgets::{Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
 use super::{block, excerpt, fmt_time};
 use crate::app::{App, View, short};
@@ -14,8 +14,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         frame.render_widget(Paragraph::new("searching…").block(block(" search ", true, theme)), area);
         return;
     };
+    let failing = r.hits.iter().filter(|h| h.failing()).count();
+    // At the limit there may be more: say so rather than let the list pass for all of them.
+    let count = if r.hits.len() >= r.limit {
+        format!("the newest {} calls (the limit: refine the search or narrow the window with t)", r.hits.len())
+    } else {
+        format!("{} calls", r.hits.len())
+    };
     let outer = block(
-        Span::styled(format!(" search `{}`: {} calls (enter: trace, s: session) ", r.query, r.hits.len()), theme.title()),
+        Span::styled(format!(" search `{}`: {count}, {failing} failing (enter: trace, s: session) ", r.query), theme.title()),
         true,
         theme,
     );
@@ -26,20 +33,26 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         return;
     }
     let rows = r.hits.iter().map(|h| {
+        let status = if h.failing() {
+            let why = h.reasons.first().cloned().unwrap_or_else(|| h.status.clone());
+            Cell::from(Span::styled(format!("✘ {why}"), theme.error()))
+        } else {
+            Cell::from(h.status.clone())
+        };
         Row::new(vec![
-            fmt_time(h.start),
-            short(&h.trace_id).to_string(),
-            h.feature.clone(),
-            h.status.clone(),
-            excerpt(&h.user_id, 12),
-            excerpt(&h.snippet, 200),
+            Cell::from(fmt_time(h.start)),
+            Cell::from(short(&h.trace_id).to_string()),
+            Cell::from(h.feature.clone()),
+            status,
+            Cell::from(excerpt(&h.user_id, 12)),
+            Cell::from(excerpt(&h.snippet, 200)),
         ])
     });
     let widths = [
         Constraint::Length(14),
         Constraint::Length(8),
         Constraint::Length(10),
-        Constraint::Length(6),
+        Constraint::Length(14),
         Constraint::Length(12),
         Constraint::Fill(1),
     ];

@@ -195,7 +195,11 @@ fn session_turns() {
 #[test]
 fn search_results_and_help() {
     let mut app = app_on(View::Search);
-    assert_all(&screen(&app, 80, 24, true), &["search `refund`: 1 calls", "4bf92f35", "Can I get a refund"]);
+    assert_all(&screen(&app, 120, 24, true), &["search `refund`: 1 calls, 1 failing", "4bf92f35", "✘ thumbs_down", "Can I get a refund"]);
+    // At the limit the title says there may be more.
+    let mut at_limit = app_on(View::Search);
+    at_limit.search.as_mut().unwrap().limit = 1;
+    assert_all(&screen(&at_limit, 120, 24, true), &["the newest 1 calls (the limit: refine the search"]);
     app.help = true;
     let s = screen(&app, 80, 24, true);
     for (keys, what) in super::help::KEYS.iter().take(17) {
