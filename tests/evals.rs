@@ -381,7 +381,7 @@ async fn seed_format_pattern(store: &flywheel_schemas::Store, now: OffsetDateTim
             model: "gpt-4o-mini",
             user: format!("user-t{i}"),
             session: format!("sess-t{i}"),
-            input: serde_json::json!([{"role": "user", "parts": [{"type": "text", "content": messages[i as usize]}]}]).to_string(),
+            input: seed::text_messages(&[("user", messages[i as usize])]),
             output: outputs[i as usize],
             finish: "stop",
             error: None,
@@ -395,35 +395,15 @@ async fn seed_format_pattern(store: &flywheel_schemas::Store, now: OffsetDateTim
         });
         s.failure(&t, &sp, &["format_violation"], details, Some(("p-format", 0.1 * i as f32)));
         if i == 0 {
+            // The model call's span, as the benchmark's sample has it, with the schema it asked for.
             spans.push(flywheel_schemas::rows::SpanRow {
                 project_id: seed::PROJECT.into(),
                 trace_id: t.clone(),
                 span_id: sp.clone(),
-                parent_span_id: String::new(),
-                trace_state: String::new(),
-                name: "chat gpt-4o-mini".into(),
-                kind: "client".into(),
                 start_time: at,
                 end_time: at + time::Duration::seconds(1),
-                duration_ns: 1_000_000_000,
-                status_code: "unset".into(),
-                status_message: String::new(),
-                service_name: "shop-api".into(),
-                scope_name: "test".into(),
-                scope_version: String::new(),
-                resource_attributes: Default::default(),
-                scope_attributes: Default::default(),
                 attributes: [("gen_ai.request.structured_output_schema".to_string(), schema.to_string())].into(),
-                dropped_attributes_count: 0,
-                event_times: vec![],
-                event_names: vec![],
-                event_attributes: vec![],
-                dropped_events_count: 0,
-                link_trace_ids: vec![],
-                link_span_ids: vec![],
-                link_attributes: vec![],
-                dropped_links_count: 0,
-                ingested_at: now,
+                ..flywheel_schemas::bench::sample_span(0, now)
             });
         }
     }

@@ -47,7 +47,7 @@ pub fn span_id(tag: u32, i: u32) -> String {
     format!("{tag:08x}{i:08x}")
 }
 
-fn text_messages(pairs: &[(&str, &str)]) -> String {
+pub fn text_messages(pairs: &[(&str, &str)]) -> String {
     let v: Vec<Value> = pairs.iter().map(|(role, text)| json!({"role": role, "parts": [{"type": "text", "content": text}]})).collect();
     Value::Array(v).to_string()
 }

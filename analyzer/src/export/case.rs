@@ -240,7 +240,7 @@ impl EvalCase {
             latency_ms: details.latency_ms.or_else(|| row.map(|c| c.duration_ns as f64 / 1e6)),
             cost_usd: details.cost_usd.or_else(|| row.and_then(|c| c.cost_usd)),
         };
-        let mut expected = super::expect::expected(call, pattern.label, input.parameters.max_tokens);
+        let mut expected = super::expect::expected(call, &details, pattern.label, input.parameters.max_tokens);
         expected.text = expected.text.as_deref().map(mask);
         expected.rubric = expected.rubric.iter().map(|r| mask(r)).collect();
         input.messages.iter_mut().for_each(mask_message);

@@ -54,9 +54,9 @@ const REJECTIONS: &[&str] =
     &["thumbs_down", "regenerate", "retry", "low_rating", "rating", "edit", "large_edit", "abandon", "escalate", "feature_disabled"];
 
 /// The expected behaviour of the case built from `call` in the pattern labelled `label`.
-/// `max_tokens` is the request's output limit, when it had one.
-pub fn expected(call: &FailingCall, label: &str, max_tokens: Option<u64>) -> Expected {
-    let details = call.details();
+/// `details` are the call's parsed `failures.details`; `max_tokens` is the request's output
+/// limit, when it had one.
+pub fn expected(call: &FailingCall, details: &FailureDetails, label: &str, max_tokens: Option<u64>) -> Expected {
     let has = |r: &str| call.failure.reasons.iter().any(|x| x == r);
     let evidence = |r: &str| details.evidence.get(r).map(|e| quote(e, 200)).filter(|e| !e.is_empty());
     let mut rubric: Vec<String> = Vec::new();
@@ -64,7 +64,7 @@ pub fn expected(call: &FailingCall, label: &str, max_tokens: Option<u64>) -> Exp
     let edit = call.edit_text();
 
     if details.lane == Lane::Operations {
-        operations(call, &details, &mut rubric, &mut checks);
+        operations(call, details, &mut rubric, &mut checks);
     }
     if has("refusal") {
         rubric.push("Helps with the request instead of refusing it: the request is legitimate for this feature.".into());
@@ -153,7 +153,7 @@ pub fn expected(call: &FailingCall, label: &str, max_tokens: Option<u64>) -> Exp
         let seen = evidence("ungrounded_figure").map(|e| format!(" (the original: {e})")).unwrap_or_default();
         rubric.push(format!("States only the figures (prices, percentages, times) its sources give, as they give them{seen}."));
     }
-    for s in call_signals(call, &details) {
+    for s in call_signals(call, details) {
         rubric.push(format!("Avoids what the user complained about: \"{}\".", quote(&s, 200)));
     }
     // Operations failures are the infrastructure's, whatever the users did about them.
