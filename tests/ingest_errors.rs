@@ -477,12 +477,76 @@ async fn grpc_refusals_carry_the_documented_status_codes() {
     let mut nested = spans_request(vec![], 1, |_| now_nanos());
     nested.resource_spans[0].scope_spans[0].spans[0].attributes =
         vec![opentelemetry_proto::tonic::common::v1::KeyValue { key: "deep".into(), value: Some(deep), ..Default::default() }];
-    let status = client.export(export(nested)).await.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    // Nesting past prost's recursion limit is no longer a refusal: the value is cut, the span
+    // kept, and the reply names the attribute.
+    let reply = client.export(export(nested)).await.expect("a deep value is cut, not refused").into_inner();
+    let warning = reply.partial_success.expect("a warning").error_message;
+    assert!(warning.contains("`deep`") && warning.contains("nested more than"), "{warning}");
 
     let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"flywheel_rejected_total{signal="grpc",reason="too_large"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"flywheel_rejected_total{signal="grpc",reason="malformed"} 1"#), "{metrics}");
+}
+
+/// A value nested past the decoders' recursion limits (a serialised object graph sent as
+/// nested `kvlistValue`s / `arrayValue`s) used to refuse the whole request, losing every good
+/// span beside it. Over OTLP/JSON and protobuf it is cut at a documented depth and stored as a
+/// marker; the span, its other attributes and the request's other spans are stored, and the
+/// reply's partial success names the attribute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_nested_past_the_decoders_limits_is_cut_and_its_span_kept() {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, KeyValueList, any_value};
+    let c = Collector::start(TestDb::new("deepvalue"), "");
+    let key = c.key("p");
+    let store = c.db.store();
+    let now = now_nanos();
+
+    // Protobuf: 300 levels of kvlist in `tool.payload`, beside a plain attribute and a second span.
+    let mut deep = AnyValue { value: Some(any_value::Value::StringValue("bottom".into())) };
+    for _ in 0..300 {
+        deep = AnyValue {
+            value: Some(any_value::Value::KvlistValue(KeyValueList {
+                values: vec![KeyValue { key: "next".into(), value: Some(deep), ..Default::default() }],
+            })),
+        };
+    }
+    let mut req = spans_request(vec![], 2, |_| now);
+    req.resource_spans[0].scope_spans[0].spans[0].name = "deep-proto".into();
+    req.resource_spans[0].scope_spans[0].spans[0].attributes =
+        vec![string_kv("kept", "yes".into()), KeyValue { key: "tool.payload".into(), value: Some(deep), ..Default::default() }];
+    let r = post(&c, "/v1/traces", Some(&key), "application/x-protobuf", None, req.encode_to_vec()).await;
+    assert_eq!(r.status, 200, "{}", r.message());
+    let partial = ExportTraceServiceResponse::decode(r.body.as_slice()).unwrap().partial_success.expect("a warning");
+    assert_eq!(partial.rejected_spans, 0);
+    assert!(partial.error_message.contains("`tool.payload`"), "{}", partial.error_message);
+
+    // JSON: 200 levels of arrayValue in `payload`.
+    let mut value = r#"{"stringValue":"bottom"}"#.to_string();
+    for _ in 0..200 {
+        value = format!(r#"{{"arrayValue":{{"values":[{value}]}}}}"#);
+    }
+    let json = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{}","spanId":"00000000000000bb","name":"deep-json","startTimeUnixNano":"{now}","endTimeUnixNano":"{now}","attributes":[{{"key":"payload","value":{value}}},{{"key":"kept","value":{{"stringValue":"yes"}}}}]}}]}}]}}]}}"#,
+        "0a".repeat(16)
+    );
+    let r = post(&c, "/v1/traces", Some(&key), "application/json", None, json.into_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.message());
+    let reply: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let warning = reply["partialSuccess"]["errorMessage"].as_str().unwrap_or_default().to_string();
+    assert!(warning.contains("`payload`") && warning.contains("JSON string"), "{reply}");
+
+    c.wait_stored().await;
+    let stored: Vec<(String, String, String)> = store
+        .query("SELECT name, attributes['kept'], arrayStringConcat(mapValues(attributes), ' ') FROM spans WHERE project_id = 'p' ORDER BY name")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 3, "both spans of the protobuf request and the JSON one: {stored:?}");
+    for (name, kept, all) in stored.iter().filter(|(n, ..)| n.starts_with("deep-")) {
+        assert_eq!(kept, "yes", "{name}");
+        assert!(all.contains("nested deeper than 24 levels, cut") && !all.contains("bottom"), "{name}: {all}");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", c.http)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"flywheel_values_repaired_total{what="deep"} 2"#), "{metrics}");
 }
 
 /// Issue 15, memory and time bounds: an upload that stalls holds its memory only until the

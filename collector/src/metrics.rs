@@ -31,6 +31,8 @@ pub enum Event {
     StringRepaired,
     /// A JSON `doubleValue` sent as a string, read as its number or name.
     NumberRepaired,
+    /// An attribute value nested past the decoders' depth, cut.
+    DeepValueCut,
     /// An HTTP/1 request on the gRPC port, answered with where to send it.
     Http1OnGrpc,
 }
@@ -93,9 +95,9 @@ fn render_events(out: &mut String) {
     family(
         out,
         "values_repaired_total",
-        "Values repaired so that the request around them is stored: strings that were not UTF-8 (stored with U+FFFD), JSON doubles sent as strings.",
+        "Values repaired so that the request around them is stored: strings that were not UTF-8 (stored with U+FFFD), JSON doubles sent as strings, values nested too deep (cut).",
         "what",
-        &[("utf8", StringRepaired), ("number", NumberRepaired)],
+        &[("utf8", StringRepaired), ("number", NumberRepaired), ("deep", DeepValueCut)],
     );
     family(
         out,

@@ -131,7 +131,8 @@ pub fn decode_protobuf<T: prost::Message + Default>(
 ) -> Result<Decoded<T>, ProtobufFailure> {
     match T::decode(body) {
         Ok(request) => Ok(Decoded { request, repairs: repair::Repairs::default() }),
-        Err(e) if e.to_string().contains("UTF-8") => {
+        // Strings that are not UTF-8, and values nested past prost's recursion limit.
+        Err(e) if e.to_string().contains("UTF-8") || e.to_string().contains("recursion limit") => {
             let Some((fixed, repairs)) = repair::protobuf(body, root) else { return Err(ProtobufFailure::Malformed(e)) };
             if !reserve(fixed.len() as u64) {
                 return Err(ProtobufFailure::Busy);

@@ -17,17 +17,38 @@
 //! nothing rejected is a warning), and `flywheel_values_repaired_total` counts them.
 
 /// How many values a repair changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Repairs {
     /// Strings with invalid UTF-8 (or, in JSON, unpaired surrogate escapes).
     pub strings: usize,
     /// JSON doubles sent as strings (`"NaN"`, `"Infinity"`, `"1.5"`).
     pub numbers: usize,
+    /// Values nested deeper than the decoders read ([`MAX_VALUE_DEPTH`]), cut.
+    pub deep: usize,
+    /// The attribute (or log body) that held the first deep value, to name in the reply.
+    pub deep_attribute: Option<String>,
 }
+
+/// How deeply attribute values (`kvlistValue` / `arrayValue`) may nest before the rest is cut:
+/// below both decoders' recursion limits (prost's 100 messages, serde_json's 128 brackets) with
+/// the request's own levels on top. No instrumentation nests this deep; a value that does is a
+/// serialised object graph, and refusing the request for it lost every span beside it.
+pub const MAX_VALUE_DEPTH: usize = 24;
+
+/// What a cut value is stored as.
+pub const CUT_MARKER: &str = "[flywheel: value nested deeper than 24 levels, cut]";
 
 impl Repairs {
     pub fn any(&self) -> bool {
-        self.strings + self.numbers > 0
+        self.strings + self.numbers + self.deep > 0
+    }
+
+    /// Notes a deep value cut under `attribute`.
+    fn cut(&mut self, attribute: &str) {
+        self.deep += 1;
+        if self.deep_attribute.is_none() {
+            self.deep_attribute = Some(if attribute.is_empty() { "(log body)".to_string() } else { attribute.to_string() });
+        }
     }
 
     /// The warning for the reply, `None` when nothing was repaired.
@@ -43,6 +64,13 @@ impl Repairs {
             parts.push(format!(
                 "{} doubleValue(s) were sent as strings; non-finite ones (NaN, Infinity) were stored as strings",
                 self.numbers
+            ));
+        }
+        if self.deep > 0 {
+            parts.push(format!(
+                "{} attribute value(s) nested more than {MAX_VALUE_DEPTH} levels deep (the first in `{}`) were cut and stored as \"{CUT_MARKER}\"; send deep structures as a JSON string value",
+                self.deep,
+                self.deep_attribute.as_deref().unwrap_or("?")
             ));
         }
         (!parts.is_empty()).then(|| parts.join("; "))
@@ -169,12 +197,21 @@ pub fn protobuf(body: &[u8], root: Root) -> Option<(Vec<u8>, Repairs)> {
         Root::Metrics => Msg::MetricsRequest,
     };
     let mut out = Vec::with_capacity(body.len() + 64);
-    let mut repairs = Repairs::default();
-    rewrite(body, msg, 0, &mut out, &mut repairs)?;
-    Some((out, repairs))
+    let mut walk = Walk::default();
+    rewrite(body, msg, 0, &mut out, &mut walk)?;
+    Some((out, walk.repairs))
 }
 
-fn rewrite(mut input: &[u8], msg: Msg, depth: usize, out: &mut Vec<u8>, repairs: &mut Repairs) -> Option<()> {
+/// The state of a protobuf rewrite: what it repaired, the attribute being read and how many
+/// values deep it is.
+#[derive(Default)]
+struct Walk {
+    repairs: Repairs,
+    attribute: String,
+    values: usize,
+}
+
+fn rewrite(mut input: &[u8], msg: Msg, depth: usize, out: &mut Vec<u8>, walk: &mut Walk) -> Option<()> {
     use prost::encoding::{decode_varint, encode_varint};
     if depth > MAX_DEPTH {
         return None;
@@ -194,11 +231,35 @@ fn rewrite(mut input: &[u8], msg: Msg, depth: usize, out: &mut Vec<u8>, repairs:
                         let text = String::from_utf8_lossy(data);
                         encode_varint(text.len() as u64, out);
                         out.extend_from_slice(text.as_bytes());
-                        repairs.strings += 1;
+                        walk.repairs.strings += 1;
+                        if msg == Msg::KeyValue && walk.values == 0 {
+                            walk.attribute = text.into_owned();
+                        }
+                    }
+                    // An attribute's name, remembered to name it if its value is cut.
+                    Field::Text if msg == Msg::KeyValue && walk.values == 0 => {
+                        walk.attribute = String::from_utf8_lossy(data).into_owned();
+                        encode_varint(len as u64, out);
+                        out.extend_from_slice(data);
+                    }
+                    Field::Message(Msg::AnyValue) if walk.values >= MAX_VALUE_DEPTH => {
+                        // AnyValue.string_value (field 1, length-delimited) holding the marker.
+                        let mut sub = Vec::with_capacity(CUT_MARKER.len() + 2);
+                        encode_varint((1 << 3) | 2, &mut sub);
+                        encode_varint(CUT_MARKER.len() as u64, &mut sub);
+                        sub.extend_from_slice(CUT_MARKER.as_bytes());
+                        encode_varint(sub.len() as u64, out);
+                        out.extend_from_slice(&sub);
+                        let attribute = std::mem::take(&mut walk.attribute);
+                        walk.repairs.cut(&attribute);
+                        walk.attribute = attribute;
                     }
                     Field::Message(inner) => {
                         let mut sub = Vec::with_capacity(data.len());
-                        rewrite(data, inner, depth + 1, &mut sub, repairs)?;
+                        let value = inner == Msg::AnyValue;
+                        walk.values += usize::from(value);
+                        rewrite(data, inner, depth + 1, &mut sub, walk)?;
+                        walk.values -= usize::from(value);
                         encode_varint(sub.len() as u64, out);
                         out.extend_from_slice(&sub);
                     }
@@ -229,6 +290,8 @@ pub fn json(body: &[u8]) -> (Vec<u8>, Repairs) {
     // The key whose value comes next, when it is one the repairs care about, and where that
     // key starts in `out` (to rewrite the pair).
     let mut pending: Option<(Pending, usize)> = None;
+    // The open objects and arrays, to find attribute values and cut those nested too deep.
+    let mut nest = Nesting::default();
     let mut i = 0;
     while i < body.len() {
         let b = body[i];
@@ -239,22 +302,47 @@ pub fn json(body: &[u8]) -> (Vec<u8>, Repairs) {
                 let after = skip_space(body, i);
                 if body.get(after) == Some(&b':') {
                     pending = rename_key(&mut out, start).map(|p| (p, start));
+                    nest.key = Key::of(&out[start + 1..out.len().saturating_sub(1)]);
                 } else {
                     if let Some((Pending::Double, key_start)) = pending {
                         double_from_string(&mut out, start, key_start, &mut repairs);
                     }
+                    if nest.key == Key::Name && nest.values == 0 {
+                        nest.attribute = String::from_utf8_lossy(&out[start + 1..out.len().saturating_sub(1)]).into_owned();
+                    }
                     pending = None;
+                    nest.key = Key::None;
                 }
             }
-            b'{' if matches!(pending, Some((Pending::List, _))) => {
-                let next = skip_space(body, i + 1);
-                if body.get(next) == Some(&b'}') {
-                    out.extend_from_slice(br#"{"values":[]}"#);
-                    i = next + 1;
-                } else {
-                    out.push(b);
-                    i += 1;
+            b'{' | b'[' => {
+                if nest.open(b) {
+                    // Too deep: this value is replaced by the marker.
+                    i = skip_value(body, i);
+                    out.extend_from_slice(br#"{"stringValue":""#);
+                    out.extend_from_slice(CUT_MARKER.as_bytes());
+                    out.extend_from_slice(br#""}"#);
+                    repairs.cut(&nest.attribute);
+                    pending = None;
+                    continue;
                 }
+                if b == b'{' && matches!(pending, Some((Pending::List, _))) {
+                    let next = skip_space(body, i + 1);
+                    if body.get(next) == Some(&b'}') {
+                        out.extend_from_slice(br#"{"values":[]}"#);
+                        nest.close();
+                        i = next + 1;
+                        pending = None;
+                        continue;
+                    }
+                }
+                out.push(b);
+                i += 1;
+                pending = None;
+            }
+            b'}' | b']' => {
+                nest.close();
+                out.push(b);
+                i += 1;
                 pending = None;
             }
             _ => {
@@ -267,6 +355,119 @@ pub fn json(body: &[u8]) -> (Vec<u8>, Repairs) {
         }
     }
     (out, repairs)
+}
+
+/// The open objects and arrays of a JSON body, as the repair walks it.
+#[derive(Default)]
+struct Nesting {
+    /// The innermost [`MAX_FRAMES`] open objects and arrays; deeper ones are only counted
+    /// (serde refuses them anyway), so a body of brackets costs no memory per bracket.
+    frames: Vec<Frame>,
+    untracked: usize,
+    /// How many of `frames` are `AnyValue`s.
+    values: usize,
+    /// The key just read, whose value comes next.
+    key: Key,
+    /// The top-level attribute being read (its `"key"`).
+    attribute: String,
+}
+
+const MAX_FRAMES: usize = 256;
+
+/// The keys the walk cares about.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    /// None: an array element.
+    #[default]
+    None,
+    /// `value` (of a KeyValue) or `body` (of a log record): an `AnyValue` follows.
+    Value,
+    Values,
+    ArrayValue,
+    /// `key` of a KeyValue: the attribute's name follows.
+    Name,
+    Other,
+}
+
+impl Key {
+    fn of(name: &[u8]) -> Key {
+        match name {
+            b"value" | b"body" => Key::Value,
+            b"values" => Key::Values,
+            b"arrayValue" => Key::ArrayValue,
+            b"key" => Key::Name,
+            _ => Key::Other,
+        }
+    }
+}
+
+struct Frame {
+    /// An `AnyValue` object: an attribute's value, a log body, an element of an `arrayValue`.
+    value: bool,
+    /// The key this object or array is the value of.
+    key: Key,
+}
+
+impl Nesting {
+    /// Opens an object or array; true when that nests values more than [`MAX_VALUE_DEPTH`]
+    /// deep: the caller cuts it.
+    fn open(&mut self, bracket: u8) -> bool {
+        let key = std::mem::take(&mut self.key);
+        if self.untracked > 0 || self.frames.len() >= MAX_FRAMES {
+            self.untracked += 1;
+            return false;
+        }
+        let n = self.frames.len();
+        let value = bracket == b'{'
+            && match key {
+                Key::Value => true,
+                // An element of `arrayValue.values`.
+                Key::None => n >= 2 && self.frames[n - 1].key == Key::Values && self.frames[n - 2].key == Key::ArrayValue,
+                _ => false,
+            };
+        if value && self.values >= MAX_VALUE_DEPTH {
+            return true;
+        }
+        self.values += usize::from(value);
+        self.frames.push(Frame { value, key });
+        false
+    }
+
+    fn close(&mut self) {
+        self.key = Key::None;
+        if self.untracked > 0 {
+            self.untracked -= 1;
+        } else if let Some(frame) = self.frames.pop() {
+            self.values -= usize::from(frame.value);
+        }
+    }
+}
+
+/// Skips, from `body[start]` (an opening bracket), to after the bracket that closes it
+/// (strings skipped whole); the end of the body if it never closes.
+fn skip_value(body: &[u8], start: usize) -> usize {
+    let mut level = 1usize;
+    let mut i = start + 1;
+    while i < body.len() {
+        match body[i] {
+            b'"' => {
+                i += 1;
+                while i < body.len() && body[i] != b'"' {
+                    i += if body[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' => level += 1,
+            b'}' | b']' => {
+                level -= 1;
+                if level == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    body.len()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -523,7 +724,7 @@ mod tests {
         assert!(planted > 10, "markers planted: {planted}");
         assert!(T::decode(bad.as_slice()).is_err(), "prost refuses the corrupted body");
         let (fixed, repairs) = protobuf(&bad, root).expect("repairable");
-        assert_eq!(repairs, Repairs { strings: planted, numbers: 0 });
+        assert_eq!(repairs, Repairs { strings: planted, ..Repairs::default() });
         assert_eq!(T::decode(fixed.as_slice()).expect("decodes once repaired"), build(BAD_TEXT));
     }
 
@@ -581,5 +782,58 @@ mod tests {
             r#"{"resourceSpans":[{"arrayValue": {"values":[]} ,"kvlistValue":{"values":[]},"a":{"bC":1}}],"note":"trace_id: x"}"#
         );
         assert!(!r.any());
+    }
+
+    /// A value nested past the bound is cut to the marker at the same place in both encodings,
+    /// the attribute named; the request then decodes, everything beside it intact. A body of
+    /// nothing but brackets (no values) is walked without a frame per bracket.
+    #[test]
+    fn values_nested_too_deep_are_cut_and_named() {
+        let mut value = r#"{"stringValue":"bottom"}"#.to_string();
+        for _ in 0..60 {
+            value = format!(r#"{{"kvlistValue":{{"values":[{{"key":"k","value":{value}}}]}}}}"#);
+        }
+        let body = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{}","spanId":"00000000000000aa","name":"s","attributes":[{{"key":"shallow","value":{{"intValue":"1"}}}},{{"key":"graph","value":{value}}}]}}]}}]}}]}}"#,
+            "ab".repeat(16)
+        );
+        assert!(serde_json::from_str::<ExportTraceServiceRequest>(&body).is_err(), "past serde's recursion limit");
+        let (fixed, r) = json(body.as_bytes());
+        assert_eq!((r.deep, r.deep_attribute.as_deref()), (1, Some("graph")));
+        let req: ExportTraceServiceRequest = serde_json::from_slice(&fixed).expect("decodes once cut");
+        let span = &req.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.attributes.len(), 2);
+        let mut depth = 0;
+        let mut v = span.attributes[1].value.clone();
+        while let Some(AnyValue { value: Some(Value::KvlistValue(list)) }) = v {
+            depth += 1;
+            v = list.values[0].value.clone();
+        }
+        assert_eq!(depth, MAX_VALUE_DEPTH, "24 levels kept, the 25th is the marker");
+        assert_eq!(v, Some(AnyValue { value: Some(Value::StringValue(CUT_MARKER.into())) }));
+        let message = r.message().unwrap();
+        assert!(message.contains("`graph`") && message.contains("JSON string"), "{message}");
+
+        // Protobuf: the same cut at the same depth.
+        let proto = req.encode_to_vec();
+        let mut deep = ExportTraceServiceRequest::decode(proto.as_slice()).unwrap();
+        let mut bottom = AnyValue { value: Some(Value::StringValue("bottom".into())) };
+        for _ in 0..60 {
+            bottom = AnyValue {
+                value: Some(Value::KvlistValue(KeyValueList {
+                    values: vec![KeyValue { key: "k".into(), value: Some(bottom), ..Default::default() }],
+                })),
+            };
+        }
+        deep.resource_spans[0].scope_spans[0].spans[0].attributes[1].value = Some(bottom);
+        let bytes = deep.encode_to_vec();
+        assert!(ExportTraceServiceRequest::decode(bytes.as_slice()).is_err(), "past prost's recursion limit");
+        let (fixed, r) = protobuf(&bytes, Root::Traces).expect("rewritten");
+        assert_eq!((r.deep, r.deep_attribute.as_deref()), (1, Some("graph")));
+        assert_eq!(ExportTraceServiceRequest::decode(fixed.as_slice()).unwrap(), req);
+
+        let brackets = "[".repeat(2_000_000);
+        let (out, r) = json(brackets.as_bytes());
+        assert_eq!((out.len(), r.deep), (brackets.len(), 0));
     }
 }

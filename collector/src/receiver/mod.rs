@@ -60,7 +60,15 @@ pub(crate) fn note_repairs(signal: &str, repairs: &crate::otlp::repair::Repairs)
     if repairs.any() {
         count_n(Event::StringRepaired, repairs.strings as u64);
         count_n(Event::NumberRepaired, repairs.numbers as u64);
-        tracing::info!(signal, strings = repairs.strings, numbers = repairs.numbers, "values repaired to decode a request");
+        count_n(Event::DeepValueCut, repairs.deep as u64);
+        tracing::info!(
+            signal,
+            strings = repairs.strings,
+            numbers = repairs.numbers,
+            deep = repairs.deep,
+            attribute = repairs.deep_attribute.as_deref().unwrap_or(""),
+            "values repaired to decode a request"
+        );
     }
 }
 
