@@ -99,6 +99,12 @@ pub async fn analyze(
         r.representation
     );
     print!("{}", table(&outcome.patterns));
+    if !outcome.reopened.is_empty() {
+        println!(
+            "reopened as regressed (fixed, and failing again): {} — triage them again with `flywheel triage`",
+            outcome.reopened.join(", ")
+        );
+    }
     let total: f64 = outcome.timings.iter().map(|(_, s)| s).sum();
     println!("run {} in {total:.1}s", r.run_id);
     Ok(ExitCode::SUCCESS)
@@ -115,10 +121,37 @@ fn table(patterns: &[flywheel_schemas::rows::PatternRow]) -> String {
             out.push_str("\noperations (rate limits, timeouts, unavailable services, latency and cost):\n");
         }
         for p in rows {
-            out.push_str(&format!("{:<16} {:>5} {:>5} {:<9} {:<12} {}\n", p.pattern_id, p.size, p.users, p.trend, p.status, p.label));
+            // A fixed failure that came back says when and where.
+            let life = if p.regression().is_some() && p.size > 0 { format!("  ({})", p.lifecycle()) } else { String::new() };
+            out.push_str(&format!("{:<16} {:>5} {:>5} {:<9} {:<12} {}{life}\n", p.pattern_id, p.size, p.users, p.trend, p.status, p.label));
         }
     }
     out
+}
+
+pub async fn compare(store: &Store, project: Option<String>, by: &str, since: &str, json: bool) -> Result<ExitCode> {
+    let project = queries::resolve_project(store, project.as_deref()).await?;
+    let (start, end) = window(since)?;
+    let by = flywheel_analyzer::compare::By::parse(by);
+    let comparison = flywheel_analyzer::compare::compare(store, &project, &by, start, end).await?;
+    if json {
+        println!("{}", serde_json::to_string(&comparison)?);
+    } else {
+        print!("{}", comparison.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn triage(store: &Store, project: Option<String>, pattern: &str, status: &str, note: &str) -> Result<ExitCode> {
+    let project = queries::resolve_project(store, project.as_deref()).await?;
+    let patterns = queries::current_patterns(store, &project).await?;
+    let Some(p) = patterns.iter().find(|p| p.pattern_id == pattern) else {
+        anyhow::bail!("no pattern `{pattern}` in project {project}: `flywheel patterns --project {project}` lists them");
+    };
+    let by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    queries::set_triage(store, &project, pattern, status, note, &by).await?;
+    println!("{pattern} ({}) is now {status}", p.label);
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn patterns(store: &Store, project: Option<String>, json: bool, members: bool) -> Result<ExitCode> {
@@ -164,6 +197,9 @@ pub async fn patterns(store: &Store, project: Option<String>, json: bool, member
             "signal_mix": p.signal_mix,
             "first_seen": p.first_seen.format(&time::format_description::well_known::Rfc3339)?,
             "last_seen": p.last_seen.format(&time::format_description::well_known::Rfc3339)?,
+            "fixed_at": p.fixed().map(|t| t.format(&time::format_description::well_known::Rfc3339)).transpose()?,
+            "regressed_at": p.regression().map(|t| t.format(&time::format_description::well_known::Rfc3339)).transpose()?,
+            "regressed_in": p.regressed_in,
             "run_id": p.run_id,
         });
         if members {

@@ -79,6 +79,38 @@ enum Command {
         #[arg(long)]
         llm_names: bool,
     },
+    /// Record the team's decision on a pattern (what the TUI's a/f/w/n keys do): new,
+    /// acknowledged, fixed, wont_fix or regressed. A pattern marked fixed that fails again
+    /// after the decision is reopened as regressed by the next `analyze`.
+    Triage {
+        /// The pattern, by id (`flywheel patterns`).
+        pattern: String,
+        /// new, regressed, acknowledged, fixed or wont_fix.
+        status: String,
+        /// Why, for the team (e.g. the change that fixed it).
+        #[arg(long, default_value = "")]
+        note: String,
+        /// The project [default: the only project with data].
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Compare the calls of a window split by release, prompt version, model, feature or any
+    /// attribute: failure rate, each pattern's rate, signal rates, cost and latency, with the
+    /// statistically significant differences marked.
+    Compare {
+        /// service.version (or release), prompt, model, feature, or any span/resource attribute.
+        #[arg(long, default_value = "service.version")]
+        by: String,
+        /// How far back to look, ending now: 30m, 36h, 7d, 2w.
+        #[arg(long, default_value = "14d", allow_hyphen_values = true)]
+        since: String,
+        /// The project [default: the only project with data].
+        #[arg(long)]
+        project: Option<String>,
+        /// One JSON object: the groups, every test and its p-value.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the current failure patterns.
     Patterns {
         /// The project [default: the only project with data].
@@ -180,6 +212,9 @@ struct SimulateArgs {
     /// End of the simulated window (RFC 3339) instead of now, for byte-identical reruns.
     #[arg(long)]
     base_time: Option<String>,
+    /// The application's release, sent as the resource's `service.version`.
+    #[arg(long, default_value = flywheel_simulator::options::DEFAULT_RELEASE)]
+    release: String,
 }
 
 #[derive(Subcommand)]
@@ -271,7 +306,7 @@ enum ExportCmd {
         /// One pattern, by id (`flywheel patterns`).
         #[arg(long)]
         pattern: Option<String>,
-        /// Every open behaviour pattern (triage new or acknowledged, not resolved).
+        /// Every open behaviour pattern (triage new, regressed or acknowledged, not resolved).
         #[arg(long)]
         all_open: bool,
         /// Operations patterns too (rate limits, timeouts, latency), as availability and latency
@@ -489,6 +524,14 @@ async fn run(command: Command) -> Result<ExitCode> {
             tracing::info!(derived = derived.len(), "derived signals");
             analyze::analyze(&store, project, &since, analyzer_rules(&cfg)?, lexical, llm_names).await
         }
+        Command::Compare { by, since, project, json } => {
+            let store = open_migrated().await?;
+            analyze::compare(&store, project, &by, &since, json).await
+        }
+        Command::Triage { pattern, status, note, project } => {
+            let store = open_migrated().await?;
+            analyze::triage(&store, project, &pattern, &status, &note).await
+        }
         Command::Patterns { project, json, members } => {
             let store = open_migrated().await?;
             analyze::patterns(&store, project, json, members).await
@@ -595,6 +638,7 @@ async fn simulate(args: SimulateArgs) -> Result<ExitCode> {
         endpoint: args.endpoint,
         key: args.key.filter(|k| !k.is_empty()),
         truth: args.truth,
+        release: args.release,
         ..defaults
     };
     if let Some(spec) = &args.modes {

@@ -6,13 +6,16 @@
 //! ([`features`]), represent the texts locally ([`embed`], [`represent`]), group by cause —
 //! the failures only users flagged by what went wrong in the answer — deterministically
 //! ([`group`], [`cluster`]), and turn each group into a [`pattern`] with a cause-first
-//! [`label`], tracked ([`track`]) across runs with its [`impact`], all orchestrated by [`run`];
-//! then turn patterns into eval cases ([`export`]) and the weekly review ([`report`]).
+//! [`label`], tracked ([`track`]) across runs with its [`impact`] and its [`lifecycle`] (a
+//! fixed pattern that comes back is reopened as regressed), all orchestrated by [`run`];
+//! then turn patterns into eval cases ([`export`]) and the weekly review ([`report`]), and
+//! compare releases, prompts or models with a significance test ([`compare`]).
 //! No LLM call and no network are needed, and the same data gives the same patterns; naming
 //! patterns with an LLM ([`name`]) is opt-in and named patterns keep their name.
 
 pub mod cause;
 pub mod cluster;
+pub mod compare;
 pub mod detect;
 pub mod embed;
 pub mod error;
@@ -22,6 +25,7 @@ pub mod group;
 pub mod impact;
 pub mod label;
 pub mod language;
+pub mod lifecycle;
 pub mod name;
 pub mod pattern;
 pub mod report;

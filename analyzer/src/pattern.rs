@@ -127,6 +127,9 @@ pub fn row(p: Parts) -> PatternRow {
         centroid: p.centroid,
         first_seen: at(imp.first_seen_ns),
         last_seen: at(imp.last_seen_ns),
+        fixed_at: time::OffsetDateTime::UNIX_EPOCH,
+        regressed_at: time::OffsetDateTime::UNIX_EPOCH,
+        regressed_in: String::new(),
         run_id: p.run_id.to_string(),
         updated_at: p.now,
     }
@@ -167,6 +170,7 @@ pub fn sort(patterns: &mut [PatternRow]) {
     patterns.sort_by(|a, b| {
         (b.size > 0)
             .cmp(&(a.size > 0))
+            .then(b.is_regressed().cmp(&a.is_regressed()))
             .then(impact(b).total_cmp(&impact(a)))
             .then(b.size.cmp(&a.size))
             .then(a.pattern_id.cmp(&b.pattern_id))

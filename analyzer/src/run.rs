@@ -8,7 +8,7 @@ use std::time::Instant;
 use flywheel_schemas::Store;
 use flywheel_schemas::failure::FailureDetails;
 use flywheel_schemas::queries;
-use flywheel_schemas::rows::{AnalysisRunRow, FailureRow, PatternRow};
+use flywheel_schemas::rows::{AnalysisRunRow, FailureRow, PatternRow, PatternTriageRow};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -20,7 +20,7 @@ use crate::features::{self, TextViews};
 use crate::represent::{self, LEXICAL};
 use crate::rules::Rules;
 use crate::track::{self, Candidate, Previous};
-use crate::{group, impact, label, pattern};
+use crate::{group, impact, label, lifecycle, pattern};
 
 /// Reports progress; the CLI drives a progress bar with it.
 pub trait Progress: Send + Sync {
@@ -57,6 +57,8 @@ pub struct Outcome {
     pub assignment: BTreeMap<(String, String), String>,
     pub failures: usize,
     pub timings: Vec<(&'static str, f64)>,
+    /// Patterns this run reopened: fixed, and failing again.
+    pub reopened: Vec<String>,
 }
 
 /// Members of each behaviour cause represented by their text, to tell whether users-only
@@ -204,6 +206,7 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
     let mut patterns = Vec::new();
     let mut members_rows = Vec::new();
     let mut by_failure: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut reopened: Vec<PatternTriageRow> = Vec::new();
     for (gi, g) in groups.iter().enumerate() {
         let prev = matches[gi].map(|pi| &previous[pi]);
         let pattern_id = prev.map_or_else(|| track::new_id(project, &candidates[gi]), |p| p.pattern_id.clone());
@@ -229,6 +232,31 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
         // A name an LLM gave this pattern once (`--llm-names`) is kept; the rule label stays.
         if let Some(named) = names.get(&pattern_id) {
             crate::name::apply(&mut row, named);
+        }
+        let times: Vec<OffsetDateTime> = g.members.iter().map(|&i| failures[i].call.start_time).collect();
+        let life = lifecycle::follow(matches[gi].map(|pi| &previous_rows[pi]), triage.get(&pattern_id), &times);
+        row.fixed_at = life.fixed_at;
+        row.regressed_at = life.regressed_at;
+        row.regressed_in = matches[gi].map(|pi| previous_rows[pi].regressed_in.clone()).unwrap_or_default();
+        if life.reopened {
+            // The release the returning failures ran: the most common one among them.
+            let back: Vec<String> = g
+                .members
+                .iter()
+                .filter(|&&i| failures[i].call.start_time >= life.regressed_at)
+                .map(|&i| failures[i].call.trace_id.clone())
+                .collect();
+            row.regressed_in = queries::releases_of(store, project, &back).await?.into_iter().next().map(|(r, _)| r).unwrap_or_default();
+            row.status = "regressed".into();
+            row.trend = "regressed".into();
+            reopened.push(PatternTriageRow {
+                project_id: project.into(),
+                pattern_id: pattern_id.clone(),
+                status: "regressed".into(),
+                note: lifecycle::note(&life, &row.regressed_in),
+                updated_by: "flywheel analyze".into(),
+                updated_at: now,
+            });
         }
         patterns.push(row);
         let distance = |i: usize| -> f32 {
@@ -306,6 +334,9 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
     store.insert_batched("failures", &failure_rows, 10_000, None).await?;
     store.insert_batched("pattern_members", &members_rows, 10_000, None).await?;
     store.insert("patterns", &patterns).await?;
+    if !reopened.is_empty() {
+        store.insert("pattern_triage", &reopened).await?;
+    }
     progress.advance((failures.len() + patterns.len()) as u64);
     lap("write", &mut timings);
 
@@ -336,7 +367,8 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
         .to_string(),
     };
     store.insert("analysis_runs", std::slice::from_ref(&run)).await?;
-    Ok(Outcome { run, patterns, assignment: by_failure, failures: failures.len(), timings })
+    let reopened = reopened.into_iter().map(|t| t.pattern_id).collect();
+    Ok(Outcome { run, patterns, assignment: by_failure, failures: failures.len(), timings, reopened })
 }
 
 /// Centroid cosine above which two text clusters are one failure: the same wording of one

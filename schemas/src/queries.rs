@@ -139,7 +139,7 @@ pub async fn signal_rates(
 }
 
 /// The current state of every pattern of a project, with the latest triage decision applied
-/// (`status`), most impactful first. Resolved patterns are included: a trend of `resolved`
+/// (`status`), regressed ones first, then most impactful first. Resolved patterns are included: a trend of `resolved`
 /// means the last run found no member.
 pub async fn current_patterns(store: &Store, project: &str) -> Result<Vec<PatternRow>, StoreError> {
     let mut patterns: Vec<PatternRow> = store
@@ -153,6 +153,8 @@ pub async fn current_patterns(store: &Store, project: &str) -> Result<Vec<Patter
             p.status = t.status.clone();
         }
     }
+    // A fixed failure that came back comes first (stable: impact order within).
+    patterns.sort_by_key(|p| !(p.is_regressed() && p.size > 0));
     Ok(patterns)
 }
 
@@ -184,6 +186,27 @@ pub async fn set_triage(store: &Store, project: &str, pattern_id: &str, status: 
         updated_at: OffsetDateTime::now_utc(),
     };
     store.insert("pattern_triage", &[row]).await
+}
+
+/// The release each of these traces ran, counted: the resource's `service.version` (the OTel
+/// resource convention), most traces first; traces without one are left out. Bounded to the
+/// first 1,000 traces given.
+pub async fn releases_of(store: &Store, project: &str, trace_ids: &[String]) -> Result<Vec<(String, u64)>, StoreError> {
+    let ids: Vec<&String> = trace_ids.iter().take(1000).collect();
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let rows: Vec<Count> = store
+        .query(
+            "SELECT key, count() AS n FROM (SELECT trace_id, any(resource_attributes['service.version']) AS key FROM spans \
+             WHERE project_id = ? AND trace_id IN ? AND resource_attributes['service.version'] != '' GROUP BY trace_id) \
+             GROUP BY key ORDER BY n DESC, key",
+        )
+        .bind(project)
+        .bind(ids)
+        .fetch_all()
+        .await?;
+    Ok(rows.into_iter().map(|c| (c.key, c.n)).collect())
 }
 
 /// The members of a pattern found by its latest run, nearest to its centre first.

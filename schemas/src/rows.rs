@@ -220,9 +220,46 @@ pub struct PatternRow {
     pub first_seen: OffsetDateTime,
     #[serde(with = "ts::nanos")]
     pub last_seen: OffsetDateTime,
+    /// When the pattern was last fixed: triaged `fixed`, or resolved by a run that found no
+    /// member; the epoch when never.
+    #[serde(with = "ts::nanos")]
+    pub fixed_at: OffsetDateTime,
+    /// The first failure after that fix, when the pattern came back; the epoch when it did not.
+    #[serde(with = "ts::nanos")]
+    pub regressed_at: OffsetDateTime,
+    /// The release (`service.version`) the returning failures ran, '' when they carry none.
+    pub regressed_in: String,
     pub run_id: String,
     #[serde(with = "ts::nanos")]
     pub updated_at: OffsetDateTime,
+}
+
+impl PatternRow {
+    /// Came back after a fix, and the team has not decided on it since.
+    pub fn is_regressed(&self) -> bool {
+        self.status == "regressed"
+    }
+
+    /// When it came back, if it ever did.
+    pub fn regression(&self) -> Option<OffsetDateTime> {
+        (self.regressed_at > OffsetDateTime::UNIX_EPOCH).then_some(self.regressed_at)
+    }
+
+    /// When it was last fixed, if ever.
+    pub fn fixed(&self) -> Option<OffsetDateTime> {
+        (self.fixed_at > OffsetDateTime::UNIX_EPOCH).then_some(self.fixed_at)
+    }
+
+    /// Its lifecycle in a few words — "fixed 2026-11-20, back 2026-12-02 in 2.15.0" — empty
+    /// when it was never fixed.
+    pub fn lifecycle(&self) -> String {
+        let Some(fixed) = self.fixed() else { return String::new() };
+        match self.regression() {
+            Some(back) if self.regressed_in.is_empty() => format!("fixed {}, back {}", fixed.date(), back.date()),
+            Some(back) => format!("fixed {}, back {} in {}", fixed.date(), back.date(), self.regressed_in),
+            None => format!("fixed {}", fixed.date()),
+        }
+    }
 }
 
 // For building rows in tests and callers; the epoch stands for "no time".
@@ -250,6 +287,9 @@ impl Default for PatternRow {
             centroid: vec![],
             first_seen: OffsetDateTime::UNIX_EPOCH,
             last_seen: OffsetDateTime::UNIX_EPOCH,
+            fixed_at: OffsetDateTime::UNIX_EPOCH,
+            regressed_at: OffsetDateTime::UNIX_EPOCH,
+            regressed_in: String::new(),
             run_id: String::new(),
             updated_at: OffsetDateTime::UNIX_EPOCH,
         }
@@ -367,8 +407,10 @@ pub struct PatternTriageRow {
     pub updated_at: OffsetDateTime,
 }
 
-/// Triage states of a pattern, in the order a team moves through them.
-pub const TRIAGE_STATES: &[&str] = &["new", "acknowledged", "fixed", "wont_fix"];
+/// Triage states of a pattern, in the order a team moves through them. `regressed` is set by
+/// the analyzer when a fixed pattern comes back (a team may set it too); the team's next
+/// decision replaces it.
+pub const TRIAGE_STATES: &[&str] = &["new", "regressed", "acknowledged", "fixed", "wont_fix"];
 
 /// One analyzer run.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]

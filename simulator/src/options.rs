@@ -40,7 +40,12 @@ pub struct SimulateOptions {
     pub key: Option<String>,
     /// Where to write the ground truth (JSONL).
     pub truth: Option<PathBuf>,
+    /// The application's release: the resource's `service.version`.
+    pub release: String,
 }
+
+/// The release the simulated application runs unless told otherwise.
+pub const DEFAULT_RELEASE: &str = "2.14.0";
 
 impl Default for SimulateOptions {
     fn default() -> Self {
@@ -55,6 +60,7 @@ impl Default for SimulateOptions {
             endpoint: DEFAULT_ENDPOINT.to_string(),
             key: None,
             truth: None,
+            release: DEFAULT_RELEASE.to_string(),
         }
     }
 }

@@ -139,7 +139,7 @@ pub async fn run(opts: &SimulateOptions) -> Result<Summary, SimulateError> {
 /// Emits every interaction and exports the spans, whole traces per request, with a few
 /// requests in flight so the collector, not the simulator, sets the pace.
 async fn export_spans(plan: &Plan, opts: &SimulateOptions) -> Result<usize, SimulateError> {
-    let exporters = Arc::new(Exporters::new(&opts.endpoint, opts.key.as_deref(), CONCURRENT_EXPORTS)?);
+    let exporters = Arc::new(Exporters::new(&opts.endpoint, opts.key.as_deref(), CONCURRENT_EXPORTS, &opts.release)?);
     let emitter = Emitter::new(opts.seed);
     let mut free: Vec<usize> = (0..exporters.len()).rev().collect();
     let mut in_flight: JoinSet<(usize, Result<(), SimulateError>)> = JoinSet::new();

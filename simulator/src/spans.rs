@@ -87,11 +87,11 @@ impl SpanProcessor for Collected {
 
 const SERVICE: &str = "northwind-assistants";
 
-fn resource() -> Resource {
+fn resource(release: &str) -> Resource {
     Resource::builder_empty()
         .with_attributes([
             KeyValue::new("service.name", SERVICE),
-            KeyValue::new("service.version", "2.14.0"),
+            KeyValue::new("service.version", release.to_string()),
             KeyValue::new("deployment.environment.name", "production"),
             KeyValue::new("telemetry.sdk.language", "rust"),
             KeyValue::new("telemetry.sdk.name", "opentelemetry"),
@@ -114,7 +114,7 @@ impl Emitter {
         let collected = Collected::default();
         let spans = collected.spans.clone();
         let provider = SdkTracerProvider::builder()
-            .with_resource(resource())
+            .with_resource(resource(crate::options::DEFAULT_RELEASE))
             .with_id_generator(SharedIds(ids.clone()))
             // Long multi-turn conversations flatten into many OpenInference attributes.
             .with_max_attributes_per_span(1024)
@@ -447,7 +447,7 @@ pub struct Exporters {
 }
 
 impl Exporters {
-    pub fn new(endpoint: &str, key: Option<&str>, count: usize) -> Result<Exporters, SimulateError> {
+    pub fn new(endpoint: &str, key: Option<&str>, count: usize, release: &str) -> Result<Exporters, SimulateError> {
         let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
         // https:// collectors: the system's roots plus the CA file of the OTLP convention.
         let setup = |reason: String| SimulateError::ExporterSetup { endpoint: url.clone(), reason };
@@ -469,7 +469,7 @@ impl Exporters {
                 .with_http_client(client.clone())
                 .build()
                 .map_err(|e| SimulateError::ExporterSetup { endpoint: url.clone(), reason: e.to_string() })?;
-            exporter.set_resource(&resource());
+            exporter.set_resource(&resource(release));
             exporters.push(exporter);
         }
         Ok(Exporters { exporters, endpoint: url, client })

@@ -270,6 +270,9 @@ impl Seed {
             centroid: vec![],
             first_seen: first,
             last_seen: last,
+            fixed_at: time::OffsetDateTime::UNIX_EPOCH,
+            regressed_at: time::OffsetDateTime::UNIX_EPOCH,
+            regressed_in: String::new(),
             run_id: "run-1".into(),
             updated_at: self.now(),
         });

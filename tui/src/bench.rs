@@ -269,6 +269,9 @@ async fn generate(db: &Store, opts: &BenchOptions) -> Result<(), StoreError> {
             centroid: vec![],
             first_seen: now - time::Duration::days(7),
             last_seen: now,
+            fixed_at: time::OffsetDateTime::UNIX_EPOCH,
+            regressed_at: time::OffsetDateTime::UNIX_EPOCH,
+            regressed_in: String::new(),
             run_id: "bench-run".into(),
             updated_at: now,
         })

@@ -130,6 +130,7 @@ impl PatternItem {
 pub fn trend_arrow(trend: &str) -> &'static str {
     match trend {
         "new" => "✚ new",
+        "regressed" => "⟲ regressed",
         "growing" => "↑ growing",
         "shrinking" => "↓ shrinking",
         "resolved" => "✓ resolved",
@@ -203,12 +204,13 @@ impl SortKey {
 
 fn trend_rank(trend: &str) -> u8 {
     match trend {
-        "new" => 0,
-        "growing" => 1,
-        "stable" => 2,
-        "shrinking" => 3,
-        "resolved" => 4,
-        _ => 5,
+        "regressed" => 0,
+        "new" => 1,
+        "growing" => 2,
+        "stable" => 3,
+        "shrinking" => 4,
+        "resolved" => 5,
+        _ => 6,
     }
 }
 
@@ -217,7 +219,10 @@ pub fn sort_patterns<P: std::borrow::Borrow<PatternItem>>(items: &mut [P], key: 
     items.sort_by(|a, b| {
         let (a, b) = (a.borrow(), b.borrow());
         let ord = match key {
-            SortKey::Impact => b.impact(impact).total_cmp(&a.impact(impact)),
+            // A fixed failure that came back leads the default order, as in `patterns`.
+            SortKey::Impact => (b.row.is_regressed() && b.row.size > 0)
+                .cmp(&(a.row.is_regressed() && a.row.size > 0))
+                .then(b.impact(impact).total_cmp(&a.impact(impact))),
             SortKey::Size => b.row.size.cmp(&a.row.size),
             SortKey::Users => b.row.users.cmp(&a.row.users),
             SortKey::Severity => b.row.severity.total_cmp(&a.row.severity),

@@ -72,7 +72,7 @@ impl Theme {
 
     pub fn trend(&self, trend: &str) -> Style {
         match trend {
-            "new" | "growing" => self.error(),
+            "new" | "growing" | "regressed" => self.error(),
             "shrinking" => self.warn(),
             "resolved" => self.ok(),
             _ => Style::new(),
@@ -82,6 +82,7 @@ impl Theme {
     pub fn triage(&self, status: &str) -> Style {
         match status {
             "new" => self.fg(Color::Red),
+            "regressed" => self.fg(Color::Red).add_modifier(Modifier::BOLD),
             "acknowledged" => self.fg(Color::Yellow),
             "fixed" => self.ok(),
             _ => self.dim(),

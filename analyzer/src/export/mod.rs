@@ -288,7 +288,7 @@ async fn select_patterns(store: &Store, project: &str, selection: &Selection, op
 
 /// Open = still to be handled: triage state `new` or `acknowledged`, and not resolved.
 pub fn is_open(p: &PatternRow) -> bool {
-    matches!(p.status.as_str(), "new" | "acknowledged" | "") && p.trend != "resolved"
+    matches!(p.status.as_str(), "new" | "regressed" | "acknowledged" | "") && p.trend != "resolved"
 }
 
 #[derive(clickhouse::Row, Deserialize)]

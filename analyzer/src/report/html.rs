@@ -193,6 +193,22 @@ pub fn render(r: &Review) -> String {
     };
     let (active, operations) = (live(Lane::Behaviour), live(Lane::Operations));
     let resolved: Vec<&PatternView> = r.patterns.iter().filter(|v| v.pattern.trend == "resolved").collect();
+    let back = super::regressions(r);
+    if !back.is_empty() {
+        h.push_str("<h2>Came back after a fix</h2>\n<ul>\n");
+        for v in back {
+            let p = &v.pattern;
+            h.push_str(&format!(
+                "<li><strong>{}</strong> <code>{}</code> — {}; {} failing calls, {} users</li>\n",
+                esc(&p.label),
+                esc(&p.pattern_id),
+                esc(&p.lifecycle()),
+                p.size,
+                p.users
+            ));
+        }
+        h.push_str("</ul>\n");
+    }
     h.push_str("<h2>Patterns by impact</h2>\n");
     if active.is_empty() {
         h.push_str("<p>No active failure pattern of the AI's behaviour. Run <code>flywheel analyze</code> if this is unexpected.</p>\n");

@@ -138,6 +138,15 @@ pub fn render(r: &Review) -> String {
     };
     let (active, operations) = (live(Lane::Behaviour), live(Lane::Operations));
     let resolved: Vec<&PatternView> = r.patterns.iter().filter(|v| v.pattern.trend == "resolved").collect();
+    let back = super::regressions(r);
+    if !back.is_empty() {
+        md.push_str("## Came back after a fix\n\n");
+        for v in back {
+            let p = &v.pattern;
+            let _ = writeln!(md, "- **{}** `{}` — {}; {} failing calls, {} users", p.label, p.pattern_id, p.lifecycle(), p.size, p.users);
+        }
+        md.push('\n');
+    }
     md.push_str("## Patterns by impact\n\n");
     if active.is_empty() {
         md.push_str("No active failure pattern of the AI's behaviour. Run `flywheel analyze` if this is unexpected.\n\n");

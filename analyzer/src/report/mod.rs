@@ -255,6 +255,12 @@ pub fn baseline_note(r: &Review) -> Option<String> {
     }
 }
 
+/// Patterns that came back after a fix and that the team has not decided on since: the
+/// review's first item.
+pub fn regressions(r: &Review) -> Vec<&data::PatternView> {
+    r.patterns.iter().filter(|v| v.pattern.is_regressed() && v.pattern.size > 0).collect()
+}
+
 /// Trend with an arrow.
 pub fn trend(t: &str) -> String {
     match t {
@@ -263,6 +269,7 @@ pub fn trend(t: &str) -> String {
         "shrinking" => "▼ shrinking".into(),
         "stable" => "● stable".into(),
         "resolved" => "✓ resolved".into(),
+        "regressed" => "⟲ regressed".into(),
         other => other.to_string(),
     }
 }

@@ -67,6 +67,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> u16 {
         tl_lines.push(Line::styled(format!("{} → {}  peak {}/day", first.0, last.0, peak), theme.dim()));
     }
     tl_lines.push(Line::styled(format!("first {}  last {}", fmt_time(r.first_seen), fmt_time(r.last_seen)), theme.dim()));
+    let life = r.lifecycle();
+    if !life.is_empty() {
+        tl_lines.push(Line::styled(life, if r.is_regressed() { theme.triage(&r.status) } else { theme.dim() }));
+    }
     frame.render_widget(Paragraph::new(tl_lines), tl_inner);
 
     let shown = d.members.len();

@@ -189,6 +189,7 @@ impl Columns {
 fn short_trend(trend: &str) -> &'static str {
     match trend {
         "new" => "✚ new",
+        "regressed" => "⟲ back",
         "growing" => "↑ grow",
         "shrinking" => "↓ shr",
         "resolved" => "✓ res",
@@ -200,6 +201,7 @@ fn short_trend(trend: &str) -> &'static str {
 fn short_triage(status: &str) -> &'static str {
     match status {
         "acknowledged" => "ack",
+        "regressed" => "REGR",
         "fixed" => "fixed",
         "wont_fix" => "won't",
         _ => "new",
