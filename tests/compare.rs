@@ -1,7 +1,7 @@
 //! Issue 18, releases compared, end to end: simulated traffic through the real collector in two
 //! releases, a failure mode injected only in the second. `flywheel compare --by
 //! service.version` marks that mode's pattern as significantly higher in the second release,
-//! and does not mark the modes both releases share.
+//! and does not mark the modes both releases share; the weekly review over both releases says so.
 
 mod common;
 
@@ -74,6 +74,16 @@ async fn a_mode_injected_in_one_release_is_marked_and_shared_ones_are_not() {
     let table = stdout(&out);
     eprintln!("{table}");
     assert!(table.contains("2.15.0") && table.contains("▲") && table.contains("Bonferroni"), "{table}");
+
+    // The weekly review spans both releases: it says what changed between them.
+    let out = c.db.flywheel(&["report", "--project", "app", "--since", "8d", "--out", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&out);
+    let section = report.split("## Releases").nth(1).unwrap_or_else(|| panic!("no releases section: {report}"));
+    let section = section.split("\n## ").next().unwrap();
+    let label = patterns[truncated].as_str().unwrap();
+    assert!(section.contains(&format!("- 2.15.0: pattern “{label}”")), "{section}");
+    assert!(section.matches("- 2.14.0: pattern “").count() <= 1, "the shared modes are not release differences: {section}");
 
     // Any attribute works; one the calls do not carry gives a single `(none)` group.
     let out = c.db.flywheel(&["compare", "--project", "app", "--by", "no.such.attribute", "--since", "8d", "--json"]);

@@ -45,6 +45,8 @@ pub struct Review {
     pub signal_kinds: Vec<String>,
     /// Failing calls of the period that no current pattern holds.
     pub unclustered: Unclustered,
+    /// The period's releases compared, when it holds two or more with enough calls.
+    pub releases: Option<crate::compare::Comparison>,
 }
 
 /// The period's failures outside every pattern: one-offs, or causes too small to group yet.
@@ -444,6 +446,9 @@ pub async fn gather(store: &Store, project: &str, period: &Period, top: usize) -
         }
     }
     let unclustered = unclustered(store, project, period).await?;
+    // A window that spans two releases says what changed between them.
+    let releases = crate::compare::compare(store, project, &crate::compare::By::Release, period.start, period.end).await?;
+    let releases = (releases.comparable_values() >= 2).then_some(releases);
 
     let calls_by_feature = per_feature(store, project, "llm_calls", "start_time", period).await?;
     let fails_by_feature = per_feature(store, project, "failures", "call_time", period).await?;
@@ -473,6 +478,7 @@ pub async fn gather(store: &Store, project: &str, period: &Period, top: usize) -
         features,
         signal_kinds,
         unclustered,
+        releases,
     })
 }
 

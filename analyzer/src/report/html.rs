@@ -300,6 +300,32 @@ pub fn render(r: &Review) -> String {
         h.push_str("</div>\n");
     }
 
+    if let Some(cmp) = &r.releases {
+        h.push_str("<h2>Releases</h2>\n<table><tr><th>release</th><th>calls</th><th>failure rate</th></tr>\n");
+        for g in &cmp.groups {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+                esc(&g.value),
+                g.calls,
+                pct(g.failing_calls as f64 / g.calls.max(1) as f64)
+            ));
+        }
+        h.push_str("</table>\n");
+        let differences = cmp.differences();
+        if differences.is_empty() {
+            h.push_str("<p>No rate differs significantly between releases.</p>\n");
+        } else {
+            h.push_str("<ul>\n");
+            for d in differences {
+                h.push_str(&format!("<li>{}</li>\n", esc(&d)));
+            }
+            h.push_str("</ul>\n");
+        }
+        h.push_str(&format!(
+            "<p class=\"meta\">Method: {}. <code>flywheel compare --by service.version</code> gives the whole table.</p>\n",
+            esc(&cmp.method)
+        ));
+    }
     h.push_str("<h2>Signal rates per feature</h2>\n");
     if r.features.is_empty() {
         h.push_str("<p>No calls in this period.</p>\n");

@@ -211,6 +211,23 @@ pub fn render(r: &Review) -> String {
         }
     }
 
+    if let Some(cmp) = &r.releases {
+        md.push_str("## Releases\n\n| release | calls | failure rate |\n|---|---:|---:|\n");
+        for g in &cmp.groups {
+            let _ = writeln!(md, "| {} | {} | {} |", g.value, g.calls, pct(g.failing_calls as f64 / g.calls.max(1) as f64));
+        }
+        md.push('\n');
+        let differences = cmp.differences();
+        if differences.is_empty() {
+            md.push_str("No rate differs significantly between releases.\n\n");
+        } else {
+            for d in differences {
+                let _ = writeln!(md, "- {d}");
+            }
+            md.push('\n');
+        }
+        let _ = writeln!(md, "Method: {}. `flywheel compare --by service.version` gives the whole table.\n", cmp.method);
+    }
     md.push_str("## Signal rates per feature\n\n");
     if r.features.is_empty() {
         md.push_str("No calls in this period.\n\n");
