@@ -302,13 +302,13 @@ pub fn json(body: &[u8]) -> (Vec<u8>, Repairs) {
                 let after = skip_space(body, i);
                 if body.get(after) == Some(&b':') {
                     pending = rename_key(&mut out, start).map(|p| (p, start));
-                    nest.key = Key::of(&out[start + 1..out.len().saturating_sub(1)]);
+                    nest.key = Key::of(copied(&out, start));
                 } else {
                     if let Some((Pending::Double, key_start)) = pending {
                         double_from_string(&mut out, start, key_start, &mut repairs);
                     }
                     if nest.key == Key::Name && nest.values == 0 {
-                        nest.attribute = String::from_utf8_lossy(&out[start + 1..out.len().saturating_sub(1)]).into_owned();
+                        nest.attribute = String::from_utf8_lossy(copied(&out, start)).into_owned();
                     }
                     pending = None;
                     nest.key = Key::None;
@@ -355,6 +355,12 @@ pub fn json(body: &[u8]) -> (Vec<u8>, Repairs) {
         }
     }
     (out, repairs)
+}
+
+/// The text of the string just copied to `out[start..]`, without its quotes; empty when the
+/// body ended inside it or a repair rewrote it (a `doubleValue` made a number).
+fn copied(out: &[u8], start: usize) -> &[u8] {
+    out.get(start + 1..out.len().saturating_sub(1)).unwrap_or_default()
 }
 
 /// The open objects and arrays of a JSON body, as the repair walks it.
@@ -831,6 +837,12 @@ mod tests {
         let (fixed, r) = protobuf(&bytes, Root::Traces).expect("rewritten");
         assert_eq!((r.deep, r.deep_attribute.as_deref()), (1, Some("graph")));
         assert_eq!(ExportTraceServiceRequest::decode(fixed.as_slice()).unwrap(), req);
+
+        // Every prefix of the body (a request cut anywhere, inside a key, a name or a value) is
+        // walked without a panic.
+        for end in 0..body.len() {
+            let _ = json(&body.as_bytes()[..end]);
+        }
 
         let brackets = "[".repeat(2_000_000);
         let (out, r) = json(brackets.as_bytes());
