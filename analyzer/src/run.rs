@@ -234,10 +234,12 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
             crate::name::apply(&mut row, named);
         }
         let times: Vec<OffsetDateTime> = g.members.iter().map(|&i| failures[i].call.start_time).collect();
-        let life = lifecycle::follow(matches[gi].map(|pi| &previous_rows[pi]), triage.get(&pattern_id), &times);
+        let prev_row = matches[gi].map(|pi| &previous_rows[pi]);
+        let life = lifecycle::follow(prev_row, triage.get(&pattern_id), &times);
         row.fixed_at = life.fixed_at;
         row.regressed_at = life.regressed_at;
-        row.regressed_in = matches[gi].map(|pi| previous_rows[pi].regressed_in.clone()).unwrap_or_default();
+        // The release of a regression carried over; none once a new fix cleared it.
+        row.regressed_in = prev_row.filter(|p| p.regressed_at == life.regressed_at).map(|p| p.regressed_in.clone()).unwrap_or_default();
         if life.reopened {
             // The release the returning failures ran: the most common one among them.
             let back: Vec<String> = g
