@@ -470,6 +470,23 @@ pub fn span_tree(mut spans: Vec<SpanNode>) -> Vec<SpanNode> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_regression_leads_the_default_order_and_only_that_one() {
+        let mut items = crate::fixtures::patterns();
+        // The smallest active pattern came back after a fix.
+        let smallest =
+            items.iter().filter(|p| p.row.size > 0 && p.row.trend != "resolved").min_by_key(|p| p.row.size).unwrap().row.pattern_id.clone();
+        let back = items.iter_mut().find(|p| p.row.pattern_id == smallest).unwrap();
+        back.row.status = "regressed".into();
+        back.row.trend = "regressed".into();
+        sort_patterns(&mut items, SortKey::Impact, Impact::Users, false);
+        assert_eq!(items[0].row.pattern_id, smallest);
+        assert_eq!(items[0].trend_arrow(), "⟲ regressed");
+        // Other orders are the user's choice: size puts it where its size is.
+        sort_patterns(&mut items, SortKey::Size, Impact::Users, false);
+        assert_ne!(items[0].row.pattern_id, smallest);
+    }
+
     fn node(id: &str, parent: &str, start: i64) -> SpanNode {
         SpanNode {
             span_id: id.into(),
