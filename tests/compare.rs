@@ -5,33 +5,15 @@
 
 mod common;
 
-use common::{Collector, TestDb, stderr, stdout};
-use time::format_description::well_known::Rfc3339;
-use time::{Duration, OffsetDateTime};
+use common::{Collector, Day, TestDb, stderr, stdout};
+use time::OffsetDateTime;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mode_injected_in_one_release_is_marked_and_shared_ones_are_not() {
     let c = Collector::start(TestDb::new("compare"), "[collector]\nsignal_link_interval_secs = 1\n");
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    for (days, release, seed, modes) in [(6, "2.14.0", "41", "truncated_answer=0"), (2, "2.15.0", "42", "truncated_answer=3")] {
-        let base = (now - Duration::days(days)).format(&Rfc3339).unwrap();
-        let args = [
-            "--interactions",
-            "1200",
-            "--seed",
-            seed,
-            "--duration",
-            "1d",
-            "--failure-rate",
-            "0.3",
-            "--base-time",
-            &base,
-            "--release",
-            release,
-            "--modes",
-            modes,
-        ];
-        c.simulate("app", &args).await;
+    for (days_ago, release, seed, modes) in [(6, "2.14.0", 41, "truncated_answer=0"), (2, "2.15.0", 42, "truncated_answer=3")] {
+        c.simulate_day("app", now, Day { days_ago, interactions: 1200, seed, release, modes, truth: None }).await;
     }
     let out = c.db.flywheel(&["analyze", "--project", "app", "--since", "8d", "--lexical"]);
     assert!(out.status.success(), "analyze failed: {}{}", stdout(&out), stderr(&out));

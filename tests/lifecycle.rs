@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{Collector, TestDb, scratch_dir, stderr, stdout};
+use common::{Collector, Day, TestDb, scratch_dir, stderr, stdout};
 use flywheel_simulator::truth::TruthCall;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -52,38 +52,10 @@ async fn a_fixed_pattern_that_comes_back_is_reopened_as_regressed() {
     let c = Collector::start(TestDb::new("lifecycle"), "[collector]\nsignal_link_interval_secs = 1\n");
     let dir = scratch_dir("lifecycle");
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    let base = |days: i64| (now - Duration::days(days)).format(&Rfc3339).unwrap();
-    let week = |seed: &str, days: i64, release: &str, modes: &str, truth: &Path| {
-        let base = base(days);
-        let truth = truth.to_str().unwrap().to_string();
-        let args: Vec<String> = [
-            "--interactions",
-            "900",
-            "--seed",
-            seed,
-            "--duration",
-            "1d",
-            "--failure-rate",
-            "0.3",
-            "--base-time",
-            &base,
-            "--release",
-            release,
-            "--modes",
-            modes,
-            "--truth",
-            &truth,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args
-    };
-
     // Week 1: every mode, release 2.14.0. The team then fixes truncation and tool arguments.
     let truth1 = dir.join("week1.jsonl");
-    let args = week("31", 20, "2.14.0", "slow_answer=1", &truth1);
-    c.simulate("app", &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let day = Day { days_ago: 20, interactions: 900, seed: 31, release: "2.14.0", modes: "slow_answer=1", truth: Some(&truth1) };
+    c.simulate_day("app", now, day).await;
     analyze(&c.db, "21d");
     let first = patterns(&c.db);
     let truncated = pattern_of_mode(&truth1, &first, "truncated_answer");
@@ -100,8 +72,8 @@ async fn a_fixed_pattern_that_comes_back_is_reopened_as_regressed() {
     // Week 2: truncation is gone; tool-argument failures still happen (dated before the fix
     // was recorded, as this traffic is simulated in the past).
     let truth2 = dir.join("week2.jsonl");
-    let args = week("32", 11, "2.14.0", "truncated_answer=0", &truth2);
-    c.simulate("app", &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let day = Day { days_ago: 11, interactions: 900, seed: 32, release: "2.14.0", modes: "truncated_answer=0", truth: Some(&truth2) };
+    c.simulate_day("app", now, day).await;
     analyze(&c.db, "12d");
     let second = patterns(&c.db);
     let row = |ps: &[serde_json::Value], id: &str| ps.iter().find(|p| p["id"] == id).cloned().unwrap_or_else(|| panic!("{id} in {ps:?}"));
@@ -111,8 +83,8 @@ async fn a_fixed_pattern_that_comes_back_is_reopened_as_regressed() {
 
     // Week 3: truncation is back, in release 2.15.0.
     let truth3 = dir.join("week3.jsonl");
-    let args = week("33", 2, "2.15.0", "slow_answer=1", &truth3);
-    c.simulate("app", &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let day = Day { days_ago: 2, interactions: 900, seed: 33, release: "2.15.0", modes: "slow_answer=1", truth: Some(&truth3) };
+    c.simulate_day("app", now, day).await;
     let summary = analyze(&c.db, "3d");
     assert!(summary.contains("reopened as regressed") && summary.contains(&truncated), "{summary}");
     let third = patterns(&c.db);

@@ -21,6 +21,18 @@ static ENGINE: OnceLock<(String, Option<RunningEngine>)> = OnceLock::new();
 static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 
 /// A scratch directory under cargo's target tmp dir, unique to this test process.
+/// A day of simulated traffic ([`Collector::simulate_day`]).
+#[allow(dead_code)]
+pub struct Day<'a> {
+    pub days_ago: i64,
+    pub interactions: usize,
+    pub seed: u64,
+    pub release: &'a str,
+    /// Failure-mode weights, e.g. `truncated_answer=0`.
+    pub modes: &'a str,
+    pub truth: Option<&'a Path>,
+}
+
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -275,6 +287,36 @@ impl Collector {
         self.wait_stored().await;
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         out
+    }
+
+    /// Plays one simulated day of traffic ending `day.days_ago` days before `now`, at a 30 %
+    /// failure rate, in `day.release`, with the failure-mode weights `day.modes`.
+    #[allow(dead_code)] // the tests of releases and lifecycles play days
+    pub async fn simulate_day(&self, project: &str, now: time::OffsetDateTime, day: Day<'_>) -> Output {
+        use time::format_description::well_known::Rfc3339;
+        let base = (now - time::Duration::days(day.days_ago)).format(&Rfc3339).unwrap();
+        let (interactions, seed) = (day.interactions.to_string(), day.seed.to_string());
+        let mut args = vec![
+            "--interactions",
+            &interactions,
+            "--seed",
+            &seed,
+            "--duration",
+            "1d",
+            "--failure-rate",
+            "0.3",
+            "--base-time",
+            &base,
+            "--release",
+            day.release,
+            "--modes",
+            day.modes,
+        ];
+        let truth = day.truth.map(|p| p.to_str().unwrap().to_string());
+        if let Some(t) = &truth {
+            args.extend(["--truth", t.as_str()]);
+        }
+        self.simulate(project, &args).await
     }
 
     /// Posts an OTLP/HTTP protobuf trace request with `key`.
