@@ -20,7 +20,6 @@ use flywheel_schemas::store::Store;
 static ENGINE: OnceLock<(String, Option<RunningEngine>)> = OnceLock::new();
 static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 
-/// A scratch directory under cargo's target tmp dir, unique to this test process.
 /// A day of simulated traffic ([`Collector::simulate_day`]).
 #[allow(dead_code)]
 pub struct Day<'a> {
@@ -33,6 +32,7 @@ pub struct Day<'a> {
     pub truth: Option<&'a Path>,
 }
 
+/// A scratch directory under cargo's target tmp dir, unique to this test process.
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
