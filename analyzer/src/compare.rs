@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use clickhouse::Row;
+use flywheel_schemas::queries::nanos;
 use flywheel_schemas::store::StoreQuery;
 use flywheel_schemas::{Store, StoreError, queries};
 use serde::{Deserialize, Serialize};
@@ -374,10 +375,6 @@ pub fn two_proportion(x1: u64, n1: u64, x2: u64, n2: u64) -> Option<f64> {
     let z = (x1 as f64 / n1f - x2 as f64 / n2f) / se;
     // P(|Z| > |z|) = erfc(|z| / √2).
     Some(libm::erfc(z.abs() / std::f64::consts::SQRT_2))
-}
-
-fn nanos(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos()).clamp(0, i64::MAX as i128) as i64
 }
 
 impl Comparison {

@@ -12,8 +12,10 @@ use crate::error::StoreError;
 use crate::rows::{PatternMemberRow, PatternNameRow, PatternRow, PatternTriageRow, SignalRow, TRIAGE_STATES};
 use crate::store::Store;
 
-fn nanos(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp_nanos() as i64
+/// A time as the nanoseconds `fromUnixTimestamp64Nano(?)` takes, clamped to what an `i64`
+/// holds (1970 to 2262) instead of wrapping. Every query that binds a time uses this one.
+pub fn nanos(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp_nanos().clamp(0, i64::MAX as i128) as i64
 }
 
 /// Every signal about a trace (linked to it, or to one of its spans), oldest first.

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use clickhouse::Row;
 use flywheel_schemas::Store;
+use flywheel_schemas::queries::nanos;
 use flywheel_schemas::rows::ts;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -304,10 +305,6 @@ pub(crate) const RESPONSE_FORMAT_RE: &str = r#""response_format"\s*:\s*\{[^}]*"j
 /// A system prompt that asks for JSON ("respond only with valid JSON", "return a JSON object").
 const JSON_INSTRUCTIONS_RE: &str =
     r"(?i)\b(respond|reply|answer|return|output|format|produce|write)\b[^.\n]{0,60}\bjson\b|\bvalid json\b|\bjson (object|only|format)\b";
-
-fn nanos(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp_nanos() as i64
-}
 
 /// Pulls what the rules need for `[since, until)` from ClickHouse.
 pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: OffsetDateTime) -> Result<Inputs, AnalyzerError> {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use clickhouse::Row;
 use flywheel_schemas::failure::{FailureDetails, Lane};
-use flywheel_schemas::queries::{self, Grouping, SignalRates};
+use flywheel_schemas::queries::{self, Grouping, SignalRates, nanos};
 use flywheel_schemas::rows::{FailureRow, PatternRow, PatternTriageRow};
 use flywheel_schemas::{Store, StoreError};
 use serde::Deserialize;
@@ -277,10 +277,6 @@ pub fn lines_excerpt(text: &str, max: usize, max_lines: usize) -> String {
         out.push_str("\n…");
     }
     out
-}
-
-fn nanos(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp_nanos() as i64
 }
 
 #[derive(Row, Deserialize)]

@@ -26,7 +26,7 @@ use std::sync::mpsc::Sender;
 use clickhouse::Row;
 use flywheel_schemas::failure::FailureDetails;
 use flywheel_schemas::messages::Message;
-use flywheel_schemas::queries;
+use flywheel_schemas::queries::{self, nanos};
 use flywheel_schemas::rows::SignalRow;
 use flywheel_schemas::{Store, StoreError};
 use serde::Deserialize;
@@ -180,10 +180,6 @@ pub async fn execute(store: &Store, request: Request) -> Result<Payload, StoreEr
 /// across partitions: saying so lets the engine finalise each partition on its own, in parallel.
 fn read<'a>(store: &'a Store, sql: &str) -> flywheel_schemas::store::StoreQuery<'a> {
     store.query(sql).with_setting("do_not_merge_across_partitions_select_final", "1")
-}
-
-fn nanos(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp_nanos() as i64
 }
 
 /// `('a','b')` for an `IN`, quoting every id; an empty list matches nothing.
