@@ -8,6 +8,7 @@ use flywheel_analyzer::embed::Embedder;
 use flywheel_analyzer::name::Namer;
 use flywheel_analyzer::rules::Rules;
 use flywheel_analyzer::run::{self, Options, Progress};
+use flywheel_analyzer::watch::{self, WatchConfig};
 use flywheel_schemas::Store;
 use flywheel_schemas::queries;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,6 +47,22 @@ pub fn window(since: &str) -> Result<(OffsetDateTime, OffsetDateTime)> {
     Ok((until - span, until))
 }
 
+/// The local embedding model when installed (./setup.sh), else the lexical representation,
+/// said in the summary line.
+async fn embedder(lexical: bool) -> Result<Option<Embedder>> {
+    Ok(match (lexical, Embedder::locate()) {
+        (false, Some(dir)) => Some(tokio::task::spawn_blocking(move || Embedder::load(&dir)).await??),
+        (false, None) => {
+            eprintln!(
+                "note: no embedding model in {}: clustering texts lexically (run ./setup.sh to install it)",
+                flywheel_analyzer::embed::model_dir().display()
+            );
+            None
+        }
+        (true, _) => None,
+    })
+}
+
 pub async fn analyze(
     store: &Store,
     project: Option<String>,
@@ -58,19 +75,7 @@ pub async fn analyze(
     let (since_t, until) = window(since)?;
     // Checked before the run: a missing endpoint should not cost a whole analysis.
     let namer = llm_names.then(Namer::from_env).transpose()?;
-    // The local embedding model when installed (./setup.sh), else the lexical representation,
-    // said in the summary line.
-    let embedder = match (lexical, Embedder::locate()) {
-        (false, Some(dir)) => Some(tokio::task::spawn_blocking(move || Embedder::load(&dir)).await??),
-        (false, None) => {
-            eprintln!(
-                "note: no embedding model in {}: clustering texts lexically (run ./setup.sh to install it)",
-                flywheel_analyzer::embed::model_dir().display()
-            );
-            None
-        }
-        (true, _) => None,
-    };
+    let embedder = embedder(lexical).await?;
     let bar = Bar::new();
     let opts = Options { project: project.clone(), since: since_t, until, rules, embedder: embedder.as_ref(), min_pattern_size: None };
     let outcome = run::analyze(store, &opts, &bar).await;
@@ -175,41 +180,78 @@ pub async fn patterns(store: &Store, project: Option<String>, json: bool, member
         }
         return Ok(ExitCode::SUCCESS);
     }
+    /// The read API's shape, one line per pattern, with its members when asked.
+    #[derive(serde::Serialize)]
+    struct Line {
+        #[serde(flatten)]
+        pattern: flywheel_schemas::read::Pattern,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        members: Option<Vec<String>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        member_spans: Option<Vec<String>>,
+    }
+    let triage = queries::triage_states(store, &project).await?;
     for p in &patterns {
-        let mut obj = serde_json::json!({
-            "id": p.pattern_id,
-            "label": p.label,
-            "lane": flywheel_schemas::failure::Lane::of(p).as_str(),
-            "description": p.description,
-            "size": p.size,
-            "previous_size": p.previous_size,
-            "trend": p.trend,
-            "status": p.status,
-            "terms": p.terms,
-            "facets": p.facets,
-            "calls": p.calls,
-            "traces": p.traces,
-            "sessions": p.sessions,
-            "users": p.users,
-            "severity": p.severity,
-            "cost_usd": p.cost_usd,
-            "mean_latency_ms": p.mean_latency_ms,
-            "signal_mix": p.signal_mix,
-            "first_seen": p.first_seen.format(&time::format_description::well_known::Rfc3339)?,
-            "last_seen": p.last_seen.format(&time::format_description::well_known::Rfc3339)?,
-            "fixed_at": p.fixed().map(|t| t.format(&time::format_description::well_known::Rfc3339)).transpose()?,
-            "regressed_at": p.regression().map(|t| t.format(&time::format_description::well_known::Rfc3339)).transpose()?,
-            "regressed_in": p.regressed_in,
-            "run_id": p.run_id,
-        });
+        let note = triage.get(&p.pattern_id).map(|t| t.note.as_str()).unwrap_or("");
+        let mut line = Line { pattern: flywheel_schemas::read::Pattern::of(p, note), members: None, member_spans: None };
         if members {
             let m = queries::pattern_members(store, &project, &p.pattern_id).await?;
-            let traces: Vec<&str> = m.iter().map(|m| m.trace_id.as_str()).collect();
-            let spans: Vec<&str> = m.iter().map(|m| m.span_id.as_str()).collect();
-            obj["members"] = serde_json::json!(traces);
-            obj["member_spans"] = serde_json::json!(spans);
+            line.members = Some(m.iter().map(|m| m.trace_id.clone()).collect());
+            line.member_spans = Some(m.into_iter().map(|m| m.span_id).collect());
         }
-        println!("{obj}");
+        println!("{}", serde_json::to_string(&line)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `flywheel watch`: a tick now, then one every `every` until interrupted (or once).
+pub async fn watch(store: &Store, project: Option<String>, cfg: WatchConfig, rules: Rules, lexical: bool, once: bool) -> Result<ExitCode> {
+    let project = queries::resolve_project(store, project.as_deref()).await?;
+    let every = cfg.every_duration().map_err(|e| anyhow::anyhow!("--every: {e}"))?;
+    let embedder = embedder(lexical).await?;
+    let client = watch::deliver::client();
+    if cfg.webhooks.is_empty() {
+        eprintln!("note: no webhook configured (`--webhook URL`, `--slack-webhook URL` or [[watch.webhooks]]): alerts are printed only");
+    }
+    loop {
+        // Signals derived over the window first, as `flywheel analyze` does.
+        let lookback = cfg.window_duration().map_err(anyhow::Error::msg)?.whole_seconds().max(0) as u64;
+        let derive = flywheel_collector::signals::derive::DeriveConfig { lookback_secs: lookback, ..Default::default() };
+        flywheel_collector::signals::derive::run(store, &derive).await?;
+        let now = OffsetDateTime::now_utc();
+        let opts = Options {
+            project: project.clone(),
+            since: now,
+            until: now,
+            rules: rules.clone(),
+            embedder: embedder.as_ref(),
+            min_pattern_size: None,
+        };
+        let tick = watch::tick(store, &client, &cfg, opts, &run::Silent).await?;
+        let d = &tick.delivery;
+        println!(
+            "{} project {project}: {} failures in {} patterns; {} alert(s): {} sent, {} sent before, {} failed",
+            now.replace_nanosecond(0).unwrap_or(now),
+            tick.outcome.run.failures,
+            tick.outcome.run.patterns,
+            tick.alerts.len(),
+            d.sent,
+            d.skipped,
+            d.failed.len()
+        );
+        for a in &tick.alerts {
+            println!("  [{}] {}  ({})", a.kind.as_str(), a.title, a.command);
+        }
+        for (destination, id, why) in &d.failed {
+            eprintln!("warning: alert {id} not delivered to {destination}: {why}");
+        }
+        if once {
+            return Ok(if d.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        let wait = std::time::Duration::try_from(every).unwrap_or(std::time::Duration::from_secs(3600));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
 }

@@ -110,7 +110,7 @@ pub async fn run(demo: Demo) -> Result<ExitCode> {
         println!("explore with `flywheel tui --project {PROJECT}`");
         return Ok(ExitCode::SUCCESS);
     }
-    crate::tui(Some(PROJECT.into()), false, "7d", "users", None).await
+    crate::tui(Some(PROJECT.into()), false, "7d", "users", None, None).await
 }
 
 /// The injected failure modes against the patterns found: for each mode, the pattern that holds

@@ -147,6 +147,42 @@ enum Command {
         #[arg(long, default_value_t = flywheel_analyzer::report::DEFAULT_TOP)]
         top: usize,
     },
+    /// Analyse on a schedule and send alerts to webhooks: new patterns above a number of users,
+    /// growing and regressed patterns, signal-rate, cost and latency changes per feature (the
+    /// `[watch]` section of FLYWHEEL_CONFIG sets the thresholds and webhooks).
+    Watch {
+        /// The project [default: the only project with data].
+        #[arg(long)]
+        project: Option<String>,
+        /// Time between ticks [default: [watch] every, else 1h].
+        #[arg(long)]
+        every: Option<String>,
+        /// The window each tick analyses [default: [watch] window, else 7d].
+        #[arg(long)]
+        window: Option<String>,
+        /// The recent part of the window, compared with the rest [default: [watch] recent, else 24h].
+        #[arg(long)]
+        recent: Option<String>,
+        /// A webhook that receives the generic JSON alert (repeatable).
+        #[arg(long)]
+        webhook: Vec<String>,
+        /// A Slack-compatible incoming webhook (repeatable).
+        #[arg(long)]
+        slack_webhook: Vec<String>,
+        /// One tick, then exit (non-zero when a delivery failed): for cron.
+        #[arg(long)]
+        once: bool,
+        /// Represent texts lexically (TF-IDF) even when the embedding model is installed.
+        #[arg(long)]
+        lexical: bool,
+    },
+    /// Serve the read API (patterns, failures, traces) to a coding agent over the Model
+    /// Context Protocol on stdin/stdout.
+    Mcp {
+        /// The project it answers for [default: the only project with data].
+        #[arg(long)]
+        project: Option<String>,
+    },
     /// Open the terminal UI.
     Tui {
         /// The project [default: the only project with data].
@@ -162,8 +198,11 @@ enum Command {
         #[arg(long, default_value = "users")]
         impact: String,
         /// Open this trace (32 hex digits), as the report's examples link to it.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pattern")]
         trace: Option<String>,
+        /// Open this pattern (its id, as `flywheel patterns` and alerts print it).
+        #[arg(long)]
+        pattern: Option<String>,
     },
     /// Run the whole loop on a simulated application: engine, collector, traffic, analysis, TUI.
     Demo {
@@ -454,6 +493,8 @@ fn prints_and_exits(command: &Command) -> bool {
         Command::Serve { .. }
             | Command::Demo { .. }
             | Command::Tui { .. }
+            | Command::Mcp { .. }
+            | Command::Watch { .. }
             | Command::Simulate(_)
             | Command::Bench(_)
             | Command::Clickhouse(_)
@@ -532,6 +573,32 @@ async fn run(command: Command) -> Result<ExitCode> {
             let store = open_migrated().await?;
             analyze::triage(&store, project, &pattern, &status, &note).await
         }
+        Command::Watch { project, every, window, recent, webhook, slack_webhook, once, lexical } => {
+            use flywheel_analyzer::watch::{Format, WatchConfig, Webhook};
+            let cfg = StorageConfig::load()?;
+            let mut watch = match std::env::var_os("FLYWHEEL_CONFIG").filter(|p| !p.is_empty()) {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot read FLYWHEEL_CONFIG file {}: {e}", path.to_string_lossy()))?;
+                    WatchConfig::parse(&text, &path.to_string_lossy())?
+                }
+                None => WatchConfig::default(),
+            };
+            watch.every = every.unwrap_or(watch.every);
+            watch.window = window.unwrap_or(watch.window);
+            watch.recent = recent.unwrap_or(watch.recent);
+            let hooks = webhook.into_iter().map(|url| (url, Format::Json)).chain(slack_webhook.into_iter().map(|url| (url, Format::Slack)));
+            watch.webhooks.extend(hooks.map(|(url, format)| Webhook { url, format, name: None }));
+            watch.validate().map_err(anyhow::Error::msg)?;
+            let store = open_migrated().await?;
+            analyze::watch(&store, project, watch, analyzer_rules(&cfg)?, lexical, once).await
+        }
+        Command::Mcp { project } => {
+            let store = open_migrated().await?;
+            let project = flywheel_schemas::queries::resolve_project(&store, project.as_deref()).await?;
+            flywheel_collector::mcp::ReadServer::new(store, project).serve_stdio().await.map_err(anyhow::Error::msg)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Patterns { project, json, members } => {
             let store = open_migrated().await?;
             analyze::patterns(&store, project, json, members).await
@@ -590,7 +657,9 @@ async fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Tui { project, no_color, window, impact, trace } => tui(project, no_color, &window, &impact, trace).await,
+        Command::Tui { project, no_color, window, impact, trace, pattern } => {
+            tui(project, no_color, &window, &impact, trace, pattern).await
+        }
         Command::Demo { no_tui } => demo::run(demo::Demo { no_tui, interactions: 1500 }).await,
         Command::Bench(BenchCmd::Ingest { requests, spans, concurrency, rates }) => {
             let cfg = StorageConfig::load()?;
@@ -805,7 +874,14 @@ impl flywheel_tui::Exporter for EvalExporter {
     }
 }
 
-async fn tui(project: Option<String>, no_color: bool, window: &str, impact: &str, trace: Option<String>) -> Result<ExitCode> {
+async fn tui(
+    project: Option<String>,
+    no_color: bool,
+    window: &str,
+    impact: &str,
+    trace: Option<String>,
+    pattern: Option<String>,
+) -> Result<ExitCode> {
     if let Some(t) = &trace
         && (t.len() != 32 || !t.bytes().all(|b| b.is_ascii_hexdigit()))
     {
@@ -818,7 +894,7 @@ async fn tui(project: Option<String>, no_color: bool, window: &str, impact: &str
     flywheel_tui::terminal::check()?;
     let store = open_migrated().await?;
     let defaults = flywheel_tui::TuiOptions::default();
-    let opts = flywheel_tui::TuiOptions { project, window, impact, no_color: no_color || defaults.no_color, trace, ..defaults };
+    let opts = flywheel_tui::TuiOptions { project, window, impact, no_color: no_color || defaults.no_color, trace, pattern, ..defaults };
     // The UI blocks this thread on the terminal; its queries run on this runtime's workers.
     tokio::task::block_in_place(|| {
         flywheel_tui::run(store.clone(), opts, std::sync::Arc::new(EvalExporter { store, runtime: tokio::runtime::Handle::current() }))

@@ -12,6 +12,8 @@ pub enum AnalyzerError {
     Invalid(String),
     #[error("embedding: {0}")]
     Embedding(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 impl AnalyzerError {

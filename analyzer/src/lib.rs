@@ -9,7 +9,8 @@
 //! [`label`], tracked ([`track`]) across runs with its [`impact`] and its [`lifecycle`] (a
 //! fixed pattern that comes back is reopened as regressed), all orchestrated by [`run`];
 //! then turn patterns into eval cases ([`export`]) and the weekly review ([`report`]), and
-//! compare releases, prompts or models with a significance test ([`compare`]).
+//! compare releases, prompts or models with a significance test ([`compare`]), and run the
+//! analysis on a schedule with alerts to webhooks ([`watch`]).
 //! No LLM call and no network are needed, and the same data gives the same patterns; naming
 //! patterns with an LLM ([`name`]) is opt-in and named patterns keep their name.
 
@@ -35,5 +36,6 @@ pub mod run;
 pub mod score;
 pub mod text;
 pub mod track;
+pub mod watch;
 
 pub use error::AnalyzerError;

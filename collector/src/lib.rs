@@ -9,6 +9,9 @@
 //!
 //! Data path: `receiver` → `otlp` (decode) → `pipeline` (normalize, redact, price, join log
 //! events) → `writer` (ClickHouse).
+//!
+//! Read path: the same HTTP port answers project-scoped reads of patterns, failures and traces
+//! (`receiver::api`), and [`mcp`] serves them to coding agents over the Model Context Protocol.
 
 pub mod auth;
 pub mod bench;
@@ -16,6 +19,7 @@ pub mod client_metrics;
 pub mod config;
 pub mod deadline;
 pub mod expansion;
+pub mod mcp;
 pub mod metrics;
 pub mod normalize;
 pub mod otlp;

@@ -10,13 +10,17 @@
 //! * [`engine`]: the local ClickHouse engine used for development, the demo and CI (chDB behind
 //!   a ClickHouse-HTTP-compatible server); production points [`config::ClickHouseConfig`] at a
 //!   real server instead and nothing else changes.
+//! * [`alert`]: what `flywheel watch` sends to webhooks, and the record of each delivery.
 //! * [`failure`]: shared shapes of the analyzer's output (`failures.details`, a pattern's
 //!   lane), read by the TUI, the export and the report with the analyzer's own types.
+//! * [`read`]: the read model — patterns, failures and traces as the read API, `flywheel mcp`
+//!   and `flywheel patterns --json` present them, with their project-scoped, bounded queries.
 //! * [`sensitive`]: what personal data and secrets look like (the collector redacts them, the
 //!   analyzer flags answers that disclose them).
 //!
 //! Non-goals: no business logic (normalisation, detection, clustering) lives here.
 
+pub mod alert;
 pub mod bench;
 pub mod config;
 pub mod engine;
@@ -27,6 +31,7 @@ pub mod lookback;
 pub mod messages;
 pub mod migrate;
 pub mod queries;
+pub mod read;
 pub mod rows;
 pub mod sensitive;
 pub mod store;
@@ -41,4 +46,5 @@ pub use store::Store;
 pub mod api {
     pub const SIGNAL_SCHEMA: &str = include_str!("../api/signal.schema.json");
     pub const OPENAPI: &str = include_str!("../api/openapi.json");
+    pub const ALERT_SCHEMA: &str = include_str!("../api/alert.schema.json");
 }

@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "token_keys", sql: include_str!("../sql/0005_token_keys.sql") },
     Migration { version: 6, name: "error_class", sql: include_str!("../sql/0006_error_class.sql") },
     Migration { version: 7, name: "pattern_lifecycle", sql: include_str!("../sql/0007_pattern_lifecycle.sql") },
+    Migration { version: 8, name: "alerts_sent", sql: include_str!("../sql/0008_alerts_sent.sql") },
 ];
 
 #[derive(Debug, Clone, Default)]

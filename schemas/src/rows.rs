@@ -451,4 +451,5 @@ pub const TABLES: &[&str] = &[
     "embeddings",
     "pattern_triage",
     "analysis_runs",
+    "alerts_sent",
 ];

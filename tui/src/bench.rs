@@ -295,8 +295,14 @@ fn render(app: &App) -> usize {
 }
 
 async fn measure(db: &Store, repeat: usize) -> Result<Vec<Step>, StoreError> {
-    let settings =
-        Settings { project: Some(PROJECT.into()), window: Window::Week, impact: Impact::Users, user: "bench".into(), trace: None };
+    let settings = Settings {
+        project: Some(PROJECT.into()),
+        window: Window::Week,
+        impact: Impact::Users,
+        user: "bench".into(),
+        trace: None,
+        pattern: None,
+    };
     let mut steps: Vec<Step> = [
         ("patterns view (open)", Some(300.0)),
         ("→ pattern detail", Some(100.0)),

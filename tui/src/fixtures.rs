@@ -16,7 +16,7 @@ pub const SESSION: &str = "sess-42";
 const T0: OffsetDateTime = datetime!(2026-11-20 14:03:07 UTC);
 
 pub fn settings() -> Settings {
-    Settings { project: Some("shop".into()), window: Window::Week, impact: Impact::Users, user: "alice".into(), trace: None }
+    Settings { project: Some("shop".into()), window: Window::Week, impact: Impact::Users, user: "alice".into(), trace: None, pattern: None }
 }
 
 /// `impact`: users, severity, size.

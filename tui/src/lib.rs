@@ -58,6 +58,8 @@ pub struct TuiOptions {
     pub user: String,
     /// Open this trace first (`flywheel tui --trace ID`).
     pub trace: Option<String>,
+    /// Open this pattern first (`flywheel tui --pattern ID`, the command alerts carry).
+    pub pattern: Option<String>,
 }
 
 impl Default for TuiOptions {
@@ -69,6 +71,7 @@ impl Default for TuiOptions {
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             user: std::env::var("USER").unwrap_or_else(|_| "tui".into()),
             trace: None,
+            pattern: None,
         }
     }
 }
@@ -103,8 +106,14 @@ pub fn run(store: Store, opts: TuiOptions, exporter: Arc<dyn Exporter>) -> Resul
     let (tx, rx) = mpsc::channel();
     let worker = Worker::new(handle, store, exporter, tx);
     let theme = Theme::new(!opts.no_color);
-    let mut app =
-        App::new(Settings { project: opts.project, window: opts.window, impact: opts.impact, user: opts.user, trace: opts.trace });
+    let mut app = App::new(Settings {
+        project: opts.project,
+        window: opts.window,
+        impact: opts.impact,
+        user: opts.user,
+        trace: opts.trace,
+        pattern: opts.pattern,
+    });
     let mut session = terminal::Session::enter()?;
     let effects = app.start();
     perform(&worker, &mut app, effects);

@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResp
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 
 use super::budget::Spent;
-use super::{Receiver, RpcStatus, header, signals};
+use super::{Receiver, RpcStatus, api, header, signals};
 use crate::auth::{AuthError, key_from_headers};
 use crate::otlp::{self, DecodeError, Encoding};
 use crate::writer::WriteError;
@@ -37,6 +37,11 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/v1/patterns", get(api::patterns))
+        .route("/v1/patterns/{id}", get(api::pattern))
+        .route("/v1/traces/{id}", get(api::trace))
+        .route("/v1/failures", get(api::failures))
+        .route("/v1/search", get(api::search))
         .fallback(unknown_path)
         // Not `method_not_allowed_fallback`: it would answer the CORS preflight of the signals
         // route before its CORS layer does.
@@ -47,7 +52,7 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
 }
 
 /// The endpoints, for the answer to a path or method that is not one of them.
-const ENDPOINTS: &str = "POST /v1/traces, /v1/logs, /v1/metrics (OTLP/HTTP), POST /v1/signals, POST /v1/feedback-tokens; GET /healthz, /readyz, /metrics, /openapi.json";
+const ENDPOINTS: &str = "POST /v1/traces, /v1/logs, /v1/metrics (OTLP/HTTP), POST /v1/signals, POST /v1/feedback-tokens; GET /v1/patterns, /v1/patterns/{id}, /v1/traces/{id}, /v1/failures, /v1/search (read API); GET /healthz, /readyz, /metrics, /openapi.json";
 
 async fn unknown_path(uri: axum::http::Uri) -> Response {
     (StatusCode::NOT_FOUND, format!("no endpoint at {}: this collector serves {ENDPOINTS}\n", uri.path())).into_response()

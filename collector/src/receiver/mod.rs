@@ -1,7 +1,9 @@
 //! The receivers: OTLP/HTTP ([`http`]) and OTLP/gRPC ([`grpc`]), sharing one [`Receiver`]
-//! (authentication, limits and the ingestion pipeline). [`serve`] runs both until a shutdown
+//! (authentication, limits and the ingestion pipeline), and the read API ([`api`]) on the HTTP
+//! port. [`serve`] runs both until a shutdown
 //! signal, then stops accepting and lets in-flight requests finish.
 
+pub mod api;
 pub mod budget;
 pub mod connections;
 pub mod grpc;

@@ -110,6 +110,9 @@ pub struct Settings {
     /// A trace to open once the patterns are loaded (`flywheel tui --trace ID`, the command
     /// the report prints next to every example).
     pub trace: Option<String>,
+    /// A pattern to open once the patterns are loaded (`flywheel tui --pattern ID`, the
+    /// command `flywheel watch` alerts carry).
+    pub pattern: Option<String>,
 }
 
 pub struct App {
@@ -296,6 +299,25 @@ mod tests {
         );
         assert_eq!(app.stack, vec![View::Patterns, View::Trace], "esc goes back to the patterns");
         assert!(app.settings.trace.is_none(), "only once");
+    }
+
+    #[test]
+    fn opened_on_a_pattern_from_an_alert() {
+        let id = fixtures::patterns()[1].id().to_string();
+        let mut app = App::new(Settings { pattern: Some(id.clone()), ..fixtures::settings() });
+        let Effect::Run { id: rid, .. } = app.start()[0] else { panic!() };
+        let effects =
+            app.on_response(Response { id: rid, result: Ok(Payload::Patterns { project: "shop".into(), items: fixtures::patterns() }) });
+        let (_, req) = run_id(&effects);
+        assert!(matches!(req, Request::Pattern { ref item, .. } if item.id() == id), "{req:?}");
+        assert_eq!(app.stack, vec![View::Patterns, View::Pattern], "esc goes back to the list");
+        assert!(app.settings.pattern.is_none(), "only once");
+        // An id that is not there says so instead of opening another pattern.
+        let mut app = App::new(Settings { pattern: Some("pat_gone".into()), ..fixtures::settings() });
+        let Effect::Run { id: rid, .. } = app.start()[0] else { panic!() };
+        app.on_response(Response { id: rid, result: Ok(Payload::Patterns { project: "shop".into(), items: fixtures::patterns() }) });
+        assert_eq!(app.stack, vec![View::Patterns]);
+        assert!(app.status.text.contains("no pattern pat_gone"), "{}", app.status.text);
     }
 
     #[test]

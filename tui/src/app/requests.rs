@@ -222,6 +222,18 @@ impl App {
                 self.patterns = Some(items);
                 let c = self.cursor_mut(View::Patterns);
                 c.selected = c.selected.min(n.saturating_sub(1));
+                // Opened on a pattern: select it in the list and open it (Esc returns to the list).
+                if let Some(id) = self.settings.pattern.take() {
+                    match self.visible_patterns().iter().position(|p| p.id() == id) {
+                        Some(i) => {
+                            self.cursor_mut(View::Patterns).selected = i;
+                            return self.open();
+                        }
+                        None => {
+                            self.error(format!("no pattern {id} in project {}: it may be resolved or in another project", self.project()))
+                        }
+                    }
+                }
                 self.prefetch_in = Some(Self::PREFETCH_TICKS);
                 // The overview aggregates a whole window: load it now, in the background, so
                 // that `1` shows it at once.
