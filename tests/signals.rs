@@ -148,6 +148,10 @@ async fn signals_are_stored_once_and_linked_by_every_kind_of_target() {
                 "rating" => s["value"] = json!(2),
                 "edit" => s["text"] = json!("The capital of France is Paris!"),
                 "custom" => s["name"] = json!("bookmark"),
+                "evaluation" => {
+                    s["name"] = json!("relevance");
+                    s["label"] = json!("relevant");
+                }
                 _ => {}
             }
             s

@@ -164,6 +164,8 @@ pub fn of(rules: &Rules, f: &Failure) -> Cause {
         ("ungrounded_figure", Some(q)) if q.starts_with("superseded") => [id, f.call.feature.as_str(), "superseded"].join(SEP),
         ("ungrounded_figure", _) => [id, f.call.feature.as_str()].join(SEP),
         ("ignored_sources", _) => [id, f.call.feature.as_str()].join(SEP),
+        // What an outside evaluator checks (faithfulness, relevance, …) is the cause it found.
+        ("failed_evaluation", Some(evaluator)) => [id, evaluator.as_str()].join(SEP),
         // The tool the answers claim ran: one missing step of one agent.
         ("unperformed_action", Some(tool)) => [id, tool.as_str()].join(SEP),
         _ => id.to_string(),
@@ -270,6 +272,9 @@ pub fn advice(key: &str) -> &'static str {
             "Make the agent call the tool before it reports the action (require the tool call, check the trace for it before answering), and never let it say done without the tool's result"
         }
         "agent_loop" => "Cap the agent's steps, detect repeated tool calls, and make tool results say when there is nothing more to find",
+        "failed_evaluation" => {
+            "An outside evaluator failed these answers: read its explanations on the examples, fix the prompt, retrieval or tool it points to, and keep the cases as evals"
+        }
         "slow" => "Look at the slow calls' prompt sizes, models and providers; stream, cache, or route to a faster model",
         "costly" => "Look at the costly calls' prompt sizes and models; trim context or route to a cheaper model",
         // Only users flagged it: nothing names the cause but the answers themselves.

@@ -227,6 +227,23 @@ pub fn cause_phrase(key: &str, members: &[&Failure]) -> String {
                 format!("answers report {what} as done, but `{qualifier}` never ran")
             }
         }
+        "failed_evaluation" => {
+            // The verdict most of its members got, when they share one ("unfaithful").
+            let verdict = most(
+                members
+                    .iter()
+                    .filter_map(|f| f.evidence.get(id))
+                    .filter_map(|e| e.split_once(": ").map(|(_, v)| v.split([',', '—']).next().unwrap_or("").trim().to_string()))
+                    .filter(|v| !v.is_empty() && !v.starts_with("score"))
+                    .collect(),
+            );
+            let evaluator =
+                if qualifier.is_empty() { "an outside evaluation".to_string() } else { format!("the `{qualifier}` evaluation") };
+            match verdict {
+                Some((v, share)) if share >= 0.5 => format!("fails {evaluator} ({v})"),
+                _ => format!("fails {evaluator}"),
+            }
+        }
         "slow" => "answers far slower than the feature's usual".into(),
         "costly" => "calls far costlier than the feature's usual".into(),
         id => id.replace('_', " "),

@@ -76,6 +76,9 @@ pub(super) fn signal_rule(rule: &Rule, s: &Signal) -> Option<String> {
     if spec.signal.as_deref() != Some(s.kind.as_str()) {
         return None;
     }
+    if s.kind == "evaluation" {
+        return failed_evaluation(s, spec.max_value.unwrap_or(0.4));
+    }
     if let Some(max) = spec.max_value {
         let v = s.value?;
         if v > max {
@@ -99,6 +102,106 @@ pub(super) fn signal_rule(rule: &Rule, s: &Signal) -> Option<String> {
     }
     if !s.comment.is_empty() {
         what.push_str(&format!(": \"{}\"", excerpt(&s.comment, 120)));
+    }
+    Some(what)
+}
+
+/// Verdicts that say the answer failed, and verdicts that say it passed, whatever the
+/// evaluator (Phoenix's, Ragas', DeepEval's, promptfoo's and the OTel examples' labels),
+/// compared lower-case with `-` and spaces read as `_`.
+const FAILING_LABELS: &[&str] = &[
+    "fail",
+    "failed",
+    "failure",
+    "false",
+    "no",
+    "incorrect",
+    "wrong",
+    "bad",
+    "unfaithful",
+    "not_faithful",
+    "hallucinated",
+    "hallucination",
+    "unsupported",
+    "ungrounded",
+    "not_grounded",
+    "irrelevant",
+    "not_relevant",
+    "unhelpful",
+    "not_helpful",
+    "toxic",
+    "unsafe",
+    "harmful",
+    "inaccurate",
+    "incomplete",
+    "off_topic",
+    "violation",
+    "negative",
+    "reject",
+    "rejected",
+];
+const PASSING_LABELS: &[&str] = &[
+    "pass",
+    "passed",
+    "true",
+    "yes",
+    "correct",
+    "right",
+    "good",
+    "faithful",
+    "grounded",
+    "supported",
+    "relevant",
+    "helpful",
+    "safe",
+    "non_toxic",
+    "not_toxic",
+    "accurate",
+    "complete",
+    "on_topic",
+    "positive",
+    "accept",
+    "accepted",
+];
+
+/// Whether an outside evaluation judged its answer a failure, and how it reads as evidence:
+/// its label when the label is a known verdict; else its score read against its scale (a
+/// score in 0..1 without one), failing at or below `max` (0.4: on a five-point scale 1 and 2
+/// fail, 3 passes). An evaluation that says neither is not evidence.
+pub(super) fn failed_evaluation(s: &Signal, max: f64) -> Option<String> {
+    let label = s.label.trim().to_lowercase().replace(['-', ' '], "_");
+    let by_label = if FAILING_LABELS.contains(&label.as_str()) {
+        Some(true)
+    } else if PASSING_LABELS.contains(&label.as_str()) {
+        Some(false)
+    } else {
+        None
+    };
+    let normalised = match (s.value, s.scale) {
+        (Some(v), Some(scale)) if scale > 0.0 => Some(v / scale),
+        (Some(v), None) if (0.0..=1.0).contains(&v) => Some(v),
+        _ => None,
+    };
+    if !by_label.or(normalised.map(|n| n <= max)).unwrap_or(false) {
+        return None;
+    }
+    let who = if s.annotator.is_empty() { String::new() } else { format!(" ({})", s.annotator) };
+    let mut what = format!("evaluation `{}`{who}", s.name);
+    let verdict: Vec<String> = [
+        (!s.label.is_empty()).then(|| s.label.clone()),
+        s.value.map(|v| match s.scale {
+            Some(scale) => format!("score {v} of {scale}"),
+            None => format!("score {v}"),
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !verdict.is_empty() {
+        what.push_str(&format!(": {}", verdict.join(", ")));
+    }
+    if !s.comment.is_empty() {
+        what.push_str(&format!(" — \"{}\"", excerpt(&s.comment, 200)));
     }
     Some(what)
 }

@@ -76,6 +76,8 @@ pub struct ErrorSpan {
 #[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct Signal {
     pub kind: String,
+    /// A custom signal's name; an evaluation's evaluator.
+    pub name: String,
     pub source: String,
     #[serde(with = "ts::nanos")]
     pub timestamp: OffsetDateTime,
@@ -83,9 +85,13 @@ pub struct Signal {
     pub span_id: String,
     pub session_id: String,
     pub value: Option<f64>,
+    pub scale: Option<f64>,
     pub comment: String,
     pub text: String,
     pub edit_ratio: Option<f64>,
+    /// An evaluation's verdict and who judged (human, llm, code; '' when unknown).
+    pub label: String,
+    pub annotator: String,
 }
 
 // Defaults for building rows in tests and callers; the epoch stands for "no time".
@@ -142,15 +148,19 @@ impl Default for Signal {
     fn default() -> Self {
         Signal {
             kind: String::new(),
+            name: String::new(),
             source: String::new(),
             timestamp: OffsetDateTime::UNIX_EPOCH,
             trace_id: String::new(),
             span_id: String::new(),
             session_id: String::new(),
             value: None,
+            scale: None,
             comment: String::new(),
             text: String::new(),
             edit_ratio: None,
+            label: String::new(),
+            annotator: String::new(),
         }
     }
 }
@@ -382,8 +392,9 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
     // Signals may come a while after the call: look a day past the window's end.
     let signals: Vec<Signal> = store
         .query(
-            "SELECT kind, source, timestamp, trace_id, span_id, session_id, value, substringUTF8(comment, 1, 400) AS comment, \
-             substringUTF8(text, 1, 4000) AS text, edit_ratio FROM signals FINAL \
+            "SELECT kind, name, source, timestamp, trace_id, span_id, session_id, value, scale, substringUTF8(comment, 1, 400) AS comment, \
+             substringUTF8(text, 1, 4000) AS text, edit_ratio, attributes['evaluation.label'] AS label, \
+             attributes['evaluation.annotator'] AS annotator FROM signals FINAL \
              WHERE project_id = ? AND timestamp >= fromUnixTimestamp64Nano(?) AND timestamp < fromUnixTimestamp64Nano(?) \
              ORDER BY timestamp, signal_id",
         )

@@ -338,6 +338,10 @@ fn note_signal(h: &mut Hits, ri: usize, s: &Signal, evidence: String) {
     h.add(ri, evidence);
     *h.derived_only.entry(ri).or_insert(true) &= s.source == "derived";
     h.signals.push(SignalBrief { kind: s.kind.clone(), value: s.value, comment: s.comment.clone() });
+    // An evaluator names what it checks: its name is the cause (faithfulness, relevance, …).
+    if s.kind == "evaluation" && !s.name.is_empty() {
+        h.qualifiers.entry(ri).or_insert_with(|| s.name.clone());
+    }
     if s.kind == "edit" && h.edit_text.is_empty() {
         h.edit_text = s.text.clone();
     }
@@ -423,6 +427,42 @@ mod tests {
 
     fn reasons(calls: Vec<Call>) -> Vec<String> {
         run(calls, vec![], vec![]).into_iter().flat_map(|f| f.reasons).collect()
+    }
+
+    #[test]
+    fn an_outside_evaluation_fails_a_call_by_its_verdict_or_its_score() {
+        let eval = |trace: &str, label: &str, value: Option<f64>, scale: Option<f64>| Signal {
+            name: "faithfulness".into(),
+            label: label.into(),
+            value,
+            scale,
+            annotator: "llm".into(),
+            comment: "states a 90-day window its sources do not give".into(),
+            ..signal("evaluation", trace, "a")
+        };
+        let calls: Vec<Call> = (1..=7).map(|i| call(&format!("t{i}"), "a", i)).collect();
+        let signals = vec![
+            eval("t1", "unfaithful", Some(0.9), None), // the label says fail, whatever the score
+            eval("t2", "Faithful", Some(0.1), None),   // the label says pass
+            eval("t3", "", Some(0.2), None),           // no label: 0.2 of 1 fails
+            eval("t4", "", Some(4.0), Some(5.0)),      // 4 of 5 passes
+            eval("t5", "", Some(2.0), Some(5.0)),      // 2 of 5 fails
+            eval("t6", "", Some(3.0), None),           // a score without its scale says nothing
+            eval("t7", "NOT-RELEVANT", None, None),
+        ];
+        let failures = run(calls, vec![], signals);
+        let failed: Vec<&str> = failures.iter().map(|f| f.call.trace_id.as_str()).collect();
+        assert_eq!(failed, vec!["t1", "t3", "t5", "t7"]);
+        let f = &failures[0];
+        assert_eq!(f.reasons, vec!["failed_evaluation"]);
+        assert_eq!(f.categories, vec!["explicit"]);
+        assert_eq!(f.qualifiers["failed_evaluation"], "faithfulness");
+        let evidence = &f.evidence["failed_evaluation"];
+        assert!(
+            evidence.starts_with("evaluation `faithfulness` (llm): unfaithful, score 0.9") && evidence.contains("90-day"),
+            "{evidence}"
+        );
+        assert_eq!(crate::cause::of(&Rules::defaults(), f).key, "failed_evaluation · faithfulness");
     }
 
     #[test]

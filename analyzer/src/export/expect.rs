@@ -153,6 +153,17 @@ pub fn expected(call: &FailingCall, details: &FailureDetails, label: &str, max_t
         let seen = evidence("ungrounded_figure").map(|e| format!(" (the original: {e})")).unwrap_or_default();
         rubric.push(format!("States only the figures (prices, percentages, times) its sources give, as they give them{seen}."));
     }
+    if has("failed_evaluation") {
+        // The evaluator's own words are the rubric's: what it checked and why the original failed.
+        let name = details.evidence.get("failed_evaluation").and_then(|e| e.split('`').nth(1)).unwrap_or("outside");
+        let why = details.signals.iter().filter(|s| s.kind == "evaluation").map(|s| s.comment.trim()).find(|c| !c.is_empty());
+        rubric.push(match why {
+            Some(w) => {
+                format!("Passes the `{name}` evaluation that failed the original answer; its evaluator explained: \"{}\".", quote(w, 300))
+            }
+            None => format!("Passes the `{name}` evaluation that failed the original answer."),
+        });
+    }
     for s in call_signals(call, details) {
         rubric.push(format!("Avoids what the user complained about: \"{}\".", quote(&s, 200)));
     }
@@ -239,9 +250,11 @@ fn operations(call: &FailingCall, details: &FailureDetails, rubric: &mut Vec<Str
 
 /// The users' comments on the call (from the failure, else from its signals).
 fn call_signals(call: &FailingCall, details: &FailureDetails) -> Vec<String> {
-    let from_details: Vec<String> = details.signals.iter().map(|s| s.comment.trim().to_string()).filter(|c| !c.is_empty()).collect();
+    // Users' comments; an evaluator's explanation has its own rubric line.
+    let from_details: Vec<String> =
+        details.signals.iter().filter(|s| s.kind != "evaluation").map(|s| s.comment.trim().to_string()).filter(|c| !c.is_empty()).collect();
     let comments = if from_details.is_empty() {
-        call.signals.iter().map(|s| s.comment.trim().to_string()).filter(|c| !c.is_empty()).collect()
+        call.signals.iter().filter(|s| s.kind != "evaluation").map(|s| s.comment.trim().to_string()).filter(|c| !c.is_empty()).collect()
     } else {
         from_details
     };

@@ -221,23 +221,37 @@ impl Pipeline {
         // Who and where, from the request's own calls: a signal sent as a span event gets the
         // session, user and feature of the call it judges, as one sent as a log record does,
         // without waiting for that call to reach storage.
-        let has_events = spans.iter().any(|s| s.events.iter().any(|e| e.name == SIGNAL_EVENT));
+        let is_signal = |name: &str| name == SIGNAL_EVENT || name == wire::EVALUATION_EVENT;
+        // An evaluation sent as a span of its own (a point-in-time span under the call it
+        // judges, as some SDKs emit events): its parent is the evaluated call.
+        let evaluation_spans: Vec<&DecodedSpan> =
+            spans.iter().filter(|s| s.attrs.0.contains_key("gen_ai.evaluation.name") && !s.ids.parent_span_id.is_empty()).collect();
+        let has_events = !evaluation_spans.is_empty() || spans.iter().any(|s| s.events.iter().any(|e| is_signal(&e.name)));
         let contexts: Vec<CallContext> = if has_events { batch.calls.iter().map(CallContext::of).collect() } else { Vec::new() };
         self.store(batch).await?;
         self.metrics.spans_accepted.fetch_add(spans.len() as u64, std::sync::atomic::Ordering::Relaxed);
         // Signals sent as span events, once their span is stored (so that they link at once).
-        let events: Vec<_> = spans
+        let mut events: Vec<_> = spans
             .iter()
-            .flat_map(|s| s.events.iter().filter(|e| e.name == SIGNAL_EVENT).map(move |e| (s, e)))
+            .flat_map(|s| s.events.iter().filter(|e| is_signal(&e.name)).map(move |e| (s, e)))
             .enumerate()
             .map(|(i, (s, e))| {
-                wire::from_attributes(i, &e.attrs.0, &s.ids.trace_id, &s.ids.span_id).map(|mut sig| {
+                let read = if e.name == SIGNAL_EVENT { wire::from_attributes } else { wire::from_evaluation };
+                read(i, &e.attrs.0, &s.ids.trace_id, &s.ids.span_id).map(|mut sig| {
                     sig.timestamp = sig.timestamp.or(Some(e.time));
                     CallContext::fill(&contexts, &mut sig);
                     sig
                 })
             })
             .collect();
+        for s in evaluation_spans {
+            let sig = wire::from_evaluation(events.len(), &s.attrs.0, &s.ids.trace_id, &s.ids.parent_span_id).map(|mut sig| {
+                sig.timestamp = Some(s.ids.end);
+                CallContext::fill(&contexts, &mut sig);
+                sig
+            });
+            events.push(sig);
+        }
         self.store_signals(project, events, SOURCE_SPAN_EVENT).await?;
         Ok(outcome(spans.len() as u64, &rejected, "spans"))
     }
@@ -298,8 +312,9 @@ impl Pipeline {
                         rejected.push(Rejected { span_name: record.event_name.clone(), reason, cause: "expired" });
                         continue;
                     }
-                    if event_name == SIGNAL_EVENT {
-                        let mut sig = wire::from_attributes(log_signals.len(), &attrs.0, &trace_id, &span_id);
+                    if event_name == SIGNAL_EVENT || event_name == wire::EVALUATION_EVENT {
+                        let read = if event_name == SIGNAL_EVENT { wire::from_attributes } else { wire::from_evaluation };
+                        let mut sig = read(log_signals.len(), &attrs.0, &trace_id, &span_id);
                         if let Ok(s) = &mut sig {
                             s.timestamp = s.timestamp.or(Some(nanos(time)));
                         }

@@ -30,6 +30,7 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
     Router::new()
         .merge(signals_route)
         .route("/v1/feedback-tokens", post(signals::mint_token))
+        .route("/v1/span_annotations", post(signals::span_annotations))
         .route("/openapi.json", get(signals::openapi))
         .route("/v1/traces", post(traces))
         .route("/v1/logs", post(logs))
@@ -52,7 +53,7 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
 }
 
 /// The endpoints, for the answer to a path or method that is not one of them.
-const ENDPOINTS: &str = "POST /v1/traces, /v1/logs, /v1/metrics (OTLP/HTTP), POST /v1/signals, POST /v1/feedback-tokens; GET /v1/patterns, /v1/patterns/{id}, /v1/traces/{id}, /v1/failures, /v1/search (read API); GET /healthz, /readyz, /metrics, /openapi.json";
+const ENDPOINTS: &str = "POST /v1/traces, /v1/logs, /v1/metrics (OTLP/HTTP), POST /v1/signals, /v1/span_annotations, /v1/feedback-tokens; GET /v1/patterns, /v1/patterns/{id}, /v1/traces/{id}, /v1/failures, /v1/search (read API); GET /healthz, /readyz, /metrics, /openapi.json";
 
 async fn unknown_path(uri: axum::http::Uri) -> Response {
     (StatusCode::NOT_FOUND, format!("no endpoint at {}: this collector serves {ENDPOINTS}\n", uri.path())).into_response()

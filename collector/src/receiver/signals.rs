@@ -84,9 +84,20 @@ async fn body_bytes(
 }
 
 pub async fn submit(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
+    ingest(&r, &headers, body, wire::parse_body).await
+}
+
+/// `POST /v1/span_annotations`: evaluations in the shape of Phoenix's REST API (OpenInference
+/// annotations), stored as signals of kind `evaluation` ([`wire::from_span_annotations`]).
+pub async fn span_annotations(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
+    ingest(&r, &headers, body, wire::from_span_annotations).await
+}
+
+/// A signals request, its body read into signal objects by `parse`.
+async fn ingest(r: &Receiver, headers: &HeaderMap, body: Body, parse: fn(&[u8]) -> Result<Vec<Value>, String>) -> Response {
     let metrics = &r.pipeline.metrics;
     metrics.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (project, claims): (String, Option<Claims>) = match feedback_token(&headers) {
+    let (project, claims): (String, Option<Claims>) = match feedback_token(headers) {
         Some(t) => match r.auth.token(&t).await {
             Ok(c) => (c.p.clone(), Some(c)),
             Err(e) => {
@@ -97,7 +108,7 @@ pub async fn submit(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bo
         None => {
             match r
                 .auth
-                .project(key_from_headers(request_header(&headers, "authorization"), request_header(&headers, "x-flywheel-key")).as_deref())
+                .project(key_from_headers(request_header(headers, "authorization"), request_header(headers, "x-flywheel-key")).as_deref())
                 .await
             {
                 Ok(p) => (p, None),
@@ -108,7 +119,7 @@ pub async fn submit(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bo
             }
         }
     };
-    if let Some(ct) = request_header(&headers, "content-type")
+    if let Some(ct) = request_header(headers, "content-type")
         && !ct.to_ascii_lowercase().starts_with("application/json")
     {
         metrics.reject("signals", "content_type", 1);
@@ -122,7 +133,7 @@ pub async fn submit(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bo
             return resp;
         }
     };
-    let mut items = match wire::parse_body(&bytes) {
+    let mut items = match parse(&bytes) {
         Ok(items) => items,
         Err(e) => {
             metrics.reject("signals", "malformed", 1);

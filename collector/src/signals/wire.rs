@@ -22,7 +22,18 @@ pub const KINDS: &[&str] = &[
     "retry",
     "comment",
     "custom",
+    "evaluation",
 ];
+
+/// Who judged, for an `evaluation`: a person, a model (LLM-as-judge) or a program. Phoenix's
+/// `DECISION` and `AGENT` annotators read as a model.
+pub const ANNOTATORS: &[&str] = &["human", "llm", "code"];
+
+/// Where an evaluation's label and annotator are kept among a signal's attributes.
+pub const EVALUATION_LABEL: &str = "evaluation.label";
+pub const EVALUATION_ANNOTATOR: &str = "evaluation.annotator";
+/// The OTel GenAI event (log record or span event) of an evaluation result.
+pub const EVALUATION_EVENT: &str = "gen_ai.evaluation.result";
 
 /// Longest free text kept (comment, edited text); longer is refused, not silently cut.
 pub const MAX_TEXT: usize = 64 * 1024;
@@ -135,6 +146,26 @@ pub fn validate(index: usize, value: &Value) -> Result<Signal, Invalid> {
     if kind == "custom" && name.is_empty() {
         return Err(bad("name", "a custom signal needs a name".into()));
     }
+    // An outside evaluation: who judged (`annotator`), its verdict (`label`, `value`) and why
+    // (`explanation`, kept as the comment).
+    let label = string("label")?;
+    let explanation = string("explanation")?;
+    let annotator = string("annotator")?.to_ascii_lowercase();
+    let annotator = match annotator.as_str() {
+        "decision" | "agent" => "llm".to_string(),
+        _ => annotator,
+    };
+    if kind == "evaluation" {
+        if name.is_empty() {
+            return Err(bad("name", "an evaluation needs the evaluator's name (`name`, e.g. \"faithfulness\")".into()));
+        }
+        if value.is_none() && label.is_empty() && explanation.is_empty() {
+            return Err(bad("value", "an evaluation needs a score (`value`), a `label` or an `explanation`".into()));
+        }
+        if !annotator.is_empty() && !ANNOTATORS.contains(&annotator.as_str()) {
+            return Err(bad("annotator", format!("unknown annotator `{annotator}`; one of {}", ANNOTATORS.join(", "))));
+        }
+    }
     let text = match map.get("text") {
         None | Some(Value::Null) => None,
         _ => Some(string("text")?),
@@ -157,6 +188,14 @@ pub fn validate(index: usize, value: &Value) -> Result<Signal, Invalid> {
     for (key, v) in map.iter().filter(|(k, _)| !FIELDS.contains(&k.as_str())) {
         attributes.entry(key.clone()).or_insert_with(|| crate::otlp::flat(v));
     }
+    if !label.is_empty() {
+        attributes.insert(EVALUATION_LABEL.into(), label);
+    }
+    if !annotator.is_empty() {
+        attributes.insert(EVALUATION_ANNOTATOR.into(), annotator);
+    }
+    let comment = string("comment")?;
+    let comment = if comment.is_empty() { explanation } else { comment };
     Ok(Signal {
         kind,
         name,
@@ -168,7 +207,7 @@ pub fn validate(index: usize, value: &Value) -> Result<Signal, Invalid> {
         timestamp,
         value,
         scale,
-        comment: string("comment")?,
+        comment,
         text,
         feature: string("feature")?,
         idempotency_key: string("idempotency_key")?,
@@ -192,6 +231,9 @@ const FIELDS: &[&str] = &[
     "name",
     "idempotency_key",
     "attributes",
+    "label",
+    "explanation",
+    "annotator",
 ];
 
 fn type_name(v: &Value) -> &'static str {
@@ -242,6 +284,110 @@ pub fn from_attributes(index: usize, attrs: &BTreeMap<String, Value>, trace_id: 
         map.insert("attributes".into(), Value::Object(extra));
     }
     validate(index, &Value::Object(map))
+}
+
+/// An evaluation result as the OTel GenAI conventions carry it (`gen_ai.evaluation.result`,
+/// as a log record, a span event, or a span of its own): the evaluator's name, score and label,
+/// its explanation; the evaluated call is the record's trace context, else
+/// `gen_ai.response.id` (the completion's id, which links like a message id). The annotator
+/// kind has no convention attribute: any attribute named `…annotator_kind` or
+/// `…annotator.kind` is read; else it stays unknown.
+pub fn from_evaluation(index: usize, attrs: &BTreeMap<String, Value>, trace_id: &str, span_id: &str) -> Result<Signal, Invalid> {
+    let text = |v: &Value| match v {
+        Value::String(s) => Value::String(s.clone()),
+        other => Value::String(crate::otlp::flat(other)),
+    };
+    let mut map = serde_json::Map::new();
+    let mut extra = serde_json::Map::new();
+    map.insert("kind".into(), Value::String("evaluation".into()));
+    for (k, v) in attrs {
+        match k.as_str() {
+            "event.name" => {}
+            "gen_ai.evaluation.name" => {
+                map.insert("name".into(), text(v));
+            }
+            "gen_ai.evaluation.score.value" => {
+                let n = match v {
+                    Value::String(s) => s.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number),
+                    Value::Number(_) => Some(v.clone()),
+                    _ => None,
+                };
+                map.insert("value".into(), n.unwrap_or_else(|| v.clone()));
+            }
+            "gen_ai.evaluation.score.label" => {
+                map.insert("label".into(), text(v));
+            }
+            "gen_ai.evaluation.explanation" => {
+                map.insert("explanation".into(), text(v));
+            }
+            "gen_ai.response.id" => {
+                map.insert("message_id".into(), text(v));
+            }
+            k if k.ends_with("annotator_kind") || k.ends_with("annotator.kind") => {
+                map.insert("annotator".into(), text(v));
+            }
+            _ => {
+                extra.insert(k.clone(), Value::String(crate::otlp::flat(v)));
+            }
+        }
+    }
+    if !trace_id.is_empty() {
+        map.insert("trace_id".into(), Value::String(trace_id.into()));
+    }
+    if !span_id.is_empty() {
+        map.insert("span_id".into(), Value::String(span_id.into()));
+    }
+    if !extra.is_empty() {
+        map.insert("attributes".into(), Value::Object(extra));
+    }
+    validate(index, &Value::Object(map))
+}
+
+/// Span annotations as Phoenix's REST API takes them (`POST /v1/span_annotations`, the
+/// OpenInference annotation shape): `{"data": [{"span_id", "name", "annotator_kind",
+/// "result": {"label", "score", "explanation"}, "metadata", "identifier"}]}`, as signal
+/// objects of kind `evaluation`. Teams already sending annotations to Phoenix point the same
+/// client at flywheel.
+pub fn from_span_annotations(body: &[u8]) -> Result<Vec<Value>, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    let Some(Value::Array(items)) = value.get("data") else {
+        return Err("the body must be {\"data\": [span annotations]}".into());
+    };
+    Ok(items
+        .iter()
+        .map(|a| {
+            let Value::Object(a) = a else { return a.clone() };
+            let mut s = serde_json::Map::new();
+            s.insert("kind".into(), Value::String("evaluation".into()));
+            let result = a.get("result").cloned().unwrap_or(Value::Null);
+            let fields = [
+                ("span_id", a.get("span_id")),
+                ("trace_id", a.get("trace_id")),
+                ("name", a.get("name")),
+                ("annotator", a.get("annotator_kind")),
+                ("label", result.get("label")),
+                ("value", result.get("score")),
+                ("explanation", result.get("explanation")),
+            ];
+            for (field, v) in fields {
+                if let Some(v) = v.filter(|v| !v.is_null()) {
+                    s.insert(field.into(), v.clone());
+                }
+            }
+            // The same annotation sent again (an upsert in Phoenix) is one signal here.
+            if let Some(id) = a.get("identifier").and_then(Value::as_str).filter(|i| !i.is_empty()) {
+                let span = a.get("span_id").and_then(Value::as_str).unwrap_or("");
+                let name = a.get("name").and_then(Value::as_str).unwrap_or("");
+                s.insert("idempotency_key".into(), Value::String(format!("annotation:{span}:{name}:{id}")));
+            }
+            if let Some(Value::Object(meta)) = a.get("metadata") {
+                let flat: serde_json::Map<String, Value> =
+                    meta.iter().map(|(k, v)| (format!("metadata.{k}"), Value::String(crate::otlp::flat(v)))).collect();
+                s.insert("attributes".into(), Value::Object(flat));
+            }
+            Value::Object(s)
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -307,5 +453,56 @@ mod tests {
         assert_eq!(s.value, Some(4.0));
         assert_eq!(s.trace_id, "0af7651916cd43dd8448eb211c80319c");
         assert_eq!(s.attributes["browser"], "firefox");
+    }
+
+    #[test]
+    fn evaluations_need_an_evaluator_and_a_verdict_and_keep_who_judged() {
+        let s = validate(
+            0,
+            &json!({"kind": "evaluation", "span_id": "00f067aa0ba902b7", "name": "faithfulness", "value": 0.2,
+                    "label": "unfaithful", "explanation": "cites a 90-day window the sources do not give", "annotator": "LLM"}),
+        )
+        .unwrap();
+        assert_eq!((s.name.as_str(), s.value), ("faithfulness", Some(0.2)));
+        assert_eq!(s.comment, "cites a 90-day window the sources do not give");
+        assert_eq!((s.attributes[EVALUATION_LABEL].as_str(), s.attributes[EVALUATION_ANNOTATOR].as_str()), ("unfaithful", "llm"));
+        for (bad, field) in [
+            (json!({"kind": "evaluation", "trace_id": "0af7651916cd43dd8448eb211c80319c", "value": 1}), "name"),
+            (json!({"kind": "evaluation", "trace_id": "0af7651916cd43dd8448eb211c80319c", "name": "x"}), "value"),
+            (
+                json!({"kind": "evaluation", "trace_id": "0af7651916cd43dd8448eb211c80319c", "name": "x", "value": 1, "annotator": "robot"}),
+                "annotator",
+            ),
+        ] {
+            assert_eq!(validate(0, &bad).unwrap_err().field, field, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_otel_evaluation_event_and_a_phoenix_annotation_read_the_same() {
+        let attrs: BTreeMap<String, Value> = [
+            ("event.name", json!("gen_ai.evaluation.result")),
+            ("gen_ai.evaluation.name", json!("relevance")),
+            ("gen_ai.evaluation.score.value", json!(0.0)),
+            ("gen_ai.evaluation.score.label", json!("not_relevant")),
+            ("gen_ai.evaluation.explanation", json!("answers about shipping, not refunds")),
+            ("gen_ai.response.id", json!("chatcmpl-9")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let otel = from_evaluation(0, &attrs, "", "").unwrap();
+        assert_eq!((otel.kind.as_str(), otel.name.as_str(), otel.message_id.as_str()), ("evaluation", "relevance", "chatcmpl-9"));
+        assert_eq!(otel.attributes[EVALUATION_LABEL], "not_relevant");
+        let body = json!({"data": [{"span_id": "00f067aa0ba902b7", "name": "relevance", "annotator_kind": "HUMAN",
+            "result": {"label": "not_relevant", "score": 0, "explanation": "answers about shipping, not refunds"},
+            "metadata": {"reviewer": "ana"}, "identifier": "r1"}]});
+        let items = from_span_annotations(body.to_string().as_bytes()).unwrap();
+        let phoenix = validate(0, &items[0]).unwrap();
+        assert_eq!((phoenix.value, phoenix.comment.as_str()), (Some(0.0), otel.comment.as_str()));
+        assert_eq!(phoenix.attributes[EVALUATION_ANNOTATOR], "human");
+        assert_eq!(phoenix.attributes["metadata.reviewer"], "ana");
+        assert_eq!(phoenix.idempotency_key, "annotation:00f067aa0ba902b7:relevance:r1");
+        assert!(from_span_annotations(b"[]").unwrap_err().contains("data"));
     }
 }
