@@ -283,7 +283,7 @@ enum ClickhouseCmd {
 
 #[derive(Args)]
 struct DataDir {
-    /// Data directory [default: $FLYWHEEL_HOME/clickhouse]
+    /// Data directory [default: $FLYWHEEL_DATA_DIR/clickhouse, FLYWHEEL_DATA_DIR defaulting to FLYWHEEL_HOME]
     #[arg(long = "data")]
     dir: Option<PathBuf>,
 }

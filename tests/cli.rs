@@ -96,3 +96,27 @@ async fn an_unknown_project_is_named_with_the_known_ones_and_a_closed_pipe_ends_
 fn flywheel_cmd_env(c: &Collector, cmd: &mut std::process::Command) -> Output {
     cmd.env("FLYWHEEL_CLICKHOUSE_URL", &c.db.url).env("FLYWHEEL_CLICKHOUSE_DATABASE", &c.db.database).output().unwrap()
 }
+
+/// `FLYWHEEL_DATA_DIR` moves the data (the local engine's databases, the write-ahead log) away
+/// from the install in `FLYWHEEL_HOME`, and nothing else.
+#[test]
+fn the_data_directory_moves_apart_from_the_install() {
+    let dir = common::scratch_dir("data-dir");
+    let (home, data) = (dir.join("install"), dir.join("data"));
+    let run = |args: &[&str]| {
+        common::flywheel_cmd()
+            .args(args)
+            .env("FLYWHEEL_HOME", &home)
+            .env("FLYWHEEL_DATA_DIR", &data)
+            .env("FLYWHEEL_CLICKHOUSE_DATABASE", "flywheel")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["clickhouse", "status"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(common::stdout(&out).contains(&format!("data {})", data.join("clickhouse").display())), "{}", common::stdout(&out));
+    let out = run(&["wal", "quarantine"]);
+    let text = common::stdout(&out);
+    assert!(out.status.success() && text.contains(&data.join("wal").join("flywheel").display().to_string()), "{text}");
+    assert!(!home.exists(), "nothing written to the install directory");
+}

@@ -62,7 +62,7 @@ pub struct CollectorConfig {
     /// The write-ahead log (on by default): requests are acknowledged once fsynced in it, and
     /// it absorbs ClickHouse outages. Off: acknowledged once inserted into ClickHouse.
     pub wal: bool,
-    /// Default `$FLYWHEEL_HOME/wal/<database>`; env `FLYWHEEL_WAL_DIR` overrides. One
+    /// Default `$FLYWHEEL_DATA_DIR/wal/<database>` (`FLYWHEEL_DATA_DIR` defaults to `FLYWHEEL_HOME`); env `FLYWHEEL_WAL_DIR` overrides. One
     /// collector per directory.
     pub wal_dir: Option<PathBuf>,
     /// Bound on the log's size; when full, requests get 429 / RESOURCE_EXHAUSTED.
@@ -126,7 +126,7 @@ impl CollectorConfig {
 
     /// The write-ahead log directory for `database`: `wal_dir`, else `$FLYWHEEL_HOME/wal/<database>`.
     pub fn wal_dir_for(&self, database: &str) -> PathBuf {
-        self.wal_dir.clone().unwrap_or_else(|| flywheel_schemas::engine::home().join("wal").join(database))
+        self.wal_dir.clone().unwrap_or_else(|| flywheel_schemas::engine::data_home().join("wal").join(database))
     }
 
     pub fn from_file(path: &Path) -> Result<Self, String> {

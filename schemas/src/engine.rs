@@ -97,8 +97,19 @@ pub fn home() -> PathBuf {
     home.join(".local/share/flywheel")
 }
 
+/// Where flywheel keeps data (the local engine's databases, the collector's write-ahead log):
+/// `FLYWHEEL_DATA_DIR`, else [`home`]. Apart from the install (the engine's Python, the
+/// embedding model), so that data can live on its own disk or volume and an install can be
+/// replaced without touching it.
+pub fn data_home() -> PathBuf {
+    match std::env::var_os("FLYWHEEL_DATA_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => home(),
+    }
+}
+
 pub fn default_data_dir() -> PathBuf {
-    home().join("clickhouse")
+    data_home().join("clickhouse")
 }
 
 /// The Python that has chdb-core: `FLYWHEEL_PYTHON`, else the setup command's virtualenv.

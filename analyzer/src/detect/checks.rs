@@ -206,11 +206,20 @@ pub(super) fn failed_evaluation(s: &Signal, max: f64) -> Option<String> {
     Some(what)
 }
 
-/// At most `max` characters, cut on a char boundary, with an ellipsis when cut.
+/// At most `max` characters with an ellipsis when cut: at the last word boundary within the
+/// last third (labels and evidence read as words, not "ValidationEr…"), else on a char boundary.
 pub fn excerpt(text: &str, max: usize) -> String {
     let text = text.trim();
     match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &text[..i]),
+        Some((i, _)) => {
+            let head = &text[..i];
+            let floor = head.char_indices().nth(max * 2 / 3).map_or(0, |(j, _)| j);
+            let cut = match head.rfind(char::is_whitespace) {
+                Some(j) if j >= floor => head[..j].trim_end_matches(|c: char| c.is_whitespace() || ",;:-–—(".contains(c)),
+                _ => head,
+            };
+            format!("{cut}…")
+        }
         None => text.to_string(),
     }
 }

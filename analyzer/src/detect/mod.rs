@@ -466,6 +466,17 @@ mod tests {
     }
 
     #[test]
+    fn excerpts_end_on_a_word() {
+        use super::checks::excerpt;
+        assert_eq!(excerpt("tool lookup_order failed: ValidationError for field order_id", 30), "tool lookup_order failed…");
+        assert_eq!(excerpt("short", 30), "short");
+        // One long word: cut inside it rather than lose the text.
+        assert_eq!(excerpt("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 10), "aaaaaaaaaa…");
+        // A space too early (before the last third) is not worth losing two thirds for.
+        assert_eq!(excerpt("a bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", 10), "a bbbbbbbb…");
+    }
+
+    #[test]
     fn a_healthy_call_is_no_failure() {
         assert!(run(vec![call("t1", "a", 0)], vec![], vec![]).is_empty());
     }

@@ -360,12 +360,15 @@ async fn per_feature(store: &Store, project: &str, table: &str, time: &str, p: &
     Ok(rows.into_iter().map(|r| (r.key, r.n)).collect())
 }
 
-/// Spread of every pattern's current members (latest run), from their failures rows.
-async fn spreads(store: &Store, project: &str) -> Result<BTreeMap<String, Spread>, StoreError> {
+/// Spread of every pattern's current members (latest run), from their failures rows. Days are
+/// 24-hour periods counted back from `end` (the review's end), not calendar dates: a 7-day
+/// review starting at noon touches 8 dates, and "over 8 days" would misreport it.
+async fn spreads(store: &Store, project: &str, end: OffsetDateTime) -> Result<BTreeMap<String, Spread>, StoreError> {
     let rows: Vec<Spread> = store
         .query(
             "SELECT m.pattern_id AS pattern_id, count() AS members, uniqExactIf(f.user_id, f.user_id != '') AS users, \
-             uniqExactIf(f.session_id, f.session_id != '') AS sessions, uniqExact(toDate(f.call_time)) AS days, \
+             uniqExactIf(f.session_id, f.session_id != '') AS sessions, \
+             uniqExact(intDiv(toUnixTimestamp64Nano(fromUnixTimestamp64Nano(?)) - toUnixTimestamp64Nano(f.call_time), 86400000000000)) AS days, \
              arraySort(x -> -x.2, arrayMap(k -> (toString(k), toUInt64(countEqual(groupArray(f.feature), k))), groupUniqArray(f.feature))) AS features, \
              arraySort(x -> -x.2, arrayMap(k -> (toString(k), toUInt64(countEqual(groupArray(f.model), k))), groupUniqArray(f.model))) AS models \
              FROM (SELECT pattern_id, trace_id, span_id FROM pattern_members FINAL WHERE project_id = ? \
@@ -374,6 +377,7 @@ async fn spreads(store: &Store, project: &str) -> Result<BTreeMap<String, Spread
              ON f.trace_id = m.trace_id AND f.span_id = m.span_id \
              GROUP BY m.pattern_id",
         )
+        .bind(nanos(end))
         .bind(project)
         .bind(project)
         .bind(project)
@@ -401,7 +405,7 @@ pub async fn gather(store: &Store, project: &str, period: &Period, top: usize) -
         day = day.next_day().expect("dates in range");
     }
 
-    let spreads = spreads(store, project).await?;
+    let spreads = spreads(store, project, period.end).await?;
     let triage = queries::triage_states(store, project).await?;
     let mut patterns = Vec::new();
     for p in queries::current_patterns(store, project).await? {
