@@ -255,3 +255,30 @@ pub async fn watch(store: &Store, project: Option<String>, cfg: WatchConfig, rul
         }
     }
 }
+
+/// `flywheel readiness`: the level each feature's evidence supports, and why.
+pub async fn readiness(
+    store: &Store,
+    project: Option<String>,
+    feature: Option<&str>,
+    since: &str,
+    thresholds: &flywheel_analyzer::readiness::Thresholds,
+    json: bool,
+) -> Result<ExitCode> {
+    let project = queries::resolve_project(store, project.as_deref()).await?;
+    let span = flywheel_schemas::lookback::parse(since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+    let weeks = (span.whole_days() / 7).max(1) as u32;
+    let all = flywheel_analyzer::readiness::assess(store, &project, OffsetDateTime::now_utc(), weeks, feature, thresholds).await?;
+    if let Some(f) = feature.filter(|_| all.is_empty()) {
+        anyhow::bail!(
+            "no traffic of feature `{f}` in project {project} over the last {weeks} week(s): `flywheel readiness` lists the features"
+        );
+    }
+    if json {
+        println!("{}", serde_json::to_string(&all)?);
+    } else {
+        println!("project {project}, last {weeks} week(s); levels decided on the last {} week(s)", thresholds.recent_weeks);
+        print!("{}", flywheel_analyzer::readiness::render(&all));
+    }
+    Ok(ExitCode::SUCCESS)
+}

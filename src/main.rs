@@ -147,6 +147,23 @@ enum Command {
         #[arg(long, default_value_t = flywheel_analyzer::report::DEFAULT_TOP)]
         top: usize,
     },
+    /// How much autonomy each feature's production evidence supports — suggest, draft or act —
+    /// from acceptance, edits, regenerations, negative signals, escalations and failures per
+    /// week (`[readiness]` in FLYWHEEL_CONFIG sets the limits).
+    Readiness {
+        /// The project [default: the only project with data].
+        #[arg(long)]
+        project: Option<String>,
+        /// Only this feature.
+        #[arg(long)]
+        feature: Option<String>,
+        /// How far back, in whole weeks ending now: 4w, 8w, 56d.
+        #[arg(long, default_value = "8w")]
+        since: String,
+        /// One JSON array: every feature with its weekly figures, rates, trends and reasons.
+        #[arg(long)]
+        json: bool,
+    },
     /// Analyse on a schedule and send alerts to webhooks: new patterns above a number of users,
     /// growing and regressed patterns, signal-rate, cost and latency changes per feature (the
     /// `[watch]` section of FLYWHEEL_CONFIG sets the thresholds and webhooks).
@@ -592,6 +609,18 @@ async fn run(command: Command) -> Result<ExitCode> {
             watch.validate().map_err(anyhow::Error::msg)?;
             let store = open_migrated().await?;
             analyze::watch(&store, project, watch, analyzer_rules(&cfg)?, lexical, once).await
+        }
+        Command::Readiness { project, feature, since, json } => {
+            let thresholds = match std::env::var_os("FLYWHEEL_CONFIG").filter(|p| !p.is_empty()) {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot read FLYWHEEL_CONFIG file {}: {e}", path.to_string_lossy()))?;
+                    flywheel_analyzer::readiness::Thresholds::parse(&text, &path.to_string_lossy())?
+                }
+                None => Default::default(),
+            };
+            let store = open_migrated().await?;
+            analyze::readiness(&store, project, feature.as_deref(), &since, &thresholds, json).await
         }
         Command::Mcp { project } => {
             let store = open_migrated().await?;

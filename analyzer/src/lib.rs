@@ -9,8 +9,9 @@
 //! [`label`], tracked ([`track`]) across runs with its [`impact`] and its [`lifecycle`] (a
 //! fixed pattern that comes back is reopened as regressed), all orchestrated by [`run`];
 //! then turn patterns into eval cases ([`export`]) and the weekly review ([`report`]), and
-//! compare releases, prompts or models with a significance test ([`compare`]), and run the
-//! analysis on a schedule with alerts to webhooks ([`watch`]).
+//! compare releases, prompts or models with a significance test ([`compare`]), say how much
+//! autonomy each feature's evidence supports ([`readiness`]), and run the analysis on a
+//! schedule with alerts to webhooks ([`watch`]).
 //! No LLM call and no network are needed, and the same data gives the same patterns; naming
 //! patterns with an LLM ([`name`]) is opt-in and named patterns keep their name.
 
@@ -29,6 +30,7 @@ pub mod language;
 pub mod lifecycle;
 pub mod name;
 pub mod pattern;
+pub mod readiness;
 pub mod report;
 pub mod represent;
 pub mod rules;

@@ -47,6 +47,9 @@ pub struct Review {
     pub unclustered: Unclustered,
     /// The period's releases compared, when it holds two or more with enough calls.
     pub releases: Option<crate::compare::Comparison>,
+    /// Each feature's agency readiness over the 8 weeks before the period's end (default
+    /// limits), features with enough traffic first.
+    pub readiness: Vec<crate::readiness::Readiness>,
 }
 
 /// The period's failures outside every pattern: one-offs, or causes too small to group yet.
@@ -449,6 +452,9 @@ pub async fn gather(store: &Store, project: &str, period: &Period, top: usize) -
     // A window that spans two releases says what changed between them.
     let releases = crate::compare::compare(store, project, &crate::compare::By::Release, period.start, period.end).await?;
     let releases = (releases.comparable_values() >= 2).then_some(releases);
+    let thresholds = crate::readiness::Thresholds::default();
+    let mut readiness = crate::readiness::assess(store, project, period.end, 8, None, &thresholds).await?;
+    readiness.sort_by_key(|f| f.level == crate::readiness::Level::NotEnoughData);
 
     let calls_by_feature = per_feature(store, project, "llm_calls", "start_time", period).await?;
     let fails_by_feature = per_feature(store, project, "failures", "call_time", period).await?;
@@ -479,6 +485,7 @@ pub async fn gather(store: &Store, project: &str, period: &Period, top: usize) -
         signal_kinds,
         unclustered,
         releases,
+        readiness,
     })
 }
 

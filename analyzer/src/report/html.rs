@@ -300,6 +300,25 @@ pub fn render(r: &Review) -> String {
         h.push_str("</div>\n");
     }
 
+    if !r.readiness.is_empty() {
+        h.push_str("<h2>Agency readiness</h2>\n<p class=\"meta\">How much autonomy each feature's last two weeks support — suggest (people rewrite a lot), draft (light edits), act (accepted as is, stable) — from 8 weeks of traffic; <code>flywheel readiness</code> gives the weekly figures.</p>\n");
+        h.push_str("<table><tr><th>feature</th><th>level</th><th>traces</th><th>regenerate</th><th>negative</th><th>failure</th><th>why</th></tr>\n");
+        for f in &r.readiness {
+            let feature = if f.feature.is_empty() { "(no feature)" } else { f.feature.as_str() };
+            h.push_str(&format!(
+                "<tr><td>{}</td><td class=\"level\"><b>{}</b></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>\n",
+                esc(feature),
+                f.level.as_str(),
+                f.traces,
+                pct(f.regenerate.value),
+                pct(f.negative.value),
+                pct(f.failure.value),
+                esc(&f.reasons.join("; "))
+            ));
+        }
+        h.push_str("</table>\n");
+    }
+
     if let Some(cmp) = &r.releases {
         h.push_str("<h2>Releases</h2>\n<table><tr><th>release</th><th>calls</th><th>failure rate</th></tr>\n");
         for g in &cmp.groups {

@@ -228,6 +228,29 @@ pub fn render(r: &Review) -> String {
         }
         let _ = writeln!(md, "Method: {}. `flywheel compare --by service.version` gives the whole table.\n", cmp.method);
     }
+    if !r.readiness.is_empty() {
+        md.push_str("## Agency readiness\n\n");
+        md.push_str("How much autonomy each feature's last two weeks support — suggest (people rewrite a lot), draft (light edits), act (accepted as is, stable) — from 8 weeks of traffic; `flywheel readiness` gives the weekly figures.\n\n");
+        md.push_str("| feature | level | traces | regenerate | negative | failure |\n|---|---|---:|---:|---:|---:|\n");
+        for f in &r.readiness {
+            let feature = if f.feature.is_empty() { "(no feature)" } else { f.feature.as_str() };
+            let _ = writeln!(
+                md,
+                "| {feature} | **{}** | {} | {} | {} | {} |",
+                f.level.as_str(),
+                f.traces,
+                pct(f.regenerate.value),
+                pct(f.negative.value),
+                pct(f.failure.value)
+            );
+        }
+        md.push('\n');
+        for f in r.readiness.iter().filter(|f| !f.reasons.is_empty()) {
+            let feature = if f.feature.is_empty() { "(no feature)" } else { f.feature.as_str() };
+            let _ = writeln!(md, "- **{feature}**: {}", f.reasons.join("; "));
+        }
+        md.push('\n');
+    }
     md.push_str("## Signal rates per feature\n\n");
     if r.features.is_empty() {
         md.push_str("No calls in this period.\n\n");
