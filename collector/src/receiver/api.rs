@@ -55,7 +55,7 @@ impl From<flywheel_schemas::StoreError> for ApiError {
 async fn project(r: &Receiver, headers: &HeaderMap) -> Result<String, ApiError> {
     let key = key_from_headers(get_header(headers, "authorization"), get_header(headers, "x-flywheel-key"));
     r.auth.project(key.as_deref()).await.map_err(|e| {
-        let (status, retry_after) = super::auth_status(&e);
+        let (status, retry_after) = super::reply::Refusal::of_auth(&e).http();
         ApiError { status, message: e.to_string(), retry_after }
     })
 }

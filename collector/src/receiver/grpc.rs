@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
@@ -16,9 +15,10 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::Receiver;
-use super::grpc_budget::{BudgetLayer, busy, over_budget, presented_key};
+use super::grpc_budget::{BudgetLayer, over_budget, presented_key};
 use super::grpc_export::{Export, ExportServer};
-use crate::auth::{AuthError, key_from_headers};
+use super::reply::Refusal;
+use crate::auth::key_from_headers;
 use crate::otlp::Decoded;
 use crate::otlp::repair::Root;
 use crate::writer::WriteError;
@@ -63,24 +63,13 @@ impl Service {
         let key = key_from_headers(get("authorization"), get("x-flywheel-key"));
         r.auth.project(key.as_deref()).await.map_err(|e| {
             r.pipeline.metrics.reject(signal, "auth", 1);
-            match e {
-                AuthError::Missing | AuthError::Unknown | AuthError::Token(_) => Status::unauthenticated(e.to_string()),
-                AuthError::Revoked => Status::permission_denied(e.to_string()),
-                AuthError::Unavailable(_) => Status::unavailable(e.to_string()),
-            }
+            Refusal::of_auth(&e).grpc(e.to_string())
         })
     }
 }
 
 fn write_status(e: WriteError) -> Status {
-    match e {
-        // With RetryInfo, as the HTTP answer has Retry-After: exporters retry, nothing is dropped.
-        WriteError::Busy => busy(&e.to_string(), Duration::from_secs(1)),
-        // Without RetryInfo, OTLP exporters do not retry RESOURCE_EXHAUSTED: the request must
-        // be split, not resent.
-        WriteError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
-        WriteError::Storage(_) | WriteError::Stopped => Status::unavailable(e.to_string()),
-    }
+    Refusal::of_write(&e).grpc(e.to_string())
 }
 
 /// `TraceService/Export`.

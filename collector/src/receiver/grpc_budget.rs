@@ -36,16 +36,10 @@ const PLAIN_FACTOR: u64 = 2;
 /// `max_decoding_message_size`.
 const GZIP_FACTOR: u64 = 8;
 
-/// `RESOURCE_EXHAUSTED` that exporters retry after `after`.
-pub fn busy(message: &str, after: Duration) -> Status {
-    use tonic_types::{ErrorDetails, StatusExt};
-    Status::with_error_details(tonic::Code::ResourceExhausted, message, ErrorDetails::with_retry_info(Some(after)))
-}
-
 /// The refusal of a request the memory budget (or its key's share) cannot take now: retried a
 /// second later.
 pub fn over_budget(spent: Spent) -> Status {
-    busy(spent.message(), Duration::from_secs(1))
+    super::reply::busy(spent.message(), Duration::from_secs(1))
 }
 
 /// The credential a gRPC request presents, read as the receivers read it.

@@ -134,13 +134,7 @@ struct Reply {
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        let code = match self.status {
-            StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
-            StatusCode::UNAUTHORIZED => 16,
-            StatusCode::FORBIDDEN => 7,
-            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => 8,
-            _ => 14, // UNAVAILABLE
-        };
+        let code = super::reply::rpc_code(self.status);
         let body = otlp::encode(&RpcStatus { code, message: self.message, details: vec![] }, self.encoding);
         let mut response = (self.status, [(header::CONTENT_TYPE, self.encoding.content_type())], body).into_response();
         if let Some(secs) = self.retry_after {
@@ -151,23 +145,17 @@ impl IntoResponse for Reply {
 }
 
 fn decode_reply(e: DecodeError, encoding: Encoding) -> Reply {
-    let status = match e {
-        DecodeError::UnsupportedMediaType(_) | DecodeError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        DecodeError::BadCompression { .. } | DecodeError::Malformed { .. } => StatusCode::BAD_REQUEST,
-        DecodeError::Busy => StatusCode::TOO_MANY_REQUESTS,
-    };
-    let retry_after = (status == StatusCode::TOO_MANY_REQUESTS).then_some(1);
+    let (status, retry_after) = super::reply::Refusal::of_decode(&e).http();
     Reply { status, message: e.to_string(), encoding, retry_after }
 }
 
 fn auth_reply(e: AuthError, encoding: Encoding) -> Reply {
-    let (status, retry_after) = super::auth_status(&e);
+    let (status, retry_after) = super::reply::Refusal::of_auth(&e).http();
     Reply { status, message: e.to_string(), encoding, retry_after }
 }
 
 fn write_reply(e: WriteError, encoding: Encoding) -> Reply {
-    let (status, retry_after) = super::write_status(&e);
+    let (status, retry_after) = super::reply::Refusal::of_write(&e).http();
     Reply { status, message: e.to_string(), encoding, retry_after }
 }
 

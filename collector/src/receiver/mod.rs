@@ -10,6 +10,7 @@ pub mod grpc;
 mod grpc_budget;
 mod grpc_export;
 pub mod http;
+pub mod reply;
 pub mod signals;
 
 use std::future::Future;
@@ -30,30 +31,6 @@ pub struct Receiver {
     /// Origins allowed to post signals from a browser (`*` for any).
     pub cors_origins: Vec<String>,
     pub store: flywheel_schemas::Store,
-}
-
-/// The HTTP status (and `Retry-After` seconds) of an authentication failure, for every HTTP
-/// endpoint.
-pub(crate) fn auth_status(e: &crate::auth::AuthError) -> (axum::http::StatusCode, Option<u64>) {
-    use crate::auth::AuthError;
-    use axum::http::StatusCode;
-    match e {
-        AuthError::Missing | AuthError::Unknown | AuthError::Token(_) => (StatusCode::UNAUTHORIZED, None),
-        AuthError::Revoked => (StatusCode::FORBIDDEN, None),
-        AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
-    }
-}
-
-/// The HTTP status and `Retry-After` seconds of a storage refusal: 429 at capacity, 503 when
-/// storage is away (both tell the client to retry); 413 when the request can never be stored
-/// as it is (no `Retry-After`: the client must split it).
-pub(crate) fn write_status(e: &crate::writer::WriteError) -> (axum::http::StatusCode, Option<u64>) {
-    use crate::writer::WriteError;
-    match e {
-        WriteError::Busy => (axum::http::StatusCode::TOO_MANY_REQUESTS, Some(1)),
-        WriteError::TooLarge { .. } => (axum::http::StatusCode::PAYLOAD_TOO_LARGE, None),
-        WriteError::Storage(_) | WriteError::Stopped => (axum::http::StatusCode::SERVICE_UNAVAILABLE, Some(5)),
-    }
 }
 
 /// Counts and logs the values repaired to decode a request.

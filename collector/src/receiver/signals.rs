@@ -30,7 +30,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn auth_error(e: AuthError) -> Response {
-    let (status, retry_after) = super::auth_status(&e);
+    let (status, retry_after) = super::reply::Refusal::of_auth(&e).http();
     let mut r = error(status, e.to_string());
     if let Some(secs) = retry_after {
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -39,7 +39,7 @@ fn auth_error(e: AuthError) -> Response {
 }
 
 fn write_error(e: WriteError) -> Response {
-    let (status, retry) = super::write_status(&e);
+    let (status, retry) = super::reply::Refusal::of_write(&e).http();
     let mut r = error(status, e.to_string());
     if let Some(secs) = retry {
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
