@@ -901,6 +901,29 @@ impl flywheel_tui::Exporter for EvalExporter {
         // Called on a blocking thread of the TUI's worker: blocking on the runtime is allowed there.
         self.runtime.block_on(export::export_evals(&self.store, &opts)).map(|s| s.to_string()).map_err(|e| e.to_string())
     }
+
+    fn readiness(&self, project: &str) -> Result<Vec<flywheel_tui::model::ReadinessLine>, String> {
+        use flywheel_analyzer::readiness::{Thresholds, assess};
+        let thresholds = match std::env::var_os("FLYWHEEL_CONFIG").filter(|p| !p.is_empty()) {
+            Some(path) => std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| Thresholds::parse(&text, &path.to_string_lossy()).map_err(|e| e.to_string()))?,
+            None => Thresholds::default(),
+        };
+        // Called on a blocking thread of the TUI's worker, as the export is.
+        let all = self
+            .runtime
+            .block_on(assess(&self.store, project, time::OffsetDateTime::now_utc(), 8, None, &thresholds))
+            .map_err(|e| e.to_string())?;
+        Ok(all
+            .into_iter()
+            .map(|r| flywheel_tui::model::ReadinessLine {
+                feature: r.feature,
+                level: r.level.as_str().to_string(),
+                reason: r.reasons.into_iter().next().unwrap_or_default(),
+            })
+            .collect())
+    }
 }
 
 async fn tui(

@@ -44,6 +44,12 @@ pub trait Exporter: Send + Sync {
     /// `format` is one of the CLI's (`jsonl`, `openai-evals`, `promptfoo`, `csv`); `again`
     /// exports cases already exported in it too.
     fn export_pattern(&self, project: &str, pattern_id: &str, format: &str, again: bool) -> Result<String, String>;
+
+    /// Each feature's agency readiness (`flywheel readiness`), for the overview: the analyzer
+    /// decides it, and the TUI reads only storage. None at hand: nothing shown.
+    fn readiness(&self, _project: &str) -> Result<Vec<model::ReadinessLine>, String> {
+        Ok(vec![])
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

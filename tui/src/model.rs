@@ -79,6 +79,16 @@ pub enum Unit {
     Dollars,
 }
 
+/// One feature's agency readiness as the overview shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadinessLine {
+    pub feature: String,
+    /// `suggest`, `draft`, `act` or `not enough data`.
+    pub level: String,
+    /// What holds it there, in a sentence.
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Overview {
     pub project: String,

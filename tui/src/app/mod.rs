@@ -84,6 +84,7 @@ pub struct Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Slot {
     Overview,
+    Readiness,
     Patterns,
     Pattern,
     Trace,
@@ -120,6 +121,8 @@ pub struct App {
     /// Navigation history; the last entry is on screen. Never empty.
     pub stack: Vec<View>,
     pub overview: Option<Overview>,
+    /// Each feature's agency readiness, shown under the overview's charts.
+    pub readiness: Vec<ReadinessLine>,
     pub patterns: Option<Vec<PatternItem>>,
     pub pattern: Option<PatternDetail>,
     pub trace: Option<TraceView>,
@@ -177,6 +180,7 @@ impl App {
             settings,
             stack: vec![View::Patterns],
             overview: None,
+            readiness: vec![],
             patterns: None,
             pattern: None,
             trace: None,
@@ -274,7 +278,10 @@ mod tests {
             app.on_response(Response { id, result: Ok(Payload::Patterns { project: "shop".into(), items: fixtures::patterns() }) });
         let (id, request) = run_id(&prefetch);
         assert!(matches!(request, Request::Overview { .. }), "the overview is prefetched: {request:?}");
-        app.on_response(Response { id, result: Ok(Payload::Overview(fixtures::overview())) });
+        let readiness = app.on_response(Response { id, result: Ok(Payload::Overview(fixtures::overview())) });
+        let (id, request) = run_id(&readiness);
+        assert!(matches!(request, Request::Readiness { .. }), "then the features' readiness: {request:?}");
+        app.on_response(Response { id, result: Ok(Payload::Readiness(vec![])) });
         assert!(!app.is_loading());
         app
     }
@@ -318,6 +325,27 @@ mod tests {
         app.on_response(Response { id: rid, result: Ok(Payload::Patterns { project: "shop".into(), items: fixtures::patterns() }) });
         assert_eq!(app.stack, vec![View::Patterns]);
         assert!(app.status.text.contains("no pattern pat_gone"), "{}", app.status.text);
+    }
+
+    #[test]
+    fn the_overview_asks_for_readiness_and_a_refresh_asks_again() {
+        let mut app = App::new(fixtures::settings());
+        let Effect::Run { id, .. } = app.start()[0] else { panic!() };
+        let prefetch =
+            app.on_response(Response { id, result: Ok(Payload::Patterns { project: "shop".into(), items: fixtures::patterns() }) });
+        let (id, _) = run_id(&prefetch);
+        let overview = || Payload::Overview(fixtures::overview());
+        let effects = app.on_response(Response { id, result: Ok(overview()) });
+        let (rid, req) = run_id(&effects);
+        assert!(matches!(req, Request::Readiness { ref project } if project == &fixtures::overview().project), "{req:?}");
+        let line = ReadinessLine { feature: "support".into(), level: "act".into(), reason: "within every `act` limit".into() };
+        app.on_response(Response { id: rid, result: Ok(Payload::Readiness(vec![line.clone()])) });
+        assert_eq!(app.readiness, vec![line]);
+        // `r` re-reads everything on screen, readiness included.
+        app.on_key(key('1'));
+        let (id, _) = run_id(&app.on_key(key('r')));
+        let (_, req) = run_id(&app.on_response(Response { id, result: Ok(overview()) }));
+        assert!(matches!(req, Request::Readiness { .. }), "{req:?}");
     }
 
     #[test]

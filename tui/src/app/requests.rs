@@ -245,8 +245,12 @@ impl App {
                 if self.settings.project.is_none() {
                     self.settings.project = Some(o.project.clone());
                 }
+                let project = o.project.clone();
                 self.overview = Some(o);
+                // Readiness is per project and slow to change: asked once per project.
+                return self.run_once(Slot::Readiness, &project, "reading readiness", Request::Readiness { project: project.clone() });
             }
+            Payload::Readiness(lines) => self.readiness = lines,
             Payload::Pattern(d) => {
                 self.pattern = Some(*d);
                 if self.view() == View::Pattern {

@@ -82,6 +82,10 @@ pub enum Request {
         status: String,
         by: String,
     },
+    /// Each feature's agency readiness, through the exporter (the analyzer decides it).
+    Readiness {
+        project: String,
+    },
     Export {
         project: String,
         pattern_id: String,
@@ -102,6 +106,7 @@ pub enum Payload {
     Search(SearchResults),
     Triaged { pattern_id: String, status: String },
     Exported(String),
+    Readiness(Vec<ReadinessLine>),
 }
 
 #[derive(Debug)]
@@ -125,6 +130,14 @@ impl Worker {
 
     pub fn submit(&self, id: u64, request: Request) {
         let tx = self.tx.clone();
+        if let Request::Readiness { project } = request {
+            let exporter = self.exporter.clone();
+            self.handle.spawn_blocking(move || {
+                let result = exporter.readiness(&project).map(Payload::Readiness);
+                let _ = tx.send(Response { id, result });
+            });
+            return;
+        }
         if let Request::Export { project, pattern_id, format, again } = request {
             // The exporter is synchronous (it may block on files and queries of its own).
             let exporter = self.exporter.clone();
@@ -171,7 +184,9 @@ pub async fn execute(store: &Store, request: Request) -> Result<Payload, StoreEr
             queries::set_triage(store, &project, &pattern_id, &status, "", &by).await?;
             Payload::Triaged { pattern_id, status }
         }
-        Request::Export { .. } => return Err(StoreError::Config("export runs through the exporter, not a query".into())),
+        Request::Export { .. } | Request::Readiness { .. } => {
+            return Err(StoreError::Config("export and readiness run through the exporter, not a query".into()));
+        }
     })
 }
 

@@ -51,6 +51,35 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), inner);
+    // Each feature's agency readiness, when the analyzer gave it: a line per feature, as long
+    // as the top patterns keep 3 rows.
+    let room = top.height.saturating_sub(5);
+    let top = if app.readiness.is_empty() || room < 3 {
+        top
+    } else {
+        let rows = (app.readiness.len() as u16 + 2).min(room);
+        let [ready, rest] = Layout::vertical([Constraint::Length(rows), Constraint::Min(3)]).areas(top);
+        let outer = block(Span::styled(" readiness: suggest · draft · act (flywheel readiness) ", theme.title()), false, theme);
+        let inner = outer.inner(ready);
+        frame.render_widget(outer, ready);
+        let lines: Vec<Line> = app
+            .readiness
+            .iter()
+            .map(|r| {
+                let feature = if r.feature.is_empty() { "(no feature)" } else { r.feature.as_str() };
+                Line::from(vec![
+                    Span::styled(
+                        format!("{:<22}", excerpt(feature, 21)),
+                        theme.header().remove_modifier(ratatui::style::Modifier::UNDERLINED),
+                    ),
+                    Span::styled(format!("{:<16}", r.level), theme.title()),
+                    Span::styled(r.reason.clone(), theme.dim()),
+                ])
+            })
+            .collect();
+        frame.render_widget(Paragraph::new(lines), inner);
+        rest
+    };
     let outer = block(Span::styled(" top patterns by impact (enter opens) ", theme.title()), true, theme);
     let inner = outer.inner(top);
     frame.render_widget(outer, top);

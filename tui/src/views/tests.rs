@@ -7,6 +7,7 @@ use ratatui::backend::TestBackend;
 use super::render;
 use crate::app::{App, View};
 use crate::fixtures;
+use crate::model::ReadinessLine;
 use crate::theme::Theme;
 
 fn screen(app: &App, w: u16, h: u16, color: bool) -> String {
@@ -110,6 +111,23 @@ fn overview_sparklines_and_top_patterns() {
         );
         assert!(s.contains('█') && s.contains('▃'), "sparklines drawn:\n{s}");
     }
+}
+
+#[test]
+fn overview_shows_each_features_readiness_when_the_analyzer_gave_it() {
+    let mut app = app_on(View::Overview);
+    app.readiness = vec![
+        ReadinessLine { feature: "support".into(), level: "draft".into(), reason: "held at `draft` by failures 6.0 % > 5.0 %".into() },
+        ReadinessLine { feature: "checkout".into(), level: "not enough data".into(), reason: "too little traffic".into() },
+    ];
+    let s = screen(&app, 120, 40, true);
+    assert_all(
+        &s,
+        &["readiness", "support", "draft", "held at `draft` by failures", "checkout", "not enough data", "top patterns", "refund policy"],
+    );
+    // On a small screen the top patterns keep their rows: readiness gives way.
+    let s = screen(&app, 80, 14, true);
+    assert!(s.contains("top patterns"), "{s}");
 }
 
 #[test]
