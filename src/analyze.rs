@@ -161,7 +161,7 @@ pub async fn triage(store: &Store, project: Option<String>, pattern: &str, statu
 
 pub async fn patterns(store: &Store, project: Option<String>, json: bool, members: bool) -> Result<ExitCode> {
     let project = queries::resolve_project(store, project.as_deref()).await?;
-    let patterns = queries::current_patterns(store, &project).await?;
+    let (patterns, triage) = queries::current_patterns_and_triage(store, &project).await?;
     if !json {
         if patterns.is_empty() {
             println!("no patterns yet in project {project}: run `flywheel analyze`");
@@ -190,7 +190,6 @@ pub async fn patterns(store: &Store, project: Option<String>, json: bool, member
         #[serde(skip_serializing_if = "Option::is_none")]
         member_spans: Option<Vec<String>>,
     }
-    let triage = queries::triage_states(store, &project).await?;
     for p in &patterns {
         let note = triage.get(&p.pattern_id).map(|t| t.note.as_str()).unwrap_or("");
         let mut line = Line { pattern: flywheel_schemas::read::Pattern::of(p, note), members: None, member_spans: None };

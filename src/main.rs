@@ -593,12 +593,8 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Watch { project, every, window, recent, webhook, slack_webhook, once, lexical } => {
             use flywheel_analyzer::watch::{Format, WatchConfig, Webhook};
             let cfg = StorageConfig::load()?;
-            let mut watch = match std::env::var_os("FLYWHEEL_CONFIG").filter(|p| !p.is_empty()) {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|e| anyhow::anyhow!("cannot read FLYWHEEL_CONFIG file {}: {e}", path.to_string_lossy()))?;
-                    WatchConfig::parse(&text, &path.to_string_lossy())?
-                }
+            let mut watch = match config_file()? {
+                Some((text, origin)) => WatchConfig::parse(&text, &origin)?,
                 None => WatchConfig::default(),
             };
             watch.every = every.unwrap_or(watch.every);
@@ -611,14 +607,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             analyze::watch(&store, project, watch, analyzer_rules(&cfg)?, lexical, once).await
         }
         Command::Readiness { project, feature, since, json } => {
-            let thresholds = match std::env::var_os("FLYWHEEL_CONFIG").filter(|p| !p.is_empty()) {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|e| anyhow::anyhow!("cannot read FLYWHEEL_CONFIG file {}: {e}", path.to_string_lossy()))?;
-                    flywheel_analyzer::readiness::Thresholds::parse(&text, &path.to_string_lossy())?
-                }
-                None => Default::default(),
-            };
+            let thresholds = readiness_thresholds()?;
             let store = open_migrated().await?;
             analyze::readiness(&store, project, feature.as_deref(), &since, &thresholds, json).await
         }
@@ -872,6 +861,23 @@ async fn shutdown_signal() {
     }
 }
 
+/// The configuration file's text and path, when FLYWHEEL_CONFIG names one: for the sections
+/// the analyzer reads (`[watch]`, `[readiness]`).
+fn config_file() -> Result<Option<(String, String)>> {
+    let Some(path) = std::env::var_os("FLYWHEEL_CONFIG").filter(|p| !p.is_empty()) else { return Ok(None) };
+    let origin = path.to_string_lossy().to_string();
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read FLYWHEEL_CONFIG file {origin}: {e}"))?;
+    Ok(Some((text, origin)))
+}
+
+/// The `[readiness]` limits of the configuration file, else the defaults.
+fn readiness_thresholds() -> Result<flywheel_analyzer::readiness::Thresholds> {
+    Ok(match config_file()? {
+        Some((text, origin)) => flywheel_analyzer::readiness::Thresholds::parse(&text, &origin)?,
+        None => Default::default(),
+    })
+}
+
 /// The detection rules: `[analyzer] rules = "file.toml"` in FLYWHEEL_CONFIG, else the defaults.
 fn analyzer_rules(_cfg: &StorageConfig) -> Result<flywheel_analyzer::rules::Rules> {
     match std::env::var_os("FLYWHEEL_RULES").filter(|v| !v.is_empty()) {
@@ -903,13 +909,8 @@ impl flywheel_tui::Exporter for EvalExporter {
     }
 
     fn readiness(&self, project: &str) -> Result<Vec<flywheel_tui::model::ReadinessLine>, String> {
-        use flywheel_analyzer::readiness::{Thresholds, assess};
-        let thresholds = match std::env::var_os("FLYWHEEL_CONFIG").filter(|p| !p.is_empty()) {
-            Some(path) => std::fs::read_to_string(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|text| Thresholds::parse(&text, &path.to_string_lossy()).map_err(|e| e.to_string()))?,
-            None => Thresholds::default(),
-        };
+        use flywheel_analyzer::readiness::assess;
+        let thresholds = readiness_thresholds().map_err(|e| e.to_string())?;
         // Called on a blocking thread of the TUI's worker, as the export is.
         let all = self
             .runtime

@@ -144,6 +144,14 @@ pub async fn signal_rates(
 /// (`status`), regressed ones first, then most impactful first. Resolved patterns are included: a trend of `resolved`
 /// means the last run found no member.
 pub async fn current_patterns(store: &Store, project: &str) -> Result<Vec<PatternRow>, StoreError> {
+    Ok(current_patterns_and_triage(store, project).await?.0)
+}
+
+/// [`current_patterns`], with the triage decisions it applied (their notes and authors), read once.
+pub async fn current_patterns_and_triage(
+    store: &Store,
+    project: &str,
+) -> Result<(Vec<PatternRow>, BTreeMap<String, PatternTriageRow>), StoreError> {
     let mut patterns: Vec<PatternRow> = store
         .query("SELECT ?fields FROM patterns FINAL WHERE project_id = ? ORDER BY users * severity DESC, size DESC, pattern_id")
         .bind(project)
@@ -157,7 +165,7 @@ pub async fn current_patterns(store: &Store, project: &str) -> Result<Vec<Patter
     }
     // A fixed failure that came back comes first (stable: impact order within).
     patterns.sort_by_key(|p| !(p.is_regressed() && p.size > 0));
-    Ok(patterns)
+    Ok((patterns, triage))
 }
 
 /// The latest triage decision per pattern id.

@@ -357,15 +357,17 @@ pub fn limit(asked: Option<usize>) -> usize {
     asked.unwrap_or(100).clamp(1, MAX_LIMIT)
 }
 
-/// Reads that may use FINAL per partition (every table here is partitioned by day and keyed
-/// within it).
-fn read<'a>(store: &'a Store, sql: &str) -> StoreQuery<'a> {
+/// A read of event tables with FINAL per partition: they are partitioned by day of a time that
+/// a row's replacement shares (a retried span, call, signal or failure keeps its time), so
+/// FINAL never needs to merge across partitions, and saying so lets the engine finalise each
+/// partition on its own, in parallel. The TUI's reads use it too.
+pub fn read<'a>(store: &'a Store, sql: &str) -> StoreQuery<'a> {
     store.query(sql).with_setting("do_not_merge_across_partitions_select_final", "1")
 }
 
 /// The project's patterns, regressed first, then by impact (as `flywheel patterns`).
 pub async fn patterns(store: &Store, project: &str) -> Result<Vec<Pattern>, StoreError> {
-    let (rows, triage) = tokio::try_join!(queries::current_patterns(store, project), queries::triage_states(store, project))?;
+    let (rows, triage) = queries::current_patterns_and_triage(store, project).await?;
     Ok(rows.iter().map(|p| Pattern::of(p, triage.get(&p.pattern_id).map(|t| t.note.as_str()).unwrap_or(""))).collect())
 }
 

@@ -190,12 +190,8 @@ pub async fn execute(store: &Store, request: Request) -> Result<Payload, StoreEr
     })
 }
 
-/// A read. The event tables are partitioned by day of a time that a row's replacement shares
-/// (a retried span, call, signal or failure keeps its time), so FINAL never needs to merge
-/// across partitions: saying so lets the engine finalise each partition on its own, in parallel.
-fn read<'a>(store: &'a Store, sql: &str) -> flywheel_schemas::store::StoreQuery<'a> {
-    store.query(sql).with_setting("do_not_merge_across_partitions_select_final", "1")
-}
+// Reads with FINAL per partition: `flywheel_schemas::read::read` says why.
+use flywheel_schemas::read::read;
 
 /// `('a','b')` for an `IN`, quoting every id; an empty list matches nothing.
 fn sql_list(ids: &[&str]) -> String {
