@@ -42,11 +42,7 @@ impl ReadServer {
     async fn call(&self, name: &str, args: &JsonObject) -> Result<Value, String> {
         let text = |key: &str| args.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
         let number = |key: &str| args.get(key).and_then(Value::as_u64).map(|n| n as usize);
-        let since = |key: &str| -> Result<Option<OffsetDateTime>, String> {
-            text(key)
-                .map(|s| flywheel_schemas::lookback::parse(s).map(|d| OffsetDateTime::now_utc() - d).map_err(|e| format!("{key}: {e}")))
-                .transpose()
-        };
+        let since = |key: &str| read::since(text(key)).map_err(|e| format!("{key}: {e}"));
         let (store, project) = (&self.store, self.project.as_str());
         let storage = |e: flywheel_schemas::StoreError| format!("storage unavailable: {e}");
         match name {
@@ -77,7 +73,7 @@ impl ReadServer {
             }
             "search_failures" => {
                 let q = text("text").ok_or("search_failures needs `text`: words to find in failures' requests, answers and errors")?;
-                let since = since("since")?.unwrap_or_else(|| OffsetDateTime::now_utc() - time::Duration::days(30));
+                let since = since("since")?.unwrap_or_else(|| OffsetDateTime::now_utc() - read::SEARCH_LOOKBACK);
                 let page = read::search(store, project, q, since, read::limit(number("limit"))).await.map_err(storage)?;
                 Ok(value(&page))
             }

@@ -352,6 +352,15 @@ impl From<SignalRow> for Signal {
     }
 }
 
+/// How far back a search looks when the request does not say.
+pub const SEARCH_LOOKBACK: time::Duration = time::Duration::days(30);
+
+/// The start of a lookback as asked (`since=7d`), ending now: `None` when not given, the
+/// parser's one-line reason when not a duration.
+pub fn since(spec: Option<&str>) -> Result<Option<OffsetDateTime>, String> {
+    spec.map(|s| crate::lookback::parse(s).map(|d| OffsetDateTime::now_utc() - d)).transpose()
+}
+
 /// A limit as asked, within 1..=[`MAX_LIMIT`] (100 when not given).
 pub fn limit(asked: Option<usize>) -> usize {
     asked.unwrap_or(100).clamp(1, MAX_LIMIT)

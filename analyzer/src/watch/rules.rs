@@ -226,21 +226,13 @@ pub async fn alerts(
             }
             let direction = if up { "up" } else { "down" };
             let feature = if r.key.is_empty() { "(no feature)" } else { r.key.as_str() };
-            let mut a = alert(
+            let a = alert(
                 AlertKind::SignalRate,
                 &[&r.key, kind, direction, &day],
                 format!("`{kind}` {direction} in {feature}: {} of traces, against {} before", pct(r1), pct(r2)),
                 format!("{x1} of {} recent traces against {x2} of {} before.", r.traces, b.traces),
             );
-            a.feature = Some(r.key.clone());
-            a.command = compare.clone();
-            a.metrics = BTreeMap::from([
-                ("observed".into(), r1),
-                ("baseline".into(), r2),
-                ("count".into(), x1 as f64),
-                ("traces".into(), r.traces as f64),
-            ]);
-            out.push(Candidate { alert: a, p_value: Some(two_proportion(x1, r.traces, x2, b.traces).unwrap_or(1.0)) });
+            out.push(of_feature(a, &r.key, &compare, [r1, r2], "traces", (x1, r.traces), (x2, b.traces)));
         }
     }
 
@@ -248,7 +240,7 @@ pub async fn alerts(
     for f in &features {
         let feature = if f.feature.is_empty() { "(no feature)" } else { f.feature.as_str() };
         if f.slow_recent >= t.min_count && f.p95_baseline_ms > 0.0 && f.p95_recent_ms >= t.latency_factor * f.p95_baseline_ms {
-            let mut a = alert(
+            let a = alert(
                 AlertKind::Latency,
                 &[&f.feature, &day],
                 format!("Slower: {feature} latency p95 {:.0} ms, against {:.0} ms before", f.p95_recent_ms, f.p95_baseline_ms),
@@ -257,21 +249,13 @@ pub async fn alerts(
                     f.slow_recent, f.n_recent, f.slow_baseline, f.n_baseline
                 ),
             );
-            a.feature = Some(f.feature.clone());
-            a.command = compare.clone();
-            a.metrics = BTreeMap::from([
-                ("observed".into(), f.p95_recent_ms),
-                ("baseline".into(), f.p95_baseline_ms),
-                ("count".into(), f.slow_recent as f64),
-                ("calls".into(), f.n_recent as f64),
-            ]);
-            let p_value = two_proportion(f.slow_recent, f.n_recent, f.slow_baseline, f.n_baseline);
-            out.push(Candidate { alert: a, p_value: Some(p_value.unwrap_or(1.0)) });
+            let observed = [f.p95_recent_ms, f.p95_baseline_ms];
+            out.push(of_feature(a, &f.feature, &compare, observed, "calls", (f.slow_recent, f.n_recent), (f.slow_baseline, f.n_baseline)));
         }
         let (mean_recent, mean_baseline) =
             (f.cost_recent / f.costed_recent.max(1) as f64, f.cost_baseline / f.costed_baseline.max(1) as f64);
         if f.costly_recent >= t.min_count && mean_baseline > 0.0 && mean_recent >= t.cost_factor * mean_baseline {
-            let mut a = alert(
+            let a = alert(
                 AlertKind::Cost,
                 &[&f.feature, &day],
                 format!("Costlier: {feature} costs ${mean_recent:.4} per call, against ${mean_baseline:.4} before"),
@@ -280,19 +264,34 @@ pub async fn alerts(
                     f.costly_recent, f.costed_recent, f.costly_baseline, f.costed_baseline
                 ),
             );
-            a.feature = Some(f.feature.clone());
-            a.command = compare.clone();
-            a.metrics = BTreeMap::from([
-                ("observed".into(), mean_recent),
-                ("baseline".into(), mean_baseline),
-                ("count".into(), f.costly_recent as f64),
-                ("calls".into(), f.costed_recent as f64),
-            ]);
-            let p_value = two_proportion(f.costly_recent, f.costed_recent, f.costly_baseline, f.costed_baseline);
-            out.push(Candidate { alert: a, p_value: Some(p_value.unwrap_or(1.0)) });
+            let (recent, before) = ((f.costly_recent, f.costed_recent), (f.costly_baseline, f.costed_baseline));
+            out.push(of_feature(a, &f.feature, &compare, [mean_recent, mean_baseline], "calls", recent, before));
         }
     }
     Ok(significant(out, t.alpha))
+}
+
+/// A feature's rate alert: its feature and command, its figures (`observed`, `baseline`, the
+/// recent events as `count` and their total under `of`), and the test of (events, total) in the
+/// recent part against the baseline's.
+fn of_feature(
+    mut alert: Alert,
+    feature: &str,
+    command: &str,
+    [observed, baseline]: [f64; 2],
+    of: &str,
+    recent: (u64, u64),
+    before: (u64, u64),
+) -> Candidate {
+    alert.feature = Some(feature.to_string());
+    alert.command = command.to_string();
+    alert.metrics = BTreeMap::from([
+        ("observed".into(), observed),
+        ("baseline".into(), baseline),
+        ("count".into(), recent.0 as f64),
+        (of.into(), recent.1 as f64),
+    ]);
+    Candidate { alert, p_value: Some(two_proportion(recent.0, recent.1, before.0, before.1).unwrap_or(1.0)) }
 }
 
 fn fmt_ratio(now: f64, before: f64) -> String {

@@ -61,12 +61,7 @@ async fn project(r: &Receiver, headers: &HeaderMap) -> Result<String, ApiError> 
 }
 
 fn since(spec: Option<&str>) -> Result<Option<OffsetDateTime>, ApiError> {
-    spec.map(|s| {
-        flywheel_schemas::lookback::parse(s)
-            .map(|d| OffsetDateTime::now_utc() - d)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("since: {e}")))
-    })
-    .transpose()
+    read::since(spec).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("since: {e}")))
 }
 
 /// A store query within the collector's query deadline.
@@ -138,7 +133,7 @@ pub async fn search(State(r): State<Arc<Receiver>>, headers: HeaderMap, Query(q)
     let text = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()).ok_or_else(|| {
         ApiError::new(StatusCode::BAD_REQUEST, "search needs `q`: the text to find in failures' requests, answers and errors")
     })?;
-    let since = since(q.since.as_deref())?.unwrap_or_else(|| OffsetDateTime::now_utc() - time::Duration::days(30));
+    let since = since(q.since.as_deref())?.unwrap_or_else(|| OffsetDateTime::now_utc() - read::SEARCH_LOOKBACK);
     let page = query(&r, read::search(&r.store, &project, text, since, read::limit(q.limit))).await?;
     Ok(Json(page).into_response())
 }
