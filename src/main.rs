@@ -265,6 +265,11 @@ struct SimulateArgs {
     /// Failure-mode weights, e.g. `wrong_language=3,slow_answer=0` (0 switches a mode off).
     #[arg(long)]
     modes: Option<String>,
+    /// Share of support sessions that open with a question customers ask again and again
+    /// (policy or account questions), 0 to 1; `inconsistent_answer=W` in --modes contradicts
+    /// some of their answers [default: 0].
+    #[arg(long, default_value_t = 0.0)]
+    repeated_questions: f64,
     /// End of the simulated window (RFC 3339) instead of now, for byte-identical reruns.
     #[arg(long)]
     base_time: Option<String>,
@@ -726,6 +731,7 @@ async fn simulate(args: SimulateArgs) -> Result<ExitCode> {
         key: args.key.filter(|k| !k.is_empty()),
         truth: args.truth,
         release: args.release,
+        repeated_questions: args.repeated_questions,
         ..defaults
     };
     if let Some(spec) = &args.modes {

@@ -166,6 +166,10 @@ pub fn of(rules: &Rules, f: &Failure) -> Cause {
         ("ignored_sources", _) => [id, f.call.feature.as_str()].join(SEP),
         // What an outside evaluator checks (faithfulness, relevance, …) is the cause it found.
         ("failed_evaluation", Some(evaluator)) => [id, evaluator.as_str()].join(SEP),
+        // Questions answered two ways: a feature whose facts are not pinned down (missing from
+        // its instructions or sources, or sampled too hot) — one cause per feature, whichever
+        // questions show it; the report and the members list the questions one by one.
+        ("inconsistent", _) => [id, f.call.feature.as_str()].join(SEP),
         // The tool the answers claim ran: one missing step of one agent.
         ("unperformed_action", Some(tool)) => [id, tool.as_str()].join(SEP),
         _ => id.to_string(),
@@ -270,6 +274,9 @@ pub fn advice(key: &str) -> &'static str {
         }
         "unperformed_action" => {
             "Make the agent call the tool before it reports the action (require the tool call, check the trace for it before answering), and never let it say done without the tool's result"
+        }
+        "inconsistent" => {
+            "Pin the answer: state the fact in the instructions or a source the model retrieves, lower the temperature for factual questions, and keep the question as an eval case expecting the consistent answer"
         }
         "agent_loop" => "Cap the agent's steps, detect repeated tool calls, and make tool results say when there is nothing more to find",
         "failed_evaluation" => {

@@ -182,6 +182,7 @@ pub(crate) mod tests_support {
             languages: None,
             format: None,
             qualifiers: Default::default(),
+            contrast: None,
         }
     }
 }

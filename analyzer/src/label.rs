@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::cause;
-use crate::detect::{Failure, excerpt};
+use crate::detect::{Contrast, Failure, excerpt};
 use crate::text::terms;
 
 /// The `k` most distinctive terms of each class; `docs[i]` belongs to `classes[i]` (None =
@@ -242,6 +242,33 @@ pub fn cause_phrase(key: &str, members: &[&Failure]) -> String {
             match verdict {
                 Some((v, share)) if share >= 0.5 => format!("fails {evaluator} ({v})"),
                 _ => format!("fails {evaluator}"),
+            }
+        }
+        "inconsistent" => {
+            // The questions its members asked, most members first, with the facts in dispute.
+            let mut questions: BTreeMap<&str, (usize, &Contrast)> = BTreeMap::new();
+            for f in members {
+                if let (Some(q), Some(c)) = (f.qualifiers.get(id), &f.contrast) {
+                    let e = questions.entry(q.as_str()).or_insert((0, c));
+                    e.0 += 1;
+                    if c.asked > e.1.asked {
+                        e.1 = c;
+                    }
+                }
+            }
+            let mut top: Vec<(usize, &Contrast)> = questions.into_values().collect();
+            top.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.asked.cmp(&a.1.asked)).then(a.1.question.cmp(&b.1.question)));
+            let one = |c: &Contrast| {
+                let sides: Vec<String> = c.answers.iter().filter(|s| !s.facts.is_empty()).take(3).map(|s| s.facts.join(", ")).collect();
+                format!("“{}” ({})", excerpt(&c.question, 60), sides.join(" vs "))
+            };
+            match top.as_slice() {
+                [] => "the same question gets answers that contradict each other".into(),
+                [(_, c)] => format!("answers to {} disagree", one(c)),
+                [(_, a), (_, b), rest @ ..] => {
+                    let more = if rest.is_empty() { String::new() } else { format!(" and {} more", rest.len()) };
+                    format!("answers to the same question disagree: {}; {}{more}", one(a), one(b))
+                }
             }
         }
         "slow" => "answers far slower than the feature's usual".into(),

@@ -50,6 +50,7 @@ pub enum RuleKind {
     UngroundedFigure,
     UnperformedAction,
     IgnoredSources,
+    Inconsistent,
 }
 
 impl RuleKind {
@@ -153,6 +154,9 @@ impl Rules {
                     return Err(bad("`kinds` are among secret, card, email, phone"));
                 }
                 RuleKind::AgentLoop if spec.min_repeats.is_some_and(|n| n < 2) => return Err(bad("`min_repeats` is at least 2")),
+                RuleKind::Inconsistent if spec.min_calls.is_some_and(|n| n < 2) => {
+                    return Err(bad("`min_calls` is at least 2: one answer cannot disagree with itself"));
+                }
                 _ => {}
             }
             let regexes = spec
@@ -200,6 +204,7 @@ mod tests {
             RuleKind::UngroundedFigure,
             RuleKind::UnperformedAction,
             RuleKind::IgnoredSources,
+            RuleKind::Inconsistent,
         ] {
             assert!(rules.of_kind(kind).count() > 0, "{kind:?}");
         }

@@ -327,6 +327,7 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
                 lane: c.lane,
                 languages: f.languages.clone(),
                 format: f.format.clone(),
+                contrast: f.contrast.clone(),
             }
             .to_json(),
             run_id: run_id.clone(),

@@ -80,6 +80,45 @@ pub struct FailureDetails {
     /// must be (read by the eval export to write the check a correct answer passes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<OutputContract>,
+    /// For an `inconsistent` failure: the question asked again and again, and the answers it
+    /// got side by side (this failure's among them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contrast: Option<Contrast>,
+}
+
+/// One question asked by several users or sessions and the answers that disagree about it:
+/// the evidence of an `inconsistent` failure, shown side by side.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Contrast {
+    /// The question as one of its askers wrote it (excerpt).
+    pub question: String,
+    /// Calls that asked it in the window, and the sessions they came from.
+    pub asked: u32,
+    pub sessions: u32,
+    /// The stances the answers take, the reference first (the one users accepted, else the
+    /// most frequent); at most a few.
+    pub answers: Vec<Stance>,
+}
+
+/// Answers that agree with each other on the facts they state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Stance {
+    /// One of its answers (excerpt).
+    pub text: String,
+    /// The facts it states that other stances contradict ("30 days", "yes").
+    pub facts: Vec<String>,
+    pub calls: u32,
+    pub sessions: u32,
+    /// Answers of this stance users accepted (copied, rated up) and rejected (thumbs down,
+    /// regenerated, edited).
+    pub accepted: u32,
+    pub rejected: u32,
+    /// The reference: what the consistent answer says.
+    pub reference: bool,
+    /// The stance of the failure these details belong to.
+    pub this: bool,
 }
 
 /// What a structured answer must be beyond parsing as JSON: the keys it must carry and the

@@ -26,6 +26,9 @@ pub enum FailureMode {
     Refusal,
     /// A correct answer that takes 10 to 40 times the feature's usual latency.
     SlowAnswer,
+    /// A question customers ask again and again (`--repeated-questions`) answered with facts
+    /// that contradict the policy the other answers give ("14 days" where most say 30).
+    InconsistentAnswer,
     /// A mode of the `catalogue` scenario (see [`crate::catalogue::Mode`]).
     Catalogue(Mode),
 }
@@ -42,6 +45,10 @@ impl FailureMode {
         FailureMode::SlowAnswer,
     ];
 
+    /// Modes of the default scenario that are off unless asked for (`--modes NAME=WEIGHT`):
+    /// they need traffic the default run does not play.
+    pub const EXTRA: [FailureMode; 1] = [FailureMode::InconsistentAnswer];
+
     pub fn id(self) -> &'static str {
         match self {
             FailureMode::HallucinatedRefundPolicy => "hallucinated_refund_policy",
@@ -51,6 +58,7 @@ impl FailureMode {
             FailureMode::RateLimitError => "rate_limit_error",
             FailureMode::Refusal => "refusal",
             FailureMode::SlowAnswer => "slow_answer",
+            FailureMode::InconsistentAnswer => "inconsistent_answer",
             FailureMode::Catalogue(mode) => mode.id(),
         }
     }
@@ -60,7 +68,8 @@ impl FailureMode {
         match self {
             FailureMode::Catalogue(mode) => feature == Feature::Catalogue(mode.app()),
             _ if matches!(feature, Feature::Catalogue(_)) => false,
-            _ => !(self == FailureMode::HallucinatedRefundPolicy && feature != Feature::SupportAssistant),
+            FailureMode::HallucinatedRefundPolicy | FailureMode::InconsistentAnswer => feature == Feature::SupportAssistant,
+            _ => true,
         }
     }
 
@@ -77,6 +86,7 @@ impl FailureMode {
             FailureMode::RateLimitError => &[(&GPT_4_1, 6.0)],
             FailureMode::Refusal => &[(&CLAUDE_SONNET_4, 3.0), (&CLAUDE_3_5_HAIKU, 3.0)],
             FailureMode::SlowAnswer => &[(&CLAUDE_SONNET_4, 3.0), (&GPT_4_1, 2.0)],
+            FailureMode::InconsistentAnswer => &[(&GPT_4O_MINI, 2.0)],
             FailureMode::Catalogue(mode) => mode.favoured_models(),
         };
         favoured.iter().find(|(m, _)| *m == model).map_or(1.0, |(_, w)| *w)
@@ -93,6 +103,7 @@ impl FailureMode {
             FailureMode::RateLimitError => 0.8,
             FailureMode::Refusal => 0.8,
             FailureMode::SlowAnswer => 0.7,
+            FailureMode::InconsistentAnswer => 0.0,
             FailureMode::Catalogue(mode) => mode.default_weight(),
         }
     }
@@ -108,10 +119,10 @@ impl FromStr for FailureMode {
     type Err = SimulateError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let catalogue = Mode::ALL.map(FailureMode::Catalogue);
-        FailureMode::ALL.into_iter().chain(catalogue).find(|m| m.id() == s).ok_or_else(|| SimulateError::UnknownFailureMode {
+        let all = || FailureMode::ALL.into_iter().chain(FailureMode::EXTRA).chain(Mode::ALL.map(FailureMode::Catalogue));
+        all().find(|m| m.id() == s).ok_or_else(|| SimulateError::UnknownFailureMode {
             name: s.to_string(),
-            known: FailureMode::ALL.into_iter().chain(catalogue).map(FailureMode::id).collect::<Vec<_>>().join(", "),
+            known: all().map(FailureMode::id).collect::<Vec<_>>().join(", "),
         })
     }
 }
@@ -131,7 +142,7 @@ pub struct FailureMix {
 
 impl Default for FailureMix {
     fn default() -> Self {
-        FailureMix { weights: FailureMode::ALL.iter().map(|m| (*m, m.default_weight())).collect() }
+        FailureMix { weights: FailureMode::ALL.iter().chain(&FailureMode::EXTRA).map(|m| (*m, m.default_weight())).collect() }
     }
 }
 

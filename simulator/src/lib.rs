@@ -56,6 +56,7 @@ pub mod message;
 pub mod options;
 pub mod plan;
 pub mod reactions;
+pub mod repeated;
 pub mod run;
 pub mod scenario;
 pub mod signals;

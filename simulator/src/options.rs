@@ -42,6 +42,10 @@ pub struct SimulateOptions {
     pub truth: Option<PathBuf>,
     /// The application's release: the resource's `service.version`.
     pub release: String,
+    /// Share of support sessions that open with a question customers ask again and again (a
+    /// policy question, or one about their own account): the traffic in which answers to one
+    /// question can disagree. 0 plays none, as earlier versions did.
+    pub repeated_questions: f64,
 }
 
 /// The release the simulated application runs unless told otherwise.
@@ -61,6 +65,7 @@ impl Default for SimulateOptions {
             key: None,
             truth: None,
             release: DEFAULT_RELEASE.to_string(),
+            repeated_questions: 0.0,
         }
     }
 }
@@ -77,6 +82,14 @@ impl SimulateOptions {
         }
         if !(0.0..=1.0).contains(&self.failure_rate) {
             return Err(SimulateError::BadOption(format!("--failure-rate must be between 0 and 1, got {}", self.failure_rate)));
+        }
+        if !(0.0..=1.0).contains(&self.repeated_questions) {
+            return Err(SimulateError::BadOption(format!("--repeated-questions must be between 0 and 1, got {}", self.repeated_questions)));
+        }
+        if self.mix.weight(crate::failure::FailureMode::InconsistentAnswer) > 0.0 && self.repeated_questions == 0.0 {
+            return Err(SimulateError::BadOption(
+                "failure mode `inconsistent_answer` contradicts answers to repeated questions: add --repeated-questions (e.g. 0.3)".into(),
+            ));
         }
         if matches!(self.volume, Volume::Sessions(0) | Volume::Interactions(0)) {
             return Err(SimulateError::BadOption("the volume must be at least one session or interaction".into()));

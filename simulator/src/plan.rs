@@ -258,11 +258,11 @@ impl Planner<'_> {
             let (turn, request, follow_up_of, chain, failure) = match repeat.take() {
                 Some(r) => {
                     t = r.at;
-                    let failure = self.draw_failure(feature, Some(&r.turn));
+                    let failure = self.draw_failure(feature, Some(&r.turn), false);
                     (r.turn, r.request, Some(r.of), r.chain, failure)
                 }
                 None => {
-                    let failure = self.draw_failure(feature, None);
+                    let failure = self.draw_failure(feature, None, done == 0);
                     let turn = self.new_turn(feature, failure, previous_topic, done > 0);
                     let request = turn.request.clone();
                     (turn, request, None, 0, failure)
@@ -312,7 +312,7 @@ impl Planner<'_> {
     /// Whether this interaction fails, and how. With a turn already written (a repeat), only
     /// the modes that fit it: a hallucinated policy needs a refund question, bad tool
     /// arguments need a tool.
-    fn draw_failure(&mut self, feature: Feature, turn: Option<&Turn>) -> Option<FailureMode> {
+    fn draw_failure(&mut self, feature: Feature, turn: Option<&Turn>, first: bool) -> Option<FailureMode> {
         if !chance(&mut self.rng, self.opts.failure_rate) {
             return None;
         }
@@ -324,6 +324,9 @@ impl Planner<'_> {
             .filter(|(m, _)| match (m, turn) {
                 (FailureMode::HallucinatedRefundPolicy, Some(t)) => t.topic == "refund",
                 (FailureMode::InvalidToolArguments, Some(t)) => t.tool.is_some(),
+                // A contradiction needs a question others ask too: a session's opening one.
+                (FailureMode::InconsistentAnswer, Some(t)) => t.topic == "faq",
+                (FailureMode::InconsistentAnswer, None) => first,
                 _ => true,
             })
             .collect();
@@ -331,14 +334,21 @@ impl Planner<'_> {
     }
 
     fn new_turn(&mut self, feature: Feature, failure: Option<FailureMode>, previous: Option<&'static str>, follow_up: bool) -> Turn {
+        // A session may open with a question customers ask again and again; drawn only when
+        // the run asks for them, so that other runs keep their exact traffic.
+        let repeated = self.opts.repeated_questions;
         let rng = &mut self.rng;
-        let stay = previous.filter(|_| chance(rng, 0.5));
+        let faq = (feature == Feature::SupportAssistant && !follow_up && repeated > 0.0 && chance(rng, repeated))
+            .then(|| if chance(rng, 0.3) { "faq_personal" } else { "faq" });
+        // A repeated question opens a session; what follows it is the usual traffic.
+        let stay = previous.filter(|p| !p.starts_with("faq")).filter(|_| chance(rng, 0.5));
         match feature {
             Feature::SupportAssistant => {
                 let topic = match failure {
                     Some(FailureMode::HallucinatedRefundPolicy) => Some("refund"),
                     Some(FailureMode::InvalidToolArguments) => Some(pick(rng, &["order_status", "account", "billing", "order_status"])),
-                    _ => stay,
+                    Some(FailureMode::InconsistentAnswer) => Some("faq"),
+                    _ => faq.or(stay),
                 };
                 let mut turn = support::turn(rng, topic, follow_up);
                 // Shipping questions only sometimes use a tool; retry until one does.
@@ -442,6 +452,7 @@ impl Planner<'_> {
             let mut slowdown = 1.0;
             let text = match failure {
                 Some(FailureMode::HallucinatedRefundPolicy) => wording::hallucinated_policy(rng, turn),
+                Some(FailureMode::InconsistentAnswer) => crate::repeated::contradiction(rng, turn),
                 Some(FailureMode::WrongLanguage) => {
                     let (lang, text) = wording::foreign_answer(rng, feature, turn);
                     language = Some(lang);
@@ -982,7 +993,9 @@ mod tests {
                         "{text}"
                     )
                 }
-                FailureMode::HallucinatedRefundPolicy => assert_eq!(ix.feature, Feature::SupportAssistant),
+                FailureMode::HallucinatedRefundPolicy | FailureMode::InconsistentAnswer => {
+                    assert_eq!(ix.feature, Feature::SupportAssistant)
+                }
                 FailureMode::SlowAnswer => {
                     let ms = (call.end - call.start).as_seconds_f64() * 1000.0;
                     assert!(ms > 5.0 * norm, "{ms} ms vs norm {norm}");
@@ -1053,5 +1066,24 @@ mod tests {
             group.iter().filter(|i| !i.signals.is_empty()).count() as f64 / group.len() as f64
         };
         assert!(rate(false) < 0.2 && rate(true) > 0.6, "{} {}", rate(false), rate(true));
+    }
+
+    #[test]
+    fn repeated_questions_open_sessions_and_contradictions_answer_them() {
+        let mut opts = options(21, Volume::Interactions(2000));
+        opts.repeated_questions = 0.4;
+        opts.failure_rate = 0.3;
+        opts.mix.apply_overrides("inconsistent_answer=3").unwrap();
+        let p = plan(&opts, base());
+        let faq: Vec<&Interaction> = p.interactions.iter().filter(|i| crate::repeated::is_policy_question(&i.request)).collect();
+        let contradicted: Vec<&&Interaction> = faq.iter().filter(|i| i.failure == Some(FailureMode::InconsistentAnswer)).collect();
+        assert!(faq.len() > 100 && contradicted.len() >= 15, "{} repeated questions, {} contradicted", faq.len(), contradicted.len());
+        assert!(contradicted.len() * 3 < faq.len(), "most answers are right");
+        // Every contradiction answers a repeated question, as the session's first turn.
+        assert_eq!(p.interactions.iter().filter(|i| i.failure == Some(FailureMode::InconsistentAnswer)).count(), contradicted.len());
+        // Without the option, no contradictions and no account lookups.
+        let plain = plan(&options(21, Volume::Interactions(2000)), base());
+        assert!(plain.interactions.iter().all(|i| i.failure != Some(FailureMode::InconsistentAnswer)));
+        assert!(!plain.interactions.iter().flat_map(|i| &i.steps).any(|s| matches!(s, Step::Tool(t) if t.name == "get_account_summary")));
     }
 }

@@ -136,6 +136,10 @@ pub fn react_as(rng: &mut Rng, failure: Option<FailureMode>, shown: &Shown<'_>, 
         Some(FailureMode::SlowAnswer) => {
             vec![(Some(Abandon), 0.40), (Some(Regenerate), 0.15), (Some(ThumbsDown), 0.10), (Some(FeatureDisabled), 0.05), (None, 0.30)]
         }
+        // One answer read alone looks fine: only customers who knew better react.
+        Some(FailureMode::InconsistentAnswer) => {
+            vec![(Some(ThumbsDown), 0.15), (Some(Escalate), 0.10), (Some(Comment), 0.05), (None, 0.70)]
+        }
         Some(FailureMode::Catalogue(mode)) => mode.reactions(),
         None => vec![
             (Some(ThumbsUp), 0.05),
@@ -238,6 +242,12 @@ fn comment(rng: &mut Rng, failure: Option<FailureMode>, shown: &Shown<'_>, audie
             "Useless refusal.",
         ],
         Some(FailureMode::SlowAnswer) => &["Way too slow.", "Took forever to answer.", "I waited almost a minute.", "So slow."],
+        Some(FailureMode::InconsistentAnswer) => &[
+            "That's not what your website says.",
+            "Another agent told me something different yesterday.",
+            "Your policy page says otherwise.",
+            "This doesn't match what I was told before.",
+        ],
         Some(FailureMode::Catalogue(mode)) => mode.comments(audience.language),
         None if audience.language != "en" => crate::catalogue::lang::noise_comments(audience.language),
         None => &["Not helpful.", "Too long.", "Not what I asked.", "Great, thanks!", "Helpful, but a bit verbose."],

@@ -107,7 +107,8 @@ pub async fn run(opts: &SimulateOptions) -> Result<Summary, SimulateError> {
     to_send.sort_by_key(|s| s.timestamp);
     let delivery = signals::send(&opts.endpoint, opts.key.as_deref(), &to_send).await?;
 
-    let weights: Vec<(FailureMode, f64)> = opts.mix.modes().collect();
+    // Modes off by default are reported only when a run asks for them.
+    let weights: Vec<(FailureMode, f64)> = opts.mix.modes().filter(|(m, w)| *w > 0.0 || !FailureMode::EXTRA.contains(m)).collect();
     if let Some(path) = &opts.truth {
         truth::write(path, &plan, opts.failure_rate, &weights)?;
     }

@@ -108,6 +108,8 @@ pub fn turn(rng: &mut Rng, topic: Option<&'static str>, follow_up: bool) -> Turn
         "refund" => refund(rng, &s),
         "shipping" | "shipping_info" => shipping(rng, &s),
         "account" => account(rng, &s),
+        "faq" => crate::repeated::policy_question(rng),
+        "faq_personal" => crate::repeated::personal_question(rng),
         _ => billing(rng, &s),
     };
     let opener = if follow_up { pick(rng, FOLLOW_UPS) } else { pick(rng, OPENERS) };
@@ -471,6 +473,7 @@ pub fn tool_definitions() -> serde_json::Value {
         {"type": "function", "name": "create_return", "description": "Open a return for an order", "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}, "reason": {"type": "string", "enum": ["damaged", "wrong_size", "not_as_described", "changed_mind"]}}, "required": ["order_id", "reason"]}},
         {"type": "function", "name": "track_shipment", "description": "Track a parcel", "parameters": {"type": "object", "properties": {"tracking_number": {"type": "string"}, "carrier": {"type": "string"}}, "required": ["tracking_number"]}},
         {"type": "function", "name": "send_account_link", "description": "Send a password reset, verification, unlock or deletion-confirmation link", "parameters": {"type": "object", "properties": {"email": {"type": "string", "format": "email"}, "purpose": {"type": "string", "enum": ["password_reset", "verify_email", "unlock", "confirm_deletion"]}}, "required": ["email", "purpose"]}},
+        {"type": "function", "name": "get_account_summary", "description": "The signed-in customer's last order, store credit and membership", "parameters": {"type": "object", "properties": {"customer_id": {"type": "string"}}, "required": ["customer_id"]}},
         {"type": "function", "name": "get_invoice", "description": "Fetch the invoice of an order", "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}
     ])
 }

@@ -100,6 +100,7 @@ pub fn member(i: i64) -> Member {
         input_text: "Can I get a refund after 60 days?".into(),
         output_text: "Yes, refunds are possible up to 90 days.".into(),
         reasons: vec!["thumbs_down".into(), "edit".into()],
+        contrast: None,
     }
 }
 

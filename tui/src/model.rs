@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use flywheel_schemas::failure::Contrast;
 use flywheel_schemas::messages::Message;
 use flywheel_schemas::rows::{PatternRow, SignalRow};
 use time::OffsetDateTime;
@@ -282,6 +283,8 @@ pub struct Member {
     pub input_text: String,
     pub output_text: String,
     pub reasons: Vec<String>,
+    /// For an answer inconsistent with others to the same question: those answers.
+    pub contrast: Option<Contrast>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -67,7 +67,8 @@ pub(super) fn call_rule(rule: &Rule, c: &Call, norm: Option<&Norm>) -> Option<St
         | RuleKind::SensitiveData
         | RuleKind::UngroundedFigure
         | RuleKind::UnperformedAction
-        | RuleKind::IgnoredSources => None,
+        | RuleKind::IgnoredSources
+        | RuleKind::Inconsistent => None,
     }
 }
 

@@ -3,7 +3,7 @@
 //! signals and each feature's norms. ClickHouse does the filtering and the aggregation; the
 //! rules run in Rust over these rows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use clickhouse::Row;
 use flywheel_schemas::Store;
@@ -285,6 +285,10 @@ pub struct Inputs {
     /// The system instructions of disclosure candidates and format requests, by hash: what
     /// the developer gave the model on purpose, and the output contract it spelled out.
     pub instructions: BTreeMap<String, String>,
+    /// For calls that ask a question others asked and answered differently: their input
+    /// beyond the question (tool results, retrieved pages, other messages), by (trace, span),
+    /// where [`super::inconsistent`] tells personal facts from the feature's answers.
+    pub contexts: HashMap<(String, String), String>,
 }
 
 /// The text parts of the user-role messages of `input_messages` (canonical JSON), as an
@@ -374,6 +378,36 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
             c.injection.clone_from(text);
         }
     }
+    // Questions others asked and got another answer to: their inputs, a few thousand traces a
+    // query (the trace ids travel in the query text).
+    let contexts = {
+        let wanted: BTreeSet<(&str, &str)> = super::inconsistent::candidates(2, &calls)
+            .into_iter()
+            .flatten()
+            .map(|i| (calls[i].trace_id.as_str(), calls[i].span_id.as_str()))
+            .collect();
+        let traces: Vec<&str> = wanted.iter().map(|(t, _)| *t).collect::<BTreeSet<_>>().into_iter().collect();
+        let mut contexts = HashMap::new();
+        for chunk in traces.chunks(2000) {
+            let rows: Vec<(String, String, String)> = store
+                .query(&format!(
+                    "SELECT trace_id, span_id, substringUTF8({SOURCES_SQL}, 1, 8000) FROM llm_calls FINAL \
+                     WHERE {window} AND has(?, trace_id)"
+                ))
+                .bind(project)
+                .bind(nanos(since))
+                .bind(nanos(until))
+                .bind(chunk)
+                .fetch_all()
+                .await?;
+            for (t, s, text) in rows {
+                if wanted.contains(&(t.as_str(), s.as_str())) {
+                    contexts.insert((t, s), text);
+                }
+            }
+        }
+        contexts
+    };
     // Spans of the window's traces in error or with an exception event; LLM call spans are
     // told apart by the rules (their exception events count, their status already did).
     let error_spans: Vec<ErrorSpan> = store
@@ -565,5 +599,6 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
         defined_tools,
         ran_tools,
         instructions,
+        contexts,
     })
 }

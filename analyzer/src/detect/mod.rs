@@ -17,6 +17,7 @@ pub mod disclosure;
 pub mod format;
 pub mod grounding;
 pub mod ignored;
+pub mod inconsistent;
 mod inputs;
 pub(crate) use inputs::{FORMAT_SPEC_SQL, RESPONSE_FORMAT_RE};
 pub mod loops;
@@ -27,7 +28,7 @@ pub use checks::excerpt;
 use checks::{call_rule, signal_rule};
 pub use inputs::{Call, DisclosureCandidate, ErrorSpan, FormatRequest, IgnoranceCandidate, Inputs, Norm, Signal, ToolRun, fetch};
 
-pub use flywheel_schemas::failure::SignalBrief;
+pub use flywheel_schemas::failure::{Contrast, SignalBrief};
 
 /// A failing interaction, anchored on one of its calls.
 #[derive(Debug, Clone)]
@@ -52,6 +53,8 @@ pub struct Failure {
     /// Rule id → what the rule found, in a word that takes part in the failure's cause: the
     /// looping tool, the family of disclosed data (`secret` or `personal`).
     pub qualifiers: BTreeMap<String, String>,
+    /// An `inconsistent` failure's question and the answers that disagree about it.
+    pub contrast: Option<Contrast>,
 }
 
 impl Failure {
@@ -71,6 +74,7 @@ struct Hits {
     languages: Option<(String, String)>,
     format: Option<format::Contract>,
     qualifiers: BTreeMap<usize, String>,
+    contrast: Option<Contrast>,
     /// Signal rules fired only by signals the collector derived (not sent by the app).
     derived_only: BTreeMap<usize, bool>,
 }
@@ -164,6 +168,18 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
                     let h = hits.entry((c.trace_id.clone(), c.span_id.clone())).or_default();
                     h.add(ri, u.evidence);
                     h.qualifiers.insert(ri, u.tool);
+                }
+                continue;
+            }
+            RuleKind::Inconsistent => {
+                let min_calls = rule.spec.min_calls.unwrap_or(3) as usize;
+                let groups = inconsistent::candidates(min_calls, &inputs.calls);
+                for (i, found) in inconsistent::find(min_calls, &inputs.calls, &groups, &inputs.contexts, &inputs.signals) {
+                    let c = &inputs.calls[i];
+                    let h = hits.entry((c.trace_id.clone(), c.span_id.clone())).or_default();
+                    h.add(ri, found.evidence);
+                    h.qualifiers.insert(ri, found.qualifier);
+                    h.contrast = Some(found.contrast);
                 }
                 continue;
             }
@@ -294,6 +310,9 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
                 if merged.format.is_none() {
                     merged.format = h.format;
                 }
+                if merged.contrast.is_none() {
+                    merged.contrast = h.contrast;
+                }
                 for (ri, q) in h.qualifiers {
                     merged.qualifiers.entry(ri).or_insert(q);
                 }
@@ -328,6 +347,7 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
             tool_errors: merged.tool_errors,
             languages: merged.languages,
             format: merged.format,
+            contrast: merged.contrast,
             qualifiers: merged.qualifiers.into_iter().map(|(ri, q)| (rules.rules[ri].spec.id.clone(), q)).collect(),
         });
     }

@@ -153,6 +153,9 @@ pub fn expected(call: &FailingCall, details: &FailureDetails, label: &str, max_t
         let seen = evidence("ungrounded_figure").map(|e| format!(" (the original: {e})")).unwrap_or_default();
         rubric.push(format!("States only the figures (prices, percentages, times) its sources give, as they give them{seen}."));
     }
+    if has("inconsistent") {
+        rubric.push(consistent(details));
+    }
     if has("failed_evaluation") {
         // The evaluator's own words are the rubric's: what it checked and why the original failed.
         let name = details.evidence.get("failed_evaluation").and_then(|e| e.split('`').nth(1)).unwrap_or("outside");
@@ -249,6 +252,35 @@ fn operations(call: &FailingCall, details: &FailureDetails, rubric: &mut Vec<Str
 }
 
 /// The users' comments on the call (from the failure, else from its signals).
+/// What a consistent answer says: the reference stance's facts (the answer users accepted, or
+/// the one most askers got), or, when nothing told the stances apart, one answer of the two
+/// that the sources bear out. The rejected answer's facts are context, never a "must not".
+fn consistent(details: &FailureDetails) -> String {
+    let Some(c) = &details.contrast else {
+        return "Gives the same substantive answer every time this question is asked.".into();
+    };
+    let question = quote(&c.question, 200);
+    let this = c.answers.iter().find(|s| s.this).map(|s| s.facts.join(", ")).unwrap_or_default();
+    match c.answers.iter().find(|s| s.reference) {
+        Some(r) => {
+            let why = if r.accepted > r.rejected { "the answer users accepted" } else { "what most answers said" };
+            format!(
+                "Answers \"{question}\" consistently with {why}: {} (the original said {this}; asked {} times in {} sessions).",
+                r.facts.join(", "),
+                c.asked,
+                c.sessions
+            )
+        }
+        None => {
+            let sides: Vec<String> = c.answers.iter().take(3).map(|s| s.facts.join(", ")).collect();
+            format!(
+                "Answers \"{question}\" with the one fact its instructions and sources bear out: production answers disagreed ({}).",
+                sides.join(" vs ")
+            )
+        }
+    }
+}
+
 fn call_signals(call: &FailingCall, details: &FailureDetails) -> Vec<String> {
     // Users' comments; an evaluator's explanation has its own rubric line.
     let from_details: Vec<String> =

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use clickhouse::Row;
-use flywheel_schemas::failure::{FailureDetails, Lane};
+use flywheel_schemas::failure::{Contrast, FailureDetails, Lane};
 use flywheel_schemas::queries::{self, Grouping, SignalRates, nanos};
 use flywheel_schemas::rows::{FailureRow, PatternRow, PatternTriageRow};
 use flywheel_schemas::{Store, StoreError};
@@ -50,6 +50,9 @@ pub struct Review {
     /// Each feature's agency readiness over the 8 weeks before the period's end (default
     /// limits), features with enough traffic first.
     pub readiness: Vec<crate::readiness::Readiness>,
+    /// Questions asked again and again whose answers disagreed in the period: one per
+    /// question, the most asked first (the evidence of `inconsistent` failures).
+    pub inconsistencies: Vec<Contrast>,
 }
 
 /// The period's failures outside every pattern: one-offs, or causes too small to group yet.
@@ -456,6 +459,7 @@ pub async fn gather(store: &Store, project: &str, period: &Period, top: usize) -
     let mut readiness = crate::readiness::assess(store, project, period.end, 8, None, &thresholds).await?;
     readiness.sort_by_key(|f| f.level == crate::readiness::Level::NotEnoughData);
 
+    let inconsistencies = inconsistencies(store, project, period).await?;
     let calls_by_feature = per_feature(store, project, "llm_calls", "start_time", period).await?;
     let fails_by_feature = per_feature(store, project, "failures", "call_time", period).await?;
     let features = queries::signal_rates(store, project, period.start, period.end, Grouping::Feature)
@@ -486,7 +490,50 @@ pub async fn gather(store: &Store, project: &str, period: &Period, top: usize) -
         unclustered,
         releases,
         readiness,
+        inconsistencies,
     })
+}
+
+/// Questions shown in the review's "Inconsistent answers" section.
+const INCONSISTENCIES_SHOWN: usize = 10;
+
+/// The period's questions answered inconsistently, from their failures' evidence: one entry
+/// per question (its largest count), the most asked first.
+async fn inconsistencies(store: &Store, project: &str, p: &Period) -> Result<Vec<Contrast>, StoreError> {
+    let rows: Vec<String> = store
+        .query(
+            "SELECT details FROM failures FINAL WHERE project_id = ? AND call_time >= fromUnixTimestamp64Nano(?) \
+             AND call_time < fromUnixTimestamp64Nano(?) AND has(reasons, 'inconsistent') LIMIT 10000",
+        )
+        .bind(project)
+        .bind(nanos(p.start))
+        .bind(nanos(p.end))
+        .fetch_all()
+        .await?;
+    let mut by_question: BTreeMap<String, Contrast> = BTreeMap::new();
+    for c in rows.iter().filter_map(|d| FailureDetails::parse(d).contrast) {
+        let key = c.question.to_lowercase();
+        if by_question.get(&key).is_none_or(|seen| seen.asked < c.asked) {
+            by_question.insert(key, c);
+        }
+    }
+    let mut out: Vec<Contrast> = by_question.into_values().collect();
+    out.sort_by(|a, b| b.asked.cmp(&a.asked).then_with(|| a.question.cmp(&b.question)));
+    out.truncate(INCONSISTENCIES_SHOWN);
+    Ok(out)
+}
+
+/// A stance as the review lists it: `**30 days** (24 answers)`, the reference in bold.
+pub fn stance_line(c: &Contrast) -> String {
+    c.answers
+        .iter()
+        .map(|s| {
+            let facts = if s.facts.is_empty() { "(no fact)".to_string() } else { s.facts.join(", ") };
+            let facts = if s.reference { format!("**{facts}**") } else { facts };
+            format!("{facts} ({} answer{})", s.calls, if s.calls == 1 { "" } else { "s" })
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 /// The period's failing calls that no pattern of the latest runs holds, by reason, with a few

@@ -319,6 +319,30 @@ pub fn render(r: &Review) -> String {
         h.push_str("</table>\n");
     }
 
+    if !r.inconsistencies.is_empty() {
+        h.push_str("<h2>Inconsistent answers</h2>\n<p class=\"meta\">Questions users asked again and again whose answers disagree on the facts (the answer users accepted, else the most frequent, in bold).</p>\n");
+        h.push_str("<table><tr><th>question</th><th>asked</th><th>answers</th></tr>\n");
+        for c in &r.inconsistencies {
+            let answers: Vec<String> = c
+                .answers
+                .iter()
+                .map(|s| {
+                    let facts = esc(&if s.facts.is_empty() { "(no fact)".to_string() } else { s.facts.join(", ") });
+                    let facts = if s.reference { format!("<b>{facts}</b>") } else { facts };
+                    format!("{facts} ({}) <span class=\"meta\">{}</span>", s.calls, esc(&s.text))
+                })
+                .collect();
+            h.push_str(&format!(
+                "<tr><td>“{}”</td><td class=\"num\">{} in {} sessions</td><td>{}</td></tr>\n",
+                esc(&c.question),
+                c.asked,
+                c.sessions,
+                answers.join("<br>")
+            ));
+        }
+        h.push_str("</table>\n");
+    }
+
     if let Some(cmp) = &r.releases {
         h.push_str("<h2>Releases</h2>\n<table><tr><th>release</th><th>calls</th><th>failure rate</th></tr>\n");
         for g in &cmp.groups {

@@ -251,6 +251,22 @@ pub fn render(r: &Review) -> String {
         }
         md.push('\n');
     }
+    if !r.inconsistencies.is_empty() {
+        md.push_str("## Inconsistent answers\n\n");
+        md.push_str("Questions users asked again and again whose answers disagree on the facts (the answer users accepted, else the most frequent, in bold); the others are failures of kind `inconsistent`.\n\n");
+        md.push_str("| question | asked | answers |\n|---|---:|---|\n");
+        for c in &r.inconsistencies {
+            let _ = writeln!(
+                md,
+                "| “{}” | {} in {} sessions | {} |",
+                c.question.replace('|', "\\|"),
+                c.asked,
+                c.sessions,
+                super::data::stance_line(c).replace('|', "\\|")
+            );
+        }
+        md.push('\n');
+    }
     md.push_str("## Signal rates per feature\n\n");
     if r.features.is_empty() {
         md.push_str("No calls in this period.\n\n");

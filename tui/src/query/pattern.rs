@@ -136,6 +136,7 @@ pub async fn pattern_detail(store: &Store, project: &str, item: PatternItem) -> 
                     .or_else(|| c.as_ref().map(|c| c.output_text.clone()))
                     .unwrap_or_default(),
                 reasons,
+                contrast: d.contrast,
             }
         })
         .collect();

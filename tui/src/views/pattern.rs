@@ -1,6 +1,7 @@
 //! One pattern: label, description, distinctive terms, facets with their counts, a timeline of
 //! members per day, and the member calls (nearest to the pattern's centre first).
 
+use flywheel_schemas::failure::Contrast;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -79,6 +80,18 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> u16 {
     } else {
         format!(" members: {shown} (enter: trace, s: session) ")
     };
+    // An inconsistent answer is read against the others to its question: side by side below.
+    let contrast = d.members.get(cursor.selected).and_then(|m| m.contrast.as_ref()).filter(|c| c.answers.len() >= 2);
+    let (members, answers_area) = match contrast {
+        Some(_) if members.height >= 14 => {
+            let [top, bottom] = Layout::vertical([Constraint::Min(5), Constraint::Percentage(45)]).areas(members);
+            (top, Some(bottom))
+        }
+        _ => (members, None),
+    };
+    if let (Some(c), Some(area)) = (contrast, answers_area) {
+        render_contrast(frame, area, c, theme);
+    }
     let outer = block(Span::styled(title, theme.title()), !focused, theme);
     let inner = outer.inner(members);
     frame.render_widget(outer, members);
@@ -109,4 +122,33 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> u16 {
     let mut state = TableState::default().with_selected(Some(cursor.selected));
     frame.render_stateful_widget(table, inner, &mut state);
     max
+}
+
+/// The answers one question got, side by side: the reference first, the selected call's
+/// stance marked.
+fn render_contrast(frame: &mut Frame, area: Rect, c: &Contrast, theme: &Theme) {
+    let title = format!(" “{}” asked {} times in {} sessions: answers side by side ", excerpt(&c.question, 80), c.asked, c.sessions);
+    let outer = block(Span::styled(title, theme.title()), false, theme);
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    let shown: Vec<_> = c.answers.iter().take(3).collect();
+    let columns = Layout::horizontal(shown.iter().map(|_| Constraint::Ratio(1, shown.len() as u32))).split(inner);
+    for (s, col) in shown.iter().zip(columns.iter()) {
+        let role = match (s.reference, s.this) {
+            (true, _) => "reference",
+            (false, true) => "this answer",
+            (false, false) => "other",
+        };
+        let facts = if s.facts.is_empty() { "-".to_string() } else { s.facts.join(", ") };
+        let mut head = vec![
+            Span::styled(format!("{role}: "), if s.this { theme.accent() } else { theme.dim() }),
+            Span::styled(facts, theme.title()),
+            Span::styled(format!("  {} calls · {} sessions", s.calls, s.sessions), theme.dim()),
+        ];
+        if s.accepted + s.rejected > 0 {
+            head.push(Span::styled(format!(" · ✓{} ✗{}", s.accepted, s.rejected), theme.dim()));
+        }
+        let text = vec![Line::from(head), Line::raw(excerpt(&s.text, 400))];
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), col.inner(ratatui::layout::Margin::new(1, 0)));
+    }
 }

@@ -158,6 +158,48 @@ fn pattern_detail() {
 }
 
 #[test]
+fn an_inconsistent_member_shows_the_answers_side_by_side() {
+    use flywheel_schemas::failure::{Contrast, Stance};
+    let mut app = app_on(View::Pattern);
+    let stance = |facts: &str, text: &str, calls, reference, this| Stance {
+        text: text.into(),
+        facts: vec![facts.into()],
+        calls,
+        sessions: calls,
+        accepted: u32::from(reference),
+        rejected: 0,
+        reference,
+        this,
+    };
+    let contrast = Contrast {
+        question: "How long do I have to return an item?".into(),
+        asked: 12,
+        sessions: 11,
+        answers: vec![
+            stance("30 days", "You can return unused items within 30 days of delivery.", 9, true, false),
+            stance("14 days", "Returns are accepted for 14 days after purchase.", 3, false, true),
+        ],
+    };
+    app.pattern.as_mut().unwrap().members[0].contrast = Some(contrast);
+    let s = screen(&app, 120, 40, true);
+    assert_all(
+        &s,
+        &[
+            "asked 12 times in 11 sessions: answers side by side",
+            "reference: 30 days",
+            "9 calls · 9 sessions · ✓1 ✗0",
+            "this answer: 14 days",
+            "within 30 days of delivery",
+            "accepted for 14 days",
+        ],
+    );
+    // Side by side: both answers start on one line.
+    assert!(s.lines().any(|l| l.contains("reference: 30 days") && l.contains("this answer: 14 days")), "{s}");
+    // Too small a screen keeps the member table whole.
+    assert!(!screen(&app, 80, 24, false).contains("side by side"));
+}
+
+#[test]
 fn trace_waterfall_and_conversation() {
     let mut app = app_on(View::Trace);
     app.cursors.entry("trace").or_default().selected = app.trace.as_ref().unwrap().focus_index();
