@@ -12,14 +12,17 @@
 //! 2. **Facts, not wording.** Each answer is read for the facts a reader would compare:
 //!    quantities with their unit (durations in one unit, so "24 hours" meets "5-10 business
 //!    days"; amounts; percentages; number words read as digits, ranges as one value), clock
-//!    times, weekdays and dates, and a leading yes or no.
-//!    Facts the call's own input gives and the group's other inputs do not (a tool's order
-//!    date, the user's earlier words) are personal, not the feature's answer, and are set
-//!    aside; so are facts the question itself states.
-//! 3. **Contradiction.** Two answers contradict each other when, for one unit, each states a
+//!    times, weekdays and dates, and a leading yes or no. Facts the question itself states are
+//!    set aside.
+//! 3. **Same sources.** Answers grounded in different material may rightly differ — a tool's
+//!    order date, a query's result, other retrieved pages, the user's own account: only calls
+//!    given the same sources (tool results, retrieved pages, other non-chat input) are
+//!    compared. Personal answers never meet; the same question answered from the same sources,
+//!    or from none, does.
+//! 4. **Contradiction.** Two answers contradict each other when, for one unit, each states a
 //!    value the other does not: "30 days" and "14 days" do; "30 days" and "30 days, refunds in
 //!    5-10 days" do not (one says more); an answer without facts contradicts nothing.
-//! 4. **Stances.** Answers that state facts join the first stance they do not contradict, most
+//! 5. **Stances.** Answers that state facts join the first stance they do not contradict, most
 //!    frequent facts first; answers without facts (a refusal, an apology, another language)
 //!    take no side. The reference stance wins a vote: each of its answers counts one, two when
 //!    users accepted it (copied, rated up), none when they rejected it (thumbs down, regenerated,
@@ -359,7 +362,7 @@ fn eligible(c: &Call) -> bool {
 
 /// The groups worth reading the inputs of: indices of calls asking one question in at least
 /// `min_calls` calls from two sessions or more, whose answers state facts that disagree before
-/// personal facts are set aside. ClickHouse then hands over those calls' inputs only.
+/// their sources are compared. ClickHouse then hands over those calls' sources only.
 pub fn candidates(min_calls: usize, calls: &[Call]) -> Vec<Vec<usize>> {
     let mut groups: BTreeMap<(&str, &str, String), Vec<usize>> = BTreeMap::new();
     for (i, c) in calls.iter().enumerate().filter(|(_, c)| eligible(c)) {
@@ -377,8 +380,8 @@ pub fn candidates(min_calls: usize, calls: &[Call]) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// The inconsistent calls among `groups` ([`candidates`]); `contexts` holds each call's input
-/// beyond its question (tool results, retrieved pages, earlier turns), by (trace, span).
+/// The inconsistent calls among `groups` ([`candidates`]); `contexts` holds what each call's
+/// sources were (tool results, retrieved pages: their text or a hash of it), by (trace, span).
 pub fn find(
     min_calls: usize,
     calls: &[Call],
@@ -387,33 +390,27 @@ pub fn find(
     signals: &[Signal],
 ) -> Vec<(usize, Found)> {
     let verdicts = verdicts(signals);
-    let mut out = Vec::new();
+    // Answers grounded in different material may rightly differ — a tool's order date, a
+    // query's result, other retrieved pages: only calls given the same sources are compared.
+    let mut same_sources: Vec<Vec<usize>> = Vec::new();
     for group in groups {
-        let context_facts: Vec<BTreeSet<Fact>> = group
-            .iter()
-            .map(|&i| {
-                let c = &calls[i];
-                let mut f = contexts.get(&(c.trace_id.clone(), c.span_id.clone())).map(|t| facts(t)).unwrap_or_default();
-                // Earlier turns of the conversation are the user's own context too.
-                for t in c.user_turns.iter().rev().skip(1) {
-                    f.extend(facts(t));
-                }
-                f
-            })
-            .collect();
-        let shared: BTreeSet<Fact> =
-            context_facts.iter().skip(1).fold(context_facts[0].clone(), |acc, f| acc.intersection(f).cloned().collect());
+        let mut by_context: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for &i in group {
+            let c = &calls[i];
+            by_context.entry(contexts.get(&(c.trace_id.clone(), c.span_id.clone())).map_or("", |t| t.trim())).or_default().push(i);
+        }
+        same_sources.extend(
+            by_context
+                .into_values()
+                .filter(|g| g.len() >= min_calls && g.iter().map(|&i| calls[i].session_id.as_str()).collect::<BTreeSet<_>>().len() >= 2),
+        );
+    }
+    let mut out = Vec::new();
+    for group in &same_sources {
+        // A fact the question states is not the answer's ("after 45 days?" — "45 days is past…").
         let asked: BTreeSet<Fact> = calls[group[0]].user_turns.last().map(|q| facts(q)).unwrap_or_default();
-        let answers: Vec<BTreeSet<Fact>> = group
-            .iter()
-            .zip(&context_facts)
-            .map(|(&i, ctx)| {
-                facts(&calls[i].output_text)
-                    .into_iter()
-                    .filter(|f| !asked.contains(f) && (shared.contains(f) || !ctx.contains(f)))
-                    .collect()
-            })
-            .collect();
+        let answers: Vec<BTreeSet<Fact>> =
+            group.iter().map(|&i| facts(&calls[i].output_text).into_iter().filter(|f| !asked.contains(f)).collect()).collect();
         // Stances: the most frequent fact sets found them; answers without facts take no side.
         let mut order: Vec<usize> = (0..group.len()).filter(|&k| !answers[k].is_empty()).collect();
         let count = |k: usize| answers.iter().filter(|a| **a == answers[k]).count();
@@ -425,7 +422,7 @@ pub fn find(
                 None => stances.push((answers[k].clone(), vec![k])),
             }
         }
-        if stances.len() < 2 || group.len() < min_calls {
+        if stances.len() < 2 {
             continue;
         }
         let sessions_of = |members: &[usize]| members.iter().map(|&k| calls[group[k]].session_id.as_str()).collect::<BTreeSet<_>>().len();

@@ -285,9 +285,9 @@ pub struct Inputs {
     /// The system instructions of disclosure candidates and format requests, by hash: what
     /// the developer gave the model on purpose, and the output contract it spelled out.
     pub instructions: BTreeMap<String, String>,
-    /// For calls that ask a question others asked and answered differently: their input
-    /// beyond the question (tool results, retrieved pages, other messages), by (trace, span),
-    /// where [`super::inconsistent`] tells personal facts from the feature's answers.
+    /// For calls that ask a question others asked and answered differently: a hash of their
+    /// sources (tool results, retrieved pages, other non-chat input; '' for none), by (trace,
+    /// span): [`super::inconsistent`] compares only answers given the same sources.
     pub contexts: HashMap<(String, String), String>,
 }
 
@@ -378,8 +378,8 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
             c.injection.clone_from(text);
         }
     }
-    // Questions others asked and got another answer to: their inputs, a few thousand traces a
-    // query (the trace ids travel in the query text).
+    // Questions others asked and got another answer to: what their sources were (a hash), a
+    // few thousand traces a query (the trace ids travel in the query text).
     let contexts = {
         let wanted: BTreeSet<(&str, &str)> = super::inconsistent::candidates(2, &calls)
             .into_iter()
@@ -391,8 +391,8 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
         for chunk in traces.chunks(2000) {
             let rows: Vec<(String, String, String)> = store
                 .query(&format!(
-                    "SELECT trace_id, span_id, substringUTF8({SOURCES_SQL}, 1, 8000) FROM llm_calls FINAL \
-                     WHERE {window} AND has(?, trace_id)"
+                    "SELECT trace_id, span_id, if((({SOURCES_SQL}) AS sources) = '', '', hex(cityHash64(sources))) \
+                     FROM llm_calls FINAL WHERE {window} AND has(?, trace_id)"
                 ))
                 .bind(project)
                 .bind(nanos(since))
