@@ -13,7 +13,7 @@ use crate::model::*;
 
 pub const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 pub const SESSION: &str = "sess-42";
-const T0: OffsetDateTime = datetime!(2026-11-20 14:03:07 UTC);
+pub const T0: OffsetDateTime = datetime!(2026-11-20 14:03:07 UTC);
 
 pub fn settings() -> Settings {
     Settings { project: Some("shop".into()), window: Window::Week, impact: Impact::Users, user: "alice".into(), trace: None, pattern: None }

@@ -395,11 +395,67 @@ impl TraceView {
     }
 }
 
+/// One user turn of a session: what the user said and every model call it took to answer it
+/// (an agent's tool loop is one turn), in order. Never empty.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub calls: Vec<CallView>,
+}
+
+impl Turn {
+    pub fn start(&self) -> OffsetDateTime {
+        self.calls[0].start
+    }
+
+    /// The call that answered the user: the turn's last.
+    pub fn answer(&self) -> &CallView {
+        self.calls.last().expect("a turn has calls")
+    }
+
+    /// What the user said: the last user message of the turn's first call.
+    pub fn request(&self) -> String {
+        let c = &self.calls[0];
+        c.input.iter().rev().find(|m| m.role == "user").map(|m| m.text_content()).unwrap_or_else(|| c.input_text.clone())
+    }
+
+    pub fn failing(&self) -> bool {
+        self.calls.iter().any(|c| c.status == "error" || !c.reasons.is_empty())
+    }
+
+    /// The failure reasons of its calls, each once, in order.
+    pub fn reasons(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in self.calls.iter().flat_map(|c| &c.reasons) {
+            if !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+        out
+    }
+
+    /// The call a reader should see first: the first failing one, else the answer.
+    pub fn focus(&self) -> &CallView {
+        self.calls.iter().find(|c| c.status == "error" || !c.reasons.is_empty()).unwrap_or_else(|| self.answer())
+    }
+
+    /// The traces its calls ran in (usually one).
+    pub fn traces(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for c in &self.calls {
+            if !out.contains(&c.trace_id.as_str()) {
+                out.push(&c.trace_id);
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionView {
     pub session_id: String,
     pub user_id: String,
-    pub turns: Vec<CallView>,
+    /// User turns, oldest first.
+    pub turns: Vec<Turn>,
     /// Signals of the session, by trace id (signals on the session alone under "").
     pub signals: BTreeMap<String, Vec<SignalRow>>,
 }

@@ -413,13 +413,13 @@ mod tests {
         app.on_key(key('G'));
         let session = fixtures::session_view();
         // Open it from the trace of the session's second turn.
-        let second = session.turns[1].trace_id.clone();
+        let second = session.turns[1].calls[0].trace_id.clone();
         let mut trace = fixtures::trace_view();
         trace.trace_id = second.clone();
         for s in &mut trace.spans {
             if let Some(c) = s.call.as_mut() {
                 c.trace_id = second.clone();
-                c.start = session.turns[1].start;
+                c.start = session.turns[1].start();
             }
         }
         app.trace = Some(trace);

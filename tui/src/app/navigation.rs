@@ -38,7 +38,7 @@ impl App {
             }
             View::Session => {
                 let s = self.session.as_ref()?;
-                let c = s.turns.get(self.cursor(View::Session).selected)?;
+                let c = s.turns.get(self.cursor(View::Session).selected)?.focus();
                 Some((c.trace_id.clone(), c.session_id.clone(), c.start))
             }
             View::Search => {

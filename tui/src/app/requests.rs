@@ -115,7 +115,7 @@ impl App {
                 }
                 None => vec![],
             },
-            View::Session => match self.session.as_ref().map(|s| (s.session_id.clone(), s.turns.first().map(|t| t.start))) {
+            View::Session => match self.session.as_ref().map(|s| (s.session_id.clone(), s.turns.first().map(|t| t.start()))) {
                 Some((session_id, around)) => {
                     vec![self.run(Slot::Session, "loading session", Request::Session { project, session_id, around })]
                 }
@@ -273,8 +273,8 @@ impl App {
                     && let Some(i) = s
                         .turns
                         .iter()
-                        .position(|c| c.trace_id == trace_id)
-                        .or_else(|| s.turns.iter().enumerate().min_by_key(|(_, c)| (c.start - at).abs()).map(|(i, _)| i))
+                        .position(|t| t.calls.iter().any(|c| c.trace_id == trace_id))
+                        .or_else(|| s.turns.iter().enumerate().min_by_key(|(_, t)| (t.start() - at).abs()).map(|(i, _)| i))
                 {
                     let c = self.cursor_mut(View::Session);
                     c.selected = i;

@@ -17,7 +17,7 @@ mod trace;
 pub use overview::overview;
 pub use pattern::{facets_of, pattern_detail};
 pub use search::search;
-pub use trace::{session, session_view, trace, trace_view};
+pub use trace::{session, session_view, trace, trace_view, turns_of};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -252,6 +252,49 @@ pub async fn patterns(store: &Store, project: &str) -> Result<Vec<PatternItem>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A call of `trace` at minute `m` answering `said`; `tool` makes it ask for a tool.
+    fn call(trace: &str, m: i64, said: &str, tool: bool) -> CallView {
+        use flywheel_schemas::messages::Part;
+        let mut c = crate::fixtures::call(trace, crate::fixtures::T0 + time::Duration::minutes(m), false);
+        c.input = vec![Message::text("user", said)];
+        c.output = if tool {
+            vec![Message {
+                role: "assistant".into(),
+                name: None,
+                parts: vec![Part::ToolCall { id: None, name: "lookup_order".into(), arguments: serde_json::json!({}) }],
+                finish_reason: Some("tool_calls".into()),
+            }]
+        } else {
+            vec![Message::text("assistant", "done")]
+        };
+        c.finish_reasons = vec![if tool { "tool_calls" } else { "stop" }.into()];
+        c
+    }
+
+    #[test]
+    fn a_turn_is_what_the_user_said_and_every_call_that_answered_it() {
+        let calls = vec![
+            // An agent's loop in one trace: one turn.
+            call("t1", 0, "Where is my order?", true),
+            call("t1", 0, "Where is my order?", false),
+            // The user regenerates: the same words, a new trace after an answer — a new turn.
+            call("t2", 1, "Where is my order?", false),
+            // A loop whose follow-up request starts a new trace: still one turn.
+            call("t3", 2, "Cancel it", true),
+            call("t4", 2, "Cancel it", false),
+            // Something else.
+            call("t5", 3, "Thanks", false),
+        ];
+        let turns = turns_of(calls);
+        let shape: Vec<(String, usize)> = turns.iter().map(|t| (t.request(), t.calls.len())).collect();
+        assert_eq!(
+            shape,
+            [("Where is my order?", 2), ("Where is my order?", 1), ("Cancel it", 2), ("Thanks", 1)].map(|(s, n)| (s.to_string(), n))
+        );
+        assert_eq!(turns[2].traces(), ["t3", "t4"]);
+        assert_eq!(turns[0].answer().output_text, turns[0].calls[1].output_text);
+    }
 
     #[test]
     fn ids_are_quoted_for_in_lists() {

@@ -357,23 +357,51 @@ pub async fn session(store: &Store, project: &str, session_id: &str, around: Opt
         read(store, &signals_sql).bind(project).bind(session_id).fetch_all::<SignalRow>(),
     )?;
     let user_id = rows.iter().map(|r| r.user_id.clone()).find(|u| !u.is_empty()).unwrap_or_default();
-    let mut turns: Vec<CallView> = rows
+    let mut calls: Vec<CallView> = rows
         .into_iter()
         .map(|r| {
             let why = reasons.remove(&(r.trace_id.clone(), r.span_id.clone())).unwrap_or_default();
             call_view(r, why)
         })
         .collect();
-    attach_contents(store, project, &mut turns.iter_mut().collect::<Vec<_>>()).await?;
-    Ok(session_view(session_id, user_id, turns, signals))
+    attach_contents(store, project, &mut calls.iter_mut().collect::<Vec<_>>()).await?;
+    Ok(session_view(session_id, user_id, calls, signals))
 }
 
-pub fn session_view(session_id: &str, user_id: String, turns: Vec<CallView>, signals: Vec<SignalRow>) -> SessionView {
-    let traces: HashSet<&str> = turns.iter().map(|t| t.trace_id.as_str()).collect();
+pub fn session_view(session_id: &str, user_id: String, calls: Vec<CallView>, signals: Vec<SignalRow>) -> SessionView {
+    let traces: HashSet<&str> = calls.iter().map(|t| t.trace_id.as_str()).collect();
     let mut by_trace: BTreeMap<String, Vec<SignalRow>> = BTreeMap::new();
     for s in signals {
         let key = if traces.contains(s.trace_id.as_str()) { s.trace_id.clone() } else { String::new() };
         by_trace.entry(key).or_default().push(s);
     }
-    SessionView { session_id: session_id.to_string(), user_id, turns, signals: by_trace }
+    SessionView { session_id: session_id.to_string(), user_id, turns: turns_of(calls), signals: by_trace }
+}
+
+/// A session's calls (in time order) as user turns. A call joins the turn before it when it
+/// answers the same user message and either runs in the same trace or follows a call that
+/// asked for a tool — an agent's loop, even when its framework starts a new trace for the
+/// follow-up request. The same message sent again after an answer (a regeneration, a retry)
+/// is a turn of its own: the user acted again.
+pub fn turns_of(calls: Vec<CallView>) -> Vec<Turn> {
+    fn said(c: &CallView) -> String {
+        c.input.iter().rev().find(|m| m.role == "user").map(|m| m.text_content()).unwrap_or_else(|| c.input_text.clone())
+    }
+    fn asked_tool(c: &CallView) -> bool {
+        c.output.iter().any(|m| m.tool_calls().next().is_some())
+            || c.finish_reasons.iter().any(|r| matches!(r.as_str(), "tool_calls" | "tool_use" | "function_call"))
+    }
+    let mut turns: Vec<Turn> = Vec::new();
+    for c in calls {
+        let joins = turns.last().is_some_and(|t| {
+            let p = t.answer();
+            let (now, before) = (said(&c), said(p));
+            (now == before || now.trim().is_empty()) && (c.trace_id == p.trace_id || asked_tool(p))
+        });
+        match turns.last_mut() {
+            Some(t) if joins => t.calls.push(c),
+            _ => turns.push(Turn { calls: vec![c] }),
+        }
+    }
+    turns
 }

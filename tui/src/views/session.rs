@@ -1,6 +1,8 @@
-//! A session: its turns in order (time, feature, failing or not, the user's request, signals),
-//! and the selected turn's conversation with its signals.
+//! A session: its user turns in order (time, feature, failing or not, model calls, signals,
+//! what the user said), and the selected turn — its model calls, then the one to read first
+//! (the first failing, else the answer) in full, with its signals.
 
+use flywheel_schemas::rows::SignalRow;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -9,6 +11,7 @@ use ratatui::widgets::{Paragraph, Row, Table, TableState, Wrap};
 use super::conversation::call_lines;
 use super::{block, excerpt, fmt_time};
 use crate::app::{App, Pane, View};
+use crate::model::Turn;
 use crate::theme::Theme;
 
 /// Renders the session; returns how far its detail pane can scroll.
@@ -26,17 +29,18 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> u16 {
     let outer = block(title, cursor.pane == Pane::List, theme);
     let inner = outer.inner(turns_area);
     frame.render_widget(outer, turns_area);
-    let rows = s.turns.iter().enumerate().map(|(i, c)| {
-        let failing = c.status == "error" || !c.reasons.is_empty();
-        let signals: Vec<String> = s.signals.get(&c.trace_id).map(|v| v.iter().map(|g| g.kind.clone()).collect()).unwrap_or_default();
-        let request = c.input.iter().rev().find(|m| m.role == "user").map(|m| m.text_content()).unwrap_or_else(|| c.input_text.clone());
+    let signals_of = |t: &Turn| -> Vec<&SignalRow> { t.traces().iter().filter_map(|id| s.signals.get(*id)).flatten().collect() };
+    let rows = s.turns.iter().enumerate().map(|(i, t)| {
+        let failing = t.failing();
+        let signals: Vec<String> = signals_of(t).iter().map(|g| g.kind.clone()).collect();
         Row::new(vec![
             format!("{}", i + 1),
-            fmt_time(c.start),
-            c.feature.clone(),
-            if failing { format!("✗ {}", excerpt(&c.reasons.join(","), 18)) } else { "✓".into() },
+            fmt_time(t.start()),
+            t.answer().feature.clone(),
+            if failing { format!("✗ {}", excerpt(&t.reasons().join(","), 18)) } else { "✓".into() },
+            t.calls.len().to_string(),
             excerpt(&signals.join(","), 22),
-            excerpt(&request, 200),
+            excerpt(&t.request(), 200),
         ])
         .style(if failing { theme.error() } else { ratatui::style::Style::new() })
     });
@@ -45,19 +49,32 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) -> u16 {
         Constraint::Length(14),
         Constraint::Length(10),
         Constraint::Length(14),
+        Constraint::Length(5),
         Constraint::Length(if inner.width >= 100 { 22 } else { 12 }),
         Constraint::Fill(1),
     ];
     let table = Table::new(rows, widths)
-        .header(Row::new(vec!["#", "time", "feature", "result", "signals", "user said"]).style(theme.header()))
+        .header(Row::new(vec!["#", "time", "feature", "result", "calls", "signals", "user said"]).style(theme.header()))
         .row_highlight_style(theme.selected());
     let mut state = TableState::default().with_selected(Some(cursor.selected));
     frame.render_stateful_widget(table, inner, &mut state);
 
     let mut lines = vec![];
-    if let Some(c) = s.turns.get(cursor.selected) {
-        let signals: Vec<_> = s.signals.get(&c.trace_id).map(|v| v.iter().collect()).unwrap_or_default();
-        lines = call_lines(c, &signals, theme);
+    if let Some(t) = s.turns.get(cursor.selected) {
+        // An agent's turn: each model call in a line, then the one to read first in full.
+        if t.calls.len() > 1 {
+            lines.push(Line::styled(format!("{} model calls in this turn", t.calls.len()), theme.header()));
+            for (n, c) in t.calls.iter().enumerate() {
+                let asked: Vec<&str> = c.output.iter().flat_map(|m| m.tool_calls()).map(|(_, name, _)| name).collect();
+                let what = if asked.is_empty() { "answered".to_string() } else { format!("asked for {}", asked.join(", ")) };
+                let result =
+                    if c.status == "error" || !c.reasons.is_empty() { format!("✗ {}", c.reasons.join(",")) } else { "✓".into() };
+                let style = if std::ptr::eq(c, t.focus()) { theme.accent() } else { ratatui::style::Style::new() };
+                lines.push(Line::styled(format!("  {}. {} {} {what} {result}", n + 1, fmt_time(c.start), c.model), style));
+            }
+            lines.push(Line::raw(""));
+        }
+        lines.extend(call_lines(t.focus(), &signals_of(t), theme));
     } else if s.turns.is_empty() {
         lines.push(Line::raw("no calls in this session"));
     }

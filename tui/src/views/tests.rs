@@ -253,6 +253,29 @@ fn session_turns() {
 }
 
 #[test]
+fn an_agent_turn_lists_its_model_calls_and_shows_the_failing_one() {
+    let mut app = app_on(View::Session);
+    let s = app.session.as_mut().unwrap();
+    // The first turn's agent asks a tool, then answers: one turn of two calls.
+    let mut ask = s.turns[0].calls[0].clone();
+    ask.output = vec![flywheel_schemas::messages::Message {
+        role: "assistant".into(),
+        name: None,
+        parts: vec![flywheel_schemas::messages::Part::ToolCall {
+            id: None,
+            name: "lookup_policy".into(),
+            arguments: serde_json::json!({}),
+        }],
+        finish_reason: Some("tool_calls".into()),
+    }];
+    ask.reasons = vec!["tool_error".into()];
+    ask.start -= time::Duration::seconds(5);
+    s.turns[0].calls.insert(0, ask);
+    let screen = screen(&app, 120, 40, true);
+    assert_all(&screen, &["3 turns", "calls", "2 model calls in this turn", "asked for lookup_policy ✗ tool_error", "answered ✓"]);
+}
+
+#[test]
 fn search_results_and_help() {
     let mut app = app_on(View::Search);
     assert_all(&screen(&app, 120, 24, true), &["search `refund`: 1 calls, 1 failing", "4bf92f35", "✘ thumbs_down", "Can I get a refund"]);
