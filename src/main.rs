@@ -265,6 +265,10 @@ struct SimulateArgs {
     /// Failure-mode weights, e.g. `wrong_language=3,slow_answer=0` (0 switches a mode off).
     #[arg(long)]
     modes: Option<String>,
+    /// The failure rate at the end of the window, reached linearly from --failure-rate at its
+    /// start: a feature getting better or worse over the simulated weeks.
+    #[arg(long)]
+    failure_rate_end: Option<f64>,
     /// Share of support sessions that open with a question customers ask again and again
     /// (policy or account questions), 0 to 1; `inconsistent_answer=W` in --modes contradicts
     /// some of their answers [default: 0].
@@ -732,6 +736,7 @@ async fn simulate(args: SimulateArgs) -> Result<ExitCode> {
         truth: args.truth,
         release: args.release,
         repeated_questions: args.repeated_questions,
+        failure_rate_end: args.failure_rate_end,
         ..defaults
     };
     if let Some(spec) = &args.modes {

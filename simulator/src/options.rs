@@ -31,8 +31,12 @@ pub struct SimulateOptions {
     /// The end of the window; `None` is now. Pin it to make two runs byte-identical.
     pub base_time: Option<OffsetDateTime>,
     pub volume: Volume,
-    /// Share of interactions with an injected failure, 0 to 1.
+    /// Share of interactions with an injected failure, 0 to 1 (at the window's start when
+    /// `failure_rate_end` is set).
     pub failure_rate: f64,
+    /// The share at the window's end, reached linearly: a feature getting better or worse over
+    /// the simulated weeks, for `flywheel readiness` and trends. `None`: one rate throughout.
+    pub failure_rate_end: Option<f64>,
     pub mix: FailureMix,
     /// The collector's OTLP/HTTP base URL (traces go to `/v1/traces`, signals to `/v1/signals`).
     pub endpoint: String,
@@ -60,6 +64,7 @@ impl Default for SimulateOptions {
             base_time: None,
             volume: Volume::Interactions(1000),
             failure_rate: 0.15,
+            failure_rate_end: None,
             mix: FailureMix::default(),
             endpoint: DEFAULT_ENDPOINT.to_string(),
             key: None,
@@ -83,6 +88,11 @@ impl SimulateOptions {
         if !(0.0..=1.0).contains(&self.failure_rate) {
             return Err(SimulateError::BadOption(format!("--failure-rate must be between 0 and 1, got {}", self.failure_rate)));
         }
+        if let Some(end) = self.failure_rate_end
+            && !(0.0..=1.0).contains(&end)
+        {
+            return Err(SimulateError::BadOption(format!("--failure-rate-end must be between 0 and 1, got {end}")));
+        }
         if !(0.0..=1.0).contains(&self.repeated_questions) {
             return Err(SimulateError::BadOption(format!("--repeated-questions must be between 0 and 1, got {}", self.repeated_questions)));
         }
@@ -101,6 +111,17 @@ impl SimulateOptions {
             return Err(SimulateError::BadOption(format!("--endpoint must be an http:// URL, got `{}`", self.endpoint)));
         }
         Ok(())
+    }
+}
+
+impl SimulateOptions {
+    /// The failure rate of an interaction that starts `at` in a window ending at `base`:
+    /// `failure_rate`, moving linearly to `failure_rate_end` when that is set.
+    pub fn failure_rate_at(&self, at: OffsetDateTime, base: OffsetDateTime) -> f64 {
+        let Some(end) = self.failure_rate_end else { return self.failure_rate };
+        let window = self.window.as_secs_f64().max(1.0);
+        let into = ((at - (base - self.window)).as_seconds_f64() / window).clamp(0.0, 1.0);
+        self.failure_rate + (end - self.failure_rate) * into
     }
 }
 

@@ -258,11 +258,11 @@ impl Planner<'_> {
             let (turn, request, follow_up_of, chain, failure) = match repeat.take() {
                 Some(r) => {
                     t = r.at;
-                    let failure = self.draw_failure(feature, Some(&r.turn), false);
+                    let failure = self.draw_failure(feature, Some(&r.turn), false, r.at);
                     (r.turn, r.request, Some(r.of), r.chain, failure)
                 }
                 None => {
-                    let failure = self.draw_failure(feature, None, done == 0);
+                    let failure = self.draw_failure(feature, None, done == 0, t);
                     let turn = self.new_turn(feature, failure, previous_topic, done > 0);
                     let request = turn.request.clone();
                     (turn, request, None, 0, failure)
@@ -312,8 +312,8 @@ impl Planner<'_> {
     /// Whether this interaction fails, and how. With a turn already written (a repeat), only
     /// the modes that fit it: a hallucinated policy needs a refund question, bad tool
     /// arguments need a tool.
-    fn draw_failure(&mut self, feature: Feature, turn: Option<&Turn>, first: bool) -> Option<FailureMode> {
-        if !chance(&mut self.rng, self.opts.failure_rate) {
+    fn draw_failure(&mut self, feature: Feature, turn: Option<&Turn>, first: bool, at: OffsetDateTime) -> Option<FailureMode> {
+        if !chance(&mut self.rng, self.opts.failure_rate_at(at, self.base)) {
             return None;
         }
         let modes: Vec<(FailureMode, f64)> = self
@@ -1085,5 +1085,28 @@ mod tests {
         let plain = plan(&options(21, Volume::Interactions(2000)), base());
         assert!(plain.interactions.iter().all(|i| i.failure != Some(FailureMode::InconsistentAnswer)));
         assert!(!plain.interactions.iter().flat_map(|i| &i.steps).any(|s| matches!(s, Step::Tool(t) if t.name == "get_account_summary")));
+    }
+
+    #[test]
+    fn a_failure_rate_that_drifts_moves_from_start_to_end_over_the_window() {
+        let mut opts = options(5, Volume::Interactions(4000));
+        opts.window = std::time::Duration::from_secs(28 * 86_400);
+        opts.failure_rate = 0.4;
+        opts.failure_rate_end = Some(0.04);
+        let p = plan(&opts, base());
+        let share = |from: i64, to: i64| {
+            let week: Vec<&Interaction> = p
+                .interactions
+                .iter()
+                .filter(|i| i.start >= base() - time::Duration::days(to) && i.start < base() - time::Duration::days(from))
+                .collect();
+            week.iter().filter(|i| i.failure.is_some()).count() as f64 / week.len().max(1) as f64
+        };
+        let (first, last) = (share(21, 28), share(0, 7));
+        assert!(first > 0.3 && last < 0.1, "first week {first:.3}, last week {last:.3}");
+        assert!((opts.failure_rate_at(base() - time::Duration::days(14), base()) - 0.22).abs() < 1e-9);
+        // Without it, one rate throughout, and the same run as before.
+        let plain = options(5, Volume::Interactions(4000));
+        assert_eq!(plain.failure_rate_at(base() - time::Duration::days(6), base()), plain.failure_rate);
     }
 }

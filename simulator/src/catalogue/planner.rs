@@ -160,7 +160,7 @@ impl Planner<'_> {
                     (r.request, Some(r.of), r.chain, r.failure)
                 }
                 None => {
-                    let failure = self.draw(app, lang);
+                    let failure = self.draw(app, lang, t);
                     let c = Case::new(&mut self.rng, app, lang, failure, done > 0);
                     let request = c.turn().request.clone();
                     case = Some(c);
@@ -208,14 +208,14 @@ impl Planner<'_> {
 
     /// Whether this interaction fails, and how. Each app fails at the rate that gives every
     /// mode about the same number of failures whatever the app's share of the traffic.
-    fn draw(&mut self, app: App, lang: &str) -> Option<Mode> {
+    fn draw(&mut self, app: App, lang: &str, at: OffsetDateTime) -> Option<Mode> {
         let feature = Feature::Catalogue(app);
         let modes = self.opts.mix.for_feature(feature);
         let app_weight: f64 = modes.iter().map(|(_, w)| w).sum();
         if app_weight <= 0.0 || self.total_weight <= 0.0 {
             return None;
         }
-        let rate = (self.opts.failure_rate * app_weight / self.total_weight / app.traffic_share()).min(0.95);
+        let rate = (self.opts.failure_rate_at(at, self.base) * app_weight / self.total_weight / app.traffic_share()).min(0.95);
         if !chance(&mut self.rng, rate) {
             return None;
         }
