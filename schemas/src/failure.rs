@@ -101,6 +101,32 @@ pub struct Contrast {
     pub answers: Vec<Stance>,
 }
 
+impl Contrast {
+    /// One entry per question among `contrasts` (the one that saw it asked most), the most
+    /// asked first: what the weekly review and the TUI overview list.
+    pub fn by_question(contrasts: impl IntoIterator<Item = Contrast>) -> Vec<Contrast> {
+        let mut by: BTreeMap<String, Contrast> = BTreeMap::new();
+        for c in contrasts {
+            let key = c.question.trim().to_lowercase();
+            if by.get(&key).is_none_or(|seen| seen.asked < c.asked) {
+                by.insert(key, c);
+            }
+        }
+        let mut out: Vec<Contrast> = by.into_values().collect();
+        out.sort_by(|a, b| b.asked.cmp(&a.asked).then_with(|| a.question.cmp(&b.question)));
+        out
+    }
+
+    /// The stances in a line, the reference first: `30 days (13) vs 60 days (3)`.
+    pub fn sides(&self) -> String {
+        self.answers
+            .iter()
+            .map(|s| format!("{} ({})", if s.facts.is_empty() { "(no fact)".to_string() } else { s.facts.join(", ") }, s.calls))
+            .collect::<Vec<_>>()
+            .join(" vs ")
+    }
+}
+
 /// Answers that agree with each other on the facts they state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -272,6 +272,7 @@ pub fn overview() -> Overview {
         ],
         top_patterns: patterns().into_iter().take(3).collect(),
         projects: vec!["shop".into(), "docs-bot".into()],
+        inconsistent: Vec::new(),
     }
 }
 

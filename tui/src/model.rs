@@ -99,6 +99,8 @@ pub struct Overview {
     pub top_patterns: Vec<PatternItem>,
     /// Every project with calls in the window, for the selector.
     pub projects: Vec<String>,
+    /// Questions of the window answered inconsistently, the most asked first (a few).
+    pub inconsistent: Vec<Contrast>,
 }
 
 /// A pattern as the patterns table and the detail header show it.

@@ -510,15 +510,7 @@ async fn inconsistencies(store: &Store, project: &str, p: &Period) -> Result<Vec
         .bind(nanos(p.end))
         .fetch_all()
         .await?;
-    let mut by_question: BTreeMap<String, Contrast> = BTreeMap::new();
-    for c in rows.iter().filter_map(|d| FailureDetails::parse(d).contrast) {
-        let key = c.question.to_lowercase();
-        if by_question.get(&key).is_none_or(|seen| seen.asked < c.asked) {
-            by_question.insert(key, c);
-        }
-    }
-    let mut out: Vec<Contrast> = by_question.into_values().collect();
-    out.sort_by(|a, b| b.asked.cmp(&a.asked).then_with(|| a.question.cmp(&b.question)));
+    let mut out = Contrast::by_question(rows.iter().filter_map(|d| FailureDetails::parse(d).contrast));
     out.truncate(INCONSISTENCIES_SHOWN);
     Ok(out)
 }

@@ -2,6 +2,7 @@
 //! bucket, and the top patterns.
 
 use super::*;
+use flywheel_schemas::failure::Contrast;
 
 #[derive(Row, Deserialize)]
 struct CallBucket {
@@ -48,12 +49,18 @@ pub async fn overview(store: &Store, project: Option<String>, window: Window) ->
          WHERE project_id = ? AND timestamp >= fromUnixTimestamp64Nano(?) GROUP BY bucket, kind ORDER BY bucket, kind",
         bucket_of("timestamp")
     );
-    let (calls, failures, signals, top_patterns) = tokio::try_join!(
+    // Questions answered two ways: the evidence of `inconsistent` failures, newest first.
+    let inconsistent_sql = "SELECT details FROM failures FINAL WHERE project_id = ? AND call_time >= fromUnixTimestamp64Nano(?) \
+                            AND has(reasons, 'inconsistent') ORDER BY call_time DESC LIMIT 2000";
+    let (calls, failures, signals, top_patterns, inconsistent) = tokio::try_join!(
         read(store, &calls_sql).bind(&project).bind(nanos(since)).fetch_all::<CallBucket>(),
         read(store, &failures_sql).bind(&project).bind(nanos(since)).fetch_all::<Bucket>(),
         read(store, &signals_sql).bind(&project).bind(nanos(since)).fetch_all::<KindBucket>(),
         patterns(store, &project),
+        read(store, inconsistent_sql).bind(&project).bind(nanos(since)).fetch_all::<String>(),
     )?;
+    let mut inconsistent = Contrast::by_question(inconsistent.iter().filter_map(|d| FailureDetails::parse(d).contrast));
+    inconsistent.truncate(INCONSISTENT_SHOWN);
     let mut top_patterns = top_patterns;
     sort_patterns(&mut top_patterns, SortKey::Impact, Impact::Users, false);
     top_patterns.retain(|p| p.row.trend != "resolved");
@@ -64,8 +71,12 @@ pub async fn overview(store: &Store, project: Option<String>, window: Window) ->
         series: build_series(since.unix_timestamp(), now.unix_timestamp(), b, &calls, &failures, &signals),
         top_patterns,
         projects,
+        inconsistent,
     })
 }
+
+/// Questions answered inconsistently that the overview lists.
+const INCONSISTENT_SHOWN: usize = 3;
 
 /// Lays aggregates on the window's buckets (empty buckets are zeros, so that sparklines keep
 /// their time scale) and derives the rates.

@@ -80,6 +80,34 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         frame.render_widget(Paragraph::new(lines), inner);
         rest
     };
+    // Questions answered two ways, when the analyzer found some, as long as the top patterns
+    // keep 3 rows.
+    let room = top.height.saturating_sub(5);
+    let top = if o.inconsistent.is_empty() || room < 3 {
+        top
+    } else {
+        let rows = (o.inconsistent.len() as u16 + 2).min(room);
+        let [area, rest] = Layout::vertical([Constraint::Length(rows), Constraint::Min(3)]).areas(top);
+        let outer = block(Span::styled(" inconsistent answers: one question, contradicting facts ", theme.title()), false, theme);
+        let inner = outer.inner(area);
+        frame.render_widget(outer, area);
+        let lines: Vec<Line> = o
+            .inconsistent
+            .iter()
+            .map(|c| {
+                Line::from(vec![
+                    Span::styled(
+                        format!("“{}” ", excerpt(&c.question, 60)),
+                        theme.header().remove_modifier(ratatui::style::Modifier::UNDERLINED),
+                    ),
+                    Span::styled(c.sides(), theme.title()),
+                    Span::styled(format!("  asked {}", c.asked), theme.dim()),
+                ])
+            })
+            .collect();
+        frame.render_widget(Paragraph::new(lines), inner);
+        rest
+    };
     let outer = block(Span::styled(" top patterns by impact (enter opens) ", theme.title()), true, theme);
     let inner = outer.inner(top);
     frame.render_widget(outer, top);

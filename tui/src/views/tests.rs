@@ -114,6 +114,21 @@ fn overview_sparklines_and_top_patterns() {
 }
 
 #[test]
+fn overview_lists_the_questions_answered_two_ways() {
+    use flywheel_schemas::failure::{Contrast, Stance};
+    let mut app = app_on(View::Overview);
+    let stance = |facts: &str, calls| Stance { facts: vec![facts.into()], calls, ..Default::default() };
+    app.overview.as_mut().unwrap().inconsistent = vec![Contrast {
+        question: "Are gift cards refundable?".into(),
+        asked: 20,
+        sessions: 19,
+        answers: vec![stance("no", 17), stance("yes", 3)],
+    }];
+    let s = screen(&app, 120, 40, true);
+    assert_all(&s, &["inconsistent answers", "“Are gift cards refundable?” no (17) vs yes (3)  asked 20", "top patterns"]);
+}
+
+#[test]
 fn overview_shows_each_features_readiness_when_the_analyzer_gave_it() {
     let mut app = app_on(View::Overview);
     app.readiness = vec![
