@@ -45,6 +45,32 @@ pub fn weight(lane: Lane) -> f32 {
     }
 }
 
+/// The answer among `members` that holds most of the pattern's distinctive terms (ties: the
+/// shorter, then the first), cut for a label; `None` when no member has an answer.
+fn example_answer(members: &[&Failure], terms: &[String]) -> Option<String> {
+    let terms: Vec<String> = terms.iter().map(|t| t.to_lowercase()).collect();
+    members
+        .iter()
+        .map(|f| f.call.output_text.trim())
+        .filter(|a| !a.is_empty())
+        .enumerate()
+        .max_by_key(|(i, a)| {
+            let lower = a.to_lowercase();
+            (terms.iter().filter(|t| lower.contains(t.as_str())).count(), std::cmp::Reverse(a.len()), std::cmp::Reverse(*i))
+        })
+        .map(|(_, a)| crate::detect::excerpt(&without_opener(&a.replace('\n', " ")), 70))
+}
+
+/// An answer without a short opening sentence ("No problem.", "Sure!", "Great question."): the
+/// label has room for the substance only.
+fn without_opener(answer: &str) -> String {
+    let end = [". ", "! "].iter().filter_map(|p| answer.find(p)).min();
+    match end {
+        Some(i) if answer[..i].split_whitespace().count() <= 3 && answer[i + 2..].trim().len() > 20 => answer[i + 2..].trim().to_string(),
+        _ => answer.to_string(),
+    }
+}
+
 pub fn row(p: Parts) -> PatternRow {
     let members: Vec<&Failure> = p.members.iter().map(|&i| &p.failures[i]).collect();
     let mut signal_mix: BTreeMap<String, u64> = BTreeMap::new();
@@ -57,8 +83,13 @@ pub fn row(p: Parts) -> PatternRow {
             *reason_counts.entry(r.clone()).or_default() += 1;
         }
     }
-    let evidence =
-        if p.key.is_empty() { format!("users flag ({})", label::signal_phrase(&signal_mix)) } else { label::cause_phrase(p.key, &members) };
+    // Only users flagged it: no rule names the cause, so the label quotes the answer that best
+    // carries the cluster's distinctive terms — what a reviewer reads to name it.
+    let evidence = match (p.key.is_empty(), example_answer(&members, p.terms)) {
+        (true, Some(answer)) => format!("answers like “{answer}” (users: {})", label::signal_phrase(&signal_mix)),
+        (true, None) => format!("users flag ({})", label::signal_phrase(&signal_mix)),
+        (false, _) => label::cause_phrase(p.key, &members),
+    };
     let imp = p.impact;
     let feature = imp.features.first().cloned();
     let label = label::label(&evidence, p.terms, feature.as_ref());
@@ -208,4 +239,17 @@ fn describe(cause: &str, imp: &Impact, reasons: &[(String, u64)], signals: &BTre
         s.push_str(&format!(" Distinctive words: {}.", terms.join(", ")));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_opener;
+
+    #[test]
+    fn a_short_opener_leaves_room_for_the_substance() {
+        assert_eq!(without_opener("No problem. Refunds come by check within 45 days."), "Refunds come by check within 45 days.");
+        assert_eq!(without_opener("Sure! Gift cards are refundable in cash."), "Gift cards are refundable in cash.");
+        assert_eq!(without_opener("Refunds post in 5-10 days. Gift cards are final."), "Refunds post in 5-10 days. Gift cards are final.");
+        assert_eq!(without_opener("Yes. Done."), "Yes. Done.");
+    }
 }
