@@ -51,63 +51,34 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), inner);
-    // Each feature's agency readiness, when the analyzer gave it: a line per feature, as long
-    // as the top patterns keep 3 rows.
-    let room = top.height.saturating_sub(5);
-    let top = if app.readiness.is_empty() || room < 3 {
-        top
-    } else {
-        let rows = (app.readiness.len() as u16 + 2).min(room);
-        let [ready, rest] = Layout::vertical([Constraint::Length(rows), Constraint::Min(3)]).areas(top);
-        let outer = block(Span::styled(" readiness: suggest · draft · act (flywheel readiness) ", theme.title()), false, theme);
-        let inner = outer.inner(ready);
-        frame.render_widget(outer, ready);
-        let lines: Vec<Line> = app
-            .readiness
-            .iter()
-            .map(|r| {
-                let feature = if r.feature.is_empty() { "(no feature)" } else { r.feature.as_str() };
-                Line::from(vec![
-                    Span::styled(
-                        format!("{:<22}", excerpt(feature, 21)),
-                        theme.header().remove_modifier(ratatui::style::Modifier::UNDERLINED),
-                    ),
-                    Span::styled(format!("{:<16}", r.level), theme.title()),
-                    Span::styled(r.reason.clone(), theme.dim()),
-                ])
-            })
-            .collect();
-        frame.render_widget(Paragraph::new(lines), inner);
-        rest
-    };
-    // Questions answered two ways, when the analyzer found some, as long as the top patterns
-    // keep 3 rows.
-    let room = top.height.saturating_sub(5);
-    let top = if o.inconsistent.is_empty() || room < 3 {
-        top
-    } else {
-        let rows = (o.inconsistent.len() as u16 + 2).min(room);
-        let [area, rest] = Layout::vertical([Constraint::Length(rows), Constraint::Min(3)]).areas(top);
-        let outer = block(Span::styled(" inconsistent answers: one question, contradicting facts ", theme.title()), false, theme);
-        let inner = outer.inner(area);
-        frame.render_widget(outer, area);
-        let lines: Vec<Line> = o
-            .inconsistent
-            .iter()
-            .map(|c| {
-                Line::from(vec![
-                    Span::styled(
-                        format!("“{}” ", excerpt(&c.question, 60)),
-                        theme.header().remove_modifier(ratatui::style::Modifier::UNDERLINED),
-                    ),
-                    Span::styled(c.sides(), theme.title()),
-                    Span::styled(format!("  asked {}", c.asked), theme.dim()),
-                ])
-            })
-            .collect();
-        frame.render_widget(Paragraph::new(lines), inner);
-        rest
-    };
+    // Each feature's agency readiness, and the questions answered two ways, when the analyzer
+    // gave them: a line each above the top patterns.
+    let key = |text: String| Span::styled(text, theme.header().remove_modifier(ratatui::style::Modifier::UNDERLINED));
+    let readiness: Vec<Line> = app
+        .readiness
+        .iter()
+        .map(|r| {
+            let feature = if r.feature.is_empty() { "(no feature)" } else { r.feature.as_str() };
+            Line::from(vec![
+                key(format!("{:<22}", excerpt(feature, 21))),
+                Span::styled(format!("{:<16}", r.level), theme.title()),
+                Span::styled(r.reason.clone(), theme.dim()),
+            ])
+        })
+        .collect();
+    let top = lines_above(frame, top, " readiness: suggest · draft · act (flywheel readiness) ", readiness, theme);
+    let inconsistent: Vec<Line> = o
+        .inconsistent
+        .iter()
+        .map(|c| {
+            Line::from(vec![
+                key(format!("“{}” ", excerpt(&c.question, 60))),
+                Span::styled(c.sides(), theme.title()),
+                Span::styled(format!("  asked {}", c.asked), theme.dim()),
+            ])
+        })
+        .collect();
+    let top = lines_above(frame, top, " inconsistent answers: one question, contradicting facts ", inconsistent, theme);
     let outer = block(Span::styled(" top patterns by impact (enter opens) ", theme.title()), true, theme);
     let inner = outer.inner(top);
     frame.render_widget(outer, top);
@@ -130,4 +101,20 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .row_highlight_style(theme.selected());
     let mut state = TableState::default().with_selected(Some(app.cursor(View::Overview).selected));
     frame.render_stateful_widget(table, inner, &mut state);
+}
+
+/// Draws `lines` in a titled block at the top of `area`, as long as what stays below keeps 3
+/// rows; returns what stays below (all of `area` when there is nothing to draw or no room).
+fn lines_above(frame: &mut Frame, area: Rect, title: &'static str, lines: Vec<Line<'static>>, theme: &Theme) -> Rect {
+    let room = area.height.saturating_sub(5);
+    if lines.is_empty() || room < 3 {
+        return area;
+    }
+    let rows = (lines.len() as u16 + 2).min(room);
+    let [head, rest] = Layout::vertical([Constraint::Length(rows), Constraint::Min(3)]).areas(area);
+    let outer = block(Span::styled(title, theme.title()), false, theme);
+    let inner = outer.inner(head);
+    frame.render_widget(outer, head);
+    frame.render_widget(Paragraph::new(lines), inner);
+    rest
 }
