@@ -285,6 +285,9 @@ pub struct Inputs {
     /// The system instructions of disclosure candidates and format requests, by hash: what
     /// the developer gave the model on purpose, and the output contract it spelled out.
     pub instructions: BTreeMap<String, String>,
+    /// Calls asking one question (indices into `calls`) whose answers state disagreeing facts,
+    /// before their sources are compared ([`super::inconsistent::candidates`]).
+    pub questions: Vec<Vec<usize>>,
     /// For calls that ask a question others asked and answered differently: a hash of their
     /// sources (tool results, retrieved pages, other non-chat input; '' for none), by (trace,
     /// span): [`super::inconsistent`] compares only answers given the same sources.
@@ -380,12 +383,10 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
     }
     // Questions others asked and got another answer to: what their sources were (a hash), a
     // few thousand traces a query (the trace ids travel in the query text).
+    let questions = super::inconsistent::candidates(2, &calls);
     let contexts = {
-        let wanted: BTreeSet<(&str, &str)> = super::inconsistent::candidates(2, &calls)
-            .into_iter()
-            .flatten()
-            .map(|i| (calls[i].trace_id.as_str(), calls[i].span_id.as_str()))
-            .collect();
+        let wanted: BTreeSet<(&str, &str)> =
+            questions.iter().flatten().map(|&i| (calls[i].trace_id.as_str(), calls[i].span_id.as_str())).collect();
         let traces: Vec<&str> = wanted.iter().map(|(t, _)| *t).collect::<BTreeSet<_>>().into_iter().collect();
         let mut contexts = HashMap::new();
         for chunk in traces.chunks(2000) {
@@ -599,6 +600,7 @@ pub async fn fetch(store: &Store, project: &str, since: OffsetDateTime, until: O
         defined_tools,
         ran_tools,
         instructions,
+        questions,
         contexts,
     })
 }

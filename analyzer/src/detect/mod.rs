@@ -172,9 +172,10 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
                 continue;
             }
             RuleKind::Inconsistent => {
+                // The groups were read with `fetch` (to fetch their sources); `find` holds each
+                // group of one question and one source to the rule's `min_calls`.
                 let min_calls = rule.spec.min_calls.unwrap_or(3) as usize;
-                let groups = inconsistent::candidates(min_calls, &inputs.calls);
-                for (i, found) in inconsistent::find(min_calls, &inputs.calls, &groups, &inputs.contexts, &inputs.signals) {
+                for (i, found) in inconsistent::find(min_calls, &inputs.calls, &inputs.questions, &inputs.contexts, &inputs.signals) {
                     let c = &inputs.calls[i];
                     let h = hits.entry((c.trace_id.clone(), c.span_id.clone())).or_default();
                     h.add(ri, found.evidence);
