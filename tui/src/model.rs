@@ -371,6 +371,13 @@ pub struct CallView {
     pub tools_hash: String,
 }
 
+impl CallView {
+    /// The user's last message in the call's input (its text parts), else the stored excerpt.
+    pub fn said(&self) -> String {
+        self.input.iter().rev().find(|m| m.role == "user").map(|m| m.text_content()).unwrap_or_else(|| self.input_text.clone())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceView {
     pub trace_id: String,
@@ -416,8 +423,7 @@ impl Turn {
 
     /// What the user said: the last user message of the turn's first call.
     pub fn request(&self) -> String {
-        let c = &self.calls[0];
-        c.input.iter().rev().find(|m| m.role == "user").map(|m| m.text_content()).unwrap_or_else(|| c.input_text.clone())
+        self.calls[0].said()
     }
 
     pub fn failing(&self) -> bool {

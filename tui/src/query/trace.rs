@@ -384,9 +384,6 @@ pub fn session_view(session_id: &str, user_id: String, calls: Vec<CallView>, sig
 /// follow-up request. The same message sent again after an answer (a regeneration, a retry)
 /// is a turn of its own: the user acted again.
 pub fn turns_of(calls: Vec<CallView>) -> Vec<Turn> {
-    fn said(c: &CallView) -> String {
-        c.input.iter().rev().find(|m| m.role == "user").map(|m| m.text_content()).unwrap_or_else(|| c.input_text.clone())
-    }
     fn asked_tool(c: &CallView) -> bool {
         c.output.iter().any(|m| m.tool_calls().next().is_some())
             || c.finish_reasons.iter().any(|r| matches!(r.as_str(), "tool_calls" | "tool_use" | "function_call"))
@@ -395,7 +392,7 @@ pub fn turns_of(calls: Vec<CallView>) -> Vec<Turn> {
     for c in calls {
         let joins = turns.last().is_some_and(|t| {
             let p = t.answer();
-            let (now, before) = (said(&c), said(p));
+            let (now, before) = (c.said(), p.said());
             (now == before || now.trim().is_empty()) && (c.trace_id == p.trace_id || asked_tool(p))
         });
         match turns.last_mut() {
