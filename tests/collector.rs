@@ -354,6 +354,71 @@ fn check(set: &str, scenario: &str, calls: &[Call]) {
     }
 }
 
+/// Behind a load balancer, a call's span and its GenAI log events reach different collectors:
+/// they are joined in storage, in either order, into the row one collector makes of both
+/// (issue 16) — checked on every capture whose library sends log events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_and_its_log_events_sent_to_two_collectors_make_the_row_one_collector_makes() {
+    let a = Collector::start(TestDb::new("two_collectors"), "");
+    let b = a.beside("");
+    let client = reqwest::Client::new();
+    let (whole, ab, ba) = (a.key("whole"), a.key("ab"), a.key("ba"));
+    let sets = ["otel-v2-legacy", "otel-v2", "js-otel"];
+    let mut traces = BTreeMap::new();
+    for set in sets {
+        let dir = fixtures().join(set);
+        let manifest: Vec<Entry> = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        let of = |signal: &'static str| manifest.iter().filter(move |e| e.signal == signal && variant(&e.file) == "pb");
+        for e in of("traces").chain(of("logs")) {
+            send(&client, &a, &whole, &dir, e).await;
+        }
+        // Spans first to one collector, their events later to the other…
+        for e in of("traces") {
+            send(&client, &a, &ab, &dir, e).await;
+        }
+        a.wait_stored().await;
+        for e in of("logs") {
+            send(&client, &b, &ab, &dir, e).await;
+        }
+        // …and events first.
+        for e in of("logs") {
+            send(&client, &b, &ba, &dir, e).await;
+        }
+        b.wait_stored().await;
+        for e in of("traces") {
+            send(&client, &a, &ba, &dir, e).await;
+        }
+        let scenarios: Vec<(String, Vec<String>)> =
+            of("traces").map(|e| (scenario(&e.file).to_string(), trace_ids(&dir.join(&e.file)))).collect();
+        traces.insert(set, scenarios);
+    }
+    a.wait_stored().await;
+    b.wait_stored().await;
+    let store = a.db.store();
+    let unproject = |rows: Vec<Call>| rows.into_iter().map(|c| Call { project_id: String::new(), ..c }).collect::<Vec<_>>();
+    for (set, scenarios) in &traces {
+        for (sc, ids) in scenarios {
+            let reference = calls(&store, "whole", ids).await;
+            check(set, sc, &reference);
+            let reference = unproject(reference);
+            for project in ["ab", "ba"] {
+                // The join runs after each side is stored: give it a moment.
+                let mut rows = Vec::new();
+                for _ in 0..100 {
+                    rows = unproject(calls(&store, project, ids).await);
+                    if rows == reference {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                assert_eq!(rows, reference, "{set}/{sc}: the call sent to two collectors ({project})");
+            }
+        }
+    }
+    let rejoined = a.metric("flywheel_rejoined_calls_total").await + b.metric("flywheel_rejoined_calls_total").await;
+    assert!(rejoined >= 10.0, "calls completed in storage: {rejoined}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_is_ingested_over_its_transport_with_the_canned_values() {
     let collector = Collector::start(TestDb::new("fixtures"), "");

@@ -43,7 +43,7 @@ pub struct CollectorConfig {
     /// in memory before a late half is merged through a row rewrite.
     pub join_window_secs: u64,
     /// Bound on the join cache (estimated bytes of the calls and log events it holds); past
-    /// it the oldest entries go, and their late half is stored unjoined.
+    /// it the oldest entries go, and their late half is joined in storage (one more write).
     pub join_cache_max_bytes: usize,
     /// Requests that may wait for a ClickHouse insert; beyond, 429/503 with Retry-After.
     pub write_queue: usize,

@@ -120,6 +120,12 @@ pub struct Metrics {
     /// Model-call spans that recorded a call another span already records (double
     /// instrumentation): merged into it, no row of their own.
     pub duplicate_calls: AtomicU64,
+    /// The storage join (`pipeline::rejoin`): spans reported after an insert, dropped because
+    /// its queue was full, given up after failed reads or writes; calls it completed.
+    pub rejoin_reported: AtomicU64,
+    pub rejoin_dropped: AtomicU64,
+    pub rejoin_failed: AtomicU64,
+    pub rejoined: AtomicU64,
     pub bytes_received: AtomicU64,
     pub inserts: AtomicU64,
     pub insert_errors: AtomicU64,
@@ -201,6 +207,19 @@ impl Metrics {
             "duplicate_calls_total",
             "Model-call spans merged into the call they recorded again (two instrumentations at once).",
             self.duplicate_calls.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP flywheel_rejoin_spans_total Stored spans checked for their other side (a call, its log events) in ClickHouse, by outcome: checked, dropped (queue full), failed (ClickHouse errors).\n# TYPE flywheel_rejoin_spans_total counter"
+        );
+        for (outcome, n) in [("checked", &self.rejoin_reported), ("dropped", &self.rejoin_dropped), ("failed", &self.rejoin_failed)] {
+            let _ = writeln!(out, "flywheel_rejoin_spans_total{{outcome=\"{outcome}\"}} {}", n.load(Relaxed));
+        }
+        counter(
+            &mut out,
+            "rejoined_calls_total",
+            "Calls completed in storage with log events another collector (or this one, after its join cache) stored.",
+            self.rejoined.load(Relaxed),
         );
         counter(&mut out, "clickhouse_inserts_total", "Group-commit inserts to ClickHouse.", self.inserts.load(Relaxed));
         counter(&mut out, "clickhouse_insert_errors_total", "Failed group-commit inserts.", self.insert_errors.load(Relaxed));

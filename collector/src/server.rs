@@ -60,14 +60,17 @@ pub async fn run_with(
     let signals = SignalService::new(store.clone(), cfg.message_id_attribute.clone());
     let metrics = Arc::new(Metrics::default());
     let store_for_ready = store.clone();
+    let store_for_rejoin = store.clone();
+    // What the writer stores is reported to the storage join (`pipeline::rejoin`).
+    let (stored, reports) = crate::pipeline::Stored::channel(metrics.clone());
     let (writer, writer_task) = if store_rows && cfg.wal {
         let dir = cfg.wal_dir_for(store.database());
-        let wal_cfg = WalConfig { max_bytes: cfg.wal_max_bytes, ..WalConfig::new(&dir) };
+        let wal_cfg = WalConfig { max_bytes: cfg.wal_max_bytes, stored: Some(stored), ..WalConfig::new(&dir) };
         let (wal, drain) = Wal::open(wal_cfg, store.clone(), metrics.clone())?;
         tracing::info!(dir = %dir.display(), "write-ahead log open");
         (Writer::with_wal(wal), drain)
     } else if store_rows {
-        Writer::start(store.clone(), WriterConfig { queue: cfg.write_queue, ..Default::default() }, metrics.clone())
+        Writer::start(store.clone(), WriterConfig { queue: cfg.write_queue, stored: Some(stored), ..Default::default() }, metrics.clone())
     } else {
         Writer::discarding()
     };
@@ -99,9 +102,14 @@ pub async fn run_with(
         let receiver = receiver.clone();
         tokio::spawn(async move { receiver.auth.refresh_forever().await })
     };
+    let rejoin = {
+        let receiver = receiver.clone();
+        tokio::spawn(async move { receiver.pipeline.rejoin_forever(store_for_rejoin, reports).await })
+    };
     let wal = receiver.pipeline.writer.wal().cloned();
     receiver::serve(receiver, &cfg.http, &cfg.grpc, shutdown, on_bound).await?;
     background.abort();
+    rejoin.abort();
     keys.abort();
     match wal {
         // Acknowledged data is safe in the log whatever happens now; give the drain a moment

@@ -88,11 +88,13 @@ pub struct WriterConfig {
     pub queue: usize,
     /// Rows per group commit; more waits for the next insert.
     pub max_rows: usize,
+    /// Told of every batch stored, for the storage join (`pipeline::rejoin`).
+    pub stored: Option<crate::pipeline::Stored>,
 }
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        WriterConfig { queue: 1024, max_rows: 50_000 }
+        WriterConfig { queue: 1024, max_rows: 50_000, stored: None }
     }
 }
 
@@ -168,6 +170,9 @@ async fn run(store: Store, cfg: WriterConfig, mut rx: mpsc::Receiver<Job>, metri
         let rows = batch.rows();
         let result = insert(&store, &mut batch).await.map_err(|e| WriteError::Storage(e.to_string()));
         metrics.record_insert(rows, started.elapsed(), result.is_ok());
+        if let (Ok(()), Some(stored)) = (&result, &cfg.stored) {
+            stored.report(&batch);
+        }
         if let Err(e) = &result {
             tracing::error!(error = %e, rows, requests = waiting.len(), "insert failed; the requests are refused so that clients retry");
         }

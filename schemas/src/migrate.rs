@@ -132,12 +132,39 @@ fn on_cluster(statement: &str, database: &str, cluster: &str) -> Result<Vec<Stri
     let (table, rest) = (&c[1], &c[2]);
     let local = format!("{table}_local");
     let rest = ENGINE.replace(rest, "ENGINE = Replicated$1");
+    // Rows are sharded by their sorting key: a ReplacingMergeTree replaces a row only by one of
+    // the same key on the same shard (a call completed later by the storage join, a pattern
+    // rewritten by the next analysis), and `FINAL` never merges across shards.
+    let key = sorting_key(&rest).ok_or_else(|| format!("no ORDER BY in the statement creating `{table}`"))?;
+    let shard = if key.starts_with('(') { format!("cityHash64{key}") } else { format!("cityHash64({key})") };
     Ok(vec![
         format!("CREATE TABLE IF NOT EXISTS {local} ON CLUSTER `{cluster}` {rest}"),
         format!(
-            "CREATE TABLE IF NOT EXISTS {table} ON CLUSTER `{cluster}` AS {local} ENGINE = Distributed(`{cluster}`, `{database}`, {local}, rand())"
+            "CREATE TABLE IF NOT EXISTS {table} ON CLUSTER `{cluster}` AS {local} ENGINE = Distributed(`{cluster}`, `{database}`, {local}, {shard})"
         ),
     ])
+}
+
+/// The expression after `ORDER BY`: a parenthesised tuple, or one column.
+fn sorting_key(statement: &str) -> Option<&str> {
+    let rest = statement[statement.find("ORDER BY")? + "ORDER BY".len()..].trim_start();
+    if !rest.starts_with('(') {
+        return rest.split(|c: char| c.is_whitespace() || c == ';').next().filter(|k| !k.is_empty());
+    }
+    let mut depth = 0;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&rest[..=i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 #[derive(Row, Deserialize)]
@@ -301,8 +328,11 @@ mod tests {
         assert!(local.contains("ENGINE = ReplicatedReplacingMergeTree(ingested_at)"), "{local}");
         assert_eq!(
             statements[1],
-            "CREATE TABLE IF NOT EXISTS spans ON CLUSTER `prod` AS spans_local ENGINE = Distributed(`prod`, `fw`, spans_local, rand())"
+            "CREATE TABLE IF NOT EXISTS spans ON CLUSTER `prod` AS spans_local ENGINE = Distributed(`prod`, `fw`, spans_local, cityHash64(project_id, trace_id, span_id))"
         );
+        // A call rewritten later (its log events joined in storage) lands on its first row's shard.
+        let calls = statements.iter().find(|s| s.starts_with("CREATE TABLE IF NOT EXISTS llm_calls ")).unwrap();
+        assert!(calls.ends_with("cityHash64(project_id, toStartOfHour(start_time), trace_id, span_id))"), "{calls}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
-use crate::rows::{PatternMemberRow, PatternNameRow, PatternRow, PatternTriageRow, SignalRow, TRIAGE_STATES};
+use crate::rows::{LlmCallRow, LogRecordRow, PatternMemberRow, PatternNameRow, PatternRow, PatternTriageRow, SignalRow, TRIAGE_STATES};
 use crate::store::Store;
 
 /// A time as the nanoseconds `fromUnixTimestamp64Nano(?)` takes, clamped to what an `i64`
@@ -217,6 +217,63 @@ pub async fn releases_of(store: &Store, project: &str, trace_ids: &[String]) -> 
         .fetch_all()
         .await?;
     Ok(rows.into_iter().map(|c| (c.key, c.n)).collect())
+}
+
+/// The storage join of model calls and their GenAI log events (the collector's `rejoin`): the
+/// spans of a project by `(trace_id, span_id)`.
+pub type SpanKey = (String, String);
+
+/// The current `llm_calls` rows of these spans, started within `[lo, hi]` (the bound prunes
+/// day partitions; the trace id index finds the rows).
+pub async fn calls_of_spans(
+    store: &Store,
+    project: &str,
+    spans: &[SpanKey],
+    lo: OffsetDateTime,
+    hi: OffsetDateTime,
+) -> Result<Vec<LlmCallRow>, StoreError> {
+    if spans.is_empty() {
+        return Ok(vec![]);
+    }
+    let traces: Vec<&String> = spans.iter().map(|(t, _)| t).collect();
+    store
+        .query(
+            "SELECT ?fields FROM llm_calls FINAL WHERE project_id = ? AND trace_id IN ? AND (trace_id, span_id) IN ? \
+             AND start_time >= fromUnixTimestamp64Nano(?) AND start_time <= fromUnixTimestamp64Nano(?)",
+        )
+        .bind(project)
+        .bind(traces)
+        .bind(spans)
+        .bind(nanos(lo))
+        .bind(nanos(hi))
+        .fetch_all()
+        .await
+}
+
+/// The log records named `events` of these spans, in the order they arrived: by the time they
+/// were stored, then their place in their request (the head of `record_id`). `log_records` is
+/// ordered by project, trace and span: the key finds them.
+pub async fn log_events_of_spans(
+    store: &Store,
+    project: &str,
+    spans: &[SpanKey],
+    events: &[&str],
+) -> Result<Vec<LogRecordRow>, StoreError> {
+    if spans.is_empty() {
+        return Ok(vec![]);
+    }
+    let traces: Vec<&String> = spans.iter().map(|(t, _)| t).collect();
+    store
+        .query(
+            "SELECT ?fields FROM log_records FINAL WHERE project_id = ? AND trace_id IN ? AND (trace_id, span_id) IN ? \
+             AND event_name IN ? ORDER BY ingested_at, record_id",
+        )
+        .bind(project)
+        .bind(traces)
+        .bind(spans)
+        .bind(events)
+        .fetch_all()
+        .await
 }
 
 /// The members of a pattern found by its latest run, nearest to its centre first.

@@ -520,7 +520,7 @@ pub async fn trace(store: &Store, project: &str, trace_id: &str) -> Result<Optio
 }
 
 /// The shared contents (system instructions, tool definitions) of these hashes.
-async fn contents<'a>(
+pub async fn contents<'a>(
     store: &Store,
     project: &str,
     hashes: impl Iterator<Item = &'a String>,

@@ -350,6 +350,7 @@ pub struct TokenKeyRow {
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct LogRecordRow {
     pub project_id: String,
+    /// The record's place in its request (8 hex digits), then a hash of what tells it apart.
     pub record_id: String,
     #[serde(with = "ts::nanos")]
     pub timestamp: OffsetDateTime,

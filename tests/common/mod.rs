@@ -208,6 +208,15 @@ impl Collector {
         Self::start_in(db, config, dir, env)
     }
 
+    /// Another collector on this one's database, with its own write-ahead log: two collectors
+    /// behind a load balancer.
+    #[allow(dead_code)] // not every test binary runs two collectors
+    pub fn beside(&self, config: &str) -> Collector {
+        let db = TestDb { url: self.db.url.clone(), database: self.db.database.clone() };
+        let dir = scratch_dir(&format!("collector-{}-beside", db.database));
+        Self::start_in(db, config, dir, vec![])
+    }
+
     /// The collector's write-ahead log directory.
     pub fn wal_dir(&self) -> PathBuf {
         self.dir.join("wal")

@@ -9,6 +9,7 @@
 //! * ≤1.27: content in the span events `gen_ai.content.prompt` / `gen_ai.content.completion`.
 
 use flywheel_schemas::messages::{Message, Part, parse_arguments};
+use flywheel_schemas::rows::LogRecordRow;
 use serde_json::Value;
 
 use super::{Attrs, Draft, SpanView, fill, messages_from_openai};
@@ -119,6 +120,32 @@ fn instructions(value: &Value) -> Option<String> {
     }
 }
 
+/// The log events [`read_log_event`] reads: the ones a call is completed with.
+pub const LOG_EVENTS: &[&str] = &[
+    "gen_ai.client.inference.operation.details",
+    "gen_ai.system.message",
+    "gen_ai.user.message",
+    "gen_ai.assistant.message",
+    "gen_ai.tool.message",
+    "gen_ai.choice",
+];
+
+/// [`read_log_event`] of a record as `log_records` holds it: attributes flattened to text
+/// (read back by meaning, as [`Attrs`] reads numbers and JSON sent as strings), a structured
+/// body as JSON text.
+pub fn read_stored_event(row: &LogRecordRow) -> Option<LogContent> {
+    let attrs = Attrs::new(row.attributes.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
+    let trimmed = row.body.trim_start();
+    let body = if row.body.is_empty() {
+        Value::Null
+    } else if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        super::attrs::parse_bounded(&row.body).unwrap_or_else(|| Value::String(row.body.clone()))
+    } else {
+        Value::String(row.body.clone())
+    };
+    read_log_event(&row.event_name, &attrs, &body)
+}
+
 /// A GenAI log event, as a partial draft to join to its span. `None` for other log records.
 ///
 /// 1.37: `gen_ai.client.inference.operation.details` carries the attributes of the span with
@@ -170,4 +197,65 @@ pub enum LogContent {
     Details(Box<Draft>),
     Input(Message),
     Choice(u64, Message),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::otlp::{flat, flat_map};
+
+    /// The storage join reads the events back from `log_records`: what it reads is what the
+    /// collector read from the request.
+    #[test]
+    fn a_stored_event_reads_as_the_event_received() {
+        let details: BTreeMap<String, Value> = [
+            ("gen_ai.operation.name", serde_json::json!("chat")),
+            ("gen_ai.request.model", serde_json::json!("gpt-4o")),
+            ("gen_ai.usage.input_tokens", serde_json::json!(42)),
+            ("gen_ai.request.temperature", serde_json::json!(0.5)),
+            ("gen_ai.response.finish_reasons", serde_json::json!(["stop"])),
+            ("gen_ai.input.messages", serde_json::json!([{"role": "user", "parts": [{"type": "text", "content": "hi"}]}])),
+            (
+                "gen_ai.output.messages",
+                serde_json::json!([{"role": "assistant", "parts": [{"type": "text", "content": "hello"}], "finish_reason": "stop"}]),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let cases = [
+            ("gen_ai.client.inference.operation.details", details, Value::Null),
+            ("gen_ai.user.message", BTreeMap::new(), serde_json::json!({"content": "What is the refund window?"})),
+            ("gen_ai.tool.message", BTreeMap::new(), serde_json::json!({"content": "{\"days\": 30}", "id": "call_1"})),
+            (
+                "gen_ai.choice",
+                BTreeMap::new(),
+                serde_json::json!({"index": 1, "finish_reason": "stop", "message": {"content": "30 days."}}),
+            ),
+        ];
+        for (name, attrs, body) in cases {
+            let received = read_log_event(name, &Attrs::new(attrs.clone()), &body);
+            assert!(received.is_some(), "{name}");
+            let row = LogRecordRow {
+                project_id: "p".into(),
+                record_id: "r".into(),
+                timestamp: time::OffsetDateTime::UNIX_EPOCH,
+                observed_timestamp: time::OffsetDateTime::UNIX_EPOCH,
+                trace_id: "t".into(),
+                span_id: "s".into(),
+                severity_number: 0,
+                severity_text: String::new(),
+                event_name: name.into(),
+                body: if body.is_null() { String::new() } else { flat(&body) },
+                service_name: String::new(),
+                scope_name: String::new(),
+                resource_attributes: Default::default(),
+                attributes: flat_map(&attrs),
+                ingested_at: time::OffsetDateTime::UNIX_EPOCH,
+            };
+            assert_eq!(read_stored_event(&row), received, "{name}");
+        }
+    }
 }

@@ -367,6 +367,64 @@ pub fn to_row(project: &str, ids: &SpanIds, draft: &Draft, is_error: bool, now: 
     }
 }
 
+/// The conventions a call row may name ([`Draft::convention`]).
+const CONVENTIONS: &[&str] =
+    &["otel_genai_1.27", "otel_genai_1.28", "otel_genai_1.37", "openinference", "openllmetry", "openllmetry_legacy", "vercel_ai"];
+
+/// A stored call back as what [`to_row`] made it from, to complete it with what arrived later
+/// (its GenAI log events, through another collector): `system` and `tool_definitions` are the
+/// contents its hashes name. Derived columns (texts, tool names, hashes, error class, a cost
+/// from the price table) are derived again; messages stored empty are absent, so that log
+/// events may fill them.
+pub fn from_row(row: &LlmCallRow, system: Option<String>, tool_definitions: Option<Value>) -> (SpanIds, Draft, bool) {
+    let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let messages = |json: &str| serde_json::from_str::<Vec<Message>>(json).ok().filter(|m| !m.is_empty());
+    let ids = SpanIds {
+        trace_id: row.trace_id.clone(),
+        span_id: row.span_id.clone(),
+        parent_span_id: row.parent_span_id.clone(),
+        start: row.start_time,
+        end: row.end_time,
+        service_name: row.service_name.clone(),
+    };
+    let draft = Draft {
+        convention: CONVENTIONS.iter().copied().find(|c| *c == row.convention),
+        operation: text(&row.operation),
+        provider: text(&row.provider),
+        request_model: text(&row.request_model),
+        response_model: text(&row.response_model),
+        response_id: text(&row.response_id),
+        system: system.filter(|s| !s.is_empty()),
+        input: messages(&row.input_messages),
+        output: messages(&row.output_messages),
+        tool_definitions,
+        finish_reasons: (!row.finish_reasons.is_empty()).then(|| row.finish_reasons.clone()),
+        input_tokens: (row.input_tokens > 0).then_some(row.input_tokens),
+        output_tokens: (row.output_tokens > 0).then_some(row.output_tokens),
+        cache_read_tokens: (row.cache_read_tokens > 0).then_some(row.cache_read_tokens),
+        cache_write_tokens: (row.cache_write_tokens > 0).then_some(row.cache_write_tokens),
+        reasoning_tokens: (row.reasoning_tokens > 0).then_some(row.reasoning_tokens),
+        // A price-table cost is priced again (tokens may come with the log events).
+        cost_usd: row.cost_usd.filter(|_| row.cost_source == "sdk"),
+        temperature: row.temperature,
+        top_p: row.top_p,
+        max_tokens: row.max_tokens,
+        seed: row.seed,
+        stream: Some(row.is_stream),
+        ttft_ns: row.time_to_first_token_ns,
+        session_id: text(&row.session_id),
+        user_id: text(&row.user_id),
+        feature: text(&row.feature),
+        template_id: text(&row.prompt_template_id),
+        template_version: text(&row.prompt_template_version),
+        error_type: text(&row.error_type),
+        error_message: text(&row.error_message),
+        http_status: (row.http_status > 0).then_some(row.http_status),
+        metadata: row.metadata.clone(),
+    };
+    (ids, draft, row.status == "error")
+}
+
 /// Builds messages from OpenAI chat-style JSON (`[{role, content, tool_calls, tool_call_id}]`),
 /// shared by the conventions that embed raw request payloads.
 pub fn messages_from_openai(value: &Value) -> Vec<Message> {
@@ -412,6 +470,58 @@ pub fn message_from_openai(m: &Value) -> Option<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The storage join completes a stored row through [`from_row`]: a row read back and
+    /// written again is the row it was, derived columns included.
+    #[test]
+    fn a_stored_call_read_back_gives_the_same_row() {
+        let t = time::macros::datetime!(2026-12-01 10:00 UTC);
+        let ids = SpanIds {
+            trace_id: "t".into(),
+            span_id: "s".into(),
+            parent_span_id: "p".into(),
+            start: t,
+            end: t + time::Duration::seconds(2),
+            service_name: "svc".into(),
+        };
+        let text = |role: &str, s: &str| Message {
+            role: role.into(),
+            name: None,
+            parts: vec![Part::Text { content: s.into() }],
+            finish_reason: None,
+        };
+        let mut answer = text("assistant", "Refunds take 5 days.");
+        answer.parts.push(Part::ToolCall { id: Some("c1".into()), name: "lookup".into(), arguments: serde_json::json!({"id": 4}) });
+        let mut draft = Draft {
+            convention: Some("openinference"),
+            operation: Some("chat".into()),
+            provider: Some("openai".into()),
+            request_model: Some("gpt-4o".into()),
+            response_id: Some("chatcmpl-1".into()),
+            system: Some("Be brief.".into()),
+            input: Some(vec![text("system", "Be brief."), text("user", "How long do refunds take?")]),
+            output: Some(vec![answer]),
+            tool_definitions: Some(serde_json::json!([{"name": "lookup"}])),
+            input_tokens: Some(12),
+            output_tokens: Some(7),
+            cache_read_tokens: Some(3),
+            temperature: Some(0.2),
+            max_tokens: Some(256),
+            stream: Some(true),
+            ttft_ns: Some(1000),
+            session_id: Some("sess".into()),
+            feature: Some("support".into()),
+            error_type: Some("RateLimitError".into()),
+            http_status: Some(429),
+            metadata: [("k".to_string(), "v".to_string())].into(),
+            ..Default::default()
+        };
+        draft.finalize();
+        let row = to_row("proj", &ids, &draft, true, t);
+        let (ids2, mut again, is_error) = from_row(&row, draft.system.clone(), draft.tool_definitions.clone());
+        again.finalize();
+        assert_eq!(to_row("proj", &ids2, &again, is_error, t), row);
+    }
 
     /// A system message of the input that is not the span's system instructions (retrieved
     /// pages a RAG template put there) is the model's input too: it stays, where a copy of the

@@ -4,8 +4,8 @@
 //! Entries live for the join window, and the cache holds at most `max_bytes` (estimated: the
 //! text of the messages and a fixed cost per message, part and JSON node, so that a million
 //! empty objects count as what they cost). Past the bound, the oldest entries go first; a call
-//! or an event that loses its partner that way keeps what it has (the raw log record is stored
-//! regardless), as when the window passes. Evictions for size are counted
+//! or an event that loses its partner that way is joined in storage (`rejoin`), as when the
+//! window passes or the partner reached another collector. Evictions for size are counted
 //! (`flywheel_join_evicted_total`) — without the bound, 100 answers of 10 MB held 1.3 GB for
 //! the whole window.
 
@@ -18,8 +18,9 @@ use serde_json::Value;
 use crate::normalize::genai::LogContent;
 use crate::normalize::{Draft, SpanIds, fill};
 
-/// Default bound on the bytes the cache holds.
-pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+/// Default bound on the bytes the cache holds. Small: a call and events it misses are joined
+/// in storage (`rejoin`), at the price of one more write of the call's row.
+pub const DEFAULT_MAX_BYTES: usize = 32 << 20;
 
 /// Fixed cost of one allocation-carrying node (a JSON value, a message, a part).
 const NODE: usize = 64;
@@ -28,14 +29,14 @@ type Key = (String, String, String);
 
 /// The GenAI log events of one call, accumulated.
 #[derive(Debug, Default, Clone)]
-struct LogParts {
+pub(super) struct LogParts {
     details: Option<Draft>,
     input: Vec<Message>,
     choices: BTreeMap<u64, Message>,
 }
 
 impl LogParts {
-    fn add(&mut self, content: LogContent) {
+    pub(super) fn add(&mut self, content: LogContent) {
         match content {
             LogContent::Details(d) => self.details = Some(*d),
             LogContent::Input(m) => self.input.push(m),
@@ -58,7 +59,7 @@ impl LogParts {
         }
     }
 
-    fn draft(&self) -> Draft {
+    pub(super) fn draft(&self) -> Draft {
         let mut d = self.details.clone().unwrap_or_default();
         if !self.input.is_empty() {
             fill!(d.input, Some(self.input.clone()));

@@ -82,14 +82,19 @@ impl Pipeline {
                     }
                     batch.logs.push(LogRecordRow {
                         project_id: project.to_string(),
-                        // Everything that tells two records apart, so that only a record sent again
-                        // (a retry, a replay of the log) collapses: its resource and scope, its
-                        // severity and times, and its place in the request (identical records
-                        // logged twice are two records).
-                        record_id: normalize::content_hash(&format!(
-                            "{resource_key}/{scope}/{position}/{trace_id}/{span_id}/{time}/{}/{}/{}/{event_name}/{body}/{:?}",
-                            record.observed_time_unix_nano, record.severity_number, record.severity_text, attrs.0
-                        )),
+                        // Its place in the request (8 hex digits: records of one request sort in the
+                        // order they were sent, which per-message GenAI events need — they often
+                        // share one timestamp), then everything that tells two records apart, so
+                        // that only a record sent again (a retry, a replay of the log) collapses:
+                        // its resource and scope, its severity and times (identical records logged
+                        // twice are two records).
+                        record_id: format!(
+                            "{position:08x}{}",
+                            normalize::content_hash(&format!(
+                                "{resource_key}/{scope}/{position}/{trace_id}/{span_id}/{time}/{}/{}/{}/{event_name}/{body}/{:?}",
+                                record.observed_time_unix_nano, record.severity_number, record.severity_text, attrs.0
+                            ))
+                        ),
                         timestamp: nanos(time),
                         observed_timestamp: nanos(record.observed_time_unix_nano.max(time)),
                         trace_id,

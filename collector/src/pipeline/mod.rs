@@ -3,12 +3,13 @@
 //! Traces: every span → `spans` (raw, redacted); every model call → `llm_calls` (normalised,
 //! identity and feature inherited from its ancestors in the request, priced), with its
 //! repeated prompt content → `contents`. Logs: every record → `log_records`; GenAI content
-//! events are joined to their call by (trace id, span id), in either arrival order, through
-//! the [`JoinCache`]. `traces`/`logs` return once the rows are stored.
+//! events are joined to their call by (trace id, span id), in either arrival order: in memory
+//! through the [`JoinCache`] when both reach this collector, in storage otherwise (`rejoin`).
+//! `traces`/`logs` return once the rows are stored.
 //!
 //! Stages, one module each: `traces` (spans in), `logs` (log records in), `calls` (a
 //! span's redaction, inherited identity and `llm_calls` row), `join` (calls and their log
-//! events); this module holds the pipeline, its storage step and its answer.
+//! events, in memory), `rejoin` (the same, in storage, across collectors); this module holds the pipeline, its storage step and its answer.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -21,10 +22,12 @@ use time::OffsetDateTime;
 mod calls;
 mod join;
 mod logs;
+mod rejoin;
 mod traces;
 
 pub use join::DEFAULT_MAX_BYTES as JOIN_CACHE_DEFAULT_MAX_BYTES;
 pub use join::JoinCache;
+pub use rejoin::{RejoinError, Reports, Stored};
 
 use crate::metrics::Metrics;
 use crate::normalize::genai::read_log_event;

@@ -146,6 +146,9 @@ async fn timed_insert(store: &Store, shared: &Shared, batch: &mut Batch) -> Resu
     let rows = batch.rows();
     let result = insert(store, batch).await;
     shared.metrics.record_insert(rows, started.elapsed(), result.is_ok());
+    if let (Ok(()), Some(stored)) = (&result, &shared.cfg.stored) {
+        stored.report(batch);
+    }
     result
 }
 

@@ -62,11 +62,20 @@ pub struct WalConfig {
     pub drain_rows: usize,
     /// Largest record (one request's rows, encoded), at most [`MAX_RECORD`].
     pub max_record_bytes: u32,
+    /// Told of every batch stored, for the storage join (`pipeline::rejoin`).
+    pub stored: Option<crate::pipeline::Stored>,
 }
 
 impl WalConfig {
     pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
-        WalConfig { dir: dir.into(), max_bytes: 1 << 30, segment_bytes: 64 << 20, drain_rows: 50_000, max_record_bytes: MAX_RECORD }
+        WalConfig {
+            dir: dir.into(),
+            max_bytes: 1 << 30,
+            segment_bytes: 64 << 20,
+            drain_rows: 50_000,
+            max_record_bytes: MAX_RECORD,
+            stored: None,
+        }
     }
 }
 
