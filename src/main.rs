@@ -416,8 +416,21 @@ enum BenchCmd {
         #[arg(long, default_value_t = 400)]
         requests: usize,
         /// Spans per request (a third are agent spans, the rest chat calls with content).
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, alias = "spans-per-request", default_value_t = 60)]
         spans: usize,
+        /// Request sizes (spans) of the runs against `flywheel serve` in its own process.
+        #[arg(long, value_delimiter = ',', default_values_t = [5, 60])]
+        served_sizes: Vec<usize>,
+        /// Spans each of those runs sends.
+        #[arg(long, default_value_t = 60_000)]
+        served_spans: u64,
+        /// Only a soak: mixed traffic at `--rate` spans per second for this many seconds, in
+        /// requests of `--spans`, the collector's memory sampled every second.
+        #[arg(long)]
+        soak: Option<u64>,
+        /// Spans per second of the soak.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
         /// Requests in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
@@ -688,10 +701,19 @@ async fn run(command: Command) -> Result<ExitCode> {
             tui(project, no_color, &window, &impact, trace, pattern).await
         }
         Command::Demo { no_tui } => demo::run(demo::Demo { no_tui, interactions: 1500 }).await,
-        Command::Bench(BenchCmd::Ingest { requests, spans, concurrency, rates }) => {
+        Command::Bench(BenchCmd::Ingest { requests, spans, concurrency, rates, served_sizes, served_spans, soak, rate }) => {
             let cfg = StorageConfig::load()?;
             let store = store::open(&cfg).await?;
-            let bench = flywheel_collector::bench::IngestBench { requests, spans_per_request: spans, concurrency, rates };
+            let bench = flywheel_collector::bench::IngestBench {
+                requests,
+                spans_per_request: spans,
+                concurrency,
+                rates,
+                served_sizes,
+                served_spans,
+                soak_seconds: soak,
+                soak_rate: rate,
+            };
             print!("{}", flywheel_collector::bench::ingest(&store, &bench).await.map_err(anyhow::Error::msg)?);
             Ok(ExitCode::SUCCESS)
         }

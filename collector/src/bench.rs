@@ -4,7 +4,9 @@
 //! nothing.
 //!
 //! The load generator runs in the same process as the collector (it shares the machine's
-//! cores, as a real sidecar SDK would); its CPU is included in the CPU-per-span figure.
+//! cores, as a real sidecar SDK would); its CPU is included in the CPU-per-span figure. Then
+//! the collector as users run it, in its own process ([`served`]): spans stored end to end, the
+//! CPU of the collector and of the engine apart, resident memory; or a soak at a fixed rate.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -18,6 +20,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
 use prost::Message as _;
 
+pub mod served;
+mod traffic;
+
 use crate::auth::AuthMode;
 use crate::config::CollectorConfig;
 use crate::server;
@@ -29,6 +34,13 @@ pub struct IngestBench {
     pub concurrency: usize,
     /// Fixed loads (requests per second) for the latency table.
     pub rates: Vec<f64>,
+    /// Request sizes (spans) of the served runs, and the spans each sends.
+    pub served_sizes: Vec<usize>,
+    pub served_spans: u64,
+    /// Only a soak of this many seconds at `soak_rate` spans per second, in requests of
+    /// `spans_per_request`.
+    pub soak_seconds: Option<u64>,
+    pub soak_rate: u64,
 }
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
@@ -340,6 +352,11 @@ pub async fn ingest(store: &Store, bench: &IngestBench) -> Result<String, String
         .await
         .map_err(|e| e.to_string())?;
     flywheel_schemas::migrate::migrate(&scratch, &Default::default()).await.map_err(|e| e.to_string())?;
+    if let Some(seconds) = bench.soak_seconds {
+        let out = served::soak(scratch.database(), store.url(), seconds, bench.soak_rate, bench.spans_per_request).await?;
+        scratch.with_database("default").execute(&format!("DROP DATABASE `{}`", scratch.database())).await.map_err(|e| e.to_string())?;
+        return Ok(out);
+    }
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -406,6 +423,12 @@ pub async fn ingest(store: &Store, bench: &IngestBench) -> Result<String, String
         "\ndistinct spans stored after the {runs} storing runs: {stored} (expected {}: every run sends the same spans)",
         bench.requests * bench.spans_per_request
     );
+    let runs: Vec<served::Saturation> = bench
+        .served_sizes
+        .iter()
+        .map(|&n| served::Saturation { spans_per_request: n, spans: bench.served_spans, concurrency: bench.concurrency })
+        .collect();
+    let _ = writeln!(out, "\n{}", served::saturation(scratch.database(), store.url(), &runs).await?);
     let peak = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()));

@@ -45,6 +45,9 @@ pub struct CollectorConfig {
     /// Bound on the join cache (estimated bytes of the calls and log events it holds); past
     /// it the oldest entries go, and their late half is joined in storage (one more write).
     pub join_cache_max_bytes: usize,
+    /// Whether calls and log events that did not meet in memory are joined in storage (docs/
+    /// storage.md, Several collectors). Off only where no producer sends content as log events.
+    pub join_in_storage: bool,
     /// Requests that may wait for a ClickHouse insert; beyond, 429/503 with Retry-After.
     pub write_queue: usize,
     /// How often known API keys are re-read (a revocation takes effect within this delay).
@@ -90,6 +93,7 @@ impl Default for CollectorConfig {
             redaction: RedactionConfig::default(),
             join_window_secs: 600,
             join_cache_max_bytes: crate::pipeline::JOIN_CACHE_DEFAULT_MAX_BYTES,
+            join_in_storage: true,
             write_queue: 1024,
             key_refresh_secs: 30,
             message_id_attribute: None,

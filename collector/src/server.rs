@@ -63,14 +63,15 @@ pub async fn run_with(
     let store_for_rejoin = store.clone();
     // What the writer stores is reported to the storage join (`pipeline::rejoin`).
     let (stored, reports) = crate::pipeline::Stored::channel(metrics.clone());
+    let stored = cfg.join_in_storage.then_some(stored);
     let (writer, writer_task) = if store_rows && cfg.wal {
         let dir = cfg.wal_dir_for(store.database());
-        let wal_cfg = WalConfig { max_bytes: cfg.wal_max_bytes, stored: Some(stored), ..WalConfig::new(&dir) };
+        let wal_cfg = WalConfig { max_bytes: cfg.wal_max_bytes, stored, ..WalConfig::new(&dir) };
         let (wal, drain) = Wal::open(wal_cfg, store.clone(), metrics.clone())?;
         tracing::info!(dir = %dir.display(), "write-ahead log open");
         (Writer::with_wal(wal), drain)
     } else if store_rows {
-        Writer::start(store.clone(), WriterConfig { queue: cfg.write_queue, stored: Some(stored), ..Default::default() }, metrics.clone())
+        Writer::start(store.clone(), WriterConfig { queue: cfg.write_queue, stored, ..Default::default() }, metrics.clone())
     } else {
         Writer::discarding()
     };

@@ -24,6 +24,18 @@ pub const DEFAULT_MAX_BYTES: usize = 32 << 20;
 
 /// Fixed cost of one allocation-carrying node (a JSON value, a message, a part).
 const NODE: usize = 64;
+/// What one heap allocation costs beyond its bytes (the allocator's header and rounding).
+const ALLOC: usize = 32;
+
+/// Bytes of a heap string: its text and its allocation.
+fn text(s: &str) -> usize {
+    if s.is_empty() { 0 } else { s.len() + ALLOC }
+}
+
+/// Bytes of a key, in each of the maps and queues that hold a copy of it.
+fn key_bytes(key: &Key, copies: usize) -> usize {
+    copies * (3 * std::mem::size_of::<String>() + text(&key.0) + text(&key.1) + text(&key.2) + NODE)
+}
 
 type Key = (String, String, String);
 
@@ -133,15 +145,21 @@ impl JoinCache {
         self.bytes -= self.sizes.remove(key).unwrap_or(0);
     }
 
-    /// Re-estimates the entry of `key` after a change.
+    /// Re-estimates the entry of `key` after a change: what it holds, and the copies of its key
+    /// (the entry's map, the sizes, the expiry queue; a call's parent index, two more).
     fn resize(&mut self, key: &Key) {
         let now = match (self.calls.get(key), self.pending.get(key)) {
-            (Some(call), _) => draft_bytes(&call.draft) + call.logs.bytes() + NODE,
-            (None, Some(logs)) => logs.bytes() + NODE,
+            (Some(call), _) => {
+                let ids = &call.ids;
+                std::mem::size_of::<CachedCall>()
+                    + [&ids.trace_id, &ids.span_id, &ids.parent_span_id, &ids.service_name].into_iter().map(|s| text(s)).sum::<usize>()
+                    + draft_bytes(&call.draft)
+                    + call.logs.bytes()
+                    + key_bytes(key, 5)
+            }
+            (None, Some(logs)) => std::mem::size_of::<LogParts>() + logs.bytes() + key_bytes(key, 3),
             (None, None) => 0,
-        } + key.0.len()
-            + key.1.len()
-            + key.2.len();
+        };
         let before = self.sizes.insert(key.clone(), now).unwrap_or(0);
         self.bytes = self.bytes + now - before;
     }
@@ -238,35 +256,37 @@ fn value_bytes(v: &Value) -> usize {
 }
 
 fn message_bytes(m: &Message) -> usize {
+    let some = |s: &Option<String>| s.as_deref().map_or(0, text);
     let parts: usize = m
         .parts
         .iter()
         .map(|p| {
-            NODE + match p {
-                Part::Text { content } | Part::Reasoning { content } => content.len(),
-                Part::ToolCall { id, name, arguments } => id.as_ref().map_or(0, String::len) + name.len() + value_bytes(arguments),
-                Part::ToolCallResponse { id, response } => id.as_ref().map_or(0, String::len) + value_bytes(response),
-                Part::Other(v) => value_bytes(v),
-            }
+            std::mem::size_of::<Part>()
+                + match p {
+                    Part::Text { content } | Part::Reasoning { content } => text(content),
+                    Part::ToolCall { id, name, arguments } => some(id) + text(name) + value_bytes(arguments),
+                    Part::ToolCallResponse { id, response } => some(id) + value_bytes(response),
+                    Part::Other(v) => value_bytes(v),
+                }
         })
         .sum();
-    NODE + m.role.len() + m.name.as_ref().map_or(0, String::len) + parts
+    std::mem::size_of::<Message>() + ALLOC + text(&m.role) + some(&m.name) + some(&m.finish_reason) + parts
 }
 
 fn draft_bytes(d: &Draft) -> usize {
-    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-    let messages = |m: &Option<Vec<Message>>| m.as_ref().map_or(0, |m| m.iter().map(message_bytes).sum());
+    let some = |s: &Option<String>| s.as_deref().map_or(0, text);
+    let messages = |m: &Option<Vec<Message>>| m.as_ref().map_or(0, |m| ALLOC + m.iter().map(message_bytes).sum::<usize>());
     std::mem::size_of::<Draft>()
-        + [&d.operation, &d.provider, &d.request_model, &d.response_model, &d.response_id, &d.system].into_iter().map(text).sum::<usize>()
+        + [&d.operation, &d.provider, &d.request_model, &d.response_model, &d.response_id, &d.system].into_iter().map(some).sum::<usize>()
         + [&d.session_id, &d.user_id, &d.feature, &d.template_id, &d.template_version, &d.error_type, &d.error_message]
             .into_iter()
-            .map(text)
+            .map(some)
             .sum::<usize>()
         + messages(&d.input)
         + messages(&d.output)
         + d.tool_definitions.as_ref().map_or(0, value_bytes)
-        + d.finish_reasons.as_ref().map_or(0, |f| f.iter().map(|s| s.len() + NODE).sum())
-        + d.metadata.iter().map(|(k, v)| k.len() + v.len() + NODE).sum::<usize>()
+        + d.finish_reasons.as_ref().map_or(0, |f| ALLOC + f.iter().map(|s| std::mem::size_of::<String>() + text(s)).sum::<usize>())
+        + d.metadata.iter().map(|(k, v)| text(k) + text(v) + NODE).sum::<usize>()
 }
 
 impl LogParts {
@@ -313,6 +333,87 @@ mod tests {
         assert!(cache.merged(&last).is_some(), "the newest entries stay");
         let first = ("p".to_string(), "trace0".to_string(), "span".to_string());
         assert!(cache.merged(&first).is_none());
+    }
+
+    /// Counts the heap of the current thread: what the cache's estimate must stand for.
+    mod counting {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        pub struct Counting;
+
+        thread_local! {
+            pub static LIVE: Cell<(isize, isize)> = const { Cell::new((0, 0)) };
+        }
+
+        fn add(bytes: isize, allocations: isize) {
+            let _ = LIVE.try_with(|c| {
+                let (b, n) = c.get();
+                c.set((b + bytes, n + allocations));
+            });
+        }
+
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                add(layout.size() as isize, 1);
+                unsafe { System.alloc(layout) }
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                add(-(layout.size() as isize), -1);
+                unsafe { System.dealloc(ptr, layout) }
+            }
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                add(new_size as isize - layout.size() as isize, 0);
+                unsafe { System.realloc(ptr, layout, new_size) }
+            }
+        }
+
+        #[global_allocator]
+        static A: Counting = Counting;
+    }
+
+    /// Issue 16: the bound is on memory, so the estimate must be what the cache really holds
+    /// (it was a sixth of it: a 32 MB bound held ~200 MB) — checked against the allocator, with
+    /// glibc's cost per allocation (16 bytes, and rounding).
+    #[test]
+    fn the_estimate_is_the_memory_the_cache_holds() {
+        let live = || counting::LIVE.with(|c| c.get());
+        let text =
+            |role: &str, s: String| Message { role: role.into(), name: None, parts: vec![Part::Text { content: s }], finish_reason: None };
+        let before = live();
+        let mut cache = JoinCache::new(Duration::from_secs(600), usize::MAX);
+        for i in 0..2000 {
+            let key = ("support-bot".to_string(), format!("{i:032x}"), format!("{:016x}", i * 7 + 1));
+            let ids = SpanIds {
+                trace_id: key.1.clone(),
+                span_id: key.2.clone(),
+                parent_span_id: format!("{:016x}", i * 7),
+                service_name: "support-bot".into(),
+                ..ids()
+            };
+            let draft = Draft {
+                operation: Some("chat".into()),
+                provider: Some("openai".into()),
+                request_model: Some("gpt-4o-mini".into()),
+                response_id: Some(format!("chatcmpl-{i}")),
+                system: Some("You are the support assistant of Acme. Follow the refund policy.".into()),
+                input: Some(vec![text("user", format!("Order #{i} arrived damaged. Can I get a refund to my card?"))]),
+                output: Some(vec![text("assistant", "I have opened a refund; it takes 5 to 7 business days.".repeat(3))]),
+                finish_reasons: Some(vec!["stop".into()]),
+                session_id: Some(format!("sess-{}", i % 50)),
+                metadata: [("app.tenant".to_string(), "acme".to_string())].into(),
+                ..Default::default()
+            };
+            cache.add_call(key, ids, draft, false);
+        }
+        let after = live();
+        let (bytes, allocations) = (after.0 - before.0, after.1 - before.1);
+        let real = (bytes + 24 * allocations) as f64;
+        let estimate = cache.bytes() as f64;
+        assert!(
+            (0.75..1.5).contains(&(estimate / real)),
+            "estimate {estimate} for {real} bytes held ({bytes} + {allocations} allocations)"
+        );
     }
 
     #[test]

@@ -39,7 +39,8 @@ impl Default for DeriveConfig {
     fn default() -> Self {
         DeriveConfig {
             interval_secs: 60,
-            lookback_secs: 6 * 3600,
+            // Abandonment needs `abandon_after_secs` of silence, and a run that came late.
+            lookback_secs: 3600,
             repeat_window_secs: 300,
             repeat_similarity: 0.8,
             abandon_after_secs: 1800,
@@ -128,52 +129,90 @@ fn derived(t: &Turn, kind: &str, rule: &str, at: OffsetDateTime, attributes: BTr
     }
 }
 
-/// The derived signals of a list of turns (sorted by project, session, time).
-pub fn derive_from(turns: &[Turn], cfg: &DeriveConfig, now: OffsetDateTime) -> Vec<SignalRow> {
-    let mut out = Vec::new();
-    let window = time::Duration::seconds(cfg.repeat_window_secs as i64);
-    for pair in turns.windows(2) {
-        let (a, b) = (&pair[0], &pair[1]);
-        if a.project_id != b.project_id || a.session_id != b.session_id || a.user_id != b.user_id || b.start_time - a.start_time > window {
-            continue;
+/// Derives signals from turns given one at a time, sorted by project, session and time: it
+/// holds only the previous turn and what it derived, so a run's memory does not grow with the
+/// traffic it reads.
+pub struct Deriver<'a> {
+    cfg: &'a DeriveConfig,
+    now: OffsetDateTime,
+    previous: Option<Turn>,
+    pub derived: Vec<SignalRow>,
+}
+
+impl<'a> Deriver<'a> {
+    pub fn new(cfg: &'a DeriveConfig, now: OffsetDateTime) -> Self {
+        Deriver { cfg, now, previous: None, derived: Vec::new() }
+    }
+
+    pub fn push(&mut self, b: Turn) {
+        if let Some(a) = self.previous.take() {
+            if a.project_id != b.project_id || a.session_id != b.session_id {
+                self.abandoned(&a);
+            } else {
+                self.repeated(&a, &b);
+            }
         }
+        self.previous = Some(b);
+    }
+
+    pub fn finish(mut self) -> Vec<SignalRow> {
+        if let Some(last) = self.previous.take() {
+            self.abandoned(&last);
+        }
+        self.derived
+    }
+
+    /// `b` asks again what `a` asked: a regeneration, or a retry after a failure.
+    fn repeated(&mut self, a: &Turn, b: &Turn) {
+        let window = time::Duration::seconds(self.cfg.repeat_window_secs as i64);
         // A tool loop's follow-up repeats the user's last message with the tool's answer after
         // it: the same words, but no one asked again.
-        if b.continues {
-            continue;
+        if a.user_id != b.user_id || b.start_time - a.start_time > window || b.continues {
+            return;
         }
         let score = similarity(&a.input_text, &b.input_text);
-        if score < cfg.repeat_similarity {
-            continue;
+        if score < self.cfg.repeat_similarity {
+            return;
         }
         let attrs = BTreeMap::from([("next_trace_id".to_string(), b.trace_id.clone()), ("similarity".to_string(), format!("{score:.2}"))]);
         let (kind, rule) = if a.status == "error" { ("retry", "repeated_failed_request") } else { ("regenerate", "repeated_request") };
-        out.push(derived(a, kind, rule, b.start_time, attrs, now));
+        self.derived.push(derived(a, kind, rule, b.start_time, attrs, self.now));
     }
-    let quiet = time::Duration::seconds(cfg.abandon_after_secs as i64);
-    for (i, t) in turns.iter().enumerate() {
-        let last_of_session = turns.get(i + 1).is_none_or(|n| n.project_id != t.project_id || n.session_id != t.session_id);
-        if !last_of_session || now - t.start_time < quiet {
-            continue;
+
+    /// `t` is the last turn of its session: abandoned when it failed and silence followed.
+    fn abandoned(&mut self, t: &Turn) {
+        let quiet = time::Duration::seconds(self.cfg.abandon_after_secs as i64);
+        if self.now - t.start_time < quiet {
+            return;
         }
         let reason = if t.status == "error" {
             "error"
         } else if is_refusal(&t.output_text) {
             "refusal"
         } else {
-            continue;
+            return;
         };
         let attrs = BTreeMap::from([("after".to_string(), reason.to_string())]);
-        out.push(derived(t, "abandon", "session_ended_after_failure", t.start_time + quiet, attrs, now));
+        self.derived.push(derived(t, "abandon", "session_ended_after_failure", t.start_time + quiet, attrs, self.now));
     }
-    out
 }
 
-/// Reads the recent turns of every project, derives signals and stores those not stored yet.
+/// The derived signals of a list of turns (sorted by project, session, time).
+pub fn derive_from(turns: &[Turn], cfg: &DeriveConfig, now: OffsetDateTime) -> Vec<SignalRow> {
+    let mut deriver = Deriver::new(cfg, now);
+    for t in turns {
+        deriver.push(t.clone());
+    }
+    deriver.finish()
+}
+
+/// Reads the recent turns of every project as a stream, derives signals and stores those not
+/// stored yet.
 pub async fn run(store: &Store, cfg: &DeriveConfig) -> Result<Vec<SignalRow>, StoreError> {
     let now = OffsetDateTime::now_utc();
     let since = now - time::Duration::seconds(cfg.lookback_secs as i64);
-    let turns: Vec<Turn> = store
+    let mut deriver = Deriver::new(cfg, now);
+    store
         .query(
             // Aggregates are computed under other names, then renamed, because an alias equal to
             // a column name would shadow the column inside the other aggregates.
@@ -188,18 +227,21 @@ pub async fn run(store: &Store, cfg: &DeriveConfig) -> Result<Vec<SignalRow>, St
                GROUP BY project_id, session_id, trace_id) ORDER BY project_id, session_id, start_time",
         )
         .bind(since.unix_timestamp_nanos() as i64)
-        .fetch_all()
+        .for_each(|turn: Turn| deriver.push(turn))
         .await?;
-    let candidates = derive_from(&turns, cfg, now);
-    if candidates.is_empty() {
-        return Ok(candidates);
+    let candidates = deriver.finish();
+    let mut existing = HashSet::new();
+    for chunk in candidates.chunks(1000) {
+        let ids: Vec<&String> = chunk.iter().map(|s| &s.signal_id).collect();
+        let found: Vec<String> = store
+            .query("SELECT DISTINCT signal_id FROM signals WHERE source = ? AND timestamp >= fromUnixTimestamp64Nano(?) AND signal_id IN ?")
+            .bind(super::SOURCE_DERIVED)
+            .bind(since.unix_timestamp_nanos() as i64)
+            .bind(ids)
+            .fetch_all()
+            .await?;
+        existing.extend(found);
     }
-    let existing: Vec<String> = store
-        .query("SELECT DISTINCT signal_id FROM signals WHERE source = ? AND timestamp >= fromUnixTimestamp64Nano(?)")
-        .bind(super::SOURCE_DERIVED)
-        .bind(since.unix_timestamp_nanos() as i64)
-        .fetch_all()
-        .await?;
     let fresh: Vec<SignalRow> = candidates.into_iter().filter(|s| !existing.contains(&s.signal_id)).collect();
     if !fresh.is_empty() {
         store.insert("signals", &fresh).await?;

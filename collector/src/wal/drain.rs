@@ -41,10 +41,16 @@ pub(super) async fn run(store: Store, shared: Arc<Shared>) {
             let notified = shared.appended.notified();
             if shared.durable.load(Ordering::Acquire) <= stored {
                 notified.await;
+                // A few records have just arrived: give the next ones a moment to join them.
+                // Every insert is a part for ClickHouse to write and merge; at an ordinary
+                // load, inserting each request as it lands costs the engine several times the
+                // CPU per span of inserting a fraction of a second's worth at once.
+                tokio::time::sleep(shared.cfg.drain_linger).await;
             }
             continue;
         }
-        let (dir2, limit, from, metrics) = (dir.clone(), shared.cfg.drain_rows, cursor, shared.metrics.clone());
+        let limit = segment::Limit { rows: shared.cfg.drain_rows, bytes: shared.cfg.drain_bytes };
+        let (dir2, from, metrics) = (dir.clone(), cursor, shared.metrics.clone());
         let read = tokio::task::spawn_blocking(move || read_chunk(&dir2, from, stored, limit, &metrics)).await;
         let (items, next) = match read {
             Ok(Ok(r)) => r,
@@ -72,7 +78,28 @@ pub(super) async fn run(store: Store, shared: Arc<Shared>) {
                 Item::Undecodable { lsn, raw, error } => quarantine_undecodable(&shared, lsn, &raw, &error),
             }
         }
-        store_records(&store, &shared, records, &mut backoff).await;
+        if !store_chunk(&store, &shared, records, &mut backoff).await {
+            // Refused for its data: read the chunk again (it is still in the log) to find the
+            // record at fault. Undecodable records were quarantined on the first read.
+            let (dir2, metrics) = (dir.clone(), shared.metrics.clone());
+            let again = loop {
+                let (dir2, metrics) = (dir2.clone(), metrics.clone());
+                match tokio::task::spawn_blocking(move || read_chunk(&dir2, from, stored, limit, &metrics)).await {
+                    Ok(Ok((items, _))) => break items,
+                    Ok(Err(e)) => tracing::error!(error = %e, "cannot read the write-ahead log again; retrying"),
+                    Err(e) => tracing::error!(error = %e, "write-ahead log reader failed; retrying"),
+                }
+                tokio::time::sleep(backoff).await;
+            };
+            let records: Vec<(u64, Batch)> = again
+                .into_iter()
+                .filter_map(|item| match item {
+                    Item::Record { lsn, batch } if lsn <= last => Some((lsn, batch)),
+                    _ => None,
+                })
+                .collect();
+            store_one_by_one(&store, &shared, records, &mut backoff).await;
+        }
         cursor = next;
         shared.stored.store(last, Ordering::Release);
         if let Err(e) = segment::write_checkpoint(&dir, last) {
@@ -84,26 +111,25 @@ pub(super) async fn run(store: Store, shared: Arc<Shared>) {
     }
 }
 
-/// Stores `records` (in LSN order); returns once each is stored or quarantined.
-async fn store_records(store: &Store, shared: &Shared, records: Vec<(u64, Batch)>, backoff: &mut Duration) {
-    if records.is_empty() {
-        return;
-    }
+/// Stores `records` (in LSN order) in one insert, retried while ClickHouse is away; `false`
+/// when ClickHouse refuses the rows themselves ([`store_one_by_one`] then finds the record at
+/// fault). The records are moved into the insert, not copied: a chunk is held once.
+async fn store_chunk(store: &Store, shared: &Shared, records: Vec<(u64, Batch)>, backoff: &mut Duration) -> bool {
+    let Some((first_lsn, last_lsn)) = records.first().zip(records.last()).map(|(f, l)| (f.0, l.0)) else { return true };
     let mut batch = Batch::default();
-    for (_, b) in &records {
-        batch.append(b.clone());
+    for (_, b) in records {
+        batch.append(b);
     }
-    let (first_lsn, last_lsn) = (records[0].0, records[records.len() - 1].0);
     tracing::debug!(first_lsn, last_lsn, rows = batch.rows(), "draining the write-ahead log");
     loop {
         match timed_insert(store, shared, &mut batch).await {
             Ok(()) => {
                 *backoff = Duration::from_millis(200);
-                return;
+                return true;
             }
             Err(e) if e.is_data_error() => {
                 tracing::warn!(error = %e, first_lsn, last_lsn, "ClickHouse refused the data of a write-ahead log chunk; storing its records one by one to find the one at fault");
-                break;
+                return false;
             }
             Err(e) => {
                 tracing::warn!(error = %e, rows = batch.rows(), retry_in = ?backoff, "ClickHouse insert from the write-ahead log failed; the data stays in the log");
@@ -112,6 +138,10 @@ async fn store_records(store: &Store, shared: &Shared, records: Vec<(u64, Batch)
             }
         }
     }
+}
+
+/// Stores `records` one insert each; a record ClickHouse keeps refusing alone is quarantined.
+async fn store_one_by_one(store: &Store, shared: &Shared, records: Vec<(u64, Batch)>, backoff: &mut Duration) {
     for (lsn, mut batch) in records {
         let mut refused = 0;
         loop {
@@ -191,7 +221,7 @@ fn read_chunk(
     dir: &Path,
     cursor: Cursor,
     stored: u64,
-    limit: usize,
+    limit: segment::Limit,
     metrics: &crate::metrics::Metrics,
 ) -> Result<(Vec<Item>, Cursor), WalError> {
     let segs = segment::segments(dir)?;

@@ -58,8 +58,13 @@ pub struct WalConfig {
     /// Bound on the log's size on disk; beyond it appends are refused (429).
     pub max_bytes: u64,
     pub segment_bytes: u64,
-    /// Rows per ClickHouse insert when draining.
+    /// Rows per ClickHouse insert when draining, and encoded bytes: a chunk of the log is held
+    /// in memory decoded while it is inserted (a few times its encoded size).
     pub drain_rows: usize,
+    pub drain_bytes: u64,
+    /// How long the drain lets records gather once the log was drained: visibility in
+    /// ClickHouse waits up to this long, acknowledgements do not.
+    pub drain_linger: std::time::Duration,
     /// Largest record (one request's rows, encoded), at most [`MAX_RECORD`].
     pub max_record_bytes: u32,
     /// Told of every batch stored, for the storage join (`pipeline::rejoin`).
@@ -73,6 +78,8 @@ impl WalConfig {
             max_bytes: 1 << 30,
             segment_bytes: 64 << 20,
             drain_rows: 50_000,
+            drain_bytes: 8 << 20,
+            drain_linger: std::time::Duration::from_millis(200),
             max_record_bytes: MAX_RECORD,
             stored: None,
         }
@@ -135,7 +142,7 @@ fn recover(dir: &Path, checkpoint: u64, metrics: &Metrics) -> Result<u64, WalErr
         // Only the last segment may end with a torn record: every earlier one was complete
         // before the next was created.
         let mut items = Vec::new();
-        let read = segment::read(path, 0, usize::MAX, &mut items)?;
+        let read = segment::read(path, 0, segment::Limit::NONE, &mut items)?;
         if let Some(lsn) = items.iter().map(Item::lsn).max() {
             last_lsn = last_lsn.max(lsn);
         }

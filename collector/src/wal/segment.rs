@@ -183,7 +183,20 @@ pub(super) struct Scan {
 
 /// Reads the records of the segment at `path` from `offset` (0: its first record), up to about
 /// `limit_rows` rows, into `out`.
-pub(super) fn read(path: &Path, offset: u64, limit_rows: usize, out: &mut Vec<Item>) -> Result<Scan, WalError> {
+/// How much one read takes: records until either bound is reached (the record that crosses it
+/// included).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limit {
+    pub rows: usize,
+    /// Encoded bytes of the records' payloads.
+    pub bytes: u64,
+}
+
+impl Limit {
+    pub const NONE: Limit = Limit { rows: usize::MAX, bytes: u64::MAX };
+}
+
+pub(super) fn read(path: &Path, offset: u64, limit: Limit, out: &mut Vec<Item>) -> Result<Scan, WalError> {
     let format = format(path)?;
     let mut file = File::open(path).map_err(io(path))?;
     let len = file.metadata().map_err(io(path))?.len();
@@ -193,8 +206,9 @@ pub(super) fn read(path: &Path, offset: u64, limit_rows: usize, out: &mut Vec<It
     }
     file.seek(SeekFrom::Start(pos)).map_err(io(path))?;
     let mut reader = BufReader::new(file);
-    let mut rows = 0;
-    while pos + RECORD_HEADER <= len && rows < limit_rows {
+    let (mut rows, mut bytes) = (0, 0u64);
+    let open = |rows: usize, bytes: u64| rows < limit.rows && bytes < limit.bytes;
+    while pos + RECORD_HEADER <= len && open(rows, bytes) {
         let mut header = [0u8; RECORD_HEADER as usize];
         if reader.read_exact(&mut header).is_err() {
             return Ok(Scan { end: pos, torn: true });
@@ -221,11 +235,12 @@ pub(super) fn read(path: &Path, offset: u64, limit_rows: usize, out: &mut Vec<It
             }
         };
         rows += item.rows();
+        bytes += size as u64;
         out.push(item);
         pos += RECORD_HEADER + size as u64;
     }
     // Fewer bytes left than a record header: a tail cut in the header itself.
-    let torn = rows < limit_rows && pos < len;
+    let torn = open(rows, bytes) && pos < len;
     Ok(Scan { end: pos, torn })
 }
 

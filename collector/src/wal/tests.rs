@@ -51,7 +51,7 @@ fn write_raw(path: &Path, lsn: u64, payload: &[u8]) -> usize {
 
 fn read_all(path: &Path) -> (Vec<Item>, segment::Scan) {
     let mut out = Vec::new();
-    let read = segment::read(path, 0, usize::MAX, &mut out).unwrap();
+    let read = segment::read(path, 0, segment::Limit::NONE, &mut out).unwrap();
     (out, read)
 }
 
