@@ -15,6 +15,10 @@ use flywheel_schemas::engine::{self, StartOptions};
 use flywheel_schemas::migrate::{self, MigrateOptions};
 use flywheel_schemas::{bench, store};
 
+/// mimalloc, not glibc's malloc: see Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod analyze;
 mod bench_analyze;
 mod demo;
