@@ -162,12 +162,9 @@ impl Run {
     }
 }
 
+/// CPU seconds of this process (collector and load generator).
 fn cpu_seconds() -> f64 {
-    // utime + stime of this process (collector and load generator), from /proc/self/stat.
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(0.0);
-    ticks / 100.0
+    served::cpu_seconds(std::process::id())
 }
 
 /// How the collector under test stores what it receives.

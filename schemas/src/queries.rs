@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::rows::{LlmCallRow, LogRecordRow, PatternMemberRow, PatternNameRow, PatternRow, PatternTriageRow, SignalRow, TRIAGE_STATES};
-use crate::store::Store;
+use crate::store::{Store, StoreQuery};
 
 /// A time as the nanoseconds `fromUnixTimestamp64Nano(?)` takes, clamped to what an `i64`
 /// holds (1970 to 2262) instead of wrapping. Every query that binds a time uses this one.
@@ -223,6 +223,17 @@ pub async fn releases_of(store: &Store, project: &str, trace_ids: &[String]) -> 
 /// spans of a project by `(trace_id, span_id)`.
 pub type SpanKey = (String, String);
 
+/// `SELECT ?fields FROM <from> WHERE` one project's rows of these spans `AND <and>`: trace ids
+/// first, which the tables' keys and indexes find, then the pairs.
+fn of_spans<'a>(store: &'a Store, from: &str, and: &str, project: &str, spans: &[SpanKey]) -> StoreQuery<'a> {
+    let traces: Vec<&String> = spans.iter().map(|(t, _)| t).collect();
+    store
+        .query(&format!("SELECT ?fields FROM {from} WHERE project_id = ? AND trace_id IN ? AND (trace_id, span_id) IN ? AND {and}"))
+        .bind(project)
+        .bind(traces)
+        .bind(spans)
+}
+
 /// The current `llm_calls` rows of these spans, started within `[lo, hi]` (the bound prunes
 /// day partitions; the trace id index finds the rows).
 pub async fn calls_of_spans(
@@ -235,19 +246,8 @@ pub async fn calls_of_spans(
     if spans.is_empty() {
         return Ok(vec![]);
     }
-    let traces: Vec<&String> = spans.iter().map(|(t, _)| t).collect();
-    store
-        .query(
-            "SELECT ?fields FROM llm_calls FINAL WHERE project_id = ? AND trace_id IN ? AND (trace_id, span_id) IN ? \
-             AND start_time >= fromUnixTimestamp64Nano(?) AND start_time <= fromUnixTimestamp64Nano(?)",
-        )
-        .bind(project)
-        .bind(traces)
-        .bind(spans)
-        .bind(nanos(lo))
-        .bind(nanos(hi))
-        .fetch_all()
-        .await
+    let and = "start_time >= fromUnixTimestamp64Nano(?) AND start_time <= fromUnixTimestamp64Nano(?)";
+    of_spans(store, "llm_calls FINAL", and, project, spans).bind(nanos(lo)).bind(nanos(hi)).fetch_all().await
 }
 
 /// The log records named `events` of these spans, in the order they arrived: by the time they
@@ -262,18 +262,8 @@ pub async fn log_events_of_spans(
     if spans.is_empty() {
         return Ok(vec![]);
     }
-    let traces: Vec<&String> = spans.iter().map(|(t, _)| t).collect();
-    store
-        .query(
-            "SELECT ?fields FROM log_records FINAL WHERE project_id = ? AND trace_id IN ? AND (trace_id, span_id) IN ? \
-             AND event_name IN ? ORDER BY ingested_at, record_id",
-        )
-        .bind(project)
-        .bind(traces)
-        .bind(spans)
-        .bind(events)
-        .fetch_all()
-        .await
+    let and = "event_name IN ? ORDER BY ingested_at, record_id";
+    of_spans(store, "log_records FINAL", and, project, spans).bind(events).fetch_all().await
 }
 
 /// The members of a pattern found by its latest run, nearest to its centre first.

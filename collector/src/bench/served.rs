@@ -87,7 +87,7 @@ impl Drop for Served {
     }
 }
 
-/// CPU seconds (user + system, every thread) of a process.
+/// CPU seconds (user + system, every thread) of a process, from `/proc/<pid>/stat`.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
