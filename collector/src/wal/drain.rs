@@ -41,11 +41,6 @@ pub(super) async fn run(store: Store, shared: Arc<Shared>) {
             let notified = shared.appended.notified();
             if shared.durable.load(Ordering::Acquire) <= stored {
                 notified.await;
-                // A few records have just arrived: give the next ones a moment to join them.
-                // Every insert is a part for ClickHouse to write and merge; at an ordinary
-                // load, inserting each request as it lands costs the engine several times the
-                // CPU per span of inserting a fraction of a second's worth at once.
-                tokio::time::sleep(shared.cfg.drain_linger).await;
             }
             continue;
         }
@@ -249,7 +244,10 @@ fn read_chunk(
             tracing::error!(segment = %path.display(), offset = read.end, bytes = len - read.end, kept = %kept.display(), "write-ahead log segment damaged: unreadable bytes kept in quarantine");
             cursor = Cursor { segment: *first, offset: len };
         }
-        if !out.is_empty() || read.torn && is_last {
+        // Stopped at the limit inside this segment: its next records come first, whether or
+        // not this read found any not stored yet (after a restart, a segment's head often holds
+        // only stored ones) — moving on would skip the rest of the segment.
+        if !out.is_empty() || read.limited || read.torn && is_last {
             break;
         }
     }

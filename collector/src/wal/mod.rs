@@ -62,9 +62,6 @@ pub struct WalConfig {
     /// in memory decoded while it is inserted (a few times its encoded size).
     pub drain_rows: usize,
     pub drain_bytes: u64,
-    /// How long the drain lets records gather once the log was drained: visibility in
-    /// ClickHouse waits up to this long, acknowledgements do not.
-    pub drain_linger: std::time::Duration,
     /// Largest record (one request's rows, encoded), at most [`MAX_RECORD`].
     pub max_record_bytes: u32,
     /// Told of every batch stored, for the storage join (`pipeline::rejoin`).
@@ -79,7 +76,6 @@ impl WalConfig {
             segment_bytes: 64 << 20,
             drain_rows: 50_000,
             drain_bytes: 8 << 20,
-            drain_linger: std::time::Duration::from_millis(200),
             max_record_bytes: MAX_RECORD,
             stored: None,
         }

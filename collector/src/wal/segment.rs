@@ -179,10 +179,12 @@ pub(super) struct Scan {
     /// The data stops at `end` because of a record cut short or failing its checksum (a torn
     /// tail in the last segment, corruption in any other), not because the file ends there.
     pub torn: bool,
+    /// The read stopped at its limit: records may follow `end` in this segment.
+    pub limited: bool,
 }
 
-/// Reads the records of the segment at `path` from `offset` (0: its first record), up to about
-/// `limit_rows` rows, into `out`.
+/// Reads the records of the segment at `path` from `offset` (0: its first record), up to
+/// `limit`, into `out`.
 /// How much one read takes: records until either bound is reached (the record that crosses it
 /// included).
 #[derive(Debug, Clone, Copy)]
@@ -202,7 +204,7 @@ pub(super) fn read(path: &Path, offset: u64, limit: Limit, out: &mut Vec<Item>) 
     let len = file.metadata().map_err(io(path))?.len();
     let mut pos = offset.max(format.data_start());
     if format == Format::Empty {
-        return Ok(Scan { end: len, torn: false });
+        return Ok(Scan { end: len, torn: false, limited: false });
     }
     file.seek(SeekFrom::Start(pos)).map_err(io(path))?;
     let mut reader = BufReader::new(file);
@@ -211,20 +213,20 @@ pub(super) fn read(path: &Path, offset: u64, limit: Limit, out: &mut Vec<Item>) 
     while pos + RECORD_HEADER <= len && open(rows, bytes) {
         let mut header = [0u8; RECORD_HEADER as usize];
         if reader.read_exact(&mut header).is_err() {
-            return Ok(Scan { end: pos, torn: true });
+            return Ok(Scan { end: pos, torn: true, limited: false });
         }
         let size = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
         let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
         let lsn = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
         if size > MAX_RECORD || pos + RECORD_HEADER + size as u64 > len {
-            return Ok(Scan { end: pos, torn: true });
+            return Ok(Scan { end: pos, torn: true, limited: false });
         }
         let mut payload = vec![0u8; size as usize];
         if reader.read_exact(&mut payload).is_err() {
-            return Ok(Scan { end: pos, torn: true });
+            return Ok(Scan { end: pos, torn: true, limited: false });
         }
         if checksum(lsn, &payload) != crc {
-            return Ok(Scan { end: pos, torn: true });
+            return Ok(Scan { end: pos, torn: true, limited: false });
         }
         let item = match decode(format, &payload) {
             Ok(batch) => Item::Record { lsn, batch },
@@ -240,8 +242,9 @@ pub(super) fn read(path: &Path, offset: u64, limit: Limit, out: &mut Vec<Item>) 
         pos += RECORD_HEADER + size as u64;
     }
     // Fewer bytes left than a record header: a tail cut in the header itself.
-    let torn = open(rows, bytes) && pos < len;
-    Ok(Scan { end: pos, torn })
+    let limited = !open(rows, bytes);
+    let torn = !limited && pos < len;
+    Ok(Scan { end: pos, torn, limited })
 }
 
 pub(super) fn checksum(lsn: u64, payload: &[u8]) -> u32 {
