@@ -44,21 +44,10 @@ pub(super) async fn run(store: Store, shared: Arc<Shared>) {
             }
             continue;
         }
-        let limit = segment::Limit { rows: shared.cfg.drain_rows, bytes: shared.cfg.drain_bytes };
-        let (dir2, from, metrics) = (dir.clone(), cursor, shared.metrics.clone());
-        let read = tokio::task::spawn_blocking(move || read_chunk(&dir2, from, stored, limit, &metrics)).await;
-        let (items, next) = match read {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot read the write-ahead log; retrying");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "write-ahead log reader failed; retrying");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
+        let from = cursor;
+        let Some((items, next)) = read_off_thread(&shared, from, stored).await else {
+            tokio::time::sleep(backoff).await;
+            continue;
         };
         let Some(last) = items.last().map(Item::lsn) else {
             // Durable but not readable yet from this cursor (rotation in progress): look again.
@@ -76,13 +65,9 @@ pub(super) async fn run(store: Store, shared: Arc<Shared>) {
         if !store_chunk(&store, &shared, records, &mut backoff).await {
             // Refused for its data: read the chunk again (it is still in the log) to find the
             // record at fault. Undecodable records were quarantined on the first read.
-            let (dir2, metrics) = (dir.clone(), shared.metrics.clone());
             let again = loop {
-                let (dir2, metrics) = (dir2.clone(), metrics.clone());
-                match tokio::task::spawn_blocking(move || read_chunk(&dir2, from, stored, limit, &metrics)).await {
-                    Ok(Ok((items, _))) => break items,
-                    Ok(Err(e)) => tracing::error!(error = %e, "cannot read the write-ahead log again; retrying"),
-                    Err(e) => tracing::error!(error = %e, "write-ahead log reader failed; retrying"),
+                if let Some((items, _)) = read_off_thread(&shared, from, stored).await {
+                    break items;
                 }
                 tokio::time::sleep(backoff).await;
             };
@@ -103,6 +88,24 @@ pub(super) async fn run(store: Store, shared: Arc<Shared>) {
         *shared.oldest_unstored.lock().unwrap_or_else(|e| e.into_inner()) =
             (shared.durable.load(Ordering::Acquire) > last).then(Instant::now);
         remove_stored_segments(&shared, last);
+    }
+}
+
+/// [`read_chunk`] on the blocking pool, with the configured limit; `None` (logged) when the log
+/// cannot be read now.
+async fn read_off_thread(shared: &Arc<Shared>, from: Cursor, stored: u64) -> Option<(Vec<Item>, Cursor)> {
+    let limit = segment::Limit { rows: shared.cfg.drain_rows, bytes: shared.cfg.drain_bytes };
+    let (dir, metrics) = (shared.cfg.dir.clone(), shared.metrics.clone());
+    match tokio::task::spawn_blocking(move || read_chunk(&dir, from, stored, limit, &metrics)).await {
+        Ok(Ok(read)) => Some(read),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read the write-ahead log; retrying");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "write-ahead log reader failed; retrying");
+            None
+        }
     }
 }
 

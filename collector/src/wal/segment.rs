@@ -183,8 +183,6 @@ pub(super) struct Scan {
     pub limited: bool,
 }
 
-/// Reads the records of the segment at `path` from `offset` (0: its first record), up to
-/// `limit`, into `out`.
 /// How much one read takes: records until either bound is reached (the record that crosses it
 /// included).
 #[derive(Debug, Clone, Copy)]
@@ -198,6 +196,8 @@ impl Limit {
     pub const NONE: Limit = Limit { rows: usize::MAX, bytes: u64::MAX };
 }
 
+/// Reads the records of the segment at `path` from `offset` (0: its first record), up to
+/// `limit`, into `out`.
 pub(super) fn read(path: &Path, offset: u64, limit: Limit, out: &mut Vec<Item>) -> Result<Scan, WalError> {
     let format = format(path)?;
     let mut file = File::open(path).map_err(io(path))?;
