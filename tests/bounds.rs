@@ -382,6 +382,53 @@ async fn grpc_bodies_count_in_the_memory_budget_as_they_arrive() {
     assert_eq!(c.metric("flywheel_inflight_body_bytes").await, 0.0);
 }
 
+/// A gRPC export is authenticated from its headers before its body is read: stalled exports
+/// with made-up keys hold nothing of the memory budget (each made-up key used to get a share
+/// of its own, and twenty of them held the whole budget), each is refused UNAUTHENTICATED at
+/// once, and a real key's export goes through beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_keys_hold_nothing_of_the_grpc_memory_budget() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let c = Collector::start(
+        TestDb::new("grpcmadeup"),
+        "[collector]\nmax_inflight_body_bytes = 1000000\nmax_inflight_body_bytes_per_key = 400000\n",
+    );
+    let key = c.key("p");
+    let addr = c.grpc.trim_start_matches("http://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut replies = Vec::new();
+    let mut streams = Vec::new();
+    for i in 0..20 {
+        let mut h2 = h2.clone().ready().await.unwrap();
+        let (reply, mut stream) = h2.send_request(grpc_export_head(&addr, &format!("fw_made_up_{i}")), false).unwrap();
+        // A message announced as 4 MB, of which 48 KB arrive, then nothing.
+        let mut prefix = vec![0u8];
+        prefix.extend_from_slice(&4_000_000u32.to_be_bytes());
+        let _ = stream.send_data(bytes::Bytes::from(prefix), false);
+        for _ in 0..3 {
+            let _ = stream.send_data(bytes::Bytes::from(vec![0x0au8; 16_000]), false);
+        }
+        replies.push(reply);
+        streams.push(stream);
+    }
+    for reply in replies {
+        let reply = tokio::time::timeout(Duration::from_secs(10), reply).await.expect("refused without waiting for the body").unwrap();
+        let status = reply.headers().get("grpc-status").and_then(|v| v.to_str().ok()).map(str::to_string);
+        assert_eq!(status.as_deref(), Some("16"), "UNAUTHENTICATED: {:?}", reply.headers());
+    }
+    assert_eq!(c.metric("flywheel_inflight_body_bytes").await, 0.0, "made-up keys hold nothing of the budget");
+    assert!(c.metric(r#"flywheel_rejected_total{signal="grpc",reason="auth"}"#).await >= 20.0);
+
+    let mut client = TraceServiceClient::connect(c.grpc.clone()).await.unwrap();
+    let mut request = tonic::Request::new(ExportTraceServiceRequest::decode(fixture("otel-v2/chat_plain.pb").as_slice()).unwrap());
+    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+    client.export(request).await.expect("a real key's export goes through");
+    drop(streams);
+}
+
 /// The headers of a gRPC trace export, for a raw HTTP/2 stream.
 fn grpc_export_head(addr: &str, key: &str) -> http::Request<()> {
     http::Request::builder()

@@ -132,6 +132,16 @@ impl Authenticator {
         self.key(key).await.map(|k| k.project)
     }
 
+    /// The key a request's memory counts against in the budget of bodies in flight
+    /// ([`crate::receiver::budget`]): the key it presented, once authenticated. In open mode
+    /// any key passes unchecked, so none counts: made-up keys must not get a share each.
+    pub fn budget_key<'k>(&self, presented: Option<&'k str>) -> Option<&'k str> {
+        match self.mode {
+            AuthMode::Keys => presented,
+            AuthMode::Open { .. } => None,
+        }
+    }
+
     /// The key of a request, checked. In open mode there is no key: `Missing`.
     ///
     /// A key that has no public key for its feedback tokens yet (created before they were

@@ -31,7 +31,8 @@ impl Service {
     /// buffer, the decoded message, the rows being built) in the budget of bodies in flight.
     fn reserve(&self, size: usize, signal: &str, metadata: &MetadataMap) -> Result<super::budget::Reservation, Status> {
         let budget = &self.0.body_budget;
-        let mut reservation = budget.empty(presented_key(&metadata.clone().into_headers()).as_deref());
+        let presented = presented_key(&metadata.clone().into_headers());
+        let mut reservation = budget.empty(self.0.auth.budget_key(presented.as_deref()));
         budget.grow(&mut reservation, 3 * size as u64).map_err(|spent| {
             self.0.pipeline.metrics.reject(signal, spent.reason(), 1);
             over_budget(spent)
@@ -179,7 +180,7 @@ pub async fn serve(
     let limit = receiver.max_body_bytes;
     let metrics = receiver.pipeline.metrics.clone();
     let service_limits = receiver.connections.clone();
-    let budget = BudgetLayer { budget: receiver.body_budget.clone(), metrics: metrics.clone() };
+    let budget = BudgetLayer { receiver: receiver.clone() };
     let budget_of_repairs = receiver.body_budget.clone();
     let service = Service(receiver);
     let traces = ExportServer::<Traces>::new(service.clone(), budget_of_repairs.clone(), limit);

@@ -8,6 +8,11 @@
 //! its next frame, before tonic buffers more. The reservation lasts as long as tonic holds the
 //! body; the service then reserves the decoded message (see `grpc::Service::reserve`).
 //!
+//! The request's key is authenticated here, from its headers, before any of its body is read:
+//! a request with a made-up key is refused without a byte in the budget, and the share of the
+//! budget one key may hold (`max_inflight_body_bytes_per_key`) is counted only for keys that
+//! exist — a flood of invented keys cannot each take a share.
+//!
 //! Refusals are `RESOURCE_EXHAUSTED` with a `RetryInfo` detail: OTLP exporters retry that code
 //! only when the server says when (OTLP specification, "Failures"), and a busy collector wants
 //! the data again in a moment, not dropped.
@@ -23,8 +28,9 @@ use http_body::{Frame, SizeHint};
 use tonic::Status;
 use tonic::body::Body;
 
+use super::Receiver;
 use super::budget::{BodyBudget, Reservation, Spent};
-use crate::metrics::Metrics;
+use super::reply::Refusal;
 
 /// Reserved when a request arrives, before its first frame: a request that cannot get even this
 /// is refused without reading anything.
@@ -50,28 +56,26 @@ pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<String> {
 
 #[derive(Clone)]
 pub struct BudgetLayer {
-    pub budget: BodyBudget,
-    pub metrics: Arc<Metrics>,
+    pub receiver: Arc<Receiver>,
 }
 
 impl<S> tower::Layer<S> for BudgetLayer {
     type Service = Budgeted<S>;
 
     fn layer(&self, inner: S) -> Budgeted<S> {
-        Budgeted { inner, budget: self.budget.clone(), metrics: self.metrics.clone() }
+        Budgeted { inner, receiver: self.receiver.clone() }
     }
 }
 
 #[derive(Clone)]
 pub struct Budgeted<S> {
     inner: S,
-    budget: BodyBudget,
-    metrics: Arc<Metrics>,
+    receiver: Arc<Receiver>,
 }
 
 impl<S> tower::Service<axum::http::Request<Body>> for Budgeted<S>
 where
-    S: tower::Service<axum::http::Request<Body>, Response = axum::http::Response<Body>> + Send + 'static,
+    S: tower::Service<axum::http::Request<Body>, Response = axum::http::Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = axum::http::Response<Body>;
@@ -83,23 +87,35 @@ where
     }
 
     fn call(&mut self, request: axum::http::Request<Body>) -> Self::Future {
-        let mut reservation = self.budget.empty(presented_key(request.headers()).as_deref());
-        if let Err(spent) = self.budget.grow(&mut reservation, FIRST) {
-            self.metrics.reject("grpc", spent.reason(), 1);
-            let refusal = over_budget(spent).into_http();
-            return Box::pin(async move { Ok(refusal) });
-        }
-        let gzip = request.headers().get("grpc-encoding").is_some_and(|v| v.as_bytes() != b"identity");
-        let (parts, body) = request.into_parts();
-        let counted = Counted {
-            inner: body,
-            budget: self.budget.clone(),
-            metrics: self.metrics.clone(),
-            reservation,
-            prepaid: FIRST,
-            factor: if gzip { GZIP_FACTOR } else { PLAIN_FACTOR },
-        };
-        Box::pin(self.inner.call(axum::http::Request::from_parts(parts, Body::new(counted))))
+        // The service polled ready is the one to call (tower's contract); a clone stays behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let receiver = self.receiver.clone();
+        Box::pin(async move {
+            let metrics = &receiver.pipeline.metrics;
+            let presented = presented_key(request.headers());
+            if let Err(e) = receiver.auth.project(presented.as_deref()).await {
+                metrics.reject("grpc", "auth", 1);
+                return Ok(Refusal::of_auth(&e).grpc(e.to_string()).into_http());
+            }
+            let budget = &receiver.body_budget;
+            let mut reservation = budget.empty(receiver.auth.budget_key(presented.as_deref()));
+            if let Err(spent) = budget.grow(&mut reservation, FIRST) {
+                metrics.reject("grpc", spent.reason(), 1);
+                return Ok(over_budget(spent).into_http());
+            }
+            let gzip = request.headers().get("grpc-encoding").is_some_and(|v| v.as_bytes() != b"identity");
+            let (parts, body) = request.into_parts();
+            let counted = Counted {
+                inner: body,
+                budget: budget.clone(),
+                metrics: metrics.clone(),
+                reservation,
+                prepaid: FIRST,
+                factor: if gzip { GZIP_FACTOR } else { PLAIN_FACTOR },
+            };
+            inner.call(axum::http::Request::from_parts(parts, Body::new(counted))).await
+        })
     }
 }
 
@@ -107,7 +123,7 @@ where
 struct Counted {
     inner: Body,
     budget: BodyBudget,
-    metrics: Arc<Metrics>,
+    metrics: Arc<crate::metrics::Metrics>,
     reservation: Reservation,
     /// Bytes reserved at arrival not yet used by frames.
     prepaid: u64,

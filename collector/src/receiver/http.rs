@@ -182,14 +182,20 @@ async fn prepare(
     let limit = r.max_body_bytes;
     let busy =
         |spent: Spent| Reply { status: StatusCode::TOO_MANY_REQUESTS, message: spent.message().into(), encoding, retry_after: Some(1) };
-    let (raw, mut reservation): (Bytes, _) = super::read_body(body, limit, &r.body_budget, key.as_deref()).await.map_err(|e| match e {
-        super::BodyError::TooLarge => reject(decode_reply(DecodeError::TooLarge { limit, decompressed: false }, encoding), "too_large"),
-        super::BodyError::Busy(spent) => reject(busy(spent), spent.reason()),
-        super::BodyError::Read(e) => reject(
-            Reply { status: StatusCode::BAD_REQUEST, message: format!("cannot read the request body: {e}"), encoding, retry_after: None },
-            "body",
-        ),
-    })?;
+    let (raw, mut reservation): (Bytes, _) =
+        super::read_body(body, limit, &r.body_budget, r.auth.budget_key(key.as_deref())).await.map_err(|e| match e {
+            super::BodyError::TooLarge => reject(decode_reply(DecodeError::TooLarge { limit, decompressed: false }, encoding), "too_large"),
+            super::BodyError::Busy(spent) => reject(busy(spent), spent.reason()),
+            super::BodyError::Read(e) => reject(
+                Reply {
+                    status: StatusCode::BAD_REQUEST,
+                    message: format!("cannot read the request body: {e}"),
+                    encoding,
+                    retry_after: None,
+                },
+                "body",
+            ),
+        })?;
     r.pipeline.metrics.bytes_received.fetch_add(raw.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let body = otlp::decompress(&raw, header(headers, "content-encoding"), limit).map_err(|e| {
         let reason = if matches!(e, DecodeError::TooLarge { .. }) { "too_large" } else { "compression" };
