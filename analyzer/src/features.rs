@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use polars::prelude::*;
 
 use crate::cause::Cause;
-use crate::detect::{Failure, excerpt};
+use crate::detect::{Call, Failure, excerpt};
 use crate::error::AnalyzerError;
 
 /// The readable views of one failure.
@@ -34,7 +34,7 @@ impl TextViews {
         error.extend(f.tool_errors.iter().cloned());
         let mut tools: Vec<String> = c.tool_names.clone();
         if !c.tool_calls.is_empty() {
-            tools.push(tool_arguments(&c.tool_calls));
+            tools.push(tool_arguments(c));
         }
         TextViews {
             request: excerpt(&c.input_text, 400),
@@ -64,19 +64,8 @@ impl TextViews {
 }
 
 /// Tool call names and arguments from canonical output messages JSON, flattened to words.
-fn tool_arguments(messages_json: &str) -> String {
-    let Ok(messages) = serde_json::from_str::<Vec<flywheel_schemas::messages::Message>>(messages_json) else {
-        return String::new();
-    };
-    let mut out = Vec::new();
-    for m in messages {
-        for p in m.parts {
-            if let flywheel_schemas::messages::Part::ToolCall { name, arguments, .. } = p {
-                out.push(format!("{name}({})", excerpt(&arguments.to_string(), 200)));
-            }
-        }
-    }
-    out.join(" ")
+fn tool_arguments(call: &Call) -> String {
+    call.requested_tools().iter().map(|(name, arguments)| format!("{name}({})", excerpt(arguments, 200))).collect::<Vec<_>>().join(" ")
 }
 
 /// One row per failure with its facets; the row index is the failure's index.

@@ -45,20 +45,36 @@ pub fn weight(lane: Lane) -> f32 {
     }
 }
 
+/// What a member answered, for a label: its text, or when it answered with tool calls only,
+/// the calls (`cancel_booking({"booking":"TJAQYG"})`) — what the model did is then the answer.
+fn answer_of(f: &Failure) -> Option<(Answer, String)> {
+    let text = f.call.output_text.trim();
+    if !text.is_empty() {
+        return Some((Answer::Text, without_opener(&text.replace('\n', " "))));
+    }
+    let calls: Vec<String> = f.call.requested_tools().iter().map(|(name, args)| format!("{name}({args})")).collect();
+    (!calls.is_empty()).then(|| (Answer::ToolCalls, calls.join(" ")))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Text,
+    ToolCalls,
+}
+
 /// The answer among `members` that holds most of the pattern's distinctive terms (ties: the
-/// shorter, then the first), cut for a label; `None` when no member has an answer.
-fn example_answer(members: &[&Failure], terms: &[String]) -> Option<String> {
+/// shorter, then the first), cut for a label; `None` when no member answered.
+fn example_answer(members: &[&Failure], terms: &[String]) -> Option<(Answer, String)> {
     let terms: Vec<String> = terms.iter().map(|t| t.to_lowercase()).collect();
     members
         .iter()
-        .map(|f| f.call.output_text.trim())
-        .filter(|a| !a.is_empty())
+        .filter_map(|f| answer_of(f))
         .enumerate()
-        .max_by_key(|(i, a)| {
+        .max_by_key(|(i, (_, a))| {
             let lower = a.to_lowercase();
             (terms.iter().filter(|t| lower.contains(t.as_str())).count(), std::cmp::Reverse(a.len()), std::cmp::Reverse(*i))
         })
-        .map(|(_, a)| crate::detect::excerpt(&without_opener(&a.replace('\n', " ")), 70))
+        .map(|(_, (kind, a))| (kind, crate::detect::excerpt(&a, 70)))
 }
 
 /// An answer without a short opening sentence ("No problem.", "Sure!", "Great question."): the
@@ -86,7 +102,8 @@ pub fn row(p: Parts) -> PatternRow {
     // Only users flagged it: no rule names the cause, so the label quotes the answer that best
     // carries the cluster's distinctive terms — what a reviewer reads to name it.
     let evidence = match (p.key.is_empty(), example_answer(&members, p.terms)) {
-        (true, Some(answer)) => format!("answers like “{answer}” (users: {})", label::signal_phrase(&signal_mix)),
+        (true, Some((Answer::Text, answer))) => format!("answers like “{answer}” (users: {})", label::signal_phrase(&signal_mix)),
+        (true, Some((Answer::ToolCalls, calls))) => format!("tool calls like “{calls}” (users: {})", label::signal_phrase(&signal_mix)),
         (true, None) => format!("users flag ({})", label::signal_phrase(&signal_mix)),
         (false, _) => label::cause_phrase(p.key, &members),
     };
@@ -243,7 +260,8 @@ fn describe(cause: &str, imp: &Impact, reasons: &[(String, u64)], signals: &BTre
 
 #[cfg(test)]
 mod tests {
-    use super::without_opener;
+    use super::{Answer, example_answer, without_opener};
+    use crate::features::tests_support::failure;
 
     #[test]
     fn a_short_opener_leaves_room_for_the_substance() {
@@ -251,5 +269,27 @@ mod tests {
         assert_eq!(without_opener("Sure! Gift cards are refundable in cash."), "Gift cards are refundable in cash.");
         assert_eq!(without_opener("Refunds post in 5-10 days. Gift cards are final."), "Refunds post in 5-10 days. Gift cards are final.");
         assert_eq!(without_opener("Yes. Done."), "Yes. Done.");
+    }
+
+    /// A cluster whose members answered with tool calls only is labelled by the calls they
+    /// made (there is no text to quote), and the call that carries the cluster's terms wins.
+    #[test]
+    fn members_that_answered_with_tool_calls_are_quoted_by_their_calls() {
+        let mut members = Vec::new();
+        for (booking, tool) in [("TJAQYG", "cancel_booking"), ("KQ7PZD", "lookup_booking")] {
+            let mut f = failure("t", &["thumbs_down"]);
+            f.call.output_text.clear();
+            f.call.tool_calls = format!(
+                r#"[{{"role":"assistant","parts":[{{"type":"tool_call","id":"c1","name":"{tool}","arguments":{{"booking":"{booking}"}}}}]}}]"#
+            );
+            members.push(f);
+        }
+        let refs: Vec<_> = members.iter().collect();
+        let (kind, quoted) = example_answer(&refs, &["cancel".into()]).expect("an answer to quote");
+        assert_eq!(kind, Answer::ToolCalls);
+        assert_eq!(quoted, r#"cancel_booking({"booking":"TJAQYG"})"#);
+        members.iter_mut().for_each(|f| f.call.tool_calls.clear());
+        let refs: Vec<_> = members.iter().collect();
+        assert_eq!(example_answer(&refs, &[]), None, "nothing answered, nothing quoted");
     }
 }

@@ -95,6 +95,17 @@ pub struct Signal {
 }
 
 // Defaults for building rows in tests and callers; the epoch stands for "no time".
+impl Call {
+    /// The tool calls the model asked for in this answer: (tool name, arguments as JSON).
+    pub fn requested_tools(&self) -> Vec<(String, String)> {
+        let Ok(messages) = serde_json::from_str::<Vec<flywheel_schemas::messages::Message>>(&self.tool_calls) else { return vec![] };
+        messages
+            .iter()
+            .flat_map(|m| m.tool_calls().map(|(_, name, args)| (name.to_string(), args.to_string())).collect::<Vec<_>>())
+            .collect()
+    }
+}
+
 impl Default for Call {
     fn default() -> Self {
         Call {

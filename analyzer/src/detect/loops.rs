@@ -58,12 +58,6 @@ fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
     a.intersection(b).count() as f64 / a.union(b).count() as f64
 }
 
-/// Tool calls the model asked for in one answer (canonical output messages JSON).
-fn requested(call: &Call) -> Vec<(String, String)> {
-    let Ok(messages) = serde_json::from_str::<Vec<flywheel_schemas::messages::Message>>(&call.tool_calls) else { return vec![] };
-    messages.iter().flat_map(|m| m.tool_calls().map(|(_, name, args)| (name.to_string(), args.to_string())).collect::<Vec<_>>()).collect()
-}
-
 /// The longest loop among `invocations` under the rule's thresholds.
 fn longest(rule: &Rule, invocations: &[Invocation]) -> Option<Loop> {
     let min_repeats = rule.spec.min_repeats.unwrap_or(3);
@@ -121,7 +115,7 @@ pub fn find(rule: &Rule, tool_runs: &[ToolRun], calls: &[Call], by_trace: &BTree
             None => {
                 asked.clear();
                 for &i in idx {
-                    asked.extend(requested(&calls[i]).into_iter().map(|(t, a)| (t, canonical(&a), calls[i].start_time)));
+                    asked.extend(calls[i].requested_tools().into_iter().map(|(t, a)| (t, canonical(&a), calls[i].start_time)));
                 }
                 if asked.len() < rule.spec.min_repeats.unwrap_or(3) {
                     continue;
