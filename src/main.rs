@@ -435,6 +435,10 @@ enum BenchCmd {
         /// Spans per second of the soak.
         #[arg(long, default_value_t = 10_000)]
         rate: u64,
+        /// Only one request of this many small spans (OTLP/HTTP protobuf) to a fresh collector: its
+        /// memory before, at the peak and after.
+        #[arg(long)]
+        large_request: Option<usize>,
         /// Requests in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
@@ -705,7 +709,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             tui(project, no_color, &window, &impact, trace, pattern).await
         }
         Command::Demo { no_tui } => demo::run(demo::Demo { no_tui, interactions: 1500 }).await,
-        Command::Bench(BenchCmd::Ingest { requests, spans, concurrency, rates, served_sizes, served_spans, soak, rate }) => {
+        Command::Bench(BenchCmd::Ingest { requests, spans, concurrency, rates, served_sizes, served_spans, soak, rate, large_request }) => {
             let cfg = StorageConfig::load()?;
             let store = store::open(&cfg).await?;
             let bench = flywheel_collector::bench::IngestBench {
@@ -717,6 +721,7 @@ async fn run(command: Command) -> Result<ExitCode> {
                 served_spans,
                 soak_seconds: soak,
                 soak_rate: rate,
+                large_request,
             };
             print!("{}", flywheel_collector::bench::ingest(&store, &bench).await.map_err(anyhow::Error::msg)?);
             Ok(ExitCode::SUCCESS)

@@ -488,3 +488,122 @@ async fn every_fixture_is_ingested_over_its_transport_with_the_canned_values() {
     let logs: u64 = store.query("SELECT count() FROM log_records FINAL WHERE project_id = 'fx-pb'").fetch_one().await.unwrap();
     assert!(logs > 30, "log records are stored raw too ({logs})");
 }
+
+/// A request larger than one slice of the pipeline (4,096 spans) is stored as one request would
+/// be: 12,000 spans in 6,000 traces, every root span first and every model call after it, so
+/// that a trace's two spans lie thousands of spans apart. Each call still inherits the user,
+/// session and feature of its root (slices hold whole traces), and 6,000 log records, with one
+/// GenAI content event per call, complete every call's input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_larger_than_a_slice_is_stored_as_one_request() {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let c = Collector::start(TestDb::new("slices"), "");
+    let key = c.key("p");
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+        ..Default::default()
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let traces = 6000u64;
+    let trace_id = |t: u64| [0xabu64.to_be_bytes(), (t + 1).to_be_bytes()].concat();
+    let span_id = |t: u64, child: bool| ((t + 1) * 2 + child as u64).to_be_bytes().to_vec();
+    let mut spans: Vec<Span> = (0..traces)
+        .map(|t| Span {
+            trace_id: trace_id(t),
+            span_id: span_id(t, false),
+            name: format!("answer-{}", t % 3),
+            kind: 2,
+            start_time_unix_nano: now,
+            end_time_unix_nano: now + 2_000_000,
+            attributes: vec![kv("user.id", &format!("user-{t}")), kv("session.id", &format!("sess-{t}"))],
+            ..Default::default()
+        })
+        .collect();
+    spans.extend((0..traces).map(|t| Span {
+        trace_id: trace_id(t),
+        span_id: span_id(t, true),
+        parent_span_id: span_id(t, false),
+        name: "chat gpt-4o".into(),
+        kind: 3,
+        start_time_unix_nano: now + 1_000,
+        end_time_unix_nano: now + 1_000_000,
+        attributes: vec![kv("gen_ai.operation.name", "chat"), kv("gen_ai.provider.name", "openai"), kv("gen_ai.request.model", "gpt-4o")],
+        ..Default::default()
+    }));
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                attributes: vec![kv("service.name", "slices")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let reply = c.post_traces(&key, request.encode_to_vec()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text().await.unwrap());
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..traces)
+                    .map(|t| LogRecord {
+                        time_unix_nano: now + 2_000,
+                        trace_id: trace_id(t),
+                        span_id: span_id(t, true),
+                        event_name: "gen_ai.user.message".into(),
+                        body: Some(AnyValue {
+                            value: Some(any_value::Value::KvlistValue(opentelemetry_proto::tonic::common::v1::KeyValueList {
+                                values: vec![kv("content", &format!("question {t}"))],
+                            })),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let reply = reqwest::Client::new()
+        .post(format!("{}/v1/logs", c.http))
+        .bearer_auth(&key)
+        .header("content-type", "application/x-protobuf")
+        .body(logs.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200, "{}", reply.text().await.unwrap());
+    c.wait_stored().await;
+
+    #[derive(Row, Deserialize, Debug)]
+    struct Counts {
+        spans: u64,
+        calls: u64,
+        inherited: u64,
+        answered: u64,
+    }
+    let store = c.db.store();
+    let mut counts = Counts { spans: 0, calls: 0, inherited: 0, answered: 0 };
+    for _ in 0..100 {
+        counts = store
+            .query(
+                "SELECT assumeNotNull((SELECT count() FROM spans FINAL WHERE project_id = 'p')) AS spans, count() AS calls, \
+                 countIf(user_id = concat('user-', toString(reinterpretAsUInt64(reverse(unhex(substring(trace_id, 17, 16)))) - 1)) \
+                   AND session_id = concat('sess-', toString(reinterpretAsUInt64(reverse(unhex(substring(trace_id, 17, 16)))) - 1)) \
+                   AND feature LIKE 'answer-%') AS inherited, \
+                 countIf(position(toString(input_messages), 'question ') > 0) AS answered \
+                 FROM llm_calls FINAL WHERE project_id = 'p'",
+            )
+            .fetch_one()
+            .await
+            .unwrap();
+        if counts.answered == traces {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!((counts.spans, counts.calls, counts.inherited, counts.answered), (2 * traces, traces, traces, traces), "{counts:?}");
+}

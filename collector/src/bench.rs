@@ -41,6 +41,8 @@ pub struct IngestBench {
     /// `spans_per_request`.
     pub soak_seconds: Option<u64>,
     pub soak_rate: u64,
+    /// Only one request of this many small spans, the collector's memory measured.
+    pub large_request: Option<usize>,
 }
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
@@ -349,6 +351,11 @@ pub async fn ingest(store: &Store, bench: &IngestBench) -> Result<String, String
         .await
         .map_err(|e| e.to_string())?;
     flywheel_schemas::migrate::migrate(&scratch, &Default::default()).await.map_err(|e| e.to_string())?;
+    if let Some(spans) = bench.large_request {
+        let out = served::large_request(&scratch, spans).await;
+        scratch.with_database("default").execute(&format!("DROP DATABASE `{}`", scratch.database())).await.map_err(|e| e.to_string())?;
+        return out;
+    }
     if let Some(seconds) = bench.soak_seconds {
         let out = served::soak(scratch.database(), store.url(), seconds, bench.soak_rate, bench.spans_per_request).await?;
         scratch.with_database("default").execute(&format!("DROP DATABASE `{}`", scratch.database())).await.map_err(|e| e.to_string())?;

@@ -205,6 +205,79 @@ pub async fn saturation(database: &str, url: &str, runs: &[Saturation]) -> Resul
     Ok(out)
 }
 
+/// One request of `spans` small spans — traces of ten (a server span and nine children, one
+/// attribute each, no content), OTLP/HTTP protobuf — to a fresh collector: its resident memory
+/// before, at the peak and after, how long the acknowledgement and the drain took, and the
+/// spans stored.
+pub async fn large_request(store: &flywheel_schemas::Store, spans: usize) -> Result<String, String> {
+    use prost::Message as _;
+    let served = Served::start(store.database(), "large")?;
+    let client = reqwest::Client::new();
+    let body = small_spans(spans).encode_to_vec();
+    let (before, _) = rss_mb(served.pid());
+    let started = Instant::now();
+    post(&client, &format!("{}/v1/traces", served.http), &body).await?;
+    let acked = started.elapsed().as_secs_f64();
+    served.drained(&client).await?;
+    let drained = started.elapsed().as_secs_f64();
+    let (after, peak) = rss_mb(served.pid());
+    let stored: u64 = store
+        .query("SELECT count() FROM spans WHERE name LIKE 'large-%'")
+        .fetch_one()
+        .await
+        .map_err(|e| format!("counting the stored spans: {e}"))?;
+    Ok(format!(
+        "one request of {spans} small spans ({:.1} MB of OTLP protobuf) to a fresh collector: acknowledged in {acked:.1} s, stored in {drained:.1} s ({stored} spans in ClickHouse); collector RSS {before:.0} MB before, peak {peak:.0} MB, {after:.0} MB after\n",
+        body.len() as f64 / 1e6
+    ))
+}
+
+/// The request of [`large_request`]: every span dated now, ids unique per call.
+fn small_spans(spans: usize) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let salt = now & 0xffff_ffff;
+    let kv = |key: &str, value: any_value::Value| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    };
+    let id = |trace: u64, span: u64| [salt.to_be_bytes(), (trace << 32 | span).to_be_bytes()].concat();
+    let spans = (0..spans as u64)
+        .map(|i| {
+            // Ids from 1: an all-zero id is invalid.
+            let (trace, within) = (i / 10 + 1, i % 10);
+            Span {
+                trace_id: id(trace, 0),
+                span_id: id(trace, i + 1)[8..].to_vec(),
+                parent_span_id: if within == 0 { vec![] } else { id(trace, i + 1 - within)[8..].to_vec() },
+                name: format!("large-{within}"),
+                kind: if within == 0 { 2 } else { 1 },
+                start_time_unix_nano: now + i,
+                end_time_unix_nano: now + i + 1_000_000,
+                attributes: vec![kv("n", any_value::Value::IntValue(within as i64))],
+                ..Default::default()
+            }
+        })
+        .collect();
+    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", any_value::Value::StringValue("large".into()))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope { name: "bench".into(), ..Default::default() }),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
     sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)

@@ -109,6 +109,11 @@ fn kind_name(kind: i32) -> &'static str {
 
 /// Every span of a request, in order, and the ones refused.
 pub fn decode_spans(request: &ExportTraceServiceRequest) -> (Vec<DecodedSpan>, Vec<Rejected>) {
+    decode_spans_where(request, |_| true)
+}
+
+/// The spans of a request that `keep` selects, in order, and the ones of them refused.
+pub fn decode_spans_where(request: &ExportTraceServiceRequest, keep: impl Fn(&Span) -> bool) -> (Vec<DecodedSpan>, Vec<Rejected>) {
     let mut spans = Vec::new();
     let mut rejected = Vec::new();
     for rs in &request.resource_spans {
@@ -119,7 +124,7 @@ pub fn decode_spans(request: &ExportTraceServiceRequest) -> (Vec<DecodedSpan>, V
                 Some(s) => (s.name.clone(), s.version.clone(), Arc::new(Attrs::new(attributes(&s.attributes)))),
                 None => Default::default(),
             };
-            for s in &ss.spans {
+            for s in ss.spans.iter().filter(|s| keep(s)) {
                 match decode_span(s, &resource, &service_name, &scope_name, &scope_version, &scope_attrs) {
                     Ok(span) => spans.push(span),
                     Err((cause, reason)) => rejected.push(Rejected { span_name: s.name.clone(), reason, cause }),

@@ -59,6 +59,16 @@ pub fn encoding_of(content_type: Option<&str>) -> Result<Encoding, DecodeError> 
     }
 }
 
+/// [`decompress`] for a body the receiver holds: an uncompressed one is returned as it is, not
+/// copied (a request's bytes are in memory once).
+pub fn decompress_body(body: bytes::Bytes, content_encoding: Option<&str>, limit: usize) -> Result<bytes::Bytes, DecodeError> {
+    match content_encoding.map(|e| e.trim().to_ascii_lowercase()) {
+        Some(e) if !e.is_empty() && e != "identity" => decompress(&body, Some(&e), limit).map(bytes::Bytes::from),
+        _ if body.len() > limit => Err(DecodeError::TooLarge { limit, decompressed: false }),
+        _ => Ok(body),
+    }
+}
+
 /// Undoes `Content-Encoding`, refusing to inflate beyond `limit` bytes (a gzip bomb must not
 /// exhaust memory).
 pub fn decompress(body: &[u8], content_encoding: Option<&str>, limit: usize) -> Result<Vec<u8>, DecodeError> {

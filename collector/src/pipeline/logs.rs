@@ -17,9 +17,9 @@ impl Pipeline {
         let now = OffsetDateTime::now_utc();
         let mut batch = Batch::default();
         let mut rejected = Vec::new();
-        let mut touched: Vec<(String, String, String)> = Vec::new();
         let mut contents = Vec::new();
         let mut log_signals = Vec::new();
+        let mut accepted = 0u64;
         // The place of each record in the request, part of its identity.
         let mut position = 0u64;
         for rl in &request.resource_logs {
@@ -109,9 +109,28 @@ impl Pipeline {
                         attributes: flat_map(&attrs.0),
                         ingested_at: now,
                     });
+                    // A large request is logged in slices, each durable before the next is
+                    // built (acknowledged when all are; a retry collapses on the record ids).
+                    if batch.logs.len() >= SLICE_RECORDS {
+                        accepted += batch.logs.len() as u64;
+                        let slice = (std::mem::take(&mut batch), std::mem::take(&mut contents), std::mem::take(&mut log_signals));
+                        self.log_slice(project, slice, now).await?;
+                    }
                 }
             }
         }
+        accepted += batch.logs.len() as u64;
+        self.metrics.log_records_received.fetch_add(rejected.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        count_rejected(&self.metrics, "logs", &rejected);
+        self.log_slice(project, (batch, contents, log_signals), now).await?;
+        Ok(outcome(accepted, &rejected, "log records"))
+    }
+
+    /// Records of a request: GenAI content events joined to their calls, the records stored,
+    /// then the signals among them.
+    async fn log_slice(&self, project: &str, slice: LogSlice, now: OffsetDateTime) -> Result<(), WriteError> {
+        let (mut batch, contents, log_signals) = slice;
+        let mut touched: Vec<(String, String, String)> = Vec::new();
         {
             let mut joins = self.joins.lock().unwrap_or_else(|e| e.into_inner());
             for (key, content) in contents {
@@ -128,12 +147,17 @@ impl Pipeline {
                 }
             }
         }
-        let accepted = batch.logs.len() as u64;
-        self.metrics.log_records_received.fetch_add(accepted + rejected.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        count_rejected(&self.metrics, "logs", &rejected);
+        let records = batch.logs.len() as u64;
+        self.metrics.log_records_received.fetch_add(records, std::sync::atomic::Ordering::Relaxed);
         self.store(batch).await?;
-        self.metrics.log_records_accepted.fetch_add(accepted, std::sync::atomic::Ordering::Relaxed);
-        self.store_signals(project, log_signals, SOURCE_OTLP_LOG).await?;
-        Ok(outcome(accepted, &rejected, "log records"))
+        self.metrics.log_records_accepted.fetch_add(records, std::sync::atomic::Ordering::Relaxed);
+        self.store_signals(project, log_signals, SOURCE_OTLP_LOG).await
     }
 }
+
+/// Records in one slice of a large request.
+const SLICE_RECORDS: usize = 4096;
+
+/// A slice of a request's records: their rows, the GenAI content events among them (keyed by
+/// call), the signals among them.
+type LogSlice = (Batch, Vec<((String, String, String), crate::normalize::genai::LogContent)>, Vec<Result<wire::Signal, wire::Invalid>>);

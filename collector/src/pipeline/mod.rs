@@ -31,7 +31,7 @@ pub use rejoin::{RejoinError, Reports, Stored};
 
 use crate::metrics::Metrics;
 use crate::normalize::genai::read_log_event;
-use crate::normalize::span::{DecodedSpan, Rejected, decode_spans, nanos};
+use crate::normalize::span::{DecodedSpan, Rejected, decode_spans_where, nanos};
 use crate::normalize::{self, Attrs, Draft, SpanIds, fill};
 use crate::otlp::{any_to_json, attributes, flat, flat_map, hex_id};
 use crate::price::{PriceTable, Usage};

@@ -17,24 +17,41 @@ impl Pipeline {
         use prost::Message as _;
         self.check_expansion(project, "spans", crate::expansion::traces(request), request.encoded_len())?;
         let now = OffsetDateTime::now_utc();
-        let (mut spans, mut rejected) = decode_spans(request);
-        spans.retain(|s| match self.expired(s.ids.start, now) {
-            Some(reason) => {
-                rejected.push(Rejected { span_name: s.name.clone(), reason, cause: "expired" });
-                false
+        // A large request is decoded and logged in slices of whole traces, each durable before
+        // the next is decoded: its spans and rows are never all in memory at once. The request
+        // is acknowledged when every slice is; a retry after a slice failed rewrites the same
+        // rows (same ids), which storage collapses.
+        let (slice_of, slices) = slices(request, SLICE_SPANS);
+        let (mut accepted, mut rejected) = (0, Vec::new());
+        for n in 0..slices {
+            let (mut spans, refused) = decode_spans_where(request, |s| slices == 1 || slice_of.get(s.trace_id.as_slice()) == Some(&n));
+            let first_refused = rejected.len();
+            rejected.extend(refused);
+            spans.retain(|s| match self.expired(s.ids.start, now) {
+                Some(reason) => {
+                    rejected.push(Rejected { span_name: s.name.clone(), reason, cause: "expired" });
+                    false
+                }
+                None => true,
+            });
+            let refused = &rejected[first_refused..];
+            self.metrics.spans_received.fetch_add((spans.len() + refused.len()) as u64, std::sync::atomic::Ordering::Relaxed);
+            for r in refused {
+                tracing::warn!(project, span = %r.span_name, reason = %r.reason, "span rejected");
             }
-            None => true,
-        });
-        let received = (spans.len() + rejected.len()) as u64;
-        self.metrics.spans_received.fetch_add(received, std::sync::atomic::Ordering::Relaxed);
-        for r in &rejected {
-            tracing::warn!(project, span = %r.span_name, reason = %r.reason, "span rejected");
+            count_rejected(&self.metrics, "spans", refused);
+            for span in &mut spans {
+                self.redact_span(span);
+            }
+            accepted += spans.len() as u64;
+            self.trace_slice(project, spans, now).await?;
         }
-        count_rejected(&self.metrics, "spans", &rejected);
-        for span in &mut spans {
-            self.redact_span(span);
-        }
+        Ok(outcome(accepted, &rejected, "spans"))
+    }
 
+    /// The spans of whole traces: their rows, their calls normalised and joined, stored; then
+    /// the signals and evaluations they carry.
+    async fn trace_slice(&self, project: &str, spans: Vec<DecodedSpan>, now: OffsetDateTime) -> Result<(), WriteError> {
         let mut batch = Batch { spans: spans.iter().map(|s| s.row(project, now)).collect(), ..Default::default() };
         let by_id: HashMap<(&str, &str), &DecodedSpan> =
             spans.iter().map(|s| ((s.ids.trace_id.as_str(), s.ids.span_id.as_str()), s)).collect();
@@ -114,9 +131,40 @@ impl Pipeline {
             });
             events.push(sig);
         }
-        self.store_signals(project, events, SOURCE_SPAN_EVENT).await?;
-        Ok(outcome(spans.len() as u64, &rejected, "spans"))
+        self.store_signals(project, events, SOURCE_SPAN_EVENT).await
     }
+}
+
+/// Spans in one slice at most, unless one trace has more (a trace is never cut: its spans
+/// inherit identity from their ancestors, and a wrapper meets the call it wraps, within it).
+const SLICE_SPANS: usize = 4096;
+
+/// The slice of each trace of `request` (by its raw id), and how many slices: whole traces of
+/// about `max` spans, in the order traces first appear. One slice: no map.
+fn slices(request: &ExportTraceServiceRequest, max: usize) -> (HashMap<&[u8], usize>, usize) {
+    let spans = request.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans);
+    if spans.clone().count() <= max {
+        return (HashMap::new(), 1);
+    }
+    let mut sizes: Vec<(&[u8], usize)> = Vec::new();
+    let mut index: HashMap<&[u8], usize> = HashMap::new();
+    for span in spans {
+        let i = *index.entry(span.trace_id.as_slice()).or_insert_with(|| {
+            sizes.push((span.trace_id.as_slice(), 0));
+            sizes.len() - 1
+        });
+        sizes[i].1 += 1;
+    }
+    let (mut slice_of, mut slice, mut filled) = (HashMap::with_capacity(sizes.len()), 0, 0);
+    for (trace, size) in sizes {
+        if filled > 0 && filled + size > max {
+            slice += 1;
+            filled = 0;
+        }
+        filled += size;
+        slice_of.insert(trace, slice);
+    }
+    (slice_of, slice + 1)
 }
 
 /// One model call recorded twice: two instrumentations active at once (OpenInference's and
@@ -197,5 +245,50 @@ impl CallContext {
                 field.clone_from(value);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    use super::slices;
+    use crate::normalize::span::decode_spans_where;
+
+    /// Slices hold whole traces, in the order traces first appear (spans in the order of the
+    /// request), and a trace larger than a slice stays whole.
+    #[test]
+    fn a_large_request_is_sliced_along_traces() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
+        // Traces 1 and 2 interleaved (3 spans each), then trace 3 of 6 spans.
+        let spans: Vec<Span> = [1u8, 2, 1, 2, 1, 2, 3, 3, 3, 3, 3, 3]
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Span {
+                trace_id: vec![t; 16],
+                span_id: vec![i as u8 + 1; 8],
+                name: format!("s{i}"),
+                start_time_unix_nano: now,
+                end_time_unix_nano: now + 1,
+                ..Default::default()
+            })
+            .collect();
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }],
+        };
+        let names = |max| -> Vec<Vec<String>> {
+            let (slice_of, n) = slices(&request, max);
+            (0..n)
+                .map(|k| {
+                    let (spans, rejected) = decode_spans_where(&request, |s| n == 1 || slice_of[s.trace_id.as_slice()] == k);
+                    assert!(rejected.is_empty());
+                    spans.iter().map(|s| s.name.clone()).collect()
+                })
+                .collect()
+        };
+        assert_eq!(names(4), vec![vec!["s0", "s2", "s4"], vec!["s1", "s3", "s5"], vec!["s6", "s7", "s8", "s9", "s10", "s11"]]);
+        assert_eq!(names(6), vec![vec!["s0", "s1", "s2", "s3", "s4", "s5"], vec!["s6", "s7", "s8", "s9", "s10", "s11"]]);
+        assert_eq!(names(12).len(), 1, "a request within a slice stays as it came");
     }
 }

@@ -168,7 +168,7 @@ async fn prepare(
     headers: &HeaderMap,
     body: Body,
     signal: &'static str,
-) -> Result<(String, Encoding, Vec<u8>, super::budget::Reservation), Reply> {
+) -> Result<(String, Encoding, Bytes, super::budget::Reservation), Reply> {
     r.pipeline.metrics.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let reject = |reply: Reply, reason: &str| {
         r.pipeline.metrics.reject(signal, reason, 1);
@@ -197,7 +197,7 @@ async fn prepare(
             ),
         })?;
     r.pipeline.metrics.bytes_received.fetch_add(raw.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    let body = otlp::decompress(&raw, header(headers, "content-encoding"), limit).map_err(|e| {
+    let body = otlp::decompress_body(raw, header(headers, "content-encoding"), limit).map_err(|e| {
         let reason = if matches!(e, DecodeError::TooLarge { .. }) { "too_large" } else { "compression" };
         reject(decode_reply(e, encoding), reason)
     })?;
