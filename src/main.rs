@@ -510,7 +510,15 @@ enum EvalFormat {
 
 fn main() -> ExitCode {
     let _telemetry = telemetry::init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version asked for, or help for a bare command group: clap's own output.
+        Err(e) if !e.use_stderr() || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        Err(e) => {
+            eprintln!("{}", usage_error(&e));
+            return ExitCode::from(2);
+        }
+    };
     if prints_and_exits(&cli.command) {
         // Like every Unix filter: a reader that goes away (`flywheel analyze | head`) ends the
         // command quietly. Rust ignores SIGPIPE, and `println!` then panics on the closed pipe.
@@ -561,6 +569,19 @@ fn reset_sigpipe() {}
 
 /// An error in one line: the chain of causes joined, as scripts and tests expect, leaving out a
 /// cause whose text the message already gives (many errors quote their source).
+/// A command line that does not parse, in one line as every failure (clap writes the missing
+/// arguments, the usage and a tip on lines of their own): what is wrong, then where help is.
+fn usage_error(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let said: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    format!("{} (see --help)", said.join(" ").trim_end_matches('.'))
+}
+
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {

@@ -48,9 +48,13 @@ fn failures_are_one_line_that_says_what_to_do() {
     }
 
     // Both targets of an export are named.
-    let out = db.flywheel(&["export", "evals"]);
-    let err = stderr(&out);
-    assert!(!out.status.success() && err.contains("--pattern") && err.contains("--all-open"), "{err}");
+    let line = one_line_failure("export evals", &db.flywheel(&["export", "evals"]));
+    assert!(line.contains("--pattern") && line.contains("--all-open"), "{line}");
+    // Any command line that does not parse: one line too, that says where help is.
+    for args in [&["analyze", "--no-such-flag"][..], &["triage"], &["report", "--since"]] {
+        let line = one_line_failure(&args.join(" "), &db.flywheel(args));
+        assert!(line.contains("(see --help)") && !line.contains("For more information"), "{line}");
+    }
 
     // No terminal: said on stderr before anything starts.
     let line = one_line_failure("tui", &db.flywheel(&["tui"]));
