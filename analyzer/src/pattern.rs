@@ -74,7 +74,8 @@ fn example_answer(members: &[&Failure], terms: &[String]) -> Option<(Answer, Str
             let lower = a.to_lowercase();
             (terms.iter().filter(|t| lower.contains(t.as_str())).count(), std::cmp::Reverse(a.len()), std::cmp::Reverse(*i))
         })
-        .map(|(_, (kind, a))| (kind, crate::detect::excerpt(&a, 70)))
+        // A label is read in the TUI, the report and eval files: no user's e-mail or number in it.
+        .map(|(_, (kind, a))| (kind, crate::detect::excerpt(&crate::export::case::mask(&a), 70)))
 }
 
 /// An answer without a short opening sentence ("No problem.", "Sure!", "Great question."): the
@@ -288,6 +289,10 @@ mod tests {
         let (kind, quoted) = example_answer(&refs, &["cancel".into()]).expect("an answer to quote");
         assert_eq!(kind, Answer::ToolCalls);
         assert_eq!(quoted, r#"cancel_booking({"booking":"TJAQYG"})"#);
+        let mut private = failure("t", &["thumbs_down"]);
+        private.call.output_text = "Done. I sent the refund to jane.doe@example.com and card 4111111111111111.".into();
+        let (_, quoted) = example_answer(&[&private], &[]).unwrap();
+        assert!(!quoted.contains("jane.doe") && !quoted.contains("4111111111111111"), "personal data masked in a label: {quoted}");
         members.iter_mut().for_each(|f| f.call.tool_calls.clear());
         let refs: Vec<_> = members.iter().collect();
         assert_eq!(example_answer(&refs, &[]), None, "nothing answered, nothing quoted");

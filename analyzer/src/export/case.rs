@@ -250,7 +250,8 @@ impl EvalCase {
         let provenance = Provenance {
             project: pattern.project.to_string(),
             pattern_id: pattern.id.to_string(),
-            pattern_label: pattern.label.to_string(),
+            // Labels stored before they were masked quote answers as users wrote them.
+            pattern_label: mask(pattern.label),
             trace_id: f.trace_id.clone(),
             span_id: f.span_id.clone(),
             session_id: f.session_id.clone(),

@@ -475,8 +475,8 @@ mod tests {
         let (id, req) = run_id(&app.on_key(key('p')));
         assert!(matches!(req, Request::Export { ref format, again: true, .. } if format == "promptfoo"), "{req:?}");
         assert!(app.prompt.is_none());
-        app.on_response(Response { id, result: Err("eval export lands with issue #7".into()) });
-        assert!(app.status.text.contains("issue #7"));
+        app.on_response(Response { id, result: Err("cannot write evals/promptfoo.yaml: permission denied".into()) });
+        assert!(app.status.text.contains("permission denied"), "an export that failed says why: {}", app.status.text);
         app.on_key(key('?'));
         assert!(app.help);
         app.on_key(key('q'));
