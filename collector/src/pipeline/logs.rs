@@ -111,7 +111,7 @@ impl Pipeline {
                     });
                     // A large request is logged in slices, each durable before the next is
                     // built (acknowledged when all are; a retry collapses on the record ids).
-                    if batch.logs.len() >= SLICE_RECORDS {
+                    if batch.logs.len() >= SLICE {
                         accepted += batch.logs.len() as u64;
                         let slice = (std::mem::take(&mut batch), std::mem::take(&mut contents), std::mem::take(&mut log_signals));
                         self.log_slice(project, slice, now).await?;
@@ -154,9 +154,6 @@ impl Pipeline {
         self.store_signals(project, log_signals, SOURCE_OTLP_LOG).await
     }
 }
-
-/// Records in one slice of a large request.
-const SLICE_RECORDS: usize = 4096;
 
 /// A slice of a request's records: their rows, the GenAI content events among them (keyed by
 /// call), the signals among them.

@@ -198,6 +198,11 @@ impl Pipeline {
     }
 }
 
+/// Spans or log records of one request normalised and logged at a time: a larger request goes
+/// to the log in slices, each durable before the next is built, so that its rows are never all
+/// in memory (a trace's spans stay in one slice, however many).
+const SLICE: usize = 4096;
+
 fn ids_or_empty(bytes: &[u8], len: usize) -> Option<String> {
     if bytes.is_empty() { Some(String::new()) } else { hex_id(bytes, len) }
 }

@@ -21,7 +21,7 @@ impl Pipeline {
         // the next is decoded: its spans and rows are never all in memory at once. The request
         // is acknowledged when every slice is; a retry after a slice failed rewrites the same
         // rows (same ids), which storage collapses.
-        let (slice_of, slices) = slices(request, SLICE_SPANS);
+        let (slice_of, slices) = slices(request, SLICE);
         let (mut accepted, mut rejected) = (0, Vec::new());
         for n in 0..slices {
             let (mut spans, refused) = decode_spans_where(request, |s| slices == 1 || slice_of.get(s.trace_id.as_slice()) == Some(&n));
@@ -135,12 +135,10 @@ impl Pipeline {
     }
 }
 
-/// Spans in one slice at most, unless one trace has more (a trace is never cut: its spans
-/// inherit identity from their ancestors, and a wrapper meets the call it wraps, within it).
-const SLICE_SPANS: usize = 4096;
-
 /// The slice of each trace of `request` (by its raw id), and how many slices: whole traces of
-/// about `max` spans, in the order traces first appear. One slice: no map.
+/// about `max` spans, in the order traces first appear (a trace is never cut: its spans inherit
+/// identity from their ancestors, and a wrapper meets the call it wraps, within it). One slice:
+/// no map.
 fn slices(request: &ExportTraceServiceRequest, max: usize) -> (HashMap<&[u8], usize>, usize) {
     let spans = request.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans);
     if spans.clone().count() <= max {
