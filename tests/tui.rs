@@ -219,7 +219,11 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
 
     // 3. Open the nearest member's trace: the waterfall and the conversation.
     tmux.keys(&["Enter"]);
-    tmux.wait_for("open trace", &[&format!("trace {}", first.trace_id), "tokens in", "▌user", "finish length"]);
+    // The request as it was made: its parameters and the system instructions before the user.
+    tmux.wait_for(
+        "open trace",
+        &[&format!("trace {}", first.trace_id), "tokens in", "params ", "max_tokens", "▌system", "▌user", "finish length"],
+    );
 
     // The trace is the evidence: the span's attributes on `a`; `f` puts the failing call's
     // answer at the top of the pane; scrolling far past the end keeps the last lines in view.
