@@ -15,7 +15,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::Receiver;
-use super::grpc_budget::{BudgetLayer, over_budget, presented_key};
+use super::grpc_budget::{Admitted, BudgetLayer, over_budget, presented_key};
 use super::grpc_export::{Export, ExportServer};
 use super::reply::Refusal;
 use crate::auth::key_from_headers;
@@ -51,15 +51,21 @@ impl Service {
         let decoded = request.get_ref();
         let size = decoded.request.encoded_len();
         let reservation = self.reserve(size, signal, request.metadata())?;
-        let project = self.project(request.metadata(), signal, size).await?;
+        let project = self.project(request, signal, size).await?;
         super::note_repairs(signal, &decoded.repairs);
         Ok((project, reservation))
     }
 
-    async fn project(&self, metadata: &MetadataMap, signal: &str, size: usize) -> Result<String, Status> {
+    /// The project the budget layer authenticated the request for; authenticated here only if
+    /// the request did not come through the layer.
+    async fn project<T>(&self, request: &Request<T>, signal: &str, size: usize) -> Result<String, Status> {
         let r = &self.0;
         r.pipeline.metrics.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         r.pipeline.metrics.bytes_received.fetch_add(size as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(Admitted(project)) = request.extensions().get::<Admitted>() {
+            return Ok(project.clone());
+        }
+        let metadata = request.metadata();
         let get = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
         let key = key_from_headers(get("authorization"), get("x-flywheel-key"));
         r.auth.project(key.as_deref()).await.map_err(|e| {

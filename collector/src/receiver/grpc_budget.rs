@@ -48,6 +48,11 @@ pub fn over_budget(spent: Spent) -> Status {
     super::reply::busy(spent.message(), Duration::from_secs(1))
 }
 
+/// The project a request's key was authenticated for here, passed on to the service (in the
+/// request's extensions) so that it does not authenticate the key again.
+#[derive(Clone)]
+pub struct Admitted(pub String);
+
 /// The credential a gRPC request presents, read as the receivers read it.
 pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<String> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -94,9 +99,15 @@ where
         Box::pin(async move {
             let metrics = &receiver.pipeline.metrics;
             let presented = presented_key(request.headers());
-            if let Err(e) = receiver.auth.project(presented.as_deref()).await {
-                metrics.reject("grpc", "auth", 1);
-                return Ok(Refusal::of_auth(&e).grpc(e.to_string()).into_http());
+            let mut request = request;
+            match receiver.auth.project(presented.as_deref()).await {
+                Ok(project) => {
+                    request.extensions_mut().insert(Admitted(project));
+                }
+                Err(e) => {
+                    metrics.reject("grpc", "auth", 1);
+                    return Ok(Refusal::of_auth(&e).grpc(e.to_string()).into_http());
+                }
             }
             let budget = &receiver.body_budget;
             let mut reservation = budget.empty(receiver.auth.budget_key(presented.as_deref()));
