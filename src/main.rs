@@ -275,7 +275,7 @@ struct SimulateArgs {
     failure_rate_end: Option<f64>,
     /// Share of support sessions that open with a question customers ask again and again
     /// (policy or account questions), 0 to 1; `inconsistent_answer=W` in --modes contradicts
-    /// some of their answers [default: 0].
+    /// some of their answers.
     #[arg(long, default_value_t = 0.0)]
     repeated_questions: f64,
     /// End of the simulated window (RFC 3339) instead of now, for byte-identical reruns.
@@ -525,6 +525,7 @@ fn main() -> ExitCode {
         // Not for the long-running commands, whose children and sockets must not kill them.
         reset_sigpipe();
     }
+    quiet_on_closed_stdout();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -554,6 +555,26 @@ fn prints_and_exits(command: &Command) -> bool {
             | Command::Bench(_)
             | Command::Clickhouse(_)
     )
+}
+
+/// The long-running commands keep SIGPIPE ignored, so their `println!` panics when the reader of
+/// their output goes away (`flywheel simulate | head`). That is the reader's choice, not a bug:
+/// end as a filter killed by SIGPIPE would (status 141), without a panic message or backtrace.
+/// Every other panic keeps the default report.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 #[cfg(unix)]

@@ -94,6 +94,18 @@ async fn an_unknown_project_is_named_with_the_known_ones_and_a_closed_pipe_ends_
     let out = flywheel_cmd_env(&c, std::process::Command::new("sh").args(["-c", &script]));
     let err = stderr(&out);
     assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+
+    // A long-running command keeps SIGPIPE ignored (its sockets and children must not kill it),
+    // and still ends quietly when its reader went away before it printed its summary.
+    let script = format!(
+        "'{}' simulate --endpoint {} --key {} --interactions 40 --duration 1h | true",
+        env!("CARGO_BIN_EXE_flywheel"),
+        c.http,
+        c.key("shop")
+    );
+    let out = flywheel_cmd_env(&c, std::process::Command::new("sh").args(["-c", &script]));
+    let err = stderr(&out);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe") && !err.contains("backtrace"), "{err}");
 }
 
 /// Runs `cmd` with the collector's database configured.

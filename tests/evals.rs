@@ -150,6 +150,10 @@ async fn exports_are_valid_for_their_tools_and_never_duplicated() {
         let rubric: Vec<&str> = c["expected"]["rubric"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
         assert!(!rubric.is_empty() && rubric.iter().all(|r| !r.contains("Does not fail in the way")), "{c:#}");
         assert_eq!(c["input"]["parameters"]["temperature"], 0.2, "the request's parameters travel with the case");
+        if c["provenance"]["pattern_id"] == seed::TRUNC {
+            // The answer was cut at the request's limit: the limit travels, so the failure reproduces.
+            assert_eq!(c["input"]["parameters"]["max_tokens"], 512, "{c:#}");
+        }
     }
     for c in cases.iter().filter(|c| c["provenance"]["pattern_id"] == seed::TRUNC) {
         assert!(c["expected"]["rubric"][0].as_str().unwrap().contains("complete answer"), "{c:#}");
@@ -159,6 +163,10 @@ async fn exports_are_valid_for_their_tools_and_never_duplicated() {
     assert!(
         rubric.contains(seed::REFUND_LABEL) && rubric.contains("system instructions"),
         "a rejected answer's rubric names the cause: {rubric}"
+    );
+    assert!(
+        rubric.contains("Keeps to this rule of the system instructions: \\\"Follow the refund policy: 30 days from delivery\\\""),
+        "the rule the answer broke, not every rule: {rubric}"
     );
     assert!(edited[0]["expected"]["rubric"].to_string().contains(seed::EDIT_TEXT.trim_end_matches('.')), "the correction is the reference");
 
@@ -288,6 +296,20 @@ async fn one_pattern_and_errors() {
     let all = dir.join("all.jsonl");
     export(&db, &["--all-open", "--include-ops", "--out", all.to_str().unwrap()]);
     assert!(lines(&all).iter().all(|c| c["provenance"]["pattern_id"] != seed::RATELIMIT), "fixed is not open");
+    // Reopened, the operations pattern is open — and still left out of `--all-open` unless asked for.
+    let out = db.flywheel(&["triage", seed::RATELIMIT, "regressed", "--note", "429s again"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let open = dir.join("open.jsonl");
+    let out = export(&db, &["--all-open", "--again", "--out", open.to_str().unwrap()]);
+    let behaviour = lines(&open).len();
+    let ids: HashSet<String> = lines(&open).iter().map(|c| c["provenance"]["pattern_id"].as_str().unwrap().to_string()).collect();
+    assert!(!ids.is_empty() && !ids.contains(seed::RATELIMIT), "an open operations pattern is no behaviour eval: {ids:?} {out}");
+    let out = export(&db, &["--all-open", "--again", "--include-ops", "--out", open.to_str().unwrap()]);
+    let with_ops: Vec<Value> = lines(&open);
+    let ops: Vec<&Value> = with_ops.iter().filter(|c| c["provenance"]["pattern_id"] == seed::RATELIMIT).collect();
+    assert_eq!(ops.len(), 3, "--include-ops adds it, as availability checks: {out}");
+    assert!(ops.iter().all(|c| c["expected"]["checks"] == serde_json::json!([{"kind": "non_empty"}])));
+    assert_eq!(with_ops.len(), behaviour + 3, "the behaviour cases are the same, the ops cases beside them");
 
     // Default output path, relative to the working directory.
     let out = common::flywheel_cmd()

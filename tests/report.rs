@@ -71,6 +71,9 @@ async fn markdown_report_has_the_review() {
     assert!(operations.contains("rate limited by the provider"), "{operations}");
     // High severity gets examples whatever the lane; a cluster only users flagged gets advice.
     assert!(md.contains(". rate limited by the provider\n"), "the rate limits' section");
+    let limit_section = md.split(". rate limited by the provider\n").nth(1).unwrap().split("\n### ").next().unwrap();
+    assert!(limit_section.contains("Raise the provider tier or spread the load"), "{limit_section}");
+    assert!(!limit_section.to_lowercase().contains("prompt"), "a rate limit is not fixed at the prompt: {limit_section}");
     let refund_advice = md.lines().find(|l| l.starts_with("- **suggested decision: systemic**")).unwrap();
     assert!(refund_advice.contains("Only users flagged these answers"), "{refund_advice}");
     // Top pattern sections with 3 examples, redacted text and trace ids.
@@ -166,6 +169,34 @@ async fn html_report_renders_in_chromium() {
         assert!(dom.contains(expected), "rendered page lacks `{expected}`");
     }
     assert!(dom.contains("<pre><code>fn parse_week"), "code as code");
+    // Rate limits sit in the operations lane, and their advice is capacity and retries.
+    let operations = dom.split("<h2>Operations</h2>").nth(1).expect("the operations lane").split("<h2>").next().unwrap();
+    assert!(operations.contains("rate limited by the provider"), "{operations}");
+    assert!(dom.contains("Raise the provider tier or spread the load"), "the rate limit's advice follows its cause");
+
+    // A period after one without calls, and a failure that fits no pattern: the headline and the
+    // chart say "no data" (never 0 %), and the failure has its own section.
+    let mut extra = seed::Seed { now: Some(OffsetDateTime::now_utc()), ..Default::default() };
+    let (t, sp) = (seed::trace_id(0xe5, 0), seed::span_id(0xe5, 0));
+    extra.calls = seed::Seed::build(OffsetDateTime::now_utc()).calls.into_iter().filter(|c| c.trace_id == t).collect();
+    extra.failure(&t, &sp, &["refusal"], serde_json::json!({"request": "Show me", "output": "I can't help with that."}), None);
+    store.insert("failures", &extra.failures).await.unwrap();
+    let recent = dir.join("recent.html");
+    report(&db, &["--since", "130m", "--format", "html", "--out", recent.to_str().unwrap()]);
+    let out = chromium(&dir.join("profile-recent")).arg("--dump-dom").arg(format!("file://{}", recent.display())).output().unwrap();
+    assert!(out.status.success(), "chromium --dump-dom: {}", stderr(&out));
+    let dom = stdout(&out);
+    assert!(dom.contains("previous period: no data"), "the chart draws no previous line at 0 %");
+    assert!(!dom.contains("<div class=\"value\">0.0%</div>"), "no 0 % headline for a period without calls");
+    let unclustered = dom.split("<h2>Failures in no pattern</h2>").nth(1).expect("the no-pattern section").split("<h2>").next().unwrap();
+    assert!(
+        unclustered.contains("1 failing call of this period fit no pattern") && unclustered.contains("<code>refusal</code> 1"),
+        "{unclustered}"
+    );
+    assert!(
+        unclustered.contains("I can't help with that.") && unclustered.contains(&format!("flywheel tui --project shop --trace {t}")),
+        "{unclustered}"
+    );
 
     // The screenshot, kept for people to look at.
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-screenshot.png");

@@ -224,6 +224,14 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
         "open trace",
         &[&format!("trace {}", first.trace_id), "tokens in", "params ", "max_tokens", "▌system", "▌user", "finish length"],
     );
+    // The tools the model was offered, by name and description.
+    let tool = if first.feature == "coding_assistant" { "◇ search_docs — " } else { "◇ lookup_order — Look up an order by id" };
+    tmux.wait_for("tools offered", &["tools offered (", tool]);
+    // `tab` to the conversation, then far past its end: the last lines stay in view.
+    tmux.keys(&["Tab", "G", "NPage", "NPage", "NPage", "j", "j"]);
+    tmux.wait_for("scroll bound after tab", &["▌assistant  finish length"]);
+    tmux.keys(&["g", "Tab"]);
+    tmux.wait_for("back to the top of the trace", &["tools offered (", "▌system"]);
 
     // The trace is the evidence: the span's attributes on `a`; `f` puts the failing call's
     // answer at the top of the pane; scrolling far past the end keeps the last lines in view.
@@ -237,7 +245,8 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
 
     // The call's session: its turns in order.
     tmux.keys(&["s"]);
-    tmux.wait_for("open session", &[&format!("session {}", first.session_id), "turns", "user said"]);
+    // It opens on the turn of the call we came from: the truncated answer is the one shown.
+    tmux.wait_for("open session", &[&format!("session {}", first.session_id), "turns", "user said", "answered ✗ finish_reason:length"]);
     tmux.keys(&["Escape"]);
     tmux.wait_for("back to the trace", &[&format!("trace {}", first.trace_id)]);
 

@@ -470,7 +470,10 @@ impl Seed {
         s.pattern("p-lang", LANG_LABEL, "resolved", "support", "gpt-4o-mini", &["votre", "colis"], 2, 2);
         s.pattern(RATELIMIT, "rate limited by the provider", "stable", "support", "gpt-4o-mini", &["429", "rate limit"], 3, 3);
         // Rate limits are an operations failure (fixed by capacity or retries, not by a prompt).
-        s.patterns.last_mut().unwrap().facets.insert("lane".into(), "operations".into());
+        // The analyzer stores the cause key it grouped on; the report's advice follows it.
+        let facets = &mut s.patterns.last_mut().unwrap().facets;
+        facets.insert("lane".into(), "operations".into());
+        facets.insert("signature".into(), "error · model · rate_limit".into());
         s
     }
 

@@ -199,8 +199,16 @@ pub fn expected(call: &FailingCall, details: &FailureDetails, label: &str, max_t
                 format!("; for context, its user reacted ({}) to this answer: \"{bad}\"", kinds.join(", "))
             };
             rubric.push(format!("{task}{what}."));
-            if call.system.is_some() {
-                rubric.push("Keeps to every rule of the system instructions.".into());
+            if let Some(system) = &call.system {
+                // Name the instructions the answer is about, when some are: a grader checks a
+                // rule, not "every rule".
+                let rules = rules_in_question(system, &format!("{label} {}", call.output_text()));
+                if rules.is_empty() {
+                    rubric.push("Keeps to every rule of the system instructions.".into());
+                }
+                for rule in rules {
+                    rubric.push(format!("Keeps to this rule of the system instructions: \"{rule}\"."));
+                }
             }
         }
         None => {}
@@ -211,6 +219,48 @@ pub fn expected(call: &FailingCall, details: &FailureDetails, label: &str, max_t
     }
     checks.dedup();
     Expected { source: edit.as_ref().map(|_| "edit".to_string()), text: edit, rubric, checks }
+}
+
+/// The rules of the system instructions that an answer (with its pattern's name) speaks
+/// about: the sentences or lines that share at least two content words with it (plurals and
+/// numbers folded, so "within 90 days" meets "30 days"), best first, at most two. A rejected
+/// answer on refunds is judged against the refund rule; a persona line or a rule about
+/// something else never is. None when no rule shares enough.
+fn rules_in_question(system: &str, answer: &str) -> Vec<String> {
+    let stems = |text: &str| -> std::collections::BTreeSet<String> {
+        crate::text::words(text)
+            .into_iter()
+            .filter(|w| w.chars().count() >= 2)
+            .map(|w| if w.chars().count() > 3 && w.ends_with('s') && !w.ends_with("ss") { w[..w.len() - 1].to_string() } else { w })
+            .collect()
+    };
+    let said = stems(answer);
+    let mut scored: Vec<(usize, usize, String)> = system
+        .split(['\n', '\r'])
+        .flat_map(sentences)
+        .map(|r| r.trim().trim_start_matches(['-', '*', '•', ' ']).trim().to_string())
+        .filter(|r| crate::text::words(r).len() >= 3)
+        .enumerate()
+        .map(|(i, r)| (stems(&r).intersection(&said).count(), i, r))
+        .filter(|(shared, _, _)| *shared >= 2)
+        .collect();
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().take(2).map(|(_, _, r)| quote(&r, 240)).collect()
+}
+
+/// A line of instructions cut into its sentences (at ". ", "! ", "? ").
+fn sentences(line: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = line.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if matches!(b, b'.' | b'!' | b'?') && bytes.get(i + 1) == Some(&b' ') {
+            out.push(&line[start..=i]);
+            start = i + 1;
+        }
+    }
+    out.push(&line[start..]);
+    out.into_iter().filter(|s| !s.trim().is_empty()).collect()
 }
 
 /// An error message as a rubric quotes it: its template (ids, numbers, e-mails, URLs masked),
@@ -296,4 +346,19 @@ fn call_signals(call: &FailingCall, details: &FailureDetails) -> Vec<String> {
 
 fn quoted_list(keys: &[String]) -> String {
     keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_an_answer_speaks_about_is_named() {
+        let system = "You are the support assistant of Shop.\n- Follow the refund policy: 30 days from delivery.\n- Never share another customer's order. Answer in the customer's language.";
+        let rules = rules_in_question(system, "refund policy: invents a 90-day window Refunds are possible within 90 days.");
+        assert_eq!(rules, vec!["Follow the refund policy: 30 days from delivery".to_string()]);
+        // An answer about nothing the instructions say: no rule is named.
+        assert!(rules_in_question(system, "The weather is nice today.").is_empty());
+        assert_eq!(sentences("One rule. Two rules! Three?"), vec!["One rule.", " Two rules!", " Three?"]);
+    }
 }
