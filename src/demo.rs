@@ -63,7 +63,10 @@ pub async fn run(demo: Demo) -> Result<ExitCode> {
     let bar = spinner(&format!("simulating {} interactions of a support and a coding assistant", demo.interactions));
     let summary = flywheel_simulator::run(&opts).await?;
     bar.finish_and_clear();
-    println!("{}", summary.to_string().trim_end());
+    // The summary without its truth line: the demo reads that file itself, then deletes it.
+    let text = summary.to_string();
+    let lines: Vec<&str> = text.trim_end().lines().filter(|l| !l.trim_start().starts_with("truth:")).collect();
+    println!("{}", lines.join("\n"));
     collector.stop().await?;
 
     let derive = flywheel_collector::signals::derive::DeriveConfig { lookback_secs: 8 * 86_400, ..Default::default() };
@@ -99,18 +102,25 @@ pub async fn run(demo: Demo) -> Result<ExitCode> {
         println!("report: {}", report::write_report(&store, &opts).await?);
     }
     println!("\ndemo done in {:.0}s", started.elapsed().as_secs_f64());
-    if local_engine {
-        println!(
-            "the local ClickHouse engine keeps running with the demo's data ({}); stop it with `flywheel clickhouse stop`",
-            engine::default_data_dir().display()
-        );
-    }
+    // The engine's line comes last, whether the demo ends here or after the TUI: it is what
+    // the user must act on.
+    let engine_note = || {
+        if local_engine {
+            println!(
+                "the local ClickHouse engine keeps running with the demo's data ({}); stop it with `flywheel clickhouse stop`",
+                engine::default_data_dir().display()
+            );
+        }
+    };
     // Without a terminal (piped, in CI) the demo ends here, as with --no-tui.
     if demo.no_tui || flywheel_tui::terminal::check().is_err() {
         println!("explore with `flywheel tui --project {PROJECT}`");
+        engine_note();
         return Ok(ExitCode::SUCCESS);
     }
-    crate::tui(Some(PROJECT.into()), false, "7d", "users", None, None).await
+    let code = crate::tui(Some(PROJECT.into()), false, "7d", "users", None, None).await;
+    engine_note();
+    code
 }
 
 /// The injected failure modes against the patterns found: for each mode, the pattern that holds

@@ -72,7 +72,7 @@ enum Command {
         #[arg(long)]
         project: Option<String>,
         /// How far back to look, ending now: 30m, 36h, 7d, 2w, 1d12h.
-        #[arg(long, default_value = "7d", allow_hyphen_values = true)]
+        #[arg(long, default_value = "7d", allow_hyphen_values = true, value_parser = duration_arg)]
         since: String,
         /// Represent texts lexically (TF-IDF) even when the embedding model is installed.
         #[arg(long)]
@@ -90,6 +90,7 @@ enum Command {
         /// The pattern, by id (`flywheel patterns`).
         pattern: String,
         /// new, regressed, acknowledged, fixed or wont_fix.
+        #[arg(value_parser = ["new", "regressed", "acknowledged", "fixed", "wont_fix"])]
         status: String,
         /// Why, for the team (e.g. the change that fixed it).
         #[arg(long, default_value = "")]
@@ -106,7 +107,7 @@ enum Command {
         #[arg(long, default_value = "service.version")]
         by: String,
         /// How far back to look, ending now: 30m, 36h, 7d, 2w.
-        #[arg(long, default_value = "14d", allow_hyphen_values = true)]
+        #[arg(long, default_value = "14d", allow_hyphen_values = true, value_parser = duration_arg)]
         since: String,
         /// The project [default: the only project with data].
         #[arg(long)]
@@ -133,10 +134,10 @@ enum Command {
     /// Write the weekly error-analysis review.
     Report {
         /// The ISO week to review, e.g. 2026-W47 (Monday to Monday, UTC).
-        #[arg(long, conflicts_with = "since")]
+        #[arg(long, conflicts_with = "since", value_parser = week_arg)]
         week: Option<String>,
         /// The period to review, ending now (30m, 36h, 7d, 2w, 1d12h) [default: 7d].
-        #[arg(long, allow_hyphen_values = true)]
+        #[arg(long, allow_hyphen_values = true, value_parser = duration_arg)]
         since: Option<String>,
         /// Markdown, or HTML with charts.
         #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
@@ -162,7 +163,7 @@ enum Command {
         #[arg(long)]
         feature: Option<String>,
         /// How far back, in whole weeks ending now: 4w, 8w, 56d.
-        #[arg(long, default_value = "8w")]
+        #[arg(long, default_value = "8w", value_parser = duration_arg)]
         since: String,
         /// One JSON array: every feature with its weekly figures, rates, trends and reasons.
         #[arg(long)]
@@ -176,13 +177,13 @@ enum Command {
         #[arg(long)]
         project: Option<String>,
         /// Time between ticks [default: [watch] every, else 1h].
-        #[arg(long)]
+        #[arg(long, value_parser = duration_arg)]
         every: Option<String>,
         /// The window each tick analyses [default: [watch] window, else 7d].
-        #[arg(long)]
+        #[arg(long, value_parser = duration_arg)]
         window: Option<String>,
         /// The recent part of the window, compared with the rest [default: [watch] recent, else 24h].
-        #[arg(long)]
+        #[arg(long, value_parser = duration_arg)]
         recent: Option<String>,
         /// A webhook that receives the generic JSON alert (repeatable).
         #[arg(long)]
@@ -246,7 +247,7 @@ struct SimulateArgs {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Simulated time span of the traffic, ending now or at --base-time (30s, 15m, 2h, 7d).
-    #[arg(long, default_value = "7d")]
+    #[arg(long, default_value = "7d", value_parser = duration_arg)]
     duration: String,
     /// Write the ground truth here (JSONL: one line per LLM call, then a summary line).
     #[arg(long)]
@@ -330,7 +331,7 @@ enum WalCmd {
     /// bytes cut from a segment.
     Quarantine {
         /// The log's directory [default: `[collector] wal_dir`, FLYWHEEL_WAL_DIR, or
-        /// $FLYWHEEL_HOME/wal/<database>]
+        /// $FLYWHEEL_DATA_DIR/wal/<database>]
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -590,6 +591,17 @@ fn reset_sigpipe() {}
 
 /// An error in one line: the chain of causes joined, as scripts and tests expect, leaving out a
 /// cause whose text the message already gives (many errors quote their source).
+/// A duration argument, checked as the command line is parsed — before anything connects —
+/// by the one parser every command reads durations with.
+fn duration_arg(spec: &str) -> Result<String, String> {
+    flywheel_schemas::lookback::parse(spec).map(|_| spec.to_string())
+}
+
+/// An ISO week argument (`2026-W47`), checked as the command line is parsed.
+fn week_arg(spec: &str) -> Result<String, String> {
+    flywheel_analyzer::report::Period::week(spec).map(|_| spec.to_string()).map_err(|e| e.to_string())
+}
+
 /// A command line that does not parse, in one line as every failure (clap writes the missing
 /// arguments, the usage and a tip on lines of their own): what is wrong, then where help is.
 fn usage_error(e: &clap::Error) -> String {
@@ -1074,5 +1086,56 @@ fn clickhouse(cmd: ClickhouseCmd) -> Result<ExitCode> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every command and every flag says what it is for in `--help`.
+    #[test]
+    fn every_command_and_flag_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() {
+                missing.push(format!("{path}: no description"));
+            }
+            for arg in cmd.get_arguments().filter(|a| !["help", "version"].contains(&a.get_id().as_str())) {
+                if arg.get_help().is_none() {
+                    missing.push(format!("{path} {}: no help text", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
+
+    /// Durations, weeks and triage states are refused as the command line is parsed, before
+    /// anything connects, with the one parser's words.
+    #[test]
+    fn bad_values_are_refused_before_anything_runs() {
+        for (args, expected) in [
+            (&["flywheel", "analyze", "--since", "3x"][..], "is not a duration"),
+            (&["flywheel", "report", "--since", "3x"], "is not a duration"),
+            (&["flywheel", "report", "--week", "47"], "not an ISO week"),
+            (&["flywheel", "compare", "--since", "0d"], "longer than zero"),
+            (&["flywheel", "readiness", "--since", "soon"], "is not a duration"),
+            (&["flywheel", "watch", "--every", "1y"], "is not a duration"),
+            (&["flywheel", "simulate", "--duration", "a week"], "is not a duration"),
+            (&["flywheel", "triage", "p-1", "done"], "[possible values: new, regressed, acknowledged, fixed, wont_fix]"),
+        ] {
+            let e = Cli::try_parse_from(args).err().unwrap_or_else(|| panic!("{args:?} parsed"));
+            let line = usage_error(&e);
+            assert!(line.contains(expected) && !line.contains('\n'), "{args:?}: {line}");
+        }
+        Cli::try_parse_from(["flywheel", "report", "--week", "2026-W47"]).unwrap();
+        Cli::try_parse_from(["flywheel", "analyze", "--since", "1d12h"]).unwrap();
     }
 }

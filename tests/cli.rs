@@ -136,3 +136,29 @@ fn the_data_directory_moves_apart_from_the_install() {
     assert!(out.status.success() && text.contains(&data.join("wal").join("flywheel").display().to_string()), "{text}");
     assert!(!home.exists(), "nothing written to the install directory");
 }
+
+/// `flywheel demo` on a fresh data directory: the whole loop, its scoreboard of injected modes
+/// against found patterns, the files it writes, no trace of its temporary truth file, and — in
+/// its last line — that the engine it started keeps running and how to stop it.
+#[test]
+fn the_demo_runs_the_loop_and_ends_with_how_to_stop_its_engine() {
+    let dir = common::scratch_dir("demo");
+    let data = dir.join("data");
+    let out = common::flywheel_cmd().args(["demo", "--no-tui"]).env("FLYWHEEL_DATA_DIR", &data).current_dir(&dir).output().unwrap();
+    // The engine the demo started is stopped whatever the assertions say.
+    let engine = data.join("clickhouse");
+    let stopped = common::flywheel_cmd().args(["clickhouse", "stop", "--data"]).arg(&engine).output().unwrap();
+    let text = common::stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    assert!(text.contains("top patterns:") && text.contains("injected modes"), "the scoreboard: {text}");
+    assert!(!text.contains("truth:") && !text.contains("--truth"), "no file the demo deletes, no flag it lacks: {text}");
+    for file in ["evals.jsonl", "report.html", "report.md"] {
+        assert!(dir.join("flywheel-demo").join(file).exists(), "{file}: {text}");
+    }
+    let last = text.trim_end().lines().last().unwrap();
+    assert!(
+        last.contains("keeps running") && last.contains("flywheel clickhouse stop") && last.contains(&engine.display().to_string()),
+        "{text}"
+    );
+}

@@ -163,6 +163,10 @@ async fn html_report_renders_in_chromium() {
     let rate = format!("{:.1}%", 100.0 * seed::CURRENT_FAILING as f64 / seed::CURRENT_CALLS as f64);
     assert!(dom.contains(&format!("<div class=\"value\">{rate}</div>")), "failure rate headline {rate}");
     assert!(dom.contains(seed::EDIT_TEXT));
+    // The headline keeps the tiles a review acts on: rate, failing calls, calls, cost and at
+    // most three negative signals.
+    let tiles = dom.matches("<div class=\"kpi\">").count();
+    assert!((4..=7).contains(&tiles), "{tiles} headline tiles");
     for expected in
         ["open it: ", "flywheel tui --project shop --trace 000000a1", "fixed by test — raised the quota", "+5 (4 → 9)", "week over week"]
     {

@@ -184,7 +184,14 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
     let truncated_refs: Vec<&Call> = truncated.iter().collect();
     let patterns = vec![
         pattern("pat-ratelimit", "rate limited by the provider", "growing", &limited_refs, 0.9, &[("error_type", "RateLimitError")]),
-        pattern("pat-truncated", "answers cut at max tokens", "new", &truncated_refs, 0.1, &[("finish_reason", "length")]),
+        pattern(
+            "pat-truncated",
+            "answers cut at max tokens before the code is complete",
+            "new",
+            &truncated_refs,
+            0.1,
+            &[("finish_reason", "length")],
+        ),
     ];
     store.insert("failures", &failures).await.unwrap();
     store.insert("pattern_members", &members).await.unwrap();
@@ -222,7 +229,7 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
     // The request as it was made: its parameters and the system instructions before the user.
     tmux.wait_for(
         "open trace",
-        &[&format!("trace {}", first.trace_id), "tokens in", "params ", "max_tokens", "▌system", "▌user", "finish length"],
+        &[&format!("trace {}", first.trace_id), "tokens in", "params temperature", "max_tokens", "▌system", "▌user", "finish length"],
     );
     // The tools the model was offered, by name and description.
     let tool = if first.feature == "coding_assistant" { "◇ search_docs — " } else { "◇ lookup_order — Look up an order by id" };
@@ -246,7 +253,7 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
     // The call's session: its turns in order.
     tmux.keys(&["s"]);
     // It opens on the turn of the call we came from: the truncated answer is the one shown.
-    tmux.wait_for("open session", &[&format!("session {}", first.session_id), "turns", "user said", "answered ✗ finish_reason:length"]);
+    tmux.wait_for("open session", &[&format!("session {}", first.session_id), "turns", "user said", "failing: finish_reason:length"]);
     tmux.keys(&["Escape"]);
     tmux.wait_for("back to the trace", &[&format!("trace {}", first.trace_id)]);
 
@@ -301,7 +308,7 @@ async fn drive_the_tui_in_tmux_open_drill_down_filter_triage_export() {
     // at 50×15 the compact layout.
     tmux.keys(&["2"]);
     tmux.cmd(&["resize-window", "-t", "tui", "-x", "80", "-y", "24"]);
-    tmux.wait_for("80x24", &["impact▼", "answers cut at max tokens", "? help", "ack"]);
+    tmux.wait_for("80x24", &["impact▼", "answers cut at max tokens before the code", "? help", "ack"]);
     tmux.cmd(&["resize-window", "-t", "tui", "-x", "50", "-y", "15"]);
     let screen = tmux.wait_for("50x15", &["impact▼", "users", "? help"]);
     assert!(!screen.contains("triage"), "compact layout:\n{screen}");

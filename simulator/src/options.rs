@@ -125,9 +125,11 @@ impl SimulateOptions {
     }
 }
 
-/// `30s`, `15m`, `2h`, `7d`, `1h30m`.
+/// `30s`, `15m`, `2h`, `7d`, `1h30m`: read as every command reads durations
+/// ([`flywheel_schemas::lookback`]).
 pub fn parse_duration(value: &str) -> Result<Duration, SimulateError> {
-    humantime::parse_duration(value.trim()).map_err(|e| SimulateError::BadDuration { value: value.to_string(), reason: e.to_string() })
+    let span = flywheel_schemas::lookback::parse(value).map_err(|reason| SimulateError::BadDuration { reason })?;
+    Ok(Duration::from_secs(span.whole_seconds().unsigned_abs()))
 }
 
 /// An RFC 3339 time, e.g. `2025-06-02T12:00:00Z`.
@@ -147,7 +149,8 @@ mod tests {
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
         let err = parse_duration("seven days").unwrap_err().to_string();
-        assert!(err.contains("30s, 15m, 2h, 7d"), "{err}");
+        assert!(err.contains("30m, 36h, 7d, 2w or 1d12h"), "{err}");
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
     }
 
     #[test]
