@@ -591,3 +591,70 @@ async fn a_record_clickhouse_refuses_is_quarantined_beside_another_project_and_r
     let out = c.db.flywheel(&["wal", "quarantine", "--dir", &dir]);
     assert!(common::stdout(&out).contains("nothing in quarantine"), "{}", common::stdout(&out));
 }
+
+/// Issue 16: a request larger than a slice is logged slice by slice, each durable before the
+/// next is decoded, and acknowledged once all are. Killed between two slices, the collector has
+/// logged part of the request and acknowledged none of it; the client's retry rewrites the
+/// slices already logged, and storage collapses them: every span once, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_two_slices_of_one_request_the_retry_stores_everything_once() {
+    let c = Collector::start(TestDb::new("slicekill"), "");
+    let key = c.key("p");
+    // 3,000 requests' worth of GenAI spans with content in one request: several slices of whole traces.
+    let mut request = ExportTraceServiceRequest::default();
+    for t in 0..3000u64 {
+        request.resource_spans.extend(flywheel_collector::bench::sample_request(700_000 + t, 6).resource_spans);
+    }
+    let body = request.encode_to_vec();
+    let traces = trace_ids(&body);
+    let total: u64 = request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum();
+    assert!(total > 4 * 4096, "five slices at least: {total} spans");
+
+    let client = reqwest::Client::new();
+    let (http, k, b) = (c.http.clone(), key.clone(), body.clone());
+    let sent = tokio::spawn(async move { post(&reqwest::Client::new(), &http, &k, &b).await.map(|r| r.status().as_u16()) });
+    // The instant: a first slice is durable in the log, the request not answered yet.
+    let wal = c.wal_dir();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while last_lsn(&wal) == 0 {
+        if sent.is_finished() {
+            panic!("no slice logged before the request ended: {:?} ({} bytes)", sent.await.unwrap(), body.len());
+        }
+        assert!(Instant::now() < deadline, "no slice logged in 30 s");
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    let c = c.crash_and_restart("");
+    let answer = sent.await.unwrap();
+    assert!(answer.is_err(), "killed before the last slice: the request is not acknowledged ({answer:?}, {} bytes)", body.len());
+    let logged = last_lsn(&c.wal_dir());
+    c.wait_stored().await;
+    let store = c.db.store();
+    let count = |table: &'static str| {
+        let store = store.clone();
+        let traces = traces.clone();
+        async move {
+            let (rows, distinct): (u64, u64) = store
+                .query(&format!(
+                    "SELECT count(), uniqExact(trace_id, span_id) FROM {table} FINAL WHERE project_id = 'p' AND has(?, trace_id)"
+                ))
+                .bind(&traces)
+                .fetch_one()
+                .await
+                .unwrap();
+            (rows, distinct)
+        }
+    };
+    let (_, partial) = count("spans").await;
+    println!("slicekill: {logged} slice(s) logged before the kill, {partial} of {total} spans stored before the retry");
+    assert!(partial > 0 && partial < total, "a part of the request, whole slices: {partial} of {total}");
+
+    // The client retries, as OTLP exporters do when a request is not acknowledged.
+    let status = post(&client, &c.http, &key, &body).await.unwrap().status();
+    assert_eq!(status, 200);
+    c.wait_stored().await;
+    let (rows, distinct) = count("spans").await;
+    assert_eq!((rows, distinct), (total, total), "every span once");
+    let (calls, distinct_calls) = count("llm_calls").await;
+    assert_eq!(calls, distinct_calls, "no model call twice");
+    assert!(calls >= traces.len() as u64, "every trace's model calls: {calls}");
+}
