@@ -336,3 +336,97 @@ async fn repeats_that_are_not_the_user_asking_again_derive_no_regeneration() {
     assert_eq!((span.as_str(), status.as_str()), (first.span_id.as_str(), "linked"));
     assert_eq!(first.session_id, "sess-lc-oi");
 }
+
+/// Issue 20 with issue 16: one call recorded twice (two instrumentations at once: a wrapper span
+/// and the span it wraps) whose two spans reach two collectors behind a load balancer — in
+/// either order, its log events to either — is one `llm_calls` row: the row one collector
+/// makes of both (but for the feature, read from ancestors in the same request), merged in
+/// storage (the wrapper's row deleted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_recorded_twice_and_sent_to_two_collectors_is_one_row() {
+    use flywheel_schemas::rows::LlmCallRow;
+    let a = Collector::start(TestDb::new("double_two"), "");
+    let b = a.beside("");
+    let dir = producers().join("double");
+    let request = decode_traces(&dir.join("double_instrumented.pb"));
+    let logs = std::fs::read(dir.join("double_instrumented.logs.pb")).unwrap();
+    let traces = trace_ids(&request);
+    // One request per span: the wrapper (the root) and the span it wraps.
+    let only = |root: bool| {
+        let mut r = request.clone();
+        for scope in r.resource_spans.iter_mut().flat_map(|rs| &mut rs.scope_spans) {
+            scope.spans.retain(|s| s.parent_span_id.is_empty() == root);
+        }
+        r.resource_spans.iter_mut().for_each(|rs| rs.scope_spans.retain(|s| !s.spans.is_empty()));
+        r.encode_to_vec()
+    };
+    let (outer, inner) = (only(true), only(false));
+    assert!(!outer.is_empty() && !inner.is_empty());
+    let post_logs = |c: &Collector, key: String| {
+        let (url, body) = (format!("{}/v1/logs", c.http), logs.clone());
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .header("content-type", "application/x-protobuf")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    let (whole, ab, ba) = (a.key("whole"), a.key("ab"), a.key("ba"));
+    assert_eq!(a.post_traces(&whole, request.encode_to_vec()).await.status(), 200);
+    post_logs(&a, whole.clone()).await;
+    // The wrapped span first, to one collector; the wrapper later, to the other.
+    assert_eq!(a.post_traces(&ab, inner.clone()).await.status(), 200);
+    a.wait_stored().await;
+    assert_eq!(b.post_traces(&ab, outer.clone()).await.status(), 200);
+    post_logs(&a, ab.clone()).await;
+    // The wrapper first.
+    assert_eq!(b.post_traces(&ba, outer).await.status(), 200);
+    b.wait_stored().await;
+    assert_eq!(a.post_traces(&ba, inner).await.status(), 200);
+    post_logs(&b, ba.clone()).await;
+    a.wait_stored().await;
+    b.wait_stored().await;
+
+    let store = a.db.store();
+    let rows = |project: &'static str| {
+        let (store, traces) = (store.clone(), traces.clone());
+        async move {
+            let rows: Vec<LlmCallRow> = store
+                .query("SELECT ?fields FROM llm_calls FINAL WHERE project_id = ? AND has(?, trace_id) ORDER BY span_id")
+                .bind(project)
+                .bind(&traces)
+                .fetch_all()
+                .await
+                .unwrap();
+            // The feature is left out: a call takes it from its ancestors in the same request
+            // (here the wrapper, a root, lends its span name), else from its service — sent
+            // alone, the wrapped span has no ancestor to read.
+            rows.into_iter()
+                .map(|r| LlmCallRow {
+                    project_id: String::new(),
+                    feature: String::new(),
+                    ingested_at: time::OffsetDateTime::UNIX_EPOCH,
+                    ..r
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let reference = rows("whole").await;
+    assert_eq!(reference.len(), 1, "one collector makes one row of the two recordings");
+    for project in ["ab", "ba"] {
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            got = rows(project).await;
+            if got == reference {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(got, reference, "{project}: the call's two recordings sent to two collectors");
+    }
+}

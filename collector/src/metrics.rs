@@ -210,7 +210,7 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP flywheel_rejoin_spans_total Stored spans checked for their other side (a call, its log events) in ClickHouse, by outcome: checked, dropped (queue full), failed (ClickHouse errors).\n# TYPE flywheel_rejoin_spans_total counter"
+            "# HELP flywheel_rejoin_spans_total Stored spans checked for their other side (a call, its log events, a second recording of the call) in ClickHouse, by outcome: checked, dropped (queue full), failed (ClickHouse errors).\n# TYPE flywheel_rejoin_spans_total counter"
         );
         for (outcome, n) in [("checked", &self.rejoin_reported), ("dropped", &self.rejoin_dropped), ("failed", &self.rejoin_failed)] {
             let _ = writeln!(out, "flywheel_rejoin_spans_total{{outcome=\"{outcome}\"}} {}", n.load(Relaxed));

@@ -250,6 +250,75 @@ pub async fn calls_of_spans(
     of_spans(store, "llm_calls FINAL", and, project, spans).bind(nanos(lo)).bind(nanos(hi)).fetch_all().await
 }
 
+/// A model call's place in its trace: the storage merge of a call recorded twice (a wrapper
+/// span and the span it wraps, sent to two collectors) reads only this.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Row, Deserialize)]
+pub struct CallLink {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+}
+
+/// Every model call of these traces started within `[lo, hi]`, as links (current rows only:
+/// a call deleted by the merge is not read).
+pub async fn call_links_of_traces(
+    store: &Store,
+    project: &str,
+    traces: &[String],
+    lo: OffsetDateTime,
+    hi: OffsetDateTime,
+) -> Result<Vec<CallLink>, StoreError> {
+    if traces.is_empty() {
+        return Ok(vec![]);
+    }
+    store
+        .query(
+            "SELECT DISTINCT trace_id, span_id, parent_span_id FROM llm_calls WHERE project_id = ? AND trace_id IN ? \
+             AND start_time >= fromUnixTimestamp64Nano(?) AND start_time <= fromUnixTimestamp64Nano(?)",
+        )
+        .bind(project)
+        .bind(traces)
+        .bind(nanos(lo))
+        .bind(nanos(hi))
+        .fetch_all()
+        .await
+}
+
+/// Deletes the `llm_calls` rows of these spans (a lightweight delete: rare, one statement for
+/// all of them). On a cluster (`migrate --cluster`: `llm_calls` a Distributed front), on its
+/// local tables on every node.
+pub async fn delete_calls(store: &Store, project: &str, spans: &[SpanKey]) -> Result<(), StoreError> {
+    if spans.is_empty() {
+        return Ok(());
+    }
+    let (engine, engine_full): (String, String) = store
+        .query("SELECT engine, engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'llm_calls'")
+        .fetch_one()
+        .await?;
+    let table = match distributed_cluster(&engine, &engine_full) {
+        Some(cluster) => format!("llm_calls_local ON CLUSTER `{cluster}`"),
+        None => "llm_calls".to_string(),
+    };
+    let traces: Vec<&String> = spans.iter().map(|(t, _)| t).collect();
+    store
+        .query(&format!("DELETE FROM {table} WHERE project_id = ? AND trace_id IN ? AND (trace_id, span_id) IN ?"))
+        .bind(project)
+        .bind(traces)
+        .bind(spans)
+        .execute()
+        .await
+}
+
+/// The cluster of a `Distributed(cluster, database, table, …)` engine.
+fn distributed_cluster(engine: &str, engine_full: &str) -> Option<String> {
+    if engine != "Distributed" {
+        return None;
+    }
+    let args = engine_full.split_once('(')?.1;
+    let cluster = args.split(',').next()?.trim().trim_matches(['`', '\'', '"']);
+    (!cluster.is_empty()).then(|| cluster.to_string())
+}
+
 /// The log records named `events` of these spans, in the order they arrived: by the time they
 /// were stored, then their place in their request (the head of `record_id`). `log_records` is
 /// ordered by project, trace and span: the key finds them.
@@ -304,5 +373,20 @@ pub async fn resolve_project(store: &Store, named: Option<&str>) -> Result<Strin
         (None, many) => {
             Err(StoreError::Project(format!("several projects have LLM calls ({}): choose one with --project", many.join(", "))))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cluster_of_a_distributed_front() {
+        assert_eq!(
+            distributed_cluster("Distributed", "Distributed(`prod`, `flywheel`, llm_calls_local, cityHash64(a))"),
+            Some("prod".into())
+        );
+        assert_eq!(distributed_cluster("Distributed", "Distributed('prod', 'flywheel', 'llm_calls_local')"), Some("prod".into()));
+        assert_eq!(distributed_cluster("ReplacingMergeTree", "ReplacingMergeTree(ingested_at) ORDER BY x"), None);
     }
 }

@@ -2,9 +2,12 @@
 //! collectors (behind a load balancer), or one collector after its [`super::JoinCache`] let
 //! them go, are joined by whichever side is stored second.
 //!
+//! The same round merges one call recorded twice (a wrapper span and the span it wraps, see
+//! `traces::wrappers`) whose two spans were stored apart: see [`Pipeline::rejoin`].
+//!
 //! After every insert (from the write-ahead log, or straight), the writer reports the spans it
-//! stored that may lack their other side ([`Stored::report`]): GenAI content events, and calls
-//! stored without input or output messages. The task below reads, for those spans, the
+//! stored that may lack their other side ([`Stored::report`]): GenAI content events, calls
+//! stored without input or output messages, and — for the merge — every call. The task below reads, for those spans, the
 //! current `llm_calls` row and the content events from ClickHouse; where the events complete
 //! the row (it would change), it writes the call again, completed as the cache would have
 //! completed it — `llm_calls` is a ReplacingMergeTree, readers read it `FINAL`.
@@ -35,6 +38,8 @@ use crate::normalize::genai::{LOG_EVENTS, read_stored_event};
 const QUEUE: usize = 1024;
 /// Spans read per query.
 const CHUNK: usize = 500;
+/// How long a round waits for more reports before it reads.
+const GATHER: Duration = Duration::from_millis(250);
 /// Attempts at one round while ClickHouse fails, a second apart and more.
 const ATTEMPTS: u32 = 5;
 
@@ -45,6 +50,11 @@ pub struct Reported {
     span: SpanKey,
     /// When it happened (the call's start, the event's time): bounds the partitions read.
     at: OffsetDateTime,
+    /// A content event, or a call stored without its messages: its content may be elsewhere.
+    content: bool,
+    /// A model call: it may be the wrapper, or the wrapped, of a call recorded twice whose
+    /// other recording another collector stored.
+    call: bool,
 }
 
 /// Where the writer reports what it stored ([`Stored::channel`]).
@@ -88,22 +98,38 @@ impl Stored {
     }
 }
 
-/// Content events, and calls stored without their messages (their content may come as events).
+/// Content events, and every call (those stored without their messages also for their
+/// content, which may come as events).
 fn reported(batch: &Batch) -> Vec<Reported> {
     let empty = |json: &str| json.is_empty() || json == "[]";
-    let events = batch
-        .logs
-        .iter()
-        .filter(|l| !l.trace_id.is_empty() && !l.span_id.is_empty() && LOG_EVENTS.contains(&l.event_name.as_str()))
-        .map(|l| Reported { project: l.project_id.clone(), span: (l.trace_id.clone(), l.span_id.clone()), at: l.timestamp });
-    let calls = batch.calls.iter().filter(|c| empty(&c.input_messages) || empty(&c.output_messages)).map(|c| Reported {
+    let events =
+        batch.logs.iter().filter(|l| !l.trace_id.is_empty() && !l.span_id.is_empty() && LOG_EVENTS.contains(&l.event_name.as_str())).map(
+            |l| Reported {
+                project: l.project_id.clone(),
+                span: (l.trace_id.clone(), l.span_id.clone()),
+                at: l.timestamp,
+                content: true,
+                call: false,
+            },
+        );
+    let calls = batch.calls.iter().map(|c| Reported {
         project: c.project_id.clone(),
         span: (c.trace_id.clone(), c.span_id.clone()),
         at: c.start_time,
+        content: empty(&c.input_messages) || empty(&c.output_messages),
+        call: true,
     });
     let mut spans: Vec<Reported> = events.chain(calls).collect();
     spans.sort_by(|a, b| (&a.project, &a.span).cmp(&(&b.project, &b.span)));
-    spans.dedup_by(|a, b| a.project == b.project && a.span == b.span);
+    // One report per span, with what each of its reports said.
+    spans.dedup_by(|later, kept| {
+        let same = later.project == kept.project && later.span == kept.span;
+        if same {
+            kept.content |= later.content;
+            kept.call |= later.call;
+        }
+        same
+    });
     spans
 }
 
@@ -119,6 +145,10 @@ impl Pipeline {
     /// Joins reported spans with their other side, round after round, until the writer stops.
     pub async fn rejoin_forever(&self, store: Store, mut reports: Reports) {
         while let Some(first) = reports.0.recv().await {
+            // A round reads ClickHouse once per project and chunk whatever its size: let the
+            // reports of a quarter second gather (each insert sends one), so that a busy
+            // collector checks many inserts per query.
+            tokio::time::sleep(GATHER).await;
             let mut spans = first;
             while spans.len() < 4 * CHUNK
                 && let Ok(more) = reports.0.try_recv()
@@ -157,6 +187,11 @@ impl Pipeline {
         }
         let mut joined = 0;
         for (project, spans) in by_project {
+            let calls: Vec<&Reported> = spans.iter().copied().filter(|s| s.call).collect();
+            for chunk in calls.chunks(CHUNK) {
+                joined += self.merge_recorded_twice(store, project, chunk).await?;
+            }
+            let spans: Vec<&Reported> = spans.into_iter().filter(|s| s.content).collect();
             for chunk in spans.chunks(CHUNK) {
                 let keys: Vec<SpanKey> = chunk.iter().map(|s| s.span.clone()).collect();
                 // Events are dated by their producer, near their call: a day either side.
@@ -179,6 +214,78 @@ impl Pipeline {
             }
         }
         Ok(joined)
+    }
+
+    /// A call recorded twice (two instrumentations: a wrapper span and the span it wraps, see
+    /// `traces::wrappers`) whose two recordings reached two collectors, or one collector
+    /// farther apart than its cache keeps them: the wrapped call's row is written again with
+    /// the wrapper's fields filling its gaps (and the wrapper's log events), then the wrapper's
+    /// row is deleted — the row one collector makes of both. Deterministic and idempotent:
+    /// collectors that find the same pair write the same row and delete the same one. Reads
+    /// one list of the traces' call ids when no pair is found (the common case). Returns the
+    /// calls merged.
+    async fn merge_recorded_twice(&self, store: &Store, project: &str, reported: &[&Reported]) -> Result<u64, RejoinError> {
+        let Some(lo) = reported.iter().map(|s| s.at).min() else { return Ok(0) };
+        let hi = reported.iter().map(|s| s.at).max().unwrap_or(lo) + time::Duration::days(1);
+        let lo = lo - time::Duration::days(1);
+        let mut traces: Vec<String> = reported.iter().map(|s| s.span.0.clone()).collect();
+        traces.sort();
+        traces.dedup();
+        let links =
+            crate::deadline::within(store, crate::deadline::QUERY, queries::call_links_of_traces(store, project, &traces, lo, hi)).await?;
+        let fresh: std::collections::HashSet<&SpanKey> = reported.iter().map(|s| &s.span).collect();
+        let pairs: Vec<(SpanKey, SpanKey)> =
+            recorded_twice(&links).into_iter().filter(|(w, c)| fresh.contains(w) || fresh.contains(c)).collect();
+        if pairs.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<SpanKey> = pairs.iter().flat_map(|(w, c)| [w.clone(), c.clone()]).collect();
+        let reads = async {
+            tokio::try_join!(
+                queries::calls_of_spans(store, project, &keys, lo, hi),
+                queries::log_events_of_spans(store, project, &keys, LOG_EVENTS)
+            )
+        };
+        let (rows, events) = crate::deadline::within(store, crate::deadline::QUERY, reads).await?;
+        let rows: HashMap<SpanKey, LlmCallRow> = rows.into_iter().map(|r| ((r.trace_id.clone(), r.span_id.clone()), r)).collect();
+        let mut events_of: HashMap<SpanKey, Vec<LogRecordRow>> = HashMap::new();
+        for e in events {
+            events_of.entry((e.trace_id.clone(), e.span_id.clone())).or_default().push(e);
+        }
+        let hashes = rows.values().flat_map(|c| [&c.system_instructions_hash, &c.tool_definitions_hash]);
+        let contents = flywheel_schemas::read::contents(store, project, hashes).await?;
+        let content_of = |row: &LlmCallRow| {
+            let system = contents.get(&row.system_instructions_hash).cloned();
+            let tools = contents.get(&row.tool_definitions_hash).and_then(|t| serde_json::from_str(t).ok());
+            normalize::from_row(row, system, tools)
+        };
+        let now = OffsetDateTime::now_utc();
+        let mut batch = Batch::default();
+        let mut wrappers = Vec::new();
+        for (wrapper, wrapped) in pairs {
+            let (Some(w), Some(c)) = (rows.get(&wrapper), rows.get(&wrapped)) else { continue };
+            let (ids, mut draft, is_error) = content_of(c);
+            draft.merge(content_of(w).1);
+            let mut logs = LogParts::default();
+            for content in [&wrapped, &wrapper].into_iter().flat_map(|k| events_of.get(k)).flatten().filter_map(read_stored_event) {
+                logs.add(content);
+            }
+            draft.merge(logs.draft());
+            draft.finalize();
+            // Newer than both rows, whatever the clocks of the collectors that wrote them.
+            let at = now.max(c.ingested_at.max(w.ingested_at) + time::Duration::nanoseconds(1));
+            batch.calls.push(self.call_row(project, &ids, &draft, is_error, at, &mut batch.contents));
+            wrappers.push(wrapper);
+        }
+        let n = wrappers.len() as u64;
+        if n > 0 {
+            // The merged row is durable (logged or stored) before the wrapper's row goes.
+            self.store(batch).await?;
+            crate::deadline::within(store, crate::deadline::QUERY, queries::delete_calls(store, project, &wrappers)).await?;
+            self.metrics.duplicate_calls.fetch_add(n, Relaxed);
+            tracing::debug!(calls = n, "calls recorded twice, by two collectors, merged in storage");
+        }
+        Ok(n)
     }
 
     /// The rows of the calls that their events complete, completed. A row the events leave as
@@ -233,6 +340,33 @@ impl Pipeline {
     }
 }
 
+/// The (wrapper, wrapped) pairs among a trace's calls, as `traces::wrappers` finds them in
+/// one request: a call with exactly one call child wraps it; a cycle wraps nothing.
+fn recorded_twice(links: &[queries::CallLink]) -> Vec<(SpanKey, SpanKey)> {
+    let calls: std::collections::HashSet<(&str, &str)> = links.iter().map(|l| (l.trace_id.as_str(), l.span_id.as_str())).collect();
+    let mut children: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    for l in links {
+        let parent = (l.trace_id.as_str(), l.parent_span_id.as_str());
+        if l.parent_span_id != l.span_id && calls.contains(&parent) {
+            children.entry(parent).or_default().push(l.span_id.as_str());
+        }
+    }
+    for kids in children.values_mut() {
+        kids.sort();
+        kids.dedup();
+    }
+    let only = |k: (&str, &str)| children.get(&k).filter(|c| c.len() == 1).map(|c| c[0]);
+    children
+        .keys()
+        .filter_map(|&(trace, wrapper)| {
+            let wrapped = only((trace, wrapper))?;
+            // A and B each the other's only child: a cycle, nobody's wrapper.
+            (only((trace, wrapped)) != Some(wrapper))
+                .then(|| ((trace.to_string(), wrapper.to_string()), (trace.to_string(), wrapped.to_string())))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,7 +386,8 @@ mod tests {
         row
     }
 
-    /// Only what may lack its other side is checked: content events, calls without messages.
+    /// Content events and calls without messages are checked for their content; every call for
+    /// a second recording.
     #[test]
     fn reported_spans_are_content_events_and_calls_without_messages() {
         let full = call(r#"[{"role":"user","parts":[]}]"#, r#"[{"role":"assistant","parts":[]}]"#);
@@ -279,7 +414,31 @@ mod tests {
             logs: vec![event("gen_ai.choice", "s3"), event("gen_ai.user.message", "s3"), event("app.log", "s4")],
             ..Default::default()
         };
-        let spans: Vec<String> = reported(&batch).into_iter().map(|r| r.span.1).collect();
-        assert_eq!(spans, ["s2", "s3"]);
+        let spans: Vec<(String, bool, bool)> = reported(&batch).into_iter().map(|r| (r.span.1, r.content, r.call)).collect();
+        assert_eq!(
+            spans,
+            [("s".into(), false, true), ("s2".into(), true, true), ("s3".into(), true, false)],
+            "every call is checked for a second recording; only calls without messages and content events for content"
+        );
+    }
+
+    #[test]
+    fn a_call_with_one_call_child_wraps_it() {
+        let link =
+            |span: &str, parent: &str| queries::CallLink { trace_id: "t".into(), span_id: span.into(), parent_span_id: parent.into() };
+        let key = |s: &str| ("t".to_string(), s.to_string());
+        // w wraps c; an agent span (not a call) above both; a call with two call children is an
+        // aggregate; a and b each other's parent wrap nothing.
+        let links = [
+            link("w", "agent"),
+            link("c", "w"),
+            link("g", ""),
+            link("g1", "g"),
+            link("g2", "g"),
+            link("a", "b"),
+            link("b", "a"),
+            link("self", "self"),
+        ];
+        assert_eq!(recorded_twice(&links), vec![(key("w"), key("c"))]);
     }
 }
