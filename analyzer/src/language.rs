@@ -7,7 +7,9 @@
 //! whatlang is unsure more often than not. Names are whatlang's English names, whichever
 //! detector spoke.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{LazyLock, Mutex};
 
 use lingua::{LanguageDetector, LanguageDetectorBuilder};
 use whatlang::Lang;
@@ -22,6 +24,12 @@ pub struct Detector {
     inner: whatlang::Detector,
     /// lingua alone: slower, and right where whatlang is sure and wrong.
     careful: bool,
+    /// Verdicts by the hash of the text read (`min_confidence` with it): one window repeats
+    /// texts — a conversation's turns in each of its calls, templated questions, canned
+    /// answers — and detection is most of `detect`'s time. 16 bytes and a verdict per
+    /// distinct text, for one analysis.
+    memo: Mutex<HashMap<(u64, u64), Option<Lang>>>,
+    hasher: RandomState,
 }
 
 impl Default for Detector {
@@ -41,7 +49,7 @@ fn prose(text: &str) -> String {
 
 impl Detector {
     pub fn new() -> Detector {
-        Detector { inner: whatlang::Detector::new(), careful: false }
+        Detector { inner: whatlang::Detector::new(), careful: false, memo: Mutex::default(), hasher: RandomState::new() }
     }
 
     /// A detector that reads with lingua only: for confirming a verdict before it raises an
@@ -49,7 +57,7 @@ impl Detector {
     /// helmet I bought about ten days ago? It doesn't fit." is reliable Dutch to it, English
     /// (0.99) to lingua.
     pub fn careful() -> Detector {
-        Detector { inner: whatlang::Detector::new(), careful: true }
+        Detector { inner: whatlang::Detector::new(), careful: true, memo: Mutex::default(), hasher: RandomState::new() }
     }
 
     /// The language's English name when a detector is at least `min_confidence` sure.
@@ -58,14 +66,24 @@ impl Detector {
         if prose.chars().filter(|c| c.is_alphabetic()).count() < 12 {
             return None;
         }
+        let key = (self.hasher.hash_one(&prose), min_confidence.to_bits());
+        if let Some(known) = self.memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return known.map(name);
+        }
+        let verdict = self.read(&prose, min_confidence);
+        self.memo.lock().unwrap_or_else(|e| e.into_inner()).insert(key, verdict);
+        verdict.map(name)
+    }
+
+    fn read(&self, prose: &str, min_confidence: f64) -> Option<Lang> {
         if !self.careful
-            && let Some(info) = self.inner.detect(&prose)
+            && let Some(info) = self.inner.detect(prose)
             && info.is_reliable()
             && info.confidence() >= min_confidence
         {
-            return Some(name(info.lang()));
+            return Some(info.lang());
         }
-        let ranked = LINGUA.compute_language_confidence_values(prose.as_str());
+        let ranked = LINGUA.compute_language_confidence_values(prose);
         let (lang, confidence) = *ranked.first()?;
         let runner_up = ranked.get(1).map_or(0.0, |r| r.1);
         // lingua's values share one unit over every language it carries, so a short text's
@@ -75,7 +93,7 @@ impl Detector {
         if confidence < min_confidence && confidence < 3.0 * runner_up.max(0.05) {
             return None;
         }
-        Lang::from_code(lang.iso_code_639_3().to_string()).map(name)
+        Lang::from_code(lang.iso_code_639_3().to_string())
     }
 }
 

@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use rayon::prelude::*;
+
 use super::inputs::Call;
 use crate::language::Detector;
 use crate::rules::Rule;
@@ -77,8 +79,9 @@ pub fn mismatches(rule: &Rule, calls: &[Call]) -> Vec<(usize, (String, String))>
     let careful = Detector::careful();
     let min_chars = rule.spec.min_chars.unwrap_or(40);
     let min_confidence = rule.spec.min_confidence.unwrap_or(0.5);
+    // Detection is most of the analyzer's `detect` stage: calls are read on every core.
     let answers: Vec<Option<String>> = calls
-        .iter()
+        .par_iter()
         .map(|c| {
             if is_json(&c.output_text) {
                 return None;
@@ -101,29 +104,33 @@ pub fn mismatches(rule: &Rule, calls: &[Call]) -> Vec<(usize, (String, String))>
             (total >= 20 && *n * 5 >= total * 4).then_some((*f, *lang))
         })
         .collect();
-    let mut out = Vec::new();
-    for (i, (c, answer)) in calls.iter().zip(&answers).enumerate() {
-        let Some(answer) = answer else { continue };
-        let mut user = user_languages(&detector, c, min_confidence);
-        if user.is_empty() {
-            user.extend(usual.get(c.feature.as_str()).map(|l| l.to_string()));
-        }
-        if user.is_empty() || user.contains(answer) {
-            continue;
-        }
-        // whatlang is sometimes sure and wrong (plain English read as Dutch): an alarm stands
-        // only when lingua, reading both sides alone, sees the same mismatch.
-        let Some(answer) = careful.detect(&without_code(&c.output_text), min_confidence) else { continue };
-        let mut confirmed = user_languages(&careful, c, min_confidence);
-        if confirmed.is_empty() {
-            confirmed.extend(usual.get(c.feature.as_str()).map(|l| l.to_string()));
-        }
-        if !confirmed.is_empty() && !confirmed.contains(&answer) {
+    calls
+        .par_iter()
+        .zip(&answers)
+        .enumerate()
+        .filter_map(|(i, (c, answer))| {
+            let answer = answer.as_ref()?;
+            let mut user = user_languages(&detector, c, min_confidence);
+            if user.is_empty() {
+                user.extend(usual.get(c.feature.as_str()).map(|l| l.to_string()));
+            }
+            if user.is_empty() || user.contains(answer) {
+                return None;
+            }
+            // whatlang is sometimes sure and wrong (plain English read as Dutch): an alarm
+            // stands only when lingua, reading both sides alone, sees the same mismatch.
+            let answer = careful.detect(&without_code(&c.output_text), min_confidence)?;
+            let mut confirmed = user_languages(&careful, c, min_confidence);
+            if confirmed.is_empty() {
+                confirmed.extend(usual.get(c.feature.as_str()).map(|l| l.to_string()));
+            }
+            if confirmed.is_empty() || confirmed.contains(&answer) {
+                return None;
+            }
             let question = confirmed.into_iter().next().expect("not empty");
-            out.push((i, (question, answer)));
-        }
-    }
-    out
+            Some((i, (question, answer)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
