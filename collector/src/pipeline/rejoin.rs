@@ -21,6 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -57,26 +58,40 @@ pub struct Reported {
     call: bool,
 }
 
+/// Spans waiting to be checked, at most (~150 bytes each: ~15 MB). Every stored call is
+/// reported, so inserts of many calls while ClickHouse is slow would otherwise queue 1,024
+/// inserts' worth of keys whatever their size.
+const MAX_WAITING: usize = 100_000;
+
 /// Where the writer reports what it stored ([`Stored::channel`]).
 #[derive(Clone)]
 pub struct Stored {
     tx: mpsc::Sender<Vec<Reported>>,
     metrics: Arc<Metrics>,
+    /// Spans in the queue.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Stored {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stored").field("waiting", &(QUEUE - self.tx.capacity())).finish()
+        f.debug_struct("Stored").field("reports", &(QUEUE - self.tx.capacity())).field("spans", &self.waiting.load(Relaxed)).finish()
     }
 }
 
 /// The reports, for [`Pipeline::rejoin_forever`].
-pub struct Reports(mpsc::Receiver<Vec<Reported>>);
+pub struct Reports(mpsc::Receiver<Vec<Reported>>, Arc<AtomicUsize>);
+
+impl Reports {
+    fn taken(&self, spans: &[Reported]) {
+        self.1.fetch_sub(spans.len(), Relaxed);
+    }
+}
 
 impl Stored {
     pub fn channel(metrics: Arc<Metrics>) -> (Stored, Reports) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        (Stored { tx, metrics }, Reports(rx))
+        let waiting = Arc::new(AtomicUsize::new(0));
+        (Stored { tx, metrics, waiting: waiting.clone() }, Reports(rx, waiting))
     }
 
     /// Reports the spans of `batch`, just stored, that may lack their other side.
@@ -86,11 +101,14 @@ impl Stored {
             return;
         }
         let n = spans.len() as u64;
-        match self.tx.try_send(spans) {
+        let queued = self.waiting.fetch_add(spans.len(), Relaxed);
+        let sent = if queued + spans.len() > MAX_WAITING { Err(()) } else { self.tx.try_send(spans).map_err(|_| ()) };
+        match sent {
             Ok(()) => {
                 self.metrics.rejoin_reported.fetch_add(n, Relaxed);
             }
-            Err(_) => {
+            Err(()) => {
+                self.waiting.fetch_sub(n as usize, Relaxed);
                 self.metrics.rejoin_dropped.fetch_add(n, Relaxed);
                 tracing::warn!(spans = n, "the storage join is behind: these calls stay as first stored (their log events are kept)");
             }
@@ -149,10 +167,12 @@ impl Pipeline {
             // reports of a quarter second gather (each insert sends one), so that a busy
             // collector checks many inserts per query.
             tokio::time::sleep(GATHER).await;
+            reports.taken(&first);
             let mut spans = first;
             while spans.len() < 4 * CHUNK
                 && let Ok(more) = reports.0.try_recv()
             {
+                reports.taken(&more);
                 spans.extend(more);
             }
             let mut wait = Duration::from_secs(1);
