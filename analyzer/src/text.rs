@@ -1,4 +1,7 @@
-//! Words of a failure's text, shared by the lexical representation and the labels.
+//! Words of a failure's text, shared by the lexical representation and the labels, and the
+//! stems and sentences the detectors and the eval cases compare texts by.
+
+use std::collections::BTreeSet;
 
 /// English function words and chat filler that say nothing about a failure.
 const STOPWORDS: &[&str] = &[
@@ -28,6 +31,35 @@ pub fn terms(text: &str) -> Vec<String> {
     let w = words(text);
     let pairs = w.windows(2).map(|p| format!("{} {}", p[0], p[1]));
     w.iter().cloned().chain(pairs).collect()
+}
+
+/// Stems that say nothing about the subject: the words of a "no information, contact us"
+/// answer and of any request, in the languages read.
+const GENERIC: &[&str] = &[
+    "infor", "websi", "custo", "servi", "conta", "pleas", "check", "polic", "terms", "order", "confi", "speci", "about", "recom", "would",
+    "could", "their", "there", "which", "where", "these", "those", "other", "thank", "happy", "sorry", "unfor", "detai", "preci", "exact",
+    "consu", "clien", "atten", "kunde", "bitte", "leide", "nosso", "nuest", "notre", "votre", "vous", "avoir", "tengo", "habe", "tenho",
+    "sobre", "dispo", "geral", "gener", "avail", "store", "magas", "tiend", "shop", "websit", "página", "pagin", "seite", "donné", "datos",
+    "dados", "daten", "angab", "genau", "konkr", "näher", "have", "your", "with", "this", "that", "what", "from", "will", "when", "they",
+    "them", "then", "than", "here", "more", "also", "just", "only", "some", "like", "does", "need", "much", "many", "each", "very", "been",
+    "were", "into", "over", "site", "help", "info", "data", "dans", "pour", "avec", "nous", "mais", "sont", "quel", "para", "como", "esta",
+    "este", "pero", "cual", "eine", "sind", "nicht", "auch", "oder", "wird", "kann", "sich", "mein", "meine", "você", "voce", "mais",
+    "isso", "essa", "esse", "know", "sure", "find", "able",
+];
+
+/// Content stems of `text`: the first five letters of its words of four letters or more
+/// ("club", "membe[rship]", "garan[tie]").
+pub fn stems(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !c.is_alphabetic())
+        .filter(|w| w.chars().count() >= 4)
+        .map(|w| w.to_lowercase().chars().take(5).collect::<String>())
+        .filter(|s| !GENERIC.contains(&s.as_str()))
+        .collect()
+}
+
+/// The sentences of `text`, cut after `.`, `!`, `?` and at line ends, trimmed.
+pub fn sentences(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive(['.', '!', '?', '\n']).map(str::trim).filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]

@@ -195,10 +195,6 @@ static NEGATED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(?:not|n't|never|unable|failed|cannot|can't|couldn't|wasn't|weren't|haven't|hasn't)\b|\?\s*$").expect("negation")
 });
 
-fn sentences(text: &str) -> impl Iterator<Item = &str> {
-    text.split_inclusive(['.', '!', '?', '\n']).map(str::trim).filter(|s| !s.is_empty())
-}
-
 fn family_of_base(word: &str) -> Option<&'static str> {
     let w = word.to_lowercase();
     FAMILIES.iter().find(|(_, bases)| bases.contains(&w.as_str())).map(|(f, _)| *f)
@@ -216,7 +212,7 @@ pub fn claims(answer: &str, request: &str) -> Vec<Claim> {
     let asked: Vec<&'static str> =
         REQUEST.captures_iter(request).filter_map(|c| c.name("v")).filter_map(|v| family_of_base(v.as_str())).collect();
     let mut out: Vec<Claim> = Vec::new();
-    for s in sentences(answer) {
+    for s in crate::text::sentences(answer) {
         // Only the clause before a negation or condition counts: "I've moved it, but couldn't…"
         // asserts the move.
         let mut found: Vec<&'static str> = Vec::new();

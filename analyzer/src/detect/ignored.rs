@@ -38,30 +38,6 @@ const MAIN_MESSAGE: usize = 240;
 /// Sources shorter than this hold nothing to ignore.
 const MIN_SOURCES: usize = 200;
 
-/// Stems that say nothing about the subject: the words of a "no information, contact us"
-/// answer and of any request, in the languages read.
-const GENERIC: &[&str] = &[
-    "infor", "websi", "custo", "servi", "conta", "pleas", "check", "polic", "terms", "order", "confi", "speci", "about", "recom", "would",
-    "could", "their", "there", "which", "where", "these", "those", "other", "thank", "happy", "sorry", "unfor", "detai", "preci", "exact",
-    "consu", "clien", "atten", "kunde", "bitte", "leide", "nosso", "nuest", "notre", "votre", "vous", "avoir", "tengo", "habe", "tenho",
-    "sobre", "dispo", "geral", "gener", "avail", "store", "magas", "tiend", "shop", "websit", "página", "pagin", "seite", "donné", "datos",
-    "dados", "daten", "angab", "genau", "konkr", "näher", "have", "your", "with", "this", "that", "what", "from", "will", "when", "they",
-    "them", "then", "than", "here", "more", "also", "just", "only", "some", "like", "does", "need", "much", "many", "each", "very", "been",
-    "were", "into", "over", "site", "help", "info", "data", "dans", "pour", "avec", "nous", "mais", "sont", "quel", "para", "como", "esta",
-    "este", "pero", "cual", "eine", "sind", "nicht", "auch", "oder", "wird", "kann", "sich", "mein", "meine", "você", "voce", "mais",
-    "isso", "essa", "esse", "know", "sure", "find", "able",
-];
-
-/// Content stems of `text`: the first five letters of its words of four letters or more
-/// ("club", "membe[rship]", "garan[tie]").
-fn stems(text: &str) -> BTreeSet<String> {
-    text.split(|c: char| !c.is_alphabetic())
-        .filter(|w| w.chars().count() >= 4)
-        .map(|w| w.to_lowercase().chars().take(5).collect::<String>())
-        .filter(|s| !GENERIC.contains(&s.as_str()))
-        .collect()
-}
-
 /// What the answer ignored: the statement and the shared terms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ignored {
@@ -79,8 +55,8 @@ pub fn check(c: &IgnoranceCandidate) -> Option<Ignored> {
     if super::grounding::figures(&c.output).iter().any(|f| given.iter().any(|&g| (g - f.value).abs() < 0.005)) {
         return None;
     }
-    let asked: BTreeSet<String> = stems(&format!("{} {}", c.question, c.output));
-    let sourced = stems(&c.sources);
+    let asked: BTreeSet<String> = crate::text::stems(&format!("{} {}", c.question, c.output));
+    let sourced = crate::text::stems(&c.sources);
     let shared: Vec<&String> = asked.intersection(&sourced).collect();
     if shared.len() < 2 {
         return None;

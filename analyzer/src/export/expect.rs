@@ -222,45 +222,21 @@ pub fn expected(call: &FailingCall, details: &FailureDetails, label: &str, max_t
 }
 
 /// The rules of the system instructions that an answer (with its pattern's name) speaks
-/// about: the sentences or lines that share at least two content words with it (plurals and
-/// numbers folded, so "within 90 days" meets "30 days"), best first, at most two. A rejected
-/// answer on refunds is judged against the refund rule; a persona line or a rule about
-/// something else never is. None when no rule shares enough.
+/// about: the sentences that share at least two content stems with it (the detectors' stems,
+/// so "within 90 days" meets "30 days", in any language they read), best first, at most two.
+/// A rejected answer on refunds is judged against the refund rule; a persona line or a rule
+/// about something else never is. None when no rule shares enough.
 fn rules_in_question(system: &str, answer: &str) -> Vec<String> {
-    let stems = |text: &str| -> std::collections::BTreeSet<String> {
-        crate::text::words(text)
-            .into_iter()
-            .filter(|w| w.chars().count() >= 2)
-            .map(|w| if w.chars().count() > 3 && w.ends_with('s') && !w.ends_with("ss") { w[..w.len() - 1].to_string() } else { w })
-            .collect()
-    };
-    let said = stems(answer);
-    let mut scored: Vec<(usize, usize, String)> = system
-        .split(['\n', '\r'])
-        .flat_map(sentences)
-        .map(|r| r.trim().trim_start_matches(['-', '*', '•', ' ']).trim().to_string())
+    let said = crate::text::stems(answer);
+    let mut scored: Vec<(usize, usize, String)> = crate::text::sentences(system)
+        .map(|r| r.trim_start_matches(['-', '*', '•', ' ']).trim().to_string())
         .filter(|r| crate::text::words(r).len() >= 3)
         .enumerate()
-        .map(|(i, r)| (stems(&r).intersection(&said).count(), i, r))
+        .map(|(i, r)| (crate::text::stems(&r).intersection(&said).count(), i, r))
         .filter(|(shared, _, _)| *shared >= 2)
         .collect();
     scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     scored.into_iter().take(2).map(|(_, _, r)| quote(&r, 240)).collect()
-}
-
-/// A line of instructions cut into its sentences (at ". ", "! ", "? ").
-fn sentences(line: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let bytes = line.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        if matches!(b, b'.' | b'!' | b'?') && bytes.get(i + 1) == Some(&b' ') {
-            out.push(&line[start..=i]);
-            start = i + 1;
-        }
-    }
-    out.push(&line[start..]);
-    out.into_iter().filter(|s| !s.trim().is_empty()).collect()
 }
 
 /// An error message as a rubric quotes it: its template (ids, numbers, e-mails, URLs masked),
@@ -359,6 +335,6 @@ mod tests {
         assert_eq!(rules, vec!["Follow the refund policy: 30 days from delivery".to_string()]);
         // An answer about nothing the instructions say: no rule is named.
         assert!(rules_in_question(system, "The weather is nice today.").is_empty());
-        assert_eq!(sentences("One rule. Two rules! Three?"), vec!["One rule.", " Two rules!", " Three?"]);
+        assert_eq!(crate::text::sentences("One rule. Two rules!\n- Three?").collect::<Vec<_>>(), ["One rule.", "Two rules!", "- Three?"]);
     }
 }
