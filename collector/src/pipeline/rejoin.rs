@@ -268,30 +268,17 @@ impl Pipeline {
         };
         let (rows, events) = crate::deadline::within(store, crate::deadline::QUERY, reads).await?;
         let rows: HashMap<SpanKey, LlmCallRow> = rows.into_iter().map(|r| ((r.trace_id.clone(), r.span_id.clone()), r)).collect();
-        let mut events_of: HashMap<SpanKey, Vec<LogRecordRow>> = HashMap::new();
-        for e in events {
-            events_of.entry((e.trace_id.clone(), e.span_id.clone())).or_default().push(e);
-        }
+        let events_of = by_span(events);
         let hashes = rows.values().flat_map(|c| [&c.system_instructions_hash, &c.tool_definitions_hash]);
         let contents = flywheel_schemas::read::contents(store, project, hashes).await?;
-        let content_of = |row: &LlmCallRow| {
-            let system = contents.get(&row.system_instructions_hash).cloned();
-            let tools = contents.get(&row.tool_definitions_hash).and_then(|t| serde_json::from_str(t).ok());
-            normalize::from_row(row, system, tools)
-        };
         let now = OffsetDateTime::now_utc();
         let mut batch = Batch::default();
         let mut wrappers = Vec::new();
         for (wrapper, wrapped) in pairs {
             let (Some(w), Some(c)) = (rows.get(&wrapper), rows.get(&wrapped)) else { continue };
-            let (ids, mut draft, is_error) = content_of(c);
-            draft.merge(content_of(w).1);
-            let mut logs = LogParts::default();
-            for content in [&wrapped, &wrapper].into_iter().flat_map(|k| events_of.get(k)).flatten().filter_map(read_stored_event) {
-                logs.add(content);
-            }
-            draft.merge(logs.draft());
-            draft.finalize();
+            let (ids, mut draft, is_error) = stored_draft(c, &contents);
+            draft.merge(stored_draft(w, &contents).1);
+            complete(&mut draft, [&wrapped, &wrapper].into_iter().flat_map(|k| events_of.get(k)).flatten());
             // Newer than both rows, whatever the clocks of the collectors that wrote them.
             let at = now.max(c.ingested_at.max(w.ingested_at) + time::Duration::nanoseconds(1));
             batch.calls.push(self.call_row(project, &ids, &draft, is_error, at, &mut batch.contents));
@@ -318,10 +305,7 @@ impl Pipeline {
         calls: Vec<LlmCallRow>,
         events: Vec<LogRecordRow>,
     ) -> Result<Batch, StoreError> {
-        let mut by_span: HashMap<SpanKey, Vec<LogRecordRow>> = HashMap::new();
-        for e in events {
-            by_span.entry((e.trace_id.clone(), e.span_id.clone())).or_default().push(e);
-        }
+        let mut by_span = by_span(events);
         let met: Vec<(LlmCallRow, Vec<LogRecordRow>)> = calls
             .into_iter()
             .filter_map(|c| {
@@ -337,15 +321,8 @@ impl Pipeline {
         let contents = flywheel_schemas::read::contents(store, project, hashes).await?;
         let now = OffsetDateTime::now_utc();
         for (call, events) in met {
-            let system = contents.get(&call.system_instructions_hash).cloned();
-            let tools = contents.get(&call.tool_definitions_hash).and_then(|t| serde_json::from_str(t).ok());
-            let (ids, mut draft, is_error) = normalize::from_row(&call, system, tools);
-            let mut logs = LogParts::default();
-            for content in events.iter().filter_map(read_stored_event) {
-                logs.add(content);
-            }
-            draft.merge(logs.draft());
-            draft.finalize();
+            let (ids, mut draft, is_error) = stored_draft(&call, &contents);
+            complete(&mut draft, &events);
             // Newer than the row it replaces, whatever the clock of the collector that wrote it.
             let at = now.max(call.ingested_at + time::Duration::nanoseconds(1));
             let mut contents = Vec::new();
@@ -358,6 +335,33 @@ impl Pipeline {
         }
         Ok(batch)
     }
+}
+
+/// Log records by their span.
+fn by_span(events: Vec<LogRecordRow>) -> HashMap<SpanKey, Vec<LogRecordRow>> {
+    let mut out: HashMap<SpanKey, Vec<LogRecordRow>> = HashMap::new();
+    for e in events {
+        out.entry((e.trace_id.clone(), e.span_id.clone())).or_default().push(e);
+    }
+    out
+}
+
+/// A stored call back to the draft it was written from, with its shared contents (system
+/// instructions, tool definitions) read by hash.
+fn stored_draft(row: &LlmCallRow, contents: &HashMap<String, String>) -> (SpanIds, Draft, bool) {
+    let system = contents.get(&row.system_instructions_hash).cloned();
+    let tools = contents.get(&row.tool_definitions_hash).and_then(|t| serde_json::from_str(t).ok());
+    normalize::from_row(row, system, tools)
+}
+
+/// `draft` completed by its stored GenAI content events, then finalised.
+fn complete<'a>(draft: &mut Draft, events: impl IntoIterator<Item = &'a LogRecordRow>) {
+    let mut logs = LogParts::default();
+    for content in events.into_iter().filter_map(read_stored_event) {
+        logs.add(content);
+    }
+    draft.merge(logs.draft());
+    draft.finalize();
 }
 
 /// The (wrapper, wrapped) pairs among a trace's calls, as `traces::wrappers` finds them in
