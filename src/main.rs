@@ -90,7 +90,7 @@ enum Command {
         /// The pattern, by id (`flywheel patterns`).
         pattern: String,
         /// new, regressed, acknowledged, fixed or wont_fix.
-        #[arg(value_parser = ["new", "regressed", "acknowledged", "fixed", "wont_fix"])]
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(flywheel_schemas::rows::TRIAGE_STATES))]
         status: String,
         /// Why, for the team (e.g. the change that fixed it).
         #[arg(long, default_value = "")]
