@@ -85,8 +85,9 @@ async fn injected_failure_modes_come_out_as_distinct_stable_patterns() {
     assert!(ari >= 0.8, "{report}");
     assert!(recovered + 1 >= modes.len(), "{report}");
     assert!((healthy_in_patterns as f64) < 0.05 * healthy as f64, "{report}");
-    // The invented refund policy is found only through users; its label quotes such an answer
-    // (what a reviewer reads to name it), not only the reactions.
+    // The invented refund policy is found only through users; its label names what is wrong in
+    // the answers they flagged — periods their sources (the refund policy in the instructions)
+    // do not give — not the reactions.
     let refund_pattern = composition
         .iter()
         .max_by_key(|(_, modes)| modes.get("hallucinated_refund_policy").copied().unwrap_or(0))
@@ -94,7 +95,7 @@ async fn injected_failure_modes_come_out_as_distinct_stable_patterns() {
         .unwrap();
     let label = first.iter().find(|p| p["id"] == refund_pattern.as_str()).unwrap()["label"].as_str().unwrap().to_string();
     eprintln!("refund pattern: {label}");
-    assert!(label.starts_with("answers like “") && label.contains("(users: "), "{label}");
+    assert!(label.starts_with("`support_assistant` answers state durations their sources do not give"), "{label}");
 
     // The same data again: the same patterns, ids, labels, sizes and members.
     let out = collector.db.flywheel(&["analyze", "--project", "sim", "--since", "3d"]);

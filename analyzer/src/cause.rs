@@ -174,7 +174,10 @@ pub fn of(rules: &Rules, f: &Failure) -> Cause {
         ("unperformed_action", Some(tool)) => [id, tool.as_str()].join(SEP),
         _ => id.to_string(),
     };
-    Cause { key, lane, open: rule.spec.kind.misses_instances() }
+    // A period read to explain what users flagged is found only where the answer states one:
+    // other flagged answers of that cause may join it by their text, as for the open rules.
+    let explained = f.qualifiers.get(id).is_some_and(|q| q.ends_with(crate::detect::grounding::EXPLAINS));
+    Cause { key, lane, open: rule.spec.kind.misses_instances() || explained }
 }
 
 /// A model call refused for its API key is configuration; a tool refusing the agent a table

@@ -97,7 +97,8 @@ pub fn by_cause(causes: &[Cause], rep: &Represented, min_size: usize) -> (Vec<Gr
             }
         } else {
             keyed.entry(&c.key).or_default().push(i);
-            open.insert(&c.key, c.open);
+            // A key is open when any member's finding was (an explained one among checked ones).
+            *open.entry(&c.key).or_default() |= c.open;
         }
     }
 

@@ -192,8 +192,20 @@ pub fn cause_phrase(key: &str, members: &[&Failure]) -> String {
         }
         "followed_injection" => "answers follow instructions planted in retrieved content or tool results (prompt injection)".into(),
         "ungrounded_figure" => {
-            let kind = most(members.iter().filter_map(|f| f.qualifiers.get(id).cloned()).collect());
-            let kind = kind.map_or("figures".to_string(), |(k, _)| format!("{}s", k.trim_start_matches("superseded ")));
+            // The kinds of figure (without "superseded" or "(users flagged)"), by how many
+            // members state one; those of at least a fifth of the members are named.
+            let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+            for q in members.iter().filter_map(|f| f.qualifiers.get(id)) {
+                let k = q.trim_start_matches("superseded ").trim_end_matches(crate::detect::grounding::EXPLAINS).trim();
+                *kinds.entry(k).or_default() += 1;
+            }
+            let mut kinds: Vec<(&str, usize)> = kinds.into_iter().filter(|&(_, n)| n * 5 >= members.len()).collect();
+            kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let kind = match kinds.as_slice() {
+                [] => "figures".to_string(),
+                [(k, _)] => format!("{k}s"),
+                more => more.iter().map(|(k, _)| format!("{k}s")).collect::<Vec<_>>().join(" and "),
+            };
             let (feature, superseded) = match qualifier.split_once(" · ") {
                 Some((feature, "superseded")) => (feature, true),
                 _ => (qualifier, false),

@@ -7,6 +7,10 @@
 //! eval ask a judge model the same question of every claim); figures are the claims whose
 //! support can be checked exactly, in any language.
 //!
+//! Periods ("90 days") are checked only to explain an answer users flagged ([`Reading`]): then
+//! the invented term is the likeliest cause of their complaint, and the failure joins the others
+//! that state what their sources do not give instead of a cluster of its wording.
+//!
 //! Not flagged: a figure the input holds in another notation (`7:45` for `07:45`, `$1,299` for
 //! `1299.00`), a figure derived from the input's (a sum or a difference; for amounts also a
 //! multiple by 2–12 or a share: totals and "twice the fee" are arithmetic, not invention),
@@ -28,14 +32,26 @@ pub enum FigureKind {
     Duration,
 }
 
+/// What a check is for: finding failures, or explaining one users already flagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Every call is checked; a finding makes the call a failure. Only kinds whose absence from
+    /// the sources is itself wrong count.
+    Detect,
+    /// The call is a failure already (users flagged its answer) and the check looks for its
+    /// cause: a period the sources do not give is then the likeliest thing users objected to
+    /// ("returns for 90 days" beside a page that says 30), though on its own it is no failure.
+    Explain,
+}
+
 impl FigureKind {
     /// Whether an answer's figure of this kind must be found in its input. Durations are read
-    /// (they support other figures) but not checked: healthy answers state delays from the
-    /// product's general terms ("within 24 hours", "3–5 business days") that no retrieved page
-    /// or tool result repeats — on the 7-mode scenario checking them put 163 healthy
-    /// interactions into one pattern.
-    pub fn checked(self) -> bool {
-        !matches!(self, FigureKind::Duration)
+    /// (they support other figures) but only checked to explain a failure users flagged:
+    /// healthy answers state delays from the product's general terms ("within 24 hours",
+    /// "3–5 business days") that no retrieved page or tool result repeats — on the 7-mode
+    /// scenario detecting with them put 163 healthy interactions into one pattern.
+    pub fn checked(self, reading: Reading) -> bool {
+        reading == Reading::Explain || !matches!(self, FigureKind::Duration)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -160,9 +176,10 @@ fn placed(prose: &str) -> Vec<(Figure, usize)> {
     out
 }
 
-/// What the input gives: its times, and every number it holds.
+/// What the input gives: its times, its periods, and every number it holds.
 struct Support {
     times: Vec<f64>,
+    durations: Vec<f64>,
     numbers: Vec<f64>,
 }
 
@@ -172,13 +189,17 @@ const MAX_NUMBERS: usize = 300;
 impl Support {
     fn of(input: &str) -> Support {
         let found = figures(input);
-        let times = found.iter().filter(|f| f.kind == FigureKind::Time).map(|f| f.value).collect();
+        let of_kind = |kind: FigureKind| found.iter().filter(|f| f.kind == kind).map(|f| f.value).collect::<Vec<f64>>();
+        let (times, mut durations) = (of_kind(FigureKind::Time), of_kind(FigureKind::Duration));
+        durations.sort_by(f64::total_cmp);
+        durations.dedup();
+        durations.truncate(MAX_NUMBERS);
         let mut numbers: Vec<f64> = ANY_NUMBER.find_iter(input).filter_map(|m| parse_number(m.as_str())).collect();
         numbers.extend(found.iter().filter(|f| f.kind != FigureKind::Time).map(|f| f.value));
         numbers.sort_by(f64::total_cmp);
         numbers.dedup();
         numbers.truncate(MAX_NUMBERS);
-        Support { times, numbers }
+        Support { times, durations, numbers }
     }
 
     fn holds(&self, f: &Figure) -> bool {
@@ -192,15 +213,22 @@ impl Support {
         if self.numbers.iter().any(|&n| same(n, f.value)) {
             return true;
         }
-        if !matches!(f.kind, FigureKind::Money | FigureKind::Duration) {
-            return false;
+        // Derived: for amounts a sum or a difference of the input's numbers, a multiple or a
+        // share (a quantity times a unit price, a fee split); for periods only a sum or a
+        // difference of the input's periods ("14 days plus 5 for delivery"). Not a multiple:
+        // "90 days" where the page says 30 is the invention to catch, not three times the page;
+        // nor a sum of any two numbers: a page of prices and ids sums to most small periods.
+        let sum_or_difference = |ns: &[f64]| {
+            ns.iter().enumerate().any(|(i, &a)| ns[i + 1..].iter().any(|&b| same(a + b, f.value) || same((a - b).abs(), f.value)))
+        };
+        match f.kind {
+            FigureKind::Money => {
+                let ns = &self.numbers;
+                ns.iter().any(|&a| (2..=12).any(|k| same(a * k as f64, f.value) || same(a / k as f64, f.value))) || sum_or_difference(ns)
+            }
+            FigureKind::Duration => sum_or_difference(&self.durations),
+            _ => false,
         }
-        // Derived: a sum or a difference of the input's numbers; for amounts also a multiple or
-        // a share (a quantity times a unit price, a fee split). Not for durations: "90 days"
-        // where the page says 30 is the invention to catch, not three times the page.
-        let ns = &self.numbers;
-        (f.kind == FigureKind::Money && ns.iter().any(|&a| (2..=12).any(|k| same(a * k as f64, f.value) || same(a / k as f64, f.value))))
-            || ns.iter().enumerate().any(|(i, &a)| ns[i + 1..].iter().any(|&b| same(a + b, f.value) || same((a - b).abs(), f.value)))
     }
 }
 
@@ -208,6 +236,8 @@ impl Support {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unsupported {
     pub kind: FigureKind,
+    /// Found to explain a failure users flagged, not to detect one ([`Reading::Explain`]).
+    pub explains: bool,
     /// The figure is in the sources, but only as a former value ("$49 (previously $39)"): an
     /// outdated fact the model preferred to the current one, a cause of its own.
     pub superseded: bool,
@@ -217,9 +247,15 @@ pub struct Unsupported {
 impl Unsupported {
     /// The word that takes part in the failure's cause.
     pub fn qualifier(&self) -> String {
-        if self.superseded { format!("superseded {}", self.kind.as_str()) } else { self.kind.as_str().to_string() }
+        let what = if self.superseded { format!("superseded {}", self.kind.as_str()) } else { self.kind.as_str().to_string() };
+        if self.explains { format!("{what} {EXPLAINS}") } else { what }
     }
 }
+
+/// The qualifier's last word when the finding explains a failure users flagged.
+pub const EXPLAINS: &str = "(users flagged)";
+
+impl Unsupported {}
 
 /// Values the sources give only as former ones, by kind, with the current value given beside
 /// the first of them.
@@ -241,7 +277,7 @@ fn former_values(sources: &str) -> Vec<(Figure, Option<String>)> {
 
 /// The figures of the answer the input does not support, when the input holds figures of
 /// their kind; `instructions` are the call's system instructions.
-pub fn check(candidate: &GroundingCandidate, instructions: &str) -> Option<Unsupported> {
+pub fn check(candidate: &GroundingCandidate, instructions: &str, reading: Reading) -> Option<Unsupported> {
     let stated = figures(&candidate.output);
     if stated.is_empty() {
         return None;
@@ -251,19 +287,21 @@ pub fn check(candidate: &GroundingCandidate, instructions: &str) -> Option<Unsup
     // general "free over $75" a contradiction. Read first: most answers state no figure of a
     // sourced kind, and then the whole input need not be read for support.
     let sourced = figures(&format!("{}\n{instructions}", candidate.sources));
-    let checkable: Vec<&Figure> = stated.iter().filter(|f| f.kind.checked() && sourced.iter().any(|s| s.kind == f.kind)).collect();
+    let checkable: Vec<&Figure> = stated.iter().filter(|f| f.kind.checked(reading) && sourced.iter().any(|s| s.kind == f.kind)).collect();
     if checkable.is_empty() {
         return None;
     }
     let support = Support::of(&format!("{}\n{instructions}", candidate.context));
     let unsupported: Vec<&Figure> = checkable.iter().copied().filter(|f| !support.holds(f)).collect();
-    let Some(first) = unsupported.first() else { return outdated(candidate, &checkable) };
+    let explains = reading == Reading::Explain;
+    let Some(first) = unsupported.first() else { return outdated(candidate, &checkable).map(|u| Unsupported { explains, ..u }) };
     let mut given: Vec<String> = sourced.into_iter().filter(|f| f.kind == first.kind).map(|f| f.text).collect();
     given.dedup();
     given.truncate(3);
     let said: Vec<&str> = unsupported.iter().filter(|f| f.kind == first.kind).map(|f| f.text.as_str()).take(3).collect();
     Some(Unsupported {
         kind: first.kind,
+        explains,
         superseded: false,
         evidence: format!(
             "the answer states {} {} that its input does not give (the input gives {})",
@@ -292,6 +330,7 @@ fn outdated(candidate: &GroundingCandidate, checkable: &[&Figure]) -> Option<Uns
         let now = now.as_ref().map_or(String::new(), |n| format!(", the current one is {n}"));
         return Some(Unsupported {
             kind: f.kind,
+            explains: false,
             superseded: true,
             evidence: format!(
                 "the answer states {} {} that its sources give as a former value (\"{}\"{now})",
@@ -304,13 +343,21 @@ fn outdated(candidate: &GroundingCandidate, checkable: &[&Figure]) -> Option<Uns
     None
 }
 
-/// [`check`] over a window's candidates that are calls of the window (`is_call`).
+/// [`check`] over a window's candidates that are calls of the window (`is_call`): what detects
+/// a failure, else what would explain one ([`Unsupported::explains`]) should users flag it.
 pub fn check_all<'a>(
     candidates: &'a [GroundingCandidate],
     instructions: impl Fn(&GroundingCandidate) -> &'a str,
     is_call: impl Fn(&GroundingCandidate) -> bool,
 ) -> Vec<(&'a GroundingCandidate, Unsupported)> {
-    candidates.iter().filter(|c| is_call(c)).filter_map(|c| check(c, instructions(c)).map(|u| (c, u))).collect()
+    candidates
+        .iter()
+        .filter(|c| is_call(c))
+        .filter_map(|c| {
+            let i = instructions(c);
+            check(c, i, Reading::Detect).or_else(|| check(c, i, Reading::Explain)).map(|u| (c, u))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -330,11 +377,11 @@ mod tests {
             output: "Standard shipping is free for orders over $75; below that it's $6.95.".into(),
             ..Default::default()
         };
-        assert_eq!(check(&chat, ""), None);
+        assert_eq!(check(&chat, "", Reading::Detect), None);
         // The same answer beside a tool result that gives other shipping amounts is flagged.
         let tool = GroundingCandidate { sources: r#"{"shipping_fee":"$9.95","free_over":"$100"}"#.into(), ..chat.clone() };
         let tool = GroundingCandidate { context: format!("{} {}", tool.context, tool.sources), ..tool };
-        assert!(check(&tool, "").is_some());
+        assert!(check(&tool, "", Reading::Detect).is_some());
     }
 
     #[test]
@@ -355,18 +402,45 @@ mod tests {
     fn a_figure_the_input_does_not_give_is_flagged() {
         // A tool result read wrong.
         let tool = r#"{"role":"tool","content":"{\"flight\":\"NW 412\",\"departure\":\"07:45\",\"checked_bags\":1}"}"#;
-        let u = check(&cand(tool, "Flight NW 412 leaves at 17:45 tomorrow."), "").unwrap();
+        let u = check(&cand(tool, "Flight NW 412 leaves at 17:45 tomorrow."), "", Reading::Detect).unwrap();
         assert_eq!(u.kind, FigureKind::Time);
         assert!(u.evidence.contains("17:45") && u.evidence.contains("07:45"), "{}", u.evidence);
         // Twelve hours off, in the input's own 24-hour notation, is a misread too.
-        assert!(check(&cand(tool, "Flight NW 412 leaves at 19:45."), "").is_some());
-        assert_eq!(check(&cand(tool, "Flight NW 412 leaves at 7:45 am."), ""), None);
+        assert!(check(&cand(tool, "Flight NW 412 leaves at 19:45."), "", Reading::Detect).is_some());
+        assert_eq!(check(&cand(tool, "Flight NW 412 leaves at 7:45 am."), "", Reading::Detect), None);
         // An invented policy beside a page that states its own terms.
         let page = "Returns: unused items within 30 days, 10% restocking fee. Membership costs $35 a year.";
-        assert!(check(&cand(page, "You can return anything for 90 days and members get 25% off everything."), "").is_some());
-        assert!(check(&cand(page, "L'adhésion coûte 55 € par an."), "").is_some());
+        assert!(
+            check(&cand(page, "You can return anything for 90 days and members get 25% off everything."), "", Reading::Detect).is_some()
+        );
+        assert!(check(&cand(page, "L'adhésion coûte 55 € par an."), "", Reading::Detect).is_some());
         // Durations are read, not checked: general terms ("within 24 hours") are no invention.
-        assert_eq!(check(&cand(page, "Vous pouvez retourner vos articles pendant 90 jours."), ""), None);
+        assert_eq!(check(&cand(page, "Vous pouvez retourner vos articles pendant 90 jours."), "", Reading::Detect), None);
+    }
+
+    #[test]
+    fn a_period_the_sources_do_not_give_explains_a_flagged_answer() {
+        let page = "Price match: if a major retailer sells the same item for less within 14 days of purchase, we refund the difference. Delivery takes 4 to 9 business days.";
+        let invented = "Igualamos cualquier precio durante 90 días y devolvemos el doble de la diferencia.";
+        assert_eq!(check(&cand(page, invented), "", Reading::Detect), None, "no failure on its own");
+        let u = check(&cand(page, invented), "", Reading::Explain).expect("the cause of a flagged answer");
+        assert!(u.explains && u.kind == FigureKind::Duration, "{u:?}");
+        assert!(u.evidence.contains("90 días") && u.evidence.contains("14 days"), "{}", u.evidence);
+        assert_eq!(u.qualifier(), format!("duration {EXPLAINS}"));
+        // The page's own periods, and their sum or difference, explain nothing.
+        for answer in
+            ["Delivery takes 4-9 business days; price matches within 14 days.", "Allow 23 days: 14 days, then 9 days of delivery."]
+        {
+            assert_eq!(check(&cand(page, answer), "", Reading::Explain), None, "{answer}");
+        }
+        // A period that is only a sum of other numbers of the page (an article id and a price)
+        // is still unsupported.
+        let ids = "[kb-100] Price match within 14 days. [kb-102] Tents rent for $12.";
+        assert!(check(&cand(ids, "We match prices for 2 days after purchase."), "", Reading::Explain).is_some());
+        // check_all gives the explanation only where nothing is detected.
+        let cands = vec![cand(page, invented), cand("Discount 10%. Returns within 30 days.", "Members get 25% off for 90 days.")];
+        let found: Vec<(bool, FigureKind)> = check_all(&cands, |_| "", |_| true).iter().map(|(_, u)| (u.explains, u.kind)).collect();
+        assert_eq!(found, vec![(true, FigureKind::Duration), (false, FigureKind::Percent)]);
     }
 
     #[test]
@@ -379,13 +453,17 @@ mod tests {
             "You get a 10 % discount.",
             "Use `LIMIT 90` in the query: ```SELECT * FROM t WHERE age > 90 days```",
         ] {
-            assert_eq!(check(&cand(page, answer), ""), None, "{answer}");
+            assert_eq!(check(&cand(page, answer), "", Reading::Detect), None, "{answer}");
         }
         // Nothing of that kind in the input: nothing to be faithful to.
-        assert_eq!(check(&cand("The museum is on Main Street.", "It opens at 9:00 and costs $15."), ""), None);
+        assert_eq!(check(&cand("The museum is on Main Street.", "It opens at 9:00 and costs $15."), "", Reading::Detect), None);
         // Supported by the system instructions.
         assert_eq!(
-            check(&cand("Shipping takes 3 days.", "Support answers within 2 hours, shipping takes 3 days."), "Reply within 2 hours."),
+            check(
+                &cand("Shipping takes 3 days.", "Support answers within 2 hours, shipping takes 3 days."),
+                "Reply within 2 hours.",
+                Reading::Detect
+            ),
             None
         );
     }
@@ -393,24 +471,27 @@ mod tests {
     #[test]
     fn a_former_value_of_the_sources_is_outdated() {
         let page = "Trail Club membership (updated May 2026): the annual fee is $49 (previously $39). Members get 10% back.";
-        let u = check(&cand(page, "Trail Club costs $39 per year and includes 10% back in rewards."), "").unwrap();
+        let u = check(&cand(page, "Trail Club costs $39 per year and includes 10% back in rewards."), "", Reading::Detect).unwrap();
         assert!(u.superseded && u.kind == FigureKind::Money, "{u:?}");
         assert!(u.evidence.contains("$39") && u.evidence.contains("$49"), "{}", u.evidence);
         assert_eq!(u.qualifier(), "superseded amount");
         // In another language and notation, after "(was …)".
         let rental = "Rentals: tents rent for $12 per day (was $9), with a $50 refundable deposit.";
-        assert!(check(&cand(rental, "La tente coûte 9 $ par jour, plus une caution de 50 $."), "").is_some_and(|u| u.superseded));
+        assert!(
+            check(&cand(rental, "La tente coûte 9 $ par jour, plus une caution de 50 $."), "", Reading::Detect)
+                .is_some_and(|u| u.superseded)
+        );
         // The current value, or the former one said as such, is right.
         for answer in [
             "Trail Club costs $49 per year.",
             "Trail Club now costs $49 a year (previously $39).",
             "It went up from $39 to $49: it was $39 before the update, now $49.",
         ] {
-            assert_eq!(check(&cand(page, answer), ""), None, "{answer}");
+            assert_eq!(check(&cand(page, answer), "", Reading::Detect), None, "{answer}");
         }
         // "Was" in a plain sentence states a current fact.
         let order = "Your order A-1 total was $79.99; shipping was $5.";
-        assert_eq!(check(&cand(order, "Your total was $79.99."), ""), None);
+        assert_eq!(check(&cand(order, "Your total was $79.99."), "", Reading::Detect), None);
     }
 
     #[test]
@@ -419,6 +500,7 @@ mod tests {
         let cands = vec![cand(order, "Express shipping costs $12.40."), cand(order, "Your total was $79.99.")];
         let found = check_all(&cands, |_| "", |_| true);
         assert_eq!(found.len(), 1, "{found:?}");
+        assert!(!found[0].1.explains);
         assert!(found[0].1.evidence.contains("$12.40"), "{}", found[0].1.evidence);
         assert!(check_all(&cands, |_| "", |_| false).is_empty());
     }

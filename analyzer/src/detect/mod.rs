@@ -89,6 +89,8 @@ impl Hits {
 pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
     let norms: HashMap<(&str, &str), &Norm> = inputs.norms.iter().map(|n| ((n.feature.as_str(), n.model.as_str()), n)).collect();
     let mut hits: BTreeMap<(String, String), Hits> = BTreeMap::new();
+    // Findings that fail no call on their own but name the cause of a failure users flagged.
+    let mut explanations: HashMap<(String, String), (usize, grounding::Unsupported)> = HashMap::new();
     let mut by_trace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut by_key: HashMap<(&str, &str), usize> = HashMap::new();
     let mut by_session: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -146,7 +148,12 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
                     |g| by_key.contains_key(&(g.trace_id.as_str(), g.span_id.as_str())),
                 );
                 for (g, u) in found {
-                    let h = hits.entry((g.trace_id.clone(), g.span_id.clone())).or_default();
+                    let key = (g.trace_id.clone(), g.span_id.clone());
+                    if u.explains {
+                        explanations.insert(key, (ri, u));
+                        continue;
+                    }
+                    let h = hits.entry(key).or_default();
                     h.qualifiers.insert(ri, u.qualifier());
                     h.add(ri, u.evidence);
                 }
@@ -325,6 +332,16 @@ pub fn evaluate(rules: &Rules, inputs: &Inputs) -> Vec<Failure> {
         if merged.reasons.is_empty() {
             continue;
         }
+        // Only users flagged it: a finding on one of its calls (the anchor's first) is its cause.
+        if merged.reasons.keys().all(|&ri| rules.rules[ri].spec.category == Category::Implicit) {
+            let found = std::iter::once(anchor)
+                .chain(calls.iter().rev().copied())
+                .find_map(|i| explanations.remove(&(inputs.calls[i].trace_id.clone(), inputs.calls[i].span_id.clone())));
+            if let Some((ri, u)) = found {
+                merged.qualifiers.insert(ri, u.qualifier());
+                merged.add(ri, format!("{} — users flagged the answer", u.evidence));
+            }
+        }
         let reasons: Vec<String> = merged.reasons.keys().map(|&ri| rules.rules[ri].spec.id.clone()).collect();
         // A signal the collector derived (not sent by the app) is derived evidence.
         let categories: Vec<String> = merged
@@ -399,6 +416,7 @@ pub fn combine(severities: impl Iterator<Item = f32>) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use inputs::GroundingCandidate;
     use time::OffsetDateTime;
 
     fn at(minute: i64) -> OffsetDateTime {
@@ -448,6 +466,37 @@ mod tests {
 
     fn reasons(calls: Vec<Call>) -> Vec<String> {
         run(calls, vec![], vec![]).into_iter().flat_map(|f| f.reasons).collect()
+    }
+
+    #[test]
+    fn a_period_its_sources_do_not_give_is_the_cause_only_of_an_answer_users_flagged() {
+        let page = "Price match: a major retailer's lower price within 14 days of purchase. Delivery takes 9 business days.";
+        let answer = "We match any price for 90 days and refund twice the difference.";
+        let calls: Vec<Call> = ["t1", "t2"]
+            .iter()
+            .map(|t| Call { output_text: answer.into(), input_text: format!("{page}\nDo you match prices?"), ..call(t, "a", 0) })
+            .collect();
+        let groundings: Vec<GroundingCandidate> = calls
+            .iter()
+            .map(|c| GroundingCandidate {
+                trace_id: c.trace_id.clone(),
+                span_id: c.span_id.clone(),
+                output: answer.into(),
+                context: c.input_text.clone(),
+                sources: page.into(),
+                system_hash: String::new(),
+            })
+            .collect();
+        let inputs = Inputs { calls, groundings, signals: vec![signal("thumbs_down", "t1", "a")], norms: norms(), ..Default::default() };
+        let failures = evaluate(&Rules::defaults(), &inputs);
+        assert_eq!(failures.len(), 1, "the answer nobody flagged is no failure: {failures:?}");
+        let f = &failures[0];
+        assert_eq!(f.call.trace_id, "t1");
+        assert_eq!(f.reasons, vec!["ungrounded_figure".to_string(), "thumbs_down".to_string()]);
+        assert_eq!(f.qualifiers["ungrounded_figure"], format!("duration {}", grounding::EXPLAINS));
+        assert!(f.evidence["ungrounded_figure"].contains("90 days"), "{:?}", f.evidence);
+        let cause = crate::cause::of(&Rules::defaults(), f);
+        assert_eq!((cause.key.as_str(), cause.open), ("ungrounded_figure · support", true));
     }
 
     #[test]
