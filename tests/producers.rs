@@ -59,6 +59,7 @@ struct Call {
     span_id: String,
     response_id: String,
     session_id: String,
+    user_id: String,
     input_messages: String,
     output_messages: String,
     output_text: String,
@@ -85,7 +86,7 @@ impl Call {
 async fn calls(store: &flywheel_schemas::Store, project: &str, traces: &[String]) -> Vec<Call> {
     store
         .query(
-            "SELECT span_id, response_id, session_id, input_messages, output_messages, output_text, tool_names, \
+            "SELECT span_id, response_id, session_id, user_id, input_messages, output_messages, output_text, tool_names, \
              input_tokens, output_tokens, status, error_type, error_message, error_class, http_status, time_to_first_token_ns \
              FROM llm_calls FINAL WHERE project_id = ? AND has(?, trace_id) ORDER BY start_time, span_id",
         )
@@ -165,8 +166,19 @@ fn tool_results(messages: &[Message]) -> Vec<Value> {
         .collect()
 }
 
-const SETS: &[&str] =
-    &["lc-oi", "agents-oi", "pydantic-ai", "double", "otel-v2-split", "otel-v2-metrics", "otel-v2-nocontent", "oi-openai"];
+/// Python sets (`generate.py`), then Node ones (`js/generate.mjs`).
+const SETS: &[&str] = &[
+    "lc-oi",
+    "agents-oi",
+    "pydantic-ai",
+    "double",
+    "otel-v2-split",
+    "otel-v2-metrics",
+    "otel-v2-nocontent",
+    "oi-openai",
+    "vercel-ai",
+    "js-double",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_producers_give_one_faithful_row_per_model_call() {
@@ -224,10 +236,12 @@ async fn real_producers_give_one_faithful_row_per_model_call() {
                 }
                 // Rate limits, however each library spells them, are one class, stored at ingest
                 // with the request's status; the raw type and message stay as sent.
+                // The Vercel AI SDK records no HTTP status: none is made up.
+                let status = if *set == "vercel-ai" { 0 } else { 429 };
                 for row in rows.iter().filter(|r| r.status == "error") {
                     assert_eq!(
                         (row.error_class.as_str(), row.http_status),
-                        ("rate_limit", 429),
+                        ("rate_limit", status),
                         "{ctx}: {} / {}",
                         row.error_type,
                         row.error_message
@@ -241,7 +255,8 @@ async fn real_producers_give_one_faithful_row_per_model_call() {
                 // sent with the id the application holds links to its call.
                 let ids: Vec<&str> = ok.iter().map(|r| r.response_id.as_str()).collect();
                 match *set {
-                    "lc-oi" | "double" | "pydantic-ai" | "otel-v2-split" | "otel-v2-nocontent" | "otel-v2-metrics" => {
+                    "lc-oi" | "double" | "pydantic-ai" | "otel-v2-split" | "otel-v2-nocontent" | "otel-v2-metrics" | "vercel-ai"
+                    | "js-double" => {
                         let want: Vec<&str> = answered.iter().map(|s| s["response_id"].as_str().unwrap()).collect();
                         assert_eq!(ids, want, "{ctx}");
                     }
@@ -262,9 +277,24 @@ async fn real_producers_give_one_faithful_row_per_model_call() {
     let nocontent = calls(&store, "prod-pb", &trace_ids(&decode_traces(&producers().join("otel-v2-nocontent/chat_no_content.pb")))).await;
     assert_eq!((nocontent[0].output_messages.as_str(), nocontent[0].output_tokens), ("[]", 9), "no content captured, tokens kept");
 
+    // The Vercel AI SDK: session and user from `ai.telemetry.metadata.*`, on every call; the
+    // wrapper span (`ai.generateText`, the steps' sum of tokens) is no call of its own.
+    for sc in ["chat_plain", "tool_call", "chat_stream", "error_429"] {
+        for e in ["pb", "json"] {
+            let rows =
+                calls(&store, &format!("prod-{e}"), &trace_ids(&decode_traces(&producers().join(format!("vercel-ai/{sc}.pb"))))).await;
+            assert!(!rows.is_empty(), "vercel-ai/{sc}.{e}");
+            for r in &rows {
+                assert_eq!((r.session_id.as_str(), r.user_id.as_str()), ("sess-fixture-js-01", "user-fixture-js-01"), "vercel-ai/{sc}.{e}");
+            }
+        }
+    }
+
     let double = calls(&store, "prod-pb", &trace_ids(&decode_traces(&producers().join("double/double_instrumented.pb")))).await;
     assert_eq!(double[0].output()[0].parts.len(), 1, "{:?}", double[0].output());
-    assert!(collector.metric("flywheel_duplicate_calls_total").await >= 2.0, "the second recording of a call is counted");
+    let js = calls(&store, "prod-pb", &trace_ids(&decode_traces(&producers().join("js-double/double_instrumented.pb")))).await;
+    assert_eq!(js[0].output()[0].parts.len(), 1, "Traceloop and OpenInference on one Node client: {:?}", js[0].output());
+    assert!(collector.metric("flywheel_duplicate_calls_total").await >= 4.0, "the second recording of a call is counted");
 
     // OTLP metrics: accepted (200 / OK above) and counted per metric.
     assert!(metric_bodies >= 9);
