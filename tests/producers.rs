@@ -178,6 +178,7 @@ const SETS: &[&str] = &[
     "oi-openai",
     "vercel-ai",
     "js-double",
+    "js-split",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,7 +257,7 @@ async fn real_producers_give_one_faithful_row_per_model_call() {
                 let ids: Vec<&str> = ok.iter().map(|r| r.response_id.as_str()).collect();
                 match *set {
                     "lc-oi" | "double" | "pydantic-ai" | "otel-v2-split" | "otel-v2-nocontent" | "otel-v2-metrics" | "vercel-ai"
-                    | "js-double" => {
+                    | "js-double" | "js-split" => {
                         let want: Vec<&str> = answered.iter().map(|s| s["response_id"].as_str().unwrap()).collect();
                         assert_eq!(ids, want, "{ctx}");
                     }
@@ -330,6 +331,10 @@ async fn repeats_that_are_not_the_user_asking_again_derive_no_regeneration() {
         ("otel-v2-split", "tool_loop_split_traces.pb", Some("tool_loop_split_traces.logs.pb")),
         ("double", "double_instrumented.pb", Some("double_instrumented.logs.pb")),
         ("lc-oi", "tool_call.pb", None),
+        // Node: the same split loop (Traceloop), a double recording, a tool loop in one trace.
+        ("js-split", "tool_loop_split_traces.pb", None),
+        ("js-double", "double_instrumented.pb", None),
+        ("vercel-ai", "tool_call.pb", None),
     ] {
         let mut request = decode_traces(&producers().join(set).join(file));
         with_session(&mut request, &format!("sess-{set}"));
