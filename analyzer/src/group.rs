@@ -22,6 +22,8 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+
 use crate::cause::{Cause, Lane};
 use crate::cluster::{self, Params};
 use crate::represent::{centroid, cosine};
@@ -56,6 +58,8 @@ pub struct Stats {
     pub joined_clusters: usize,
     pub joined_failures: usize,
     pub merged_causes: usize,
+    /// Members of kept text clusters left out because their nearest texts are healthy answers.
+    pub trimmed_as_noise: usize,
 }
 
 /// Members of a coherent group lie this much closer to its centre than the average pair of
@@ -67,6 +71,66 @@ fn coherence_floor(background: f32) -> f32 {
 /// A text cluster is a pattern when users flag the traffic that looks like it at least this
 /// many times as often as they flag traffic in general.
 const MIN_LIFT: f32 = 2.0;
+
+/// Nearest texts read to tell whether one flagged text is like its cluster or like the answers
+/// nobody flagged ([`Neighbourhood::like_failures`]).
+const NEIGHBOURS: usize = 10;
+/// At most this many texts of a group stand for it in those neighbourhoods (evenly strided).
+const GROUP_SAMPLE: usize = 1000;
+
+/// The texts one flagged text is compared with: a group's (all, or a strided sample standing
+/// for all) and the sample of healthy answers, each weighted by how many texts it stands for.
+struct Neighbourhood<'a> {
+    group: Vec<&'a Vec<f32>>,
+    group_weight: f32,
+    healthy: &'a [Vec<f32>],
+    healthy_weight: f32,
+    /// The lowest share of flagged texts among the neighbours for a text to count as a failure.
+    min_rate: f32,
+}
+
+impl<'a> Neighbourhood<'a> {
+    fn new(group: &[&'a Vec<f32>], rep: &'a Represented, min_rate: f32) -> Neighbourhood<'a> {
+        let step = group.len().div_ceil(GROUP_SAMPLE).max(1);
+        let sample: Vec<&Vec<f32>> = group.iter().step_by(step).copied().collect();
+        Neighbourhood {
+            group_weight: group.len() as f32 / sample.len().max(1) as f32,
+            group: sample,
+            healthy: &rep.healthy,
+            healthy_weight: rep.healthy_total as f32 / rep.healthy.len().max(1) as f32,
+            min_rate,
+        }
+    }
+
+    /// Whether `v`'s nearest texts are mostly flagged ones: a flagged answer that reads like
+    /// the good answers around it (a correct refund answer someone thumbed down) is noise in
+    /// the cluster it fell into, however close it lies to its centre. Itself excluded.
+    fn like_failures(&self, v: &Vec<f32>) -> bool {
+        if self.healthy.is_empty() {
+            return true;
+        }
+        let mut near: Vec<(f32, bool)> = self
+            .group
+            .iter()
+            .filter(|g| !std::ptr::eq::<Vec<f32>>(**g, v))
+            .map(|g| (cosine(g, v), true))
+            .chain(self.healthy.iter().map(|h| (cosine(h, v), false)))
+            .collect();
+        let k = NEIGHBOURS.min(near.len());
+        if k == 0 {
+            return true;
+        }
+        near.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+        let (flagged, healthy) =
+            near[..k].iter().fold(
+                (0.0f32, 0.0f32),
+                |(f, h), &(_, is_group)| {
+                    if is_group { (f + self.group_weight, h) } else { (f, h + self.healthy_weight) }
+                },
+            );
+        flagged / (flagged + healthy).max(f32::MIN_POSITIVE) >= self.min_rate
+    }
+}
 
 struct Centre {
     centre: Vec<f32>,
@@ -109,9 +173,10 @@ pub fn by_cause(causes: &[Cause], rep: &Represented, min_size: usize) -> (Vec<Gr
     let clusters = cluster::merge_similar(&vectors, cluster::members(&labels), rep.merge);
     stats.text_clusters = clusters.len();
 
-    // 3. Lift over what users flag anyway.
+    // 3. Lift over what users flag anyway: of the cluster, then of each member.
     let flagged = text_only.len() as f32;
     let base_rate = flagged / (flagged + rep.healthy_total as f32).max(1.0);
+    let min_rate = (MIN_LIFT * base_rate).min(0.5);
     let scale = rep.healthy_total as f32 / rep.healthy.len().max(1) as f32;
     let mut kept: Vec<Vec<usize>> = Vec::new();
     for local in clusters {
@@ -120,8 +185,16 @@ pub fn by_cause(causes: &[Cause], rep: &Represented, min_size: usize) -> (Vec<Gr
         let near_members = members.iter().filter(|v| cosine(v, &c.centre) >= c.radius).count() as f32;
         let near_healthy = rep.healthy.iter().filter(|v| cosine(v, &c.centre) >= c.radius).count() as f32 * scale;
         let rate = near_members / (near_members + near_healthy).max(1.0);
-        if rep.healthy.is_empty() || rate >= (MIN_LIFT * base_rate).min(0.5) {
-            kept.push(local.iter().map(|&k| text_only[k]).collect());
+        if !(rep.healthy.is_empty() || rate >= min_rate) {
+            stats.dropped_as_noise += 1;
+            continue;
+        }
+        let around = Neighbourhood::new(&members, rep, min_rate);
+        let like: Vec<bool> = members.par_iter().map(|v| around.like_failures(v)).collect();
+        let trimmed: Vec<usize> = local.iter().zip(&like).filter(|(_, like)| **like).map(|(&k, _)| text_only[k]).collect();
+        stats.trimmed_as_noise += local.len() - trimmed.len();
+        if trimmed.len() >= min_size {
+            kept.push(trimmed);
         } else {
             stats.dropped_as_noise += 1;
         }
@@ -199,11 +272,21 @@ pub fn by_cause(causes: &[Cause], rep: &Represented, min_size: usize) -> (Vec<Gr
         }
         members.iter().for_each(|&i| clustered[i] = true);
     }
+    // A lone flagged text joins a cause only when it reads like the cause's texts rather than
+    // like the answers nobody flagged.
+    let neighbourhoods: BTreeMap<&str, Neighbourhood> = centres
+        .iter()
+        .map(|(key, _)| {
+            let texts: Vec<&Vec<f32>> = keyed[key.as_str()].iter().filter_map(|&i| rep.failures[i].as_ref()).collect();
+            (key.as_str(), Neighbourhood::new(&texts, rep, min_rate))
+        })
+        .collect();
     for &i in &text_only {
         if clustered[i] {
             continue;
         }
-        if let Some(key) = nearest(rep.failures[i].as_ref().expect("represented")) {
+        let v = rep.failures[i].as_ref().expect("represented");
+        if let Some(key) = nearest(v).filter(|key| neighbourhoods[key].like_failures(v)) {
             let g = groups.get_mut(key).expect("a centre is a group");
             g.0.push(i);
             g.1 += 1;
@@ -243,6 +326,34 @@ mod tests {
         v[(axis + 1 + k % 5) % 8] += 0.15 * ((k % 3) as f32);
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.into_iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn a_flagged_text_among_healthy_answers_is_not_like_its_cluster() {
+        // The cluster: 20 flagged texts near axis 3. Healthy traffic: answers near axis 5 and,
+        // as often, answers like `good` (between axes 3 and 4), which users also flag now and
+        // then: such a flagged copy sits in the cluster's reach but among healthy answers.
+        let unit = |v: Vec<f32>| {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        let good = |k: usize| {
+            let mut v = near(3, k);
+            v[4] += 0.9;
+            unit(v)
+        };
+        let cluster: Vec<Vec<f32>> = (0..20).map(|k| near(3, k)).collect();
+        let healthy: Vec<Vec<f32>> = (0..400).map(|k| if k % 2 == 0 { near(5, k) } else { good(k) }).collect();
+        let rep = Represented { failures: vec![], healthy, healthy_total: 2000, merge: 0.95 };
+        let flagged_good = good(7);
+        let mut members: Vec<&Vec<f32>> = cluster.iter().collect();
+        members.push(&flagged_good);
+        let around = Neighbourhood::new(&members, &rep, 0.2);
+        assert!(cluster.iter().all(|v| around.like_failures(v)), "the cluster's own texts are failures");
+        assert!(!around.like_failures(&flagged_good), "a flagged healthy-looking answer is noise");
+        // Without healthy traffic to compare with, every text is kept.
+        let none = Represented { failures: vec![], healthy: vec![], healthy_total: 0, merge: 0.95 };
+        assert!(Neighbourhood::new(&members, &none, 0.2).like_failures(&flagged_good));
     }
 
     #[test]

@@ -365,6 +365,7 @@ pub async fn analyze(store: &Store, opts: &Options<'_>, progress: &dyn Progress)
                 "joined_clusters": grouping.joined_clusters,
                 "joined_failures": grouping.joined_failures,
                 "merged_causes": grouping.merged_causes,
+                "trimmed_as_noise": grouping.trimmed_as_noise,
             },
         })
         .to_string(),
