@@ -276,8 +276,9 @@ fn former_values(sources: &str) -> Vec<(Figure, Option<String>)> {
 }
 
 /// The figures of the answer the input does not support, when the input holds figures of
-/// their kind; `instructions` are the call's system instructions.
-pub fn check(candidate: &GroundingCandidate, instructions: &str, reading: Reading) -> Option<Unsupported> {
+/// their kind; `instructions` are the call's system instructions. Each reading in turn, the
+/// first that finds something wins; the answer, sources and input are read once for all.
+pub fn check(candidate: &GroundingCandidate, instructions: &str, readings: &[Reading]) -> Option<Unsupported> {
     let stated = figures(&candidate.output);
     if stated.is_empty() {
         return None;
@@ -287,29 +288,42 @@ pub fn check(candidate: &GroundingCandidate, instructions: &str, reading: Readin
     // general "free over $75" a contradiction. Read first: most answers state no figure of a
     // sourced kind, and then the whole input need not be read for support.
     let sourced = figures(&format!("{}\n{instructions}", candidate.sources));
-    let checkable: Vec<&Figure> = stated.iter().filter(|f| f.kind.checked(reading) && sourced.iter().any(|s| s.kind == f.kind)).collect();
-    if checkable.is_empty() {
-        return None;
+    let mut support: Option<Support> = None;
+    let mut checked: Vec<&Figure> = Vec::new();
+    for &reading in readings {
+        let checkable: Vec<&Figure> =
+            stated.iter().filter(|f| f.kind.checked(reading) && sourced.iter().any(|s| s.kind == f.kind)).collect();
+        // A reading that adds no figure to the previous one's finds nothing more.
+        if checkable.is_empty() || checkable.len() == checked.len() {
+            continue;
+        }
+        checked = checkable;
+        let support = support.get_or_insert_with(|| Support::of(&format!("{}\n{instructions}", candidate.context)));
+        let explains = reading == Reading::Explain;
+        let unsupported: Vec<&Figure> = checked.iter().copied().filter(|f| !support.holds(f)).collect();
+        let Some(first) = unsupported.first() else {
+            match outdated(candidate, &checked) {
+                Some(u) => return Some(Unsupported { explains, ..u }),
+                None => continue,
+            }
+        };
+        let mut given: Vec<&str> = sourced.iter().filter(|f| f.kind == first.kind).map(|f| f.text.as_str()).collect();
+        given.dedup();
+        given.truncate(3);
+        let said: Vec<&str> = unsupported.iter().filter(|f| f.kind == first.kind).map(|f| f.text.as_str()).take(3).collect();
+        return Some(Unsupported {
+            kind: first.kind,
+            explains,
+            superseded: false,
+            evidence: format!(
+                "the answer states {} {} that its input does not give (the input gives {})",
+                first.kind.as_str(),
+                said.join(", "),
+                given.join(", ")
+            ),
+        });
     }
-    let support = Support::of(&format!("{}\n{instructions}", candidate.context));
-    let unsupported: Vec<&Figure> = checkable.iter().copied().filter(|f| !support.holds(f)).collect();
-    let explains = reading == Reading::Explain;
-    let Some(first) = unsupported.first() else { return outdated(candidate, &checkable).map(|u| Unsupported { explains, ..u }) };
-    let mut given: Vec<String> = sourced.into_iter().filter(|f| f.kind == first.kind).map(|f| f.text).collect();
-    given.dedup();
-    given.truncate(3);
-    let said: Vec<&str> = unsupported.iter().filter(|f| f.kind == first.kind).map(|f| f.text.as_str()).take(3).collect();
-    Some(Unsupported {
-        kind: first.kind,
-        explains,
-        superseded: false,
-        evidence: format!(
-            "the answer states {} {} that its input does not give (the input gives {})",
-            first.kind.as_str(),
-            said.join(", "),
-            given.join(", ")
-        ),
-    })
+    None
 }
 
 /// The first figure of the answer that its sources give only as a former value, unless the
@@ -353,10 +367,7 @@ pub fn check_all<'a>(
     candidates
         .iter()
         .filter(|c| is_call(c))
-        .filter_map(|c| {
-            let i = instructions(c);
-            check(c, i, Reading::Detect).or_else(|| check(c, i, Reading::Explain)).map(|u| (c, u))
-        })
+        .filter_map(|c| check(c, instructions(c), &[Reading::Detect, Reading::Explain]).map(|u| (c, u)))
         .collect()
 }
 
@@ -377,11 +388,11 @@ mod tests {
             output: "Standard shipping is free for orders over $75; below that it's $6.95.".into(),
             ..Default::default()
         };
-        assert_eq!(check(&chat, "", Reading::Detect), None);
+        assert_eq!(check(&chat, "", &[Reading::Detect]), None);
         // The same answer beside a tool result that gives other shipping amounts is flagged.
         let tool = GroundingCandidate { sources: r#"{"shipping_fee":"$9.95","free_over":"$100"}"#.into(), ..chat.clone() };
         let tool = GroundingCandidate { context: format!("{} {}", tool.context, tool.sources), ..tool };
-        assert!(check(&tool, "", Reading::Detect).is_some());
+        assert!(check(&tool, "", &[Reading::Detect]).is_some());
     }
 
     #[test]
@@ -402,28 +413,28 @@ mod tests {
     fn a_figure_the_input_does_not_give_is_flagged() {
         // A tool result read wrong.
         let tool = r#"{"role":"tool","content":"{\"flight\":\"NW 412\",\"departure\":\"07:45\",\"checked_bags\":1}"}"#;
-        let u = check(&cand(tool, "Flight NW 412 leaves at 17:45 tomorrow."), "", Reading::Detect).unwrap();
+        let u = check(&cand(tool, "Flight NW 412 leaves at 17:45 tomorrow."), "", &[Reading::Detect]).unwrap();
         assert_eq!(u.kind, FigureKind::Time);
         assert!(u.evidence.contains("17:45") && u.evidence.contains("07:45"), "{}", u.evidence);
         // Twelve hours off, in the input's own 24-hour notation, is a misread too.
-        assert!(check(&cand(tool, "Flight NW 412 leaves at 19:45."), "", Reading::Detect).is_some());
-        assert_eq!(check(&cand(tool, "Flight NW 412 leaves at 7:45 am."), "", Reading::Detect), None);
+        assert!(check(&cand(tool, "Flight NW 412 leaves at 19:45."), "", &[Reading::Detect]).is_some());
+        assert_eq!(check(&cand(tool, "Flight NW 412 leaves at 7:45 am."), "", &[Reading::Detect]), None);
         // An invented policy beside a page that states its own terms.
         let page = "Returns: unused items within 30 days, 10% restocking fee. Membership costs $35 a year.";
         assert!(
-            check(&cand(page, "You can return anything for 90 days and members get 25% off everything."), "", Reading::Detect).is_some()
+            check(&cand(page, "You can return anything for 90 days and members get 25% off everything."), "", &[Reading::Detect]).is_some()
         );
-        assert!(check(&cand(page, "L'adhésion coûte 55 € par an."), "", Reading::Detect).is_some());
+        assert!(check(&cand(page, "L'adhésion coûte 55 € par an."), "", &[Reading::Detect]).is_some());
         // Durations are read, not checked: general terms ("within 24 hours") are no invention.
-        assert_eq!(check(&cand(page, "Vous pouvez retourner vos articles pendant 90 jours."), "", Reading::Detect), None);
+        assert_eq!(check(&cand(page, "Vous pouvez retourner vos articles pendant 90 jours."), "", &[Reading::Detect]), None);
     }
 
     #[test]
     fn a_period_the_sources_do_not_give_explains_a_flagged_answer() {
         let page = "Price match: if a major retailer sells the same item for less within 14 days of purchase, we refund the difference. Delivery takes 4 to 9 business days.";
         let invented = "Igualamos cualquier precio durante 90 días y devolvemos el doble de la diferencia.";
-        assert_eq!(check(&cand(page, invented), "", Reading::Detect), None, "no failure on its own");
-        let u = check(&cand(page, invented), "", Reading::Explain).expect("the cause of a flagged answer");
+        assert_eq!(check(&cand(page, invented), "", &[Reading::Detect]), None, "no failure on its own");
+        let u = check(&cand(page, invented), "", &[Reading::Explain]).expect("the cause of a flagged answer");
         assert!(u.explains && u.kind == FigureKind::Duration, "{u:?}");
         assert!(u.evidence.contains("90 días") && u.evidence.contains("14 days"), "{}", u.evidence);
         assert_eq!(u.qualifier(), format!("duration {EXPLAINS}"));
@@ -431,12 +442,12 @@ mod tests {
         for answer in
             ["Delivery takes 4-9 business days; price matches within 14 days.", "Allow 23 days: 14 days, then 9 days of delivery."]
         {
-            assert_eq!(check(&cand(page, answer), "", Reading::Explain), None, "{answer}");
+            assert_eq!(check(&cand(page, answer), "", &[Reading::Explain]), None, "{answer}");
         }
         // A period that is only a sum of other numbers of the page (an article id and a price)
         // is still unsupported.
         let ids = "[kb-100] Price match within 14 days. [kb-102] Tents rent for $12.";
-        assert!(check(&cand(ids, "We match prices for 2 days after purchase."), "", Reading::Explain).is_some());
+        assert!(check(&cand(ids, "We match prices for 2 days after purchase."), "", &[Reading::Explain]).is_some());
         // check_all gives the explanation only where nothing is detected.
         let cands = vec![cand(page, invented), cand("Discount 10%. Returns within 30 days.", "Members get 25% off for 90 days.")];
         let found: Vec<(bool, FigureKind)> = check_all(&cands, |_| "", |_| true).iter().map(|(_, u)| (u.explains, u.kind)).collect();
@@ -453,16 +464,16 @@ mod tests {
             "You get a 10 % discount.",
             "Use `LIMIT 90` in the query: ```SELECT * FROM t WHERE age > 90 days```",
         ] {
-            assert_eq!(check(&cand(page, answer), "", Reading::Detect), None, "{answer}");
+            assert_eq!(check(&cand(page, answer), "", &[Reading::Detect]), None, "{answer}");
         }
         // Nothing of that kind in the input: nothing to be faithful to.
-        assert_eq!(check(&cand("The museum is on Main Street.", "It opens at 9:00 and costs $15."), "", Reading::Detect), None);
+        assert_eq!(check(&cand("The museum is on Main Street.", "It opens at 9:00 and costs $15."), "", &[Reading::Detect]), None);
         // Supported by the system instructions.
         assert_eq!(
             check(
                 &cand("Shipping takes 3 days.", "Support answers within 2 hours, shipping takes 3 days."),
                 "Reply within 2 hours.",
-                Reading::Detect
+                &[Reading::Detect]
             ),
             None
         );
@@ -471,14 +482,14 @@ mod tests {
     #[test]
     fn a_former_value_of_the_sources_is_outdated() {
         let page = "Trail Club membership (updated May 2026): the annual fee is $49 (previously $39). Members get 10% back.";
-        let u = check(&cand(page, "Trail Club costs $39 per year and includes 10% back in rewards."), "", Reading::Detect).unwrap();
+        let u = check(&cand(page, "Trail Club costs $39 per year and includes 10% back in rewards."), "", &[Reading::Detect]).unwrap();
         assert!(u.superseded && u.kind == FigureKind::Money, "{u:?}");
         assert!(u.evidence.contains("$39") && u.evidence.contains("$49"), "{}", u.evidence);
         assert_eq!(u.qualifier(), "superseded amount");
         // In another language and notation, after "(was …)".
         let rental = "Rentals: tents rent for $12 per day (was $9), with a $50 refundable deposit.";
         assert!(
-            check(&cand(rental, "La tente coûte 9 $ par jour, plus une caution de 50 $."), "", Reading::Detect)
+            check(&cand(rental, "La tente coûte 9 $ par jour, plus une caution de 50 $."), "", &[Reading::Detect])
                 .is_some_and(|u| u.superseded)
         );
         // The current value, or the former one said as such, is right.
@@ -487,11 +498,11 @@ mod tests {
             "Trail Club now costs $49 a year (previously $39).",
             "It went up from $39 to $49: it was $39 before the update, now $49.",
         ] {
-            assert_eq!(check(&cand(page, answer), "", Reading::Detect), None, "{answer}");
+            assert_eq!(check(&cand(page, answer), "", &[Reading::Detect]), None, "{answer}");
         }
         // "Was" in a plain sentence states a current fact.
         let order = "Your order A-1 total was $79.99; shipping was $5.";
-        assert_eq!(check(&cand(order, "Your total was $79.99."), "", Reading::Detect), None);
+        assert_eq!(check(&cand(order, "Your total was $79.99."), "", &[Reading::Detect]), None);
     }
 
     #[test]
