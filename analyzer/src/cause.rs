@@ -25,6 +25,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::detect::Failure;
+use crate::detect::grounding::Qualifier;
 use crate::rules::{Category, Rules};
 
 pub use flywheel_schemas::failure::Lane;
@@ -161,7 +162,7 @@ pub fn of(rules: &Rules, f: &Failure) -> Cause {
         // cause; a help centre misquoting its pages and an agent misreading its tools are two.
         // Quoting a figure the sources give as outdated is its own cause: how the pages mark
         // their old values, not figures made up.
-        ("ungrounded_figure", Some(q)) if q.starts_with("superseded") => [id, f.call.feature.as_str(), "superseded"].join(SEP),
+        ("ungrounded_figure", Some(q)) if Qualifier::read(q).superseded => [id, f.call.feature.as_str(), "superseded"].join(SEP),
         ("ungrounded_figure", _) => [id, f.call.feature.as_str()].join(SEP),
         ("ignored_sources", _) => [id, f.call.feature.as_str()].join(SEP),
         // What an outside evaluator checks (faithfulness, relevance, …) is the cause it found.
@@ -176,7 +177,7 @@ pub fn of(rules: &Rules, f: &Failure) -> Cause {
     };
     // A period read to explain what users flagged is found only where the answer states one:
     // other flagged answers of that cause may join it by their text, as for the open rules.
-    let explained = f.qualifiers.get(id).is_some_and(|q| q.ends_with(crate::detect::grounding::EXPLAINS));
+    let explained = id == "ungrounded_figure" && f.qualifiers.get(id).is_some_and(|q| Qualifier::read(q).explains);
     Cause { key, lane, open: rule.spec.kind.misses_instances() || explained }
 }
 

@@ -192,12 +192,11 @@ pub fn cause_phrase(key: &str, members: &[&Failure]) -> String {
         }
         "followed_injection" => "answers follow instructions planted in retrieved content or tool results (prompt injection)".into(),
         "ungrounded_figure" => {
-            // The kinds of figure (without "superseded" or "(users flagged)"), by how many
-            // members state one; those of at least a fifth of the members are named.
+            // The kinds of figure, by how many members state one; those of at least a fifth of
+            // the members are named.
             let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
             for q in members.iter().filter_map(|f| f.qualifiers.get(id)) {
-                let k = q.trim_start_matches("superseded ").trim_end_matches(crate::detect::grounding::EXPLAINS).trim();
-                *kinds.entry(k).or_default() += 1;
+                *kinds.entry(crate::detect::grounding::Qualifier::read(q).kind).or_default() += 1;
             }
             let mut kinds: Vec<(&str, usize)> = kinds.into_iter().filter(|&(_, n)| n * 5 >= members.len()).collect();
             kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));

@@ -255,6 +255,30 @@ impl Unsupported {
 /// The qualifier's last word when the finding explains a failure users flagged.
 pub const EXPLAINS: &str = "(users flagged)";
 
+/// What a qualifier written by [`Unsupported::qualifier`] says, read back where the cause and
+/// the label are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Qualifier<'a> {
+    /// The kind's word (`amount`, `duration`…).
+    pub kind: &'a str,
+    pub superseded: bool,
+    pub explains: bool,
+}
+
+impl<'a> Qualifier<'a> {
+    pub fn read(q: &'a str) -> Qualifier<'a> {
+        let (q, explains) = match q.strip_suffix(EXPLAINS) {
+            Some(rest) => (rest.trim_end(), true),
+            None => (q, false),
+        };
+        let (kind, superseded) = match q.strip_prefix("superseded ") {
+            Some(kind) => (kind, true),
+            None => (q, false),
+        };
+        Qualifier { kind, superseded, explains }
+    }
+}
+
 impl Unsupported {}
 
 /// Values the sources give only as former ones, by kind, with the current value given beside
@@ -438,6 +462,7 @@ mod tests {
         assert!(u.explains && u.kind == FigureKind::Duration, "{u:?}");
         assert!(u.evidence.contains("90 días") && u.evidence.contains("14 days"), "{}", u.evidence);
         assert_eq!(u.qualifier(), format!("duration {EXPLAINS}"));
+        assert_eq!(Qualifier::read(&u.qualifier()), Qualifier { kind: "duration", superseded: false, explains: true });
         // The page's own periods, and their sum or difference, explain nothing.
         for answer in
             ["Delivery takes 4-9 business days; price matches within 14 days.", "Allow 23 days: 14 days, then 9 days of delivery."]
@@ -486,6 +511,7 @@ mod tests {
         assert!(u.superseded && u.kind == FigureKind::Money, "{u:?}");
         assert!(u.evidence.contains("$39") && u.evidence.contains("$49"), "{}", u.evidence);
         assert_eq!(u.qualifier(), "superseded amount");
+        assert_eq!(Qualifier::read(&u.qualifier()), Qualifier { kind: "amount", superseded: true, explains: false });
         // In another language and notation, after "(was …)".
         let rental = "Rentals: tents rent for $12 per day (was $9), with a $50 refundable deposit.";
         assert!(
