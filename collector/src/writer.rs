@@ -25,6 +25,32 @@ pub struct Batch {
     pub contents: Vec<ContentRow>,
     pub logs: Vec<LogRecordRow>,
     pub signals: Vec<SignalRow>,
+    /// `spans` rows the receiver encoded as RowBinary straight from the request (a span's raw
+    /// row is only ever stored: building it as a [`SpanRow`] would copy every attribute twice).
+    /// Never in a log record of format 3 or before, which hold rows (hence `skip`).
+    #[serde(skip)]
+    pub encoded_spans: Vec<EncodedSpans>,
+}
+
+/// `spans` rows of one project, encoded ([`crate::normalize::span::DecodedSpan::encode_row`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct EncodedSpans {
+    pub project: String,
+    pub data: Vec<u8>,
+    /// Per row, the day its partition key falls on and where its bytes end in `data`.
+    pub rows: Vec<(i64, usize)>,
+}
+
+impl EncodedSpans {
+    /// Each row's day and bytes, in order.
+    pub fn rows(&self) -> impl Iterator<Item = (i64, &[u8])> {
+        let mut start = 0;
+        self.rows.iter().map(move |&(day, end)| {
+            let bytes = &self.data[start..end];
+            start = end;
+            (day, bytes)
+        })
+    }
 }
 
 impl Batch {
@@ -42,6 +68,7 @@ impl Batch {
             .chain(self.logs.iter().map(|r| r.project_id.as_str()))
             .chain(self.signals.iter().map(|r| r.project_id.as_str()))
             .chain(self.contents.iter().map(|r| r.project_id.as_str()))
+            .chain(self.encoded_spans.iter().filter(|e| !e.rows.is_empty()).map(|e| e.project.as_str()))
             .collect();
         projects.sort_unstable();
         projects.dedup();
@@ -49,7 +76,8 @@ impl Batch {
     }
 
     pub fn rows(&self) -> usize {
-        self.spans.len() + self.calls.len() + self.contents.len() + self.logs.len() + self.signals.len()
+        let encoded: usize = self.encoded_spans.iter().map(|e| e.rows.len()).sum();
+        self.spans.len() + encoded + self.calls.len() + self.contents.len() + self.logs.len() + self.signals.len()
     }
 
     pub(crate) fn append(&mut self, other: Batch) {
@@ -58,6 +86,7 @@ impl Batch {
         self.contents.extend(other.contents);
         self.logs.extend(other.logs);
         self.signals.extend(other.signals);
+        self.encoded_spans.extend(other.encoded_spans);
     }
 }
 
@@ -244,7 +273,7 @@ fn exception_code(message: &str) -> Option<u32> {
 pub const MAX_PARTITIONS_PER_INSERT: usize = 100;
 
 /// The day (a `Date`: days since 1970-01-01, UTC) a row's partition key falls on.
-fn day(t: time::OffsetDateTime) -> i64 {
+pub(crate) fn day(t: time::OffsetDateTime) -> i64 {
     t.unix_timestamp().div_euclid(86_400)
 }
 
@@ -288,6 +317,15 @@ pub(crate) async fn insert(store: &Store, b: &mut Batch) -> Result<(), InsertErr
     // Content first, calls after: a reader that sees a call can always resolve its hashes.
     insert_by_day(store, "contents", &mut b.contents, |r| day(r.last_seen)).await?;
     insert_by_day(store, "spans", &mut b.spans, |r| day(r.start_time)).await?;
+    let mut days: std::collections::BTreeMap<i64, Vec<&[u8]>> = Default::default();
+    for (d, row) in b.encoded_spans.iter().flat_map(EncodedSpans::rows) {
+        days.entry(d).or_default().push(row);
+    }
+    let days: Vec<Vec<&[u8]>> = days.into_values().collect();
+    for group in days.chunks(MAX_PARTITIONS_PER_INSERT) {
+        let parts: Vec<&[u8]> = group.iter().flatten().copied().collect();
+        within(store, INSERT, store.insert_row_binary::<SpanRow>("spans", &parts)).await.map_err(InsertError)?;
+    }
     insert_by_day(store, "llm_calls", &mut b.calls, |r| day(r.start_time)).await?;
     insert_by_day(store, "log_records", &mut b.logs, |r| day(r.timestamp)).await?;
     insert_by_day(store, "signals", &mut b.signals, |r| day(r.timestamp)).await?;

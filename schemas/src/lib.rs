@@ -7,6 +7,9 @@
 //!   inserts and typed queries, over the official `clickhouse` crate (HTTP, RowBinary, schema
 //!   validation on), over `http://` or `https://` ([`tls`]: the system's roots and an optional
 //!   CA file).
+//! * [`rowbinary`]: rows encoded ahead of their insert, as the insert sends them (the
+//!   collector's write-ahead log holds its rows so), and [`Store::insert_row_binary`] to send
+//!   them.
 //! * [`engine`]: the local ClickHouse engine used for development, the demo and CI (chDB behind
 //!   a ClickHouse-HTTP-compatible server); production points [`config::ClickHouseConfig`] at a
 //!   real server instead and nothing else changes.
@@ -32,6 +35,7 @@ pub mod messages;
 pub mod migrate;
 pub mod queries;
 pub mod read;
+pub mod rowbinary;
 pub mod rows;
 pub mod sensitive;
 pub mod store;

@@ -201,6 +201,38 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Inserts rows of `T` already encoded in `RowBinary` ([`crate::rowbinary::encode`]), the
+    /// parts sent one after the other as one INSERT. The statement names `T`'s columns, so the
+    /// table's other columns take their defaults, and a table without one of them refuses the
+    /// insert (a schema mismatch, `StoreError::Schema`: run `flywheel migrate`).
+    pub async fn insert_row_binary<T: clickhouse::Row>(&self, table: &str, parts: &[&[u8]]) -> Result<(), StoreError> {
+        let columns: Vec<String> = T::COLUMN_NAMES.iter().map(|c| format!("`{c}`")).collect();
+        let sql = format!("INSERT INTO `{table}` ({}) FORMAT RowBinary", columns.join(", "));
+        let err = |e| StoreError::from_insert(&self.url, table, e);
+        // The table's columns checked against `T`'s, as a typed insert does (the client fetches
+        // the schema once per table and caches it): a table a migration has not reached is a
+        // schema error, retried, never rows refused one by one.
+        drop(self.client.insert::<T>(table).await.map_err(err)?);
+        // Written through a buffer: parts are often a few KB (one request's rows), compressed
+        // and sent in frames of 256 KB.
+        let mut insert = self.client.insert_formatted_with(sql).buffered();
+        for &part in parts {
+            let mut part = part;
+            while !part.is_empty() {
+                let n = insert.write(part).await.map_err(err)?;
+                part = &part[n..];
+            }
+        }
+        insert.end().await.map_err(|e| match e {
+            clickhouse::error::Error::BadResponse(m) if m.contains("NO_SUCH_COLUMN_IN_TABLE") || m.contains("Code: 16.") => {
+                StoreError::Schema { table: table.to_string(), message: m }
+            }
+            other => err(other),
+        })
+    }
+}
+
 /// A query bound to a [`Store`]; errors carry the statement.
 pub struct StoreQuery<'a> {
     store: &'a Store,

@@ -27,7 +27,8 @@ mod traces;
 
 pub use join::DEFAULT_MAX_BYTES as JOIN_CACHE_DEFAULT_MAX_BYTES;
 pub use join::JoinCache;
-pub use rejoin::{RejoinError, Reports, Stored};
+pub(crate) use rejoin::reported;
+pub use rejoin::{RejoinError, Reported, Reports, Stored};
 
 use crate::metrics::Metrics;
 use crate::normalize::genai::read_log_event;

@@ -45,11 +45,12 @@ const GATHER: Duration = Duration::from_millis(250);
 const ATTEMPTS: u32 = 5;
 
 /// A stored span that may lack its other side: a call, or a call's content event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reported {
     project: String,
     span: SpanKey,
     /// When it happened (the call's start, the event's time): bounds the partitions read.
+    #[serde(with = "flywheel_schemas::rows::ts::nanos")]
     at: OffsetDateTime,
     /// A content event, or a call stored without its messages: its content may be elsewhere.
     content: bool,
@@ -96,7 +97,12 @@ impl Stored {
 
     /// Reports the spans of `batch`, just stored, that may lack their other side.
     pub fn report(&self, batch: &Batch) {
-        let spans = reported(batch);
+        self.report_spans(reported(batch));
+    }
+
+    /// Reports `spans`, listed by [`reported`] when their rows were at hand (the write-ahead
+    /// log lists them in each record: its drain never decodes the rows).
+    pub fn report_spans(&self, spans: Vec<Reported>) {
         if spans.is_empty() {
             return;
         }
@@ -118,7 +124,7 @@ impl Stored {
 
 /// Content events, and every call (those stored without their messages also for their
 /// content, which may come as events).
-fn reported(batch: &Batch) -> Vec<Reported> {
+pub(crate) fn reported(batch: &Batch) -> Vec<Reported> {
     let empty = |json: &str| json.is_empty() || json == "[]";
     let events =
         batch.logs.iter().filter(|l| !l.trace_id.is_empty() && !l.span_id.is_empty() && LOG_EVENTS.contains(&l.event_name.as_str())).map(

@@ -9,6 +9,8 @@ use flywheel_schemas::rows::LlmCallRow;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use time::OffsetDateTime;
 
+use crate::writer::EncodedSpans;
+
 use super::*;
 
 impl Pipeline {
@@ -52,7 +54,16 @@ impl Pipeline {
     /// The spans of whole traces: their rows, their calls normalised and joined, stored; then
     /// the signals and evaluations they carry.
     async fn trace_slice(&self, project: &str, spans: Vec<DecodedSpan>, now: OffsetDateTime) -> Result<(), WriteError> {
-        let mut batch = Batch { spans: spans.iter().map(|s| s.row(project, now)).collect(), ..Default::default() };
+        let mut encoded = EncodedSpans {
+            project: project.to_string(),
+            data: Vec::with_capacity(spans.len() * 1024),
+            rows: Vec::with_capacity(spans.len()),
+        };
+        for span in &spans {
+            span.encode_row(project, now, &mut encoded.data).map_err(|e| WriteError::Storage(e.to_string()))?;
+            encoded.rows.push((crate::writer::day(span.ids.start), encoded.data.len()));
+        }
+        let mut batch = Batch { encoded_spans: vec![encoded], ..Default::default() };
         let by_id: HashMap<(&str, &str), &DecodedSpan> =
             spans.iter().map(|s| ((s.ids.trace_id.as_str(), s.ids.span_id.as_str()), s)).collect();
         {

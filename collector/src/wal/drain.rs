@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use flywheel_schemas::Store;
 
+use super::record::{self, Record};
 use super::segment::{self, Item};
 use super::{Shared, WalError, quarantine};
-use crate::writer::{Batch, InsertError, insert};
+use crate::writer::InsertError;
 
 /// Attempts of a record alone, refused for its data each time, before it is quarantined.
 const POISON_ATTEMPTS: u32 = 3;
@@ -58,7 +59,7 @@ pub(super) async fn run(store: Store, shared: Arc<Shared>) {
         let mut records = Vec::with_capacity(items.len());
         for item in items {
             match item {
-                Item::Record { lsn, batch } => records.push((lsn, batch)),
+                Item::Record { lsn, record } => records.push((lsn, record)),
                 Item::Undecodable { lsn, raw, error } => quarantine_undecodable(&shared, lsn, &raw, &error),
             }
         }
@@ -71,10 +72,10 @@ pub(super) async fn run(store: Store, shared: Arc<Shared>) {
                 }
                 tokio::time::sleep(backoff).await;
             };
-            let records: Vec<(u64, Batch)> = again
+            let records: Vec<(u64, Record)> = again
                 .into_iter()
                 .filter_map(|item| match item {
-                    Item::Record { lsn, batch } if lsn <= last => Some((lsn, batch)),
+                    Item::Record { lsn, record } if lsn <= last => Some((lsn, record)),
                     _ => None,
                 })
                 .collect();
@@ -109,18 +110,16 @@ async fn read_off_thread(shared: &Arc<Shared>, from: Cursor, stored: u64) -> Opt
     }
 }
 
-/// Stores `records` (in LSN order) in one insert, retried while ClickHouse is away; `false`
-/// when ClickHouse refuses the rows themselves ([`store_one_by_one`] then finds the record at
-/// fault). The records are moved into the insert, not copied: a chunk is held once.
-async fn store_chunk(store: &Store, shared: &Shared, records: Vec<(u64, Batch)>, backoff: &mut Duration) -> bool {
+/// Stores `records` (in LSN order) in one insert per table, retried while ClickHouse is away;
+/// `false` when ClickHouse refuses the rows themselves ([`store_one_by_one`] then finds the
+/// record at fault). The records' bytes are sent as read: a chunk is held once, encoded.
+async fn store_chunk(store: &Store, shared: &Shared, records: Vec<(u64, Record)>, backoff: &mut Duration) -> bool {
     let Some((first_lsn, last_lsn)) = records.first().zip(records.last()).map(|(f, l)| (f.0, l.0)) else { return true };
-    let mut batch = Batch::default();
-    for (_, b) in records {
-        batch.append(b);
-    }
-    tracing::debug!(first_lsn, last_lsn, rows = batch.rows(), "draining the write-ahead log");
+    let mut records: Vec<Record> = records.into_iter().map(|(_, r)| r).collect();
+    let rows: usize = records.iter().map(Record::rows).sum();
+    tracing::debug!(first_lsn, last_lsn, rows, "draining the write-ahead log");
     loop {
-        match timed_insert(store, shared, &mut batch).await {
+        match timed_insert(store, shared, &mut records).await {
             Ok(()) => {
                 *backoff = Duration::from_millis(200);
                 return true;
@@ -130,7 +129,7 @@ async fn store_chunk(store: &Store, shared: &Shared, records: Vec<(u64, Batch)>,
                 return false;
             }
             Err(e) => {
-                tracing::warn!(error = %e, rows = batch.rows(), retry_in = ?backoff, "ClickHouse insert from the write-ahead log failed; the data stays in the log");
+                tracing::warn!(error = %e, rows, retry_in = ?backoff, "ClickHouse insert from the write-ahead log failed; the data stays in the log");
                 tokio::time::sleep(*backoff).await;
                 *backoff = (*backoff * 2).min(MAX_BACKOFF);
             }
@@ -139,11 +138,12 @@ async fn store_chunk(store: &Store, shared: &Shared, records: Vec<(u64, Batch)>,
 }
 
 /// Stores `records` one insert each; a record ClickHouse keeps refusing alone is quarantined.
-async fn store_one_by_one(store: &Store, shared: &Shared, records: Vec<(u64, Batch)>, backoff: &mut Duration) {
-    for (lsn, mut batch) in records {
+async fn store_one_by_one(store: &Store, shared: &Shared, records: Vec<(u64, Record)>, backoff: &mut Duration) {
+    for (lsn, record) in records {
+        let mut one = [record];
         let mut refused = 0;
         loop {
-            match timed_insert(store, shared, &mut batch).await {
+            match timed_insert(store, shared, &mut one).await {
                 Ok(()) => {
                     *backoff = Duration::from_millis(200);
                     break;
@@ -153,7 +153,7 @@ async fn store_one_by_one(store: &Store, shared: &Shared, records: Vec<(u64, Bat
                     // Poison only when ClickHouse otherwise answers: a refusal during trouble
                     // on the server is retried like any outage.
                     if refused >= POISON_ATTEMPTS && crate::deadline::within(store, crate::deadline::PING, store.ping()).await.is_ok() {
-                        quarantine_poison(shared, lsn, &batch, &e);
+                        quarantine_poison(shared, lsn, &one[0], &e);
                         break;
                     }
                     tokio::time::sleep(*backoff).await;
@@ -169,13 +169,15 @@ async fn store_one_by_one(store: &Store, shared: &Shared, records: Vec<(u64, Bat
     }
 }
 
-async fn timed_insert(store: &Store, shared: &Shared, batch: &mut Batch) -> Result<(), InsertError> {
+/// Inserts `records`; once stored, the storage join is told of their spans (each record's
+/// reports are taken then, so a retry after a success never reports twice).
+async fn timed_insert(store: &Store, shared: &Shared, records: &mut [Record]) -> Result<(), InsertError> {
     let started = Instant::now();
-    let rows = batch.rows();
-    let result = insert(store, batch).await;
+    let rows = records.iter().map(Record::rows).sum();
+    let result = record::insert(store, records).await;
     shared.metrics.record_insert(rows, started.elapsed(), result.is_ok());
     if let (Ok(()), Some(stored)) = (&result, &shared.cfg.stored) {
-        stored.report(batch);
+        stored.report_spans(records.iter_mut().flat_map(Record::take_reports).collect());
     }
     result
 }
@@ -192,18 +194,15 @@ fn quarantine_undecodable(shared: &Shared, lsn: u64, raw: &[u8], error: &str) {
     }
 }
 
-fn quarantine_poison(shared: &Shared, lsn: u64, batch: &Batch, error: &InsertError) {
+fn quarantine_poison(shared: &Shared, lsn: u64, record: &Record, error: &InsertError) {
     shared.metrics.reject("wal", "poison", 1);
-    let projects = batch.projects();
+    let projects = record.projects();
     let mut raw = Vec::new();
-    match postcard::to_stdvec(batch) {
-        Ok(payload) => segment::encode(lsn, &payload, &mut raw),
-        Err(e) => tracing::error!(error = %e, "cannot encode a poison record for the quarantine"),
-    }
+    segment::encode(lsn, record.payload(), &mut raw);
     let name = format!("poison-lsn{lsn:020}-v{}", segment::FORMAT_VERSION);
     match quarantine::keep(&shared.cfg.dir, &name, &raw) {
         Ok(path) => {
-            tracing::error!(lsn, projects = ?projects, rows = batch.rows(), %error, kept = %path.display(), "ClickHouse refuses this write-ahead log record while it stores the others; kept in quarantine, not stored")
+            tracing::error!(lsn, projects = ?projects, rows = record.rows(), %error, kept = %path.display(), "ClickHouse refuses this write-ahead log record while it stores the others; kept in quarantine, not stored")
         }
         Err(e) => {
             tracing::error!(lsn, projects = ?projects, %error, quarantine_error = %e, "poison write-ahead log record cannot be kept in quarantine")

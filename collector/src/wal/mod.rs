@@ -21,6 +21,7 @@
 mod commit;
 mod drain;
 mod quarantine;
+pub(crate) mod record;
 pub mod replay;
 pub mod segment;
 pub mod v2;
@@ -204,8 +205,10 @@ impl Wal {
     /// Appends `batch`; returns once it is on disk and fsynced.
     #[tracing::instrument(name = "write-ahead log append", skip_all, fields(rows = batch.rows()))]
     pub async fn append(&self, batch: &Batch) -> Result<(), WriteError> {
-        let payload =
-            postcard::to_stdvec(batch).map_err(|e| WriteError::Storage(format!("cannot encode a batch for the write-ahead log: {e}")))?;
+        // Encoded as the drain will send it (RowBinary, see `record`); the spans the storage
+        // join checks after the insert are listed now, while the rows are at hand.
+        let payload = record::Record::encode(batch, self.shared.cfg.stored.is_some())
+            .map_err(|e| WriteError::Storage(format!("cannot encode a batch for the write-ahead log: {e}")))?;
         let limit = self.shared.cfg.max_record_bytes.min(MAX_RECORD) as u64;
         if payload.len() as u64 > limit {
             // A record the log cannot hold would be read back as a torn tail: refuse it now.

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use flywheel_schemas::Store;
 
+use super::record::{self, Record};
 use super::segment::{self, Format, RECORD_HEADER};
 use super::{WalError, io, quarantine};
-use crate::writer::{Batch, insert};
 
 /// Why a file is in quarantine, from its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub struct Entry {
     pub projects: Vec<String>,
     /// Why (part of) the file cannot be replayed by this build; `None` when all of it can.
     pub problem: Option<String>,
-    batch: Batch,
+    contents: Vec<Record>,
 }
 
 impl Entry {
@@ -109,12 +109,14 @@ fn read_entry(path: &Path) -> Result<Entry, WalError> {
         .map(Format::Versioned)
         .unwrap_or(Format::Versioned(segment::FORMAT_VERSION));
     let (records, rest) = parse_records(&bytes);
-    let mut batch = Batch::default();
+    let mut contents = Vec::new();
     let mut problems = Vec::new();
     for (lsn, payload) in &records {
-        match segment::decode(format, payload) {
-            Ok(b) => batch.append(b),
-            Err(e) => problems.push(format!("record {lsn} does not decode with this build ({e}); a build that reads it can replay it")),
+        match segment::decode(format, payload.to_vec()) {
+            Ok(r) => contents.push(r),
+            Err((e, _)) => {
+                problems.push(format!("record {lsn} does not decode with this build ({e}); a build that reads it can replay it"))
+            }
         }
     }
     if rest > 0 {
@@ -122,16 +124,18 @@ fn read_entry(path: &Path) -> Result<Entry, WalError> {
             "{rest} bytes hold no whole record (cut from a segment: a write cut by a crash, never acknowledged, or corruption); they are kept for inspection"
         ));
     }
-    let projects: Vec<String> = batch.projects().into_iter().map(str::to_string).collect();
+    let mut projects: Vec<String> = contents.iter().flat_map(|r| r.projects().iter().cloned()).collect();
+    projects.sort();
+    projects.dedup();
     Ok(Entry {
         path: path.to_path_buf(),
         kind,
         bytes: bytes.len() as u64,
         records: records.len(),
-        rows: batch.rows(),
+        rows: contents.iter().map(Record::rows).sum(),
         projects,
         problem: (!problems.is_empty()).then(|| problems.join("; ")),
-        batch,
+        contents,
     })
 }
 
@@ -158,7 +162,7 @@ fn parse_records(bytes: &[u8]) -> (Vec<(u64, &[u8])>, usize) {
 /// names contain one of `only`). With `dry_run` nothing is stored or moved.
 pub async fn replay(wal_dir: &Path, store: &Store, only: &[String], dry_run: bool) -> Result<Vec<Replayed>, WalError> {
     let mut out = Vec::new();
-    for mut entry in list(wal_dir)? {
+    for entry in list(wal_dir)? {
         let name = entry.path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         if !only.is_empty() && !only.iter().any(|o| name.contains(o.as_str())) {
             continue;
@@ -168,7 +172,7 @@ pub async fn replay(wal_dir: &Path, store: &Store, only: &[String], dry_run: boo
         } else if dry_run {
             Ok(entry.rows)
         } else {
-            match insert(store, &mut entry.batch).await {
+            match record::insert(store, &entry.contents).await {
                 Err(e) => Err(format!("ClickHouse still refuses it: {e}")),
                 // A file partly unreadable stays whole for inspection: its readable part is
                 // stored (a second replay stores it again, deduplicated), the file is not moved.

@@ -3,8 +3,10 @@
 //! A segment `<first-lsn>.wal` starts with a header — [`MAGIC`], the format version (u32 LE),
 //! 4 reserved bytes — then holds records `[len: u32 LE][crc32: u32 LE][lsn: u64 LE][payload]`,
 //! the checksum covering the LSN and the payload. The version names the payload's encoding
-//! (version 3: `postcard(Batch)` with `error_class`; version 2: the same without, see `v2`); a build that changes the rows bumps it and keeps a decoder
-//! for the versions before, so an upgrade replays what the old build acknowledged.
+//! (version 4: the rows as RowBinary blocks, see [`super::record`]; version 3: `postcard(Batch)`
+//! with `error_class`; version 2: the same without, see `v2`); a build that changes the rows
+//! bumps it and keeps a decoder for the versions before, so an upgrade replays what the old
+//! build acknowledged.
 //!
 //! Version 1 (builds before the header) wrote records from the first byte. It is recognised
 //! because a version-1 file starts with a record length, at most [`MAX_RECORD`], while the
@@ -18,6 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::record::Record;
 use super::{WalError, io};
 use crate::writer::Batch;
 
@@ -25,7 +28,7 @@ use crate::writer::Batch;
 /// far above [`MAX_RECORD`], so the two formats cannot be confused.
 pub(super) const MAGIC: [u8; 8] = *b"flywal\0\0";
 /// The format this build writes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Length of the segment header (magic, version, reserved).
 pub(super) const SEGMENT_HEADER: u64 = 16;
 /// Length of a record header (length, checksum, LSN).
@@ -135,16 +138,25 @@ fn unreadable(path: &Path, why: &str) -> WalError {
     WalError::Io { path: path.display().to_string(), source: std::io::Error::other(format!("cannot read this log segment: {why}")) }
 }
 
-/// Decodes a payload written in `format`.
-pub(super) fn decode(format: Format, payload: &[u8]) -> Result<Batch, String> {
-    match format {
-        // Versions 1 and 2 share the payload encoding, with the call rows of before
-        // `error_class` (see `v2`); a later version adds its own arm and keeps these.
-        Format::V1 | Format::Versioned(1..=2) => {
-            postcard::from_bytes::<super::v2::BatchV2>(payload).map(Batch::from).map_err(|e| e.to_string())
+/// Decodes a payload written in `format`; what does not decode is given back with the reason.
+pub(super) fn decode(format: Format, payload: Vec<u8>) -> Result<Record, (String, Vec<u8>)> {
+    let batch = match format {
+        Format::Versioned(4) | Format::Empty => {
+            return match Record::parse(&payload) {
+                Ok(parsed) => Ok(Record::from_parsed(parsed, payload)),
+                Err(e) => Err((e, payload)),
+            };
         }
-        Format::Versioned(3) | Format::Empty => postcard::from_bytes::<Batch>(payload).map_err(|e| e.to_string()),
-        Format::Versioned(v) => Err(format!("no decoder for format version {v}")),
+        // Versions 1 and 2 share the payload encoding, with the call rows of before
+        // `error_class` (see `v2`); version 3 is `postcard(Batch)`. Their rows are encoded as
+        // this version's blocks when read.
+        Format::V1 | Format::Versioned(1..=2) => postcard::from_bytes::<super::v2::BatchV2>(&payload).map(Batch::from),
+        Format::Versioned(3) => postcard::from_bytes::<Batch>(&payload),
+        Format::Versioned(v) => return Err((format!("no decoder for format version {v}"), payload)),
+    };
+    match batch.map_err(|e| e.to_string()).and_then(|b| Record::from_batch(&b)) {
+        Ok(record) => Ok(record),
+        Err(e) => Err((e, payload)),
     }
 }
 
@@ -152,7 +164,7 @@ pub(super) fn decode(format: Format, payload: &[u8]) -> Result<Batch, String> {
 /// bytes, which are kept aside (quarantine), never cut as a torn tail.
 #[derive(Debug)]
 pub(super) enum Item {
-    Record { lsn: u64, batch: Batch },
+    Record { lsn: u64, record: Record },
     Undecodable { lsn: u64, raw: Vec<u8>, error: String },
 }
 
@@ -165,7 +177,7 @@ impl Item {
 
     pub(super) fn rows(&self) -> usize {
         match self {
-            Item::Record { batch, .. } => batch.rows(),
+            Item::Record { record, .. } => record.rows(),
             Item::Undecodable { .. } => 1,
         }
     }
@@ -228,9 +240,9 @@ pub(super) fn read(path: &Path, offset: u64, limit: Limit, out: &mut Vec<Item>) 
         if checksum(lsn, &payload) != crc {
             return Ok(Scan { end: pos, torn: true, limited: false });
         }
-        let item = match decode(format, &payload) {
-            Ok(batch) => Item::Record { lsn, batch },
-            Err(error) => {
+        let item = match decode(format, payload) {
+            Ok(record) => Item::Record { lsn, record },
+            Err((error, payload)) => {
                 let mut raw = header.to_vec();
                 raw.extend_from_slice(&payload);
                 Item::Undecodable { lsn, raw, error }

@@ -72,24 +72,24 @@ fn records_round_trip_and_a_torn_or_corrupt_tail_ends_the_log() {
     let path = segment_path(dir.path(), 1);
     assert_eq!(segment::format(&path).unwrap(), Format::Versioned(segment::FORMAT_VERSION));
     for i in 1..=3 {
-        write_raw(&path, i, &postcard::to_stdvec(&batch(i as usize)).unwrap());
+        write_raw(&path, i, &record::Record::encode(&batch(i as usize), false).unwrap());
     }
     let good_len = std::fs::metadata(&path).unwrap().len();
     let (items, read) = read_all(&path);
     assert_eq!((read.end, read.torn), (good_len, false));
     assert_eq!(lsns(&items), vec![1, 2, 3]);
-    let Item::Record { batch: b, .. } = &items[1] else { panic!("decodable") };
-    assert_eq!((b.signals[0].signal_id.as_str(), b.signals[0].comment.as_str()), ("s2", "é"));
+    let Item::Record { record, .. } = &items[1] else { panic!("decodable") };
+    assert_eq!((record.rows(), record.projects()), (batch(2).rows(), &["p".to_string()][..]));
 
     // A record cut in the middle (crash during the write).
-    let n = write_raw(&path, 4, &postcard::to_stdvec(&batch(4)).unwrap());
+    let n = write_raw(&path, 4, &record::Record::encode(&batch(4), false).unwrap());
     OpenOptions::new().write(true).open(&path).unwrap().set_len(good_len + n as u64 / 2).unwrap();
     let (items, read) = read_all(&path);
     assert_eq!((read.end, read.torn, items.len()), (good_len, true, 3));
 
     // A flipped byte in the last record: its checksum fails, it is not replayed as garbage.
     OpenOptions::new().write(true).open(&path).unwrap().set_len(good_len).unwrap();
-    write_raw(&path, 4, &postcard::to_stdvec(&batch(4)).unwrap());
+    write_raw(&path, 4, &record::Record::encode(&batch(4), false).unwrap());
     let mut bytes = std::fs::read(&path).unwrap();
     let last = bytes.len() - 3;
     bytes[last] ^= 0xff;
@@ -103,10 +103,10 @@ fn a_record_with_a_valid_checksum_that_does_not_decode_is_kept_not_cut() {
     let dir = tempfile::tempdir().unwrap();
     drop(segment::create(dir.path(), 1).unwrap());
     let path = segment_path(dir.path(), 1);
-    write_raw(&path, 1, &postcard::to_stdvec(&batch(1)).unwrap());
+    write_raw(&path, 1, &record::Record::encode(&batch(1), false).unwrap());
     // What a build with another row layout might have written: intact, but not a `Batch` here.
     write_raw(&path, 2, &[0xff; 40]);
-    write_raw(&path, 3, &postcard::to_stdvec(&batch(3)).unwrap());
+    write_raw(&path, 3, &record::Record::encode(&batch(3), false).unwrap());
     let (items, read) = read_all(&path);
     assert!(!read.torn, "an undecodable record is not a torn tail");
     assert_eq!(lsns(&items), vec![1, 2, 3], "the records after it are read too");
@@ -123,6 +123,7 @@ fn a_segment_of_the_previous_format_without_header_is_read() {
     assert_eq!(segment::format(&path).unwrap(), Format::V1);
     let (items, read) = read_all(&path);
     assert_eq!((lsns(&items), read.torn), (vec![5, 6], false));
+    assert!(items.iter().all(|i| matches!(i, Item::Record { .. })), "decoded, read as today's records");
 }
 
 #[test]
@@ -227,9 +228,9 @@ fn a_torn_tail_is_cut_at_start_up_and_kept_in_quarantine() {
     let dir = tempfile::tempdir().unwrap();
     drop(segment::create(dir.path(), 1).unwrap());
     let path = segment_path(dir.path(), 1);
-    write_raw(&path, 1, &postcard::to_stdvec(&batch(1)).unwrap());
+    write_raw(&path, 1, &record::Record::encode(&batch(1), false).unwrap());
     let good = std::fs::metadata(&path).unwrap().len();
-    let n = write_raw(&path, 2, &postcard::to_stdvec(&batch(2)).unwrap());
+    let n = write_raw(&path, 2, &record::Record::encode(&batch(2), false).unwrap());
     OpenOptions::new().write(true).open(&path).unwrap().set_len(good + n as u64 - 5).unwrap();
     let metrics = Metrics::default();
     assert_eq!(recover(dir.path(), 0, &metrics).unwrap(), 1);
@@ -263,12 +264,14 @@ fn records_of_format_2_decode_with_their_error_class() {
     let old: super::v2::LlmCallRowV2 = serde_json::from_value(serde_json::to_value(&today).unwrap()).unwrap();
     let old_batch = super::v2::BatchV2 { calls: vec![old], ..Default::default() };
     let payload = postcard::to_stdvec(&old_batch).unwrap();
+    // Read as today's record: the rows encoded as RowBinary blocks, the join's reports listed.
+    let expected = record::Record::encode(&Batch { calls: vec![today.clone()], ..Default::default() }, true).unwrap();
     for format in [Format::V1, Format::Versioned(2)] {
-        let decoded = segment::decode(format, &payload).unwrap();
-        assert_eq!(decoded.calls, vec![today.clone()], "{format:?}");
+        let decoded = segment::decode(format, payload.clone()).unwrap();
+        assert_eq!(decoded.payload(), expected, "{format:?}");
     }
-    // Today's layout is version 3, and is not read as version 2.
-    let current = postcard::to_stdvec(&Batch { calls: vec![today.clone()], ..Default::default() }).unwrap();
-    assert_eq!(segment::decode(Format::Versioned(3), &current).unwrap().calls, vec![today]);
-    assert_eq!(segment::FORMAT_VERSION, 3);
+    // Version 3 is today's rows in postcard, and is not read as version 2.
+    let v3 = postcard::to_stdvec(&Batch { calls: vec![today.clone()], ..Default::default() }).unwrap();
+    assert_eq!(segment::decode(Format::Versioned(3), v3).unwrap().payload(), expected);
+    assert_eq!(segment::FORMAT_VERSION, 4);
 }

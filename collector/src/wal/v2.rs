@@ -81,6 +81,7 @@ impl From<BatchV2> for Batch {
             contents: b.contents,
             logs: b.logs,
             signals: b.signals,
+            encoded_spans: Vec::new(),
         }
     }
 }
