@@ -78,6 +78,16 @@ fn unsupported<T>(what: &str) -> Result<T, EncodeError> {
     Err(EncodeError(format!("{what} has no RowBinary encoding here")))
 }
 
+/// Numbers are written little-endian, at their width.
+macro_rules! little_endian {
+    ($($method:ident: $t:ty),* $(,)?) => {
+        $(fn $method(self, v: $t) -> Result<(), EncodeError> {
+            self.out.extend_from_slice(&v.to_le_bytes());
+            Ok(())
+        })*
+    };
+}
+
 impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
     type Ok = ();
     type Error = EncodeError;
@@ -93,53 +103,14 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         self.out.push(v as u8);
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<(), EncodeError> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), EncodeError> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), EncodeError> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), EncodeError> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), EncodeError> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
     fn serialize_u8(self, v: u8) -> Result<(), EncodeError> {
         self.out.push(v);
         Ok(())
     }
-    fn serialize_u16(self, v: u16) -> Result<(), EncodeError> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), EncodeError> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), EncodeError> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), EncodeError> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_f32(self, v: f32) -> Result<(), EncodeError> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_f64(self, v: f64) -> Result<(), EncodeError> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
+    little_endian! {
+        serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64, serialize_i128: i128,
+        serialize_u16: u16, serialize_u32: u32, serialize_u64: u64, serialize_u128: u128,
+        serialize_f32: f32, serialize_f64: f64,
     }
     fn serialize_char(self, _: char) -> Result<(), EncodeError> {
         unsupported("a char")
@@ -223,38 +194,25 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
     }
 }
 
-impl ser::SerializeSeq for &mut Encoder<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> Result<(), EncodeError> {
-        Ok(())
-    }
+/// Elements and fields follow one another, with nothing between them.
+macro_rules! in_sequence {
+    ($trait:ident, $method:ident) => {
+        impl ser::$trait for &mut Encoder<'_> {
+            type Ok = ();
+            type Error = EncodeError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
+                value.serialize(&mut **self)
+            }
+            fn end(self) -> Result<(), EncodeError> {
+                Ok(())
+            }
+        }
+    };
 }
 
-impl ser::SerializeTuple for &mut Encoder<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> Result<(), EncodeError> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for &mut Encoder<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> Result<(), EncodeError> {
-        Ok(())
-    }
-}
+in_sequence!(SerializeSeq, serialize_element);
+in_sequence!(SerializeTuple, serialize_element);
+in_sequence!(SerializeTupleStruct, serialize_field);
 
 impl ser::SerializeMap for &mut Encoder<'_> {
     type Ok = ();
