@@ -6,7 +6,8 @@
 //! request, most of it allocating and freeing strings (docs/performance.md). Now the receiver
 //! encodes the rows once, the way the insert sends them, and the drain concatenates bytes.
 //!
-//! Payload: `[header length: u32 LE][postcard(Header)][blocks' bytes, one after the other]`.
+//! Payload: `[blocks' bytes, one after the other][postcard(Header)][header length: u32 LE]`
+//! (the header last, so that the blocks are encoded where they stay).
 //! The header names each block's table, day and row count, the projects the record holds (for
 //! the quarantine's messages) and the spans the storage join must look at once the record is
 //! stored ([`Reported`]). A payload whose blocks do not add up to its length does not decode:
@@ -81,7 +82,6 @@ pub(super) struct Header {
 pub(crate) struct Record {
     header: Header,
     payload: Vec<u8>,
-    data_start: usize,
 }
 
 /// Appends encoded rows (`(day, bytes)`, in order) to `data` in blocks of one day each (rows of
@@ -146,8 +146,20 @@ fn encode_table<T: Serialize>(
     out: &mut Vec<Block>,
     data: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let (encoded, ends) = encode_rows(table, rows, day_of)?;
-    blocks(table, &slices(&encoded, &ends), out, data)
+    let Some(first) = rows.first() else { return Ok(()) };
+    let first_day = day(day_of(first));
+    if rows.iter().any(|r| day(day_of(r)) != first_day) {
+        let (encoded, ends) = encode_rows(table, rows, day_of)?;
+        return blocks(table, &slices(&encoded, &ends), out, data);
+    }
+    // One day (nearly always): encoded in place, one block.
+    let start = data.len();
+    for row in rows {
+        rowbinary::encode(row, data).map_err(|e| format!("{} row: {e}", table.name()))?;
+    }
+    let len = u32::try_from(data.len() - start).map_err(|_| format!("{} rows of one day exceed 4 GB", table.name()))?;
+    out.push(Block { table, day: first_day, rows: rows.len() as u32, len });
+    Ok(())
 }
 
 impl Record {
@@ -164,16 +176,16 @@ impl Record {
         encode_table(Table::Calls, &batch.calls, |r| r.start_time, &mut blocks, &mut data)?;
         encode_table(Table::Logs, &batch.logs, |r| r.timestamp, &mut blocks, &mut data)?;
         encode_table(Table::Signals, &batch.signals, |r| r.timestamp, &mut blocks, &mut data)?;
+        let data_len = data.len();
         let header = Header {
             blocks,
             projects: batch.projects().into_iter().map(str::to_string).collect(),
             reports: if reports { crate::pipeline::reported(batch) } else { Vec::new() },
         };
-        let head = postcard::to_stdvec(&header).map_err(|e| e.to_string())?;
-        let mut payload = Vec::with_capacity(4 + head.len() + data.len());
-        payload.extend_from_slice(&(head.len() as u32).to_le_bytes());
-        payload.extend_from_slice(&head);
-        payload.extend_from_slice(&data);
+        // The header after the blocks: the blocks are written where they stay.
+        let mut payload = postcard::to_extend(&header, data).map_err(|e| e.to_string())?;
+        let head_len = (payload.len() - data_len) as u32;
+        payload.extend_from_slice(&head_len.to_le_bytes());
         Ok(payload)
     }
 
@@ -187,21 +199,21 @@ impl Record {
         Ok(Record::from_parsed(parsed, payload))
     }
 
-    /// The header of `payload`, and where its data starts, if its blocks add up to its length.
+    /// The header of `payload`, and where its blocks end, if they add up to that length.
     pub(super) fn parse(payload: &[u8]) -> Result<(Header, usize), String> {
-        let head_len = payload.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize).ok_or("no header length")?;
-        let head = payload.get(4..4 + head_len).ok_or("header cut short")?;
-        let header: Header = postcard::from_bytes(head).map_err(|e| format!("header: {e}"))?;
-        let data_start = 4 + head_len;
+        let at = payload.len().checked_sub(4).ok_or("no header length")?;
+        let head_len = u32::from_le_bytes(payload[at..].try_into().expect("4 bytes")) as usize;
+        let data_end = at.checked_sub(head_len).ok_or("header cut short")?;
+        let header: Header = postcard::from_bytes(&payload[data_end..at]).map_err(|e| format!("header: {e}"))?;
         let blocks: u64 = header.blocks.iter().map(|b| b.len as u64).sum();
-        if blocks != (payload.len() - data_start) as u64 {
-            return Err(format!("blocks of {blocks} bytes in {} bytes of data", payload.len() - data_start));
+        if blocks != data_end as u64 {
+            return Err(format!("blocks of {blocks} bytes in {data_end} bytes of data"));
         }
-        Ok((header, data_start))
+        Ok((header, data_end))
     }
 
-    pub(super) fn from_parsed((header, data_start): (Header, usize), payload: Vec<u8>) -> Record {
-        Record { header, payload, data_start }
+    pub(super) fn from_parsed((header, _): (Header, usize), payload: Vec<u8>) -> Record {
+        Record { header, payload }
     }
 
     pub(crate) fn rows(&self) -> usize {
@@ -222,7 +234,7 @@ impl Record {
     }
 
     fn blocks(&self) -> impl Iterator<Item = (&Block, &[u8])> {
-        let mut at = self.data_start;
+        let mut at = 0;
         self.header.blocks.iter().map(move |b| {
             let bytes = &self.payload[at..at + b.len as usize];
             at += b.len as usize;
@@ -283,7 +295,7 @@ mod tests {
         assert_eq!(record.blocks().next().unwrap().1, expected, "the block is the rows as the insert sends them");
 
         let mut cut = Record::encode(&batch, false).unwrap();
-        cut.pop();
+        cut.remove(0);
         assert!(Record::decode(cut).unwrap_err().contains("bytes of data"));
     }
 }
