@@ -321,11 +321,7 @@ pub(crate) async fn insert(store: &Store, b: &mut Batch) -> Result<(), InsertErr
     for (d, row) in b.encoded_spans.iter().flat_map(EncodedSpans::rows) {
         days.entry(d).or_default().push(row);
     }
-    let days: Vec<Vec<&[u8]>> = days.into_values().collect();
-    for group in days.chunks(MAX_PARTITIONS_PER_INSERT) {
-        let parts: Vec<&[u8]> = group.iter().flatten().copied().collect();
-        within(store, INSERT, store.insert_row_binary::<SpanRow>("spans", &parts)).await.map_err(InsertError)?;
-    }
+    crate::wal::record::insert_days(store, crate::wal::record::Table::Spans, days).await?;
     insert_by_day(store, "llm_calls", &mut b.calls, |r| day(r.start_time)).await?;
     insert_by_day(store, "log_records", &mut b.logs, |r| day(r.timestamp)).await?;
     insert_by_day(store, "signals", &mut b.signals, |r| day(r.timestamp)).await?;

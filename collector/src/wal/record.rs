@@ -255,11 +255,18 @@ pub(crate) async fn insert(store: &Store, records: &[Record]) -> Result<(), Inse
                 days.entry(block.day).or_default().push(bytes);
             }
         }
-        let days: Vec<Vec<&[u8]>> = days.into_values().collect();
-        for group in days.chunks(MAX_PARTITIONS_PER_INSERT) {
-            let parts: Vec<&[u8]> = group.iter().flatten().copied().collect();
-            within(store, INSERT, table.insert(store, &parts)).await.map_err(InsertError)?;
-        }
+        insert_days(store, table, days).await?;
+    }
+    Ok(())
+}
+
+/// Inserts encoded rows of `table`, grouped by day, in INSERTs of at most
+/// [`MAX_PARTITIONS_PER_INSERT`] days each.
+pub(crate) async fn insert_days(store: &Store, table: Table, days: BTreeMap<i64, Vec<&[u8]>>) -> Result<(), InsertError> {
+    let days: Vec<Vec<&[u8]>> = days.into_values().collect();
+    for group in days.chunks(MAX_PARTITIONS_PER_INSERT) {
+        let parts: Vec<&[u8]> = group.iter().flatten().copied().collect();
+        within(store, INSERT, table.insert(store, &parts)).await.map_err(InsertError)?;
     }
     Ok(())
 }
