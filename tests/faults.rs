@@ -592,6 +592,49 @@ async fn a_record_clickhouse_refuses_is_quarantined_beside_another_project_and_r
     assert!(common::stdout(&out).contains("nothing in quarantine"), "{}", common::stdout(&out));
 }
 
+/// Issue 16, the engine's cost per span: ClickHouse's cost is per insert and per part more than
+/// per row, so the drain gathers what is acknowledged within its linger into one insert per
+/// table instead of one per request. A collector that stops does not wait the linger out: it
+/// inserts what it has and exits, its log drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_acknowledged_within_the_linger_are_stored_in_one_insert_and_a_stop_does_not_wait_it_out() {
+    let c = Collector::start(TestDb::new("linger"), "[collector]\ninsert_linger_ms = 5000\n");
+    let key = c.key("a");
+    let client = reqwest::Client::new();
+    let mut counts = Counts { sent: 0, acknowledged: 0, acknowledged_spans: 0, traces: Vec::new() };
+    let started = Instant::now();
+    for n in 0..8u64 {
+        let (body, spans) = request(5000 + n);
+        assert_eq!(post(&client, &c.http, &key, &body).await.unwrap().status(), 200);
+        counts.sent += 1;
+        counts.acknowledged += 1;
+        counts.acknowledged_spans += spans;
+        counts.traces.extend(trace_ids(&body));
+    }
+    // Else the requests were not all acknowledged within one linger and the count below says
+    // nothing about gathering.
+    assert!(started.elapsed() < Duration::from_secs(4), "8 requests took {:?}", started.elapsed());
+    c.wait_stored().await;
+    verify(&c, "a", &counts, "gathered").await;
+    assert_eq!(c.metric("flywheel_clickhouse_inserts_total").await, 1.0, "8 requests, one chunk: one insert");
+
+    // One more request, then a stop long before the linger ends: stored on the way out.
+    let (body, spans) = request(5100);
+    assert_eq!(post(&client, &c.http, &key, &body).await.unwrap().status(), 200);
+    counts.acknowledged_spans += spans;
+    counts.traces.extend(trace_ids(&body));
+    let store = c.db.store();
+    let took = c.stop();
+    assert!(took < Duration::from_secs(4), "the stop waited {took:?}");
+    let stored: u64 = store
+        .query("SELECT uniqExact(trace_id, span_id) FROM spans FINAL WHERE project_id = 'a' AND has(?, trace_id)")
+        .bind(&counts.traces)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(stored, counts.acknowledged_spans, "every acknowledged span stored by the time the collector exited");
+}
+
 /// Issue 16: a request larger than a slice is logged slice by slice, each durable before the
 /// next is decoded, and acknowledged once all are. Killed between two slices, the collector has
 /// logged part of the request and acknowledged none of it; the client's retry rewrites the

@@ -70,6 +70,10 @@ pub struct CollectorConfig {
     pub wal_dir: Option<PathBuf>,
     /// Bound on the log's size; when full, requests get 429 / RESOURCE_EXHAUSTED.
     pub wal_max_bytes: u64,
+    /// How long the log's drain gathers records before it inserts them, unless its chunk fills
+    /// first: fewer, larger inserts for ClickHouse, at the cost of this much delay before light
+    /// traffic is queryable. 0 inserts whatever is there at once.
+    pub insert_linger_ms: u64,
     /// The `spans` retention (from `[retention]`, set by `flywheel serve`): older spans and log
     /// records would expire the moment they are written, so they are refused and reported.
     #[serde(skip)]
@@ -104,6 +108,7 @@ impl Default for CollectorConfig {
             wal: true,
             wal_dir: None,
             wal_max_bytes: 1 << 30,
+            insert_linger_ms: crate::wal::DEFAULT_INSERT_LINGER.as_millis() as u64,
             spans_retention_days: None,
         }
     }

@@ -66,7 +66,12 @@ pub async fn run_with(
     let stored = cfg.join_in_storage.then_some(stored);
     let (writer, writer_task) = if store_rows && cfg.wal {
         let dir = cfg.wal_dir_for(store.database());
-        let wal_cfg = WalConfig { max_bytes: cfg.wal_max_bytes, stored, ..WalConfig::new(&dir) };
+        let wal_cfg = WalConfig {
+            max_bytes: cfg.wal_max_bytes,
+            insert_linger: Duration::from_millis(cfg.insert_linger_ms),
+            stored,
+            ..WalConfig::new(&dir)
+        };
         let (wal, drain) = Wal::open(wal_cfg, store.clone(), metrics.clone())?;
         tracing::info!(dir = %dir.display(), "write-ahead log open");
         (Writer::with_wal(wal), drain)
@@ -116,6 +121,7 @@ pub async fn run_with(
         // Acknowledged data is safe in the log whatever happens now; give the drain a moment
         // to empty it so that a stopped collector leaves ClickHouse complete when it can.
         Some(wal) => {
+            wal.closing();
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             while wal.status().pending_records > 0 && std::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -116,7 +116,12 @@ impl Stored {
             Err(()) => {
                 self.waiting.fetch_sub(n as usize, Relaxed);
                 self.metrics.rejoin_dropped.fetch_add(n, Relaxed);
-                tracing::warn!(spans = n, "the storage join is behind: these calls stay as first stored (their log events are kept)");
+                if self.tx.is_closed() {
+                    // The collector is stopping (the join's task is gone) while the log drains.
+                    tracing::info!(spans = n, "stopping: these calls are not checked against the storage join (their log events are kept)");
+                } else {
+                    tracing::warn!(spans = n, "the storage join is behind: these calls stay as first stored (their log events are kept)");
+                }
             }
         }
     }

@@ -26,14 +26,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Where the drain has read up to: a segment (by its first LSN) and a byte offset in it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Cursor {
+pub(super) struct Cursor {
     segment: u64,
     offset: u64,
 }
 
+impl Cursor {
+    pub(super) const START: Cursor = Cursor { segment: 0, offset: 0 };
+}
+
 pub(super) async fn run(store: Store, shared: Arc<Shared>) {
     let dir = shared.cfg.dir.clone();
-    let mut cursor = Cursor { segment: 0, offset: 0 };
+    let mut cursor = Cursor::START;
     let mut backoff = Duration::from_millis(200);
     loop {
         let stored = shared.stored.load(Ordering::Acquire);
@@ -46,7 +50,7 @@ pub(super) async fn run(store: Store, shared: Arc<Shared>) {
             continue;
         }
         let from = cursor;
-        let Some((items, next)) = read_off_thread(&shared, from, stored).await else {
+        let Some((items, next)) = gather(&shared, from, stored).await else {
             tokio::time::sleep(backoff).await;
             continue;
         };
@@ -66,12 +70,7 @@ pub(super) async fn run(store: Store, shared: Arc<Shared>) {
         if !store_chunk(&store, &shared, records, &mut backoff).await {
             // Refused for its data: read the chunk again (it is still in the log) to find the
             // record at fault. Undecodable records were quarantined on the first read.
-            let again = loop {
-                if let Some((items, _)) = read_off_thread(&shared, from, stored).await {
-                    break items;
-                }
-                tokio::time::sleep(backoff).await;
-            };
+            let again = read_again(&shared, from, stored, last, backoff).await;
             let records: Vec<(u64, Record)> = again
                 .into_iter()
                 .filter_map(|item| match item {
@@ -92,10 +91,83 @@ pub(super) async fn run(store: Store, shared: Arc<Shared>) {
     }
 }
 
-/// [`read_chunk`] on the blocking pool, with the configured limit; `None` (logged) when the log
-/// cannot be read now.
-async fn read_off_thread(shared: &Arc<Shared>, from: Cursor, stored: u64) -> Option<(Vec<Item>, Cursor)> {
+/// How often a lingering drain looks for records appended since its last read.
+const LINGER_TICK: Duration = Duration::from_millis(50);
+
+/// A chunk to insert: what the log holds from `from`, read on for as long as the chunk is not
+/// full and its first record has waited less than `insert_linger` (unless the collector is
+/// stopping or the log is a quarter full).
+///
+/// Why linger: ClickHouse's cost is per insert and per part more than per row — every insert
+/// writes a part per table and day that merges rewrite later — so it asks for inserts of
+/// thousands of rows at most about once a second. Replaying one run's chunks into the local
+/// engine, 6 chunks per insert cost a third of the CPU of one chunk per insert
+/// (docs/performance.md). A full chunk (`drain_rows`, `drain_bytes`) goes at once, so the
+/// linger never caps what the drain stores; it only bounds how long a record waits to become
+/// queryable when traffic is light.
+async fn gather(shared: &Arc<Shared>, from: Cursor, stored: u64) -> Option<(Vec<Item>, Cursor)> {
     let limit = segment::Limit { rows: shared.cfg.drain_rows, bytes: shared.cfg.drain_bytes };
+    let (mut items, mut next, mut full) = read_off_thread(shared, from, stored, limit).await?;
+    let started = Instant::now();
+    if !items.is_empty() {
+        // Waiting from now on, at the latest (`flywheel_wal_oldest_pending_seconds`).
+        shared.oldest_unstored.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(started);
+    }
+    // Never linger while the log fills: a request refused for a full log (429) costs more than
+    // a small insert.
+    let filling = || shared.bytes.load(Ordering::Relaxed) >= shared.cfg.max_bytes / 4;
+    while !full && !items.is_empty() && !shared.closing.load(Ordering::Acquire) && !filling() {
+        let Some(left) = shared.cfg.insert_linger.checked_sub(started.elapsed()).filter(|d| !d.is_zero()) else { break };
+        tokio::time::sleep(left.min(LINGER_TICK)).await;
+        let last = items.last().map(Item::lsn).unwrap_or(stored);
+        if shared.durable.load(Ordering::Acquire) <= last {
+            continue;
+        }
+        let rows: usize = items.iter().map(Item::rows).sum();
+        let bytes: u64 = items.iter().map(Item::bytes).sum();
+        let rest = segment::Limit { rows: limit.rows.saturating_sub(rows), bytes: limit.bytes.saturating_sub(bytes) };
+        // Read on from where the last read stopped: nothing is read twice. A failed read ends
+        // the gathering; what was read goes as it is.
+        let Some((more, after, limited)) = read_off_thread(shared, next, last, rest).await else { break };
+        items.extend(more);
+        (next, full) = (after, limited);
+    }
+    Some((items, next))
+}
+
+/// The records of a chunk read again, from `from` up to `last`: one read may stop at the end
+/// of a segment or at the limit where the gathering read on, so this reads until `last`.
+pub(super) async fn read_again(shared: &Arc<Shared>, from: Cursor, stored: u64, last: u64, backoff: Duration) -> Vec<Item> {
+    let limit = segment::Limit { rows: shared.cfg.drain_rows, bytes: shared.cfg.drain_bytes };
+    let (mut items, mut cursor, mut after) = (Vec::new(), from, stored);
+    while after < last {
+        let Some((more, next, _)) = read_off_thread(shared, cursor, after, limit).await else {
+            tokio::time::sleep(backoff).await;
+            continue;
+        };
+        match more.last().map(Item::lsn) {
+            Some(lsn) => after = lsn,
+            // Nothing more to read although `last` was read before: the segments moved under
+            // us (cannot happen while the drain owns the checkpoint); never spin on it.
+            None if cursor == next => {
+                tracing::error!(
+                    from = after,
+                    to = last,
+                    "write-ahead log records read before cannot be read again; the chunk is stored without them"
+                );
+                break;
+            }
+            None => {}
+        }
+        items.extend(more);
+        cursor = next;
+    }
+    items
+}
+
+/// [`read_chunk`] on the blocking pool, within `limit`; `None` (logged) when the log cannot be
+/// read now. The flag: the read stopped at the limit.
+async fn read_off_thread(shared: &Arc<Shared>, from: Cursor, stored: u64, limit: segment::Limit) -> Option<(Vec<Item>, Cursor, bool)> {
     let (dir, metrics) = (shared.cfg.dir.clone(), shared.metrics.clone());
     match tokio::task::spawn_blocking(move || read_chunk(&dir, from, stored, limit, &metrics)).await {
         Ok(Ok(read)) => Some(read),
@@ -220,7 +292,7 @@ fn read_chunk(
     stored: u64,
     limit: segment::Limit,
     metrics: &crate::metrics::Metrics,
-) -> Result<(Vec<Item>, Cursor), WalError> {
+) -> Result<(Vec<Item>, Cursor, bool), WalError> {
     let segs = segment::segments(dir)?;
     let mut cursor = cursor;
     // Start (or restart after deletions) at the segment that holds `stored + 1`.
@@ -228,13 +300,14 @@ fn read_chunk(
         let at = segs.iter().rposition(|(l, _)| *l <= stored + 1).unwrap_or(0);
         cursor = Cursor { segment: segs.get(at).map(|(l, _)| *l).unwrap_or(0), offset: 0 };
     }
-    let Some(i) = segs.iter().position(|(l, _)| *l == cursor.segment) else { return Ok((Vec::new(), cursor)) };
-    let mut out = Vec::new();
+    let Some(i) = segs.iter().position(|(l, _)| *l == cursor.segment) else { return Ok((Vec::new(), cursor, false)) };
+    let (mut out, mut limited) = (Vec::new(), false);
     for (k, (first, path)) in segs.iter().enumerate().skip(i) {
         let offset = if *first == cursor.segment { cursor.offset } else { 0 };
         let mut items = Vec::new();
         let read = segment::read(path, offset, limit, &mut items)?;
         cursor = Cursor { segment: *first, offset: read.end };
+        limited = read.limited;
         out.extend(items.into_iter().filter(|r| r.lsn() > stored));
         let is_last = k + 1 == segs.len();
         if read.torn && !is_last {
@@ -253,7 +326,7 @@ fn read_chunk(
             break;
         }
     }
-    Ok((out, cursor))
+    Ok((out, cursor, limited))
 }
 
 /// Deletes segments whose records are all stored (never the active one).

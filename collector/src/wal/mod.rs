@@ -28,7 +28,7 @@ pub mod v2;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,11 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::metrics::Metrics;
 use crate::writer::{Batch, WriteError};
 use segment::{Item, MAX_RECORD};
+
+/// See [`WalConfig::insert_linger`]. ClickHouse asks for inserts about once a second at most;
+/// half a second took the local engine's CPU per span as low as a second did, with half the
+/// wait (docs/performance.md).
+pub const DEFAULT_INSERT_LINGER: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
@@ -60,9 +65,13 @@ pub struct WalConfig {
     pub max_bytes: u64,
     pub segment_bytes: u64,
     /// Rows per ClickHouse insert when draining, and encoded bytes: a chunk of the log is held
-    /// in memory decoded while it is inserted (a few times its encoded size).
+    /// in memory, encoded as read, while it is inserted.
     pub drain_rows: usize,
     pub drain_bytes: u64,
+    /// How long the drain reads on, while its chunk is not full, before it inserts: fewer,
+    /// larger inserts (see `drain::gather`). The longest a record waits to be queryable beyond
+    /// the insert itself.
+    pub insert_linger: Duration,
     /// Largest record (one request's rows, encoded), at most [`MAX_RECORD`].
     pub max_record_bytes: u32,
     /// Told of every batch stored, for the storage join (`pipeline::rejoin`).
@@ -76,7 +85,8 @@ impl WalConfig {
             max_bytes: 1 << 30,
             segment_bytes: 64 << 20,
             drain_rows: 50_000,
-            drain_bytes: 8 << 20,
+            drain_bytes: 16 << 20,
+            insert_linger: DEFAULT_INSERT_LINGER,
             max_record_bytes: MAX_RECORD,
             stored: None,
         }
@@ -97,6 +107,8 @@ struct Shared {
     durable: AtomicU64,
     stored: AtomicU64,
     appended: Notify,
+    /// The collector is stopping: the drain inserts what it has without lingering.
+    closing: AtomicBool,
     oldest_unstored: Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
 }
@@ -192,6 +204,7 @@ impl Wal {
             durable: AtomicU64::new(last_lsn),
             stored: AtomicU64::new(checkpoint.min(last_lsn)),
             appended: Notify::new(),
+            closing: AtomicBool::new(false),
             oldest_unstored: Mutex::new((last_lsn > checkpoint).then(Instant::now)),
             metrics,
         });
@@ -223,6 +236,11 @@ impl Wal {
         let (done, wait) = oneshot::channel();
         self.tx.try_send(Append { payload, done }).map_err(|_| WriteError::Busy)?;
         wait.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// The collector is stopping: from now on the drain inserts what it reads at once.
+    pub fn closing(&self) {
+        self.shared.closing.store(true, Ordering::Release);
     }
 
     pub fn status(&self) -> WalStatus {

@@ -175,6 +175,14 @@ impl Item {
         }
     }
 
+    /// Encoded bytes, as a read's [`Limit`] counts them.
+    pub(super) fn bytes(&self) -> u64 {
+        match self {
+            Item::Record { record, .. } => record.payload().len() as u64,
+            Item::Undecodable { raw, .. } => raw.len() as u64,
+        }
+    }
+
     pub(super) fn rows(&self) -> usize {
         match self {
             Item::Record { record, .. } => record.rows(),

@@ -275,3 +275,26 @@ fn records_of_format_2_decode_with_their_error_class() {
     assert_eq!(segment::decode(Format::Versioned(3), v3).unwrap().payload(), expected);
     assert_eq!(segment::FORMAT_VERSION, 4);
 }
+
+/// The drain gathers a chunk over several reads, which may cross a segment; a chunk that
+/// ClickHouse refuses is read again record by record, and that second read must reach the
+/// chunk's last record across the same segments, or the records past the first segment's end
+/// would be checkpointed as stored without being sent.
+#[tokio::test]
+async fn a_refused_chunk_read_again_reaches_its_last_record_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every record in a segment of its own.
+    let cfg = WalConfig { segment_bytes: 1, ..WalConfig::new(dir.path()) };
+    let metrics = Arc::new(Metrics::default());
+    let (wal, drain) = Wal::open(cfg, unreachable_store(), metrics).unwrap();
+    drain.abort();
+    for i in 1..=5 {
+        wal.append(&batch(i)).await.unwrap();
+    }
+    assert!(segment::segments(dir.path()).unwrap().len() >= 5);
+    let items = drain::read_again(&wal.shared, drain::Cursor::START, 0, 5, Duration::from_millis(1)).await;
+    assert_eq!(lsns(&items), vec![1, 2, 3, 4, 5]);
+    // From a later record, as after a checkpoint.
+    let items = drain::read_again(&wal.shared, drain::Cursor::START, 2, 4, Duration::from_millis(1)).await;
+    assert_eq!(lsns(&items), vec![3, 4]);
+}
