@@ -37,7 +37,7 @@ fn key_bytes(key: &Key, copies: usize) -> usize {
     copies * (3 * std::mem::size_of::<String>() + text(&key.0) + text(&key.1) + text(&key.2) + NODE)
 }
 
-type Key = (String, String, String);
+pub(super) type Key = (String, String, String);
 
 /// The GenAI log events of one call, accumulated.
 #[derive(Debug, Default, Clone)]
@@ -236,6 +236,18 @@ impl JoinCache {
         known
     }
 
+    /// Whether the call of `key` is held with input and output messages (from its span or its
+    /// log events): the row this collector wrote of it has nothing a storage join could add.
+    pub(super) fn has_messages(&self, key: &Key) -> bool {
+        let key = self.aliases.get(key).unwrap_or(key);
+        let Some(call) = self.calls.get(key) else { return false };
+        let some = |m: &Option<Vec<Message>>| m.as_ref().is_some_and(|m| !m.is_empty());
+        let details = call.logs.details.as_ref();
+        let input = some(&call.draft.input) || !call.logs.input.is_empty() || details.is_some_and(|d| some(&d.input));
+        let output = some(&call.draft.output) || !call.logs.choices.is_empty() || details.is_some_and(|d| some(&d.output));
+        input && output
+    }
+
     pub(super) fn merged(&self, key: &Key) -> Option<(SpanIds, Draft, bool)> {
         let call = self.calls.get(key)?;
         let mut draft = call.draft.clone();
@@ -333,6 +345,33 @@ mod tests {
         assert!(cache.merged(&last).is_some(), "the newest entries stay");
         let first = ("p".to_string(), "trace0".to_string(), "span".to_string());
         assert!(cache.merged(&first).is_none());
+    }
+
+    /// The storage join skips a call this cache holds with input and output messages, from its
+    /// span or from log events met here in either order; not one that still lacks a side.
+    #[test]
+    fn a_call_has_its_messages_once_both_sides_are_held() {
+        let text =
+            |role: &str| Message { role: role.into(), name: None, parts: vec![Part::Text { content: "x".into() }], finish_reason: None };
+        let key = |s: &str| ("p".to_string(), "t".to_string(), s.to_string());
+        let mut cache = JoinCache::new(Duration::from_secs(600), usize::MAX);
+        // The call first, its events after.
+        cache.add_call(key("s"), ids(), Draft::default(), false);
+        assert!(!cache.has_messages(&key("s")));
+        cache.add_log(key("s"), LogContent::Input(text("user")));
+        assert!(!cache.has_messages(&key("s")), "no output yet: another collector may hold the choice");
+        cache.add_log(key("s"), LogContent::Choice(0, text("assistant")));
+        assert!(cache.has_messages(&key("s")));
+        // The events first, the call after; and a call with its messages on its span.
+        cache.add_log(key("e"), LogContent::Input(text("user")));
+        cache.add_log(key("e"), LogContent::Choice(0, text("assistant")));
+        assert!(!cache.has_messages(&key("e")), "events alone are not a call");
+        cache.add_call(key("e"), SpanIds { span_id: "e".into(), ..ids() }, Draft::default(), false);
+        assert!(cache.has_messages(&key("e")));
+        let on_span = Draft { input: Some(vec![text("user")]), ..answer(10) };
+        cache.add_call(key("o"), SpanIds { span_id: "o".into(), ..ids() }, on_span, false);
+        assert!(cache.has_messages(&key("o")));
+        assert!(!cache.has_messages(&key("unknown")));
     }
 
     /// Counts the heap of the current thread: what the cache's estimate must stand for.

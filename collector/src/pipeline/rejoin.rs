@@ -39,6 +39,12 @@ use crate::normalize::genai::{LOG_EVENTS, read_stored_event};
 const QUEUE: usize = 1024;
 /// Spans read per query.
 const CHUNK: usize = 500;
+/// Calls whose traces one query lists for the merge of calls recorded twice. The query reads
+/// three columns of the traces' calls, and its cost is mostly the granules it opens, which
+/// a longer list barely changes: every stored call is checked, so this sets how many such
+/// queries a busy collector sends (~70 KB of trace ids, under ClickHouse's 256 KiB
+/// `max_query_size`).
+const LINKS_CHUNK: usize = 2000;
 /// How long a round waits for more reports before it reads.
 const GATHER: Duration = Duration::from_millis(250);
 /// Attempts at one round while ClickHouse fails, a second apart and more.
@@ -127,20 +133,25 @@ impl Stored {
     }
 }
 
-/// Content events, and every call (those stored without their messages also for their
-/// content, which may come as events).
+/// Content events, except those that met their call in this collector's join cache (the
+/// call's complete row is in the same batch), and every call (those stored without their
+/// messages also for their content, which may come as events).
 pub(crate) fn reported(batch: &Batch) -> Vec<Reported> {
     let empty = |json: &str| json.is_empty() || json == "[]";
-    let events =
-        batch.logs.iter().filter(|l| !l.trace_id.is_empty() && !l.span_id.is_empty() && LOG_EVENTS.contains(&l.event_name.as_str())).map(
-            |l| Reported {
-                project: l.project_id.clone(),
-                span: (l.trace_id.clone(), l.span_id.clone()),
-                at: l.timestamp,
-                content: true,
-                call: false,
-            },
-        );
+    let joined: std::collections::HashSet<(&str, &str, &str)> =
+        batch.joined.iter().map(|(p, t, s)| (p.as_str(), t.as_str(), s.as_str())).collect();
+    let events = batch
+        .logs
+        .iter()
+        .filter(|l| !l.trace_id.is_empty() && !l.span_id.is_empty() && LOG_EVENTS.contains(&l.event_name.as_str()))
+        .filter(|l| !joined.contains(&(l.project_id.as_str(), l.trace_id.as_str(), l.span_id.as_str())))
+        .map(|l| Reported {
+            project: l.project_id.clone(),
+            span: (l.trace_id.clone(), l.span_id.clone()),
+            at: l.timestamp,
+            content: true,
+            call: false,
+        });
     let calls = batch.calls.iter().map(|c| Reported {
         project: c.project_id.clone(),
         span: (c.trace_id.clone(), c.span_id.clone()),
@@ -180,7 +191,7 @@ impl Pipeline {
             tokio::time::sleep(GATHER).await;
             reports.taken(&first);
             let mut spans = first;
-            while spans.len() < 4 * CHUNK
+            while spans.len() < LINKS_CHUNK
                 && let Ok(more) = reports.0.try_recv()
             {
                 reports.taken(&more);
@@ -219,10 +230,16 @@ impl Pipeline {
         let mut joined = 0;
         for (project, spans) in by_project {
             let calls: Vec<&Reported> = spans.iter().copied().filter(|s| s.call).collect();
-            for chunk in calls.chunks(CHUNK) {
+            for chunk in calls.chunks(LINKS_CHUNK) {
                 joined += self.merge_recorded_twice(store, project, chunk).await?;
             }
-            let spans: Vec<&Reported> = spans.into_iter().filter(|s| s.content).collect();
+            // A call this collector holds with its messages — its events met it here since it
+            // was reported, or it met them — was written complete: nothing to read for it.
+            let spans: Vec<&Reported> = {
+                let joins = self.joins.lock().unwrap_or_else(|e| e.into_inner());
+                let held = |s: &Reported| joins.has_messages(&(s.project.clone(), s.span.0.clone(), s.span.1.clone()));
+                spans.into_iter().filter(|s| s.content && !held(s)).collect()
+            };
             for chunk in spans.chunks(CHUNK) {
                 let keys: Vec<SpanKey> = chunk.iter().map(|s| s.span.clone()).collect();
                 // Events are dated by their producer, near their call: a day either side.
@@ -455,6 +472,10 @@ mod tests {
             [("s".into(), false, true), ("s2".into(), true, true), ("s3".into(), true, false)],
             "every call is checked for a second recording; only calls without messages and content events for content"
         );
+        // Events that met their call in the join cache: its complete row is in the batch.
+        let batch = Batch { joined: vec![("p".into(), "t".into(), "s3".into())], ..batch };
+        let spans: Vec<String> = reported(&batch).into_iter().map(|r| r.span.1).collect();
+        assert_eq!(spans, ["s", "s2"], "nothing left to join for s3");
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl From<BatchV2> for Batch {
             logs: b.logs,
             signals: b.signals,
             encoded_spans: Vec::new(),
+            joined: Vec::new(),
         }
     }
 }
