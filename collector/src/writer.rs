@@ -30,11 +30,6 @@ pub struct Batch {
     /// Never in a log record of format 3 or before, which hold rows (hence `skip`).
     #[serde(skip)]
     pub encoded_spans: Vec<EncodedSpans>,
-    /// GenAI content events (project, trace, span) that met their call in this collector's
-    /// join cache: the call's complete row is in `calls`, so the storage join has nothing to
-    /// look for (`pipeline::rejoin::reported`). Never in a log record: read when it is written.
-    #[serde(skip)]
-    pub joined: Vec<(String, String, String)>,
 }
 
 /// `spans` rows of one project, encoded ([`crate::normalize::span::DecodedSpan::encode_row`]).

@@ -37,7 +37,7 @@ fn key_bytes(key: &Key, copies: usize) -> usize {
     copies * (3 * std::mem::size_of::<String>() + text(&key.0) + text(&key.1) + text(&key.2) + NODE)
 }
 
-pub(super) type Key = (String, String, String);
+type Key = (String, String, String);
 
 /// The GenAI log events of one call, accumulated.
 #[derive(Debug, Default, Clone)]

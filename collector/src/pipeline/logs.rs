@@ -131,27 +131,21 @@ impl Pipeline {
     async fn log_slice(&self, project: &str, slice: LogSlice, now: OffsetDateTime) -> Result<(), WriteError> {
         let (mut batch, contents, log_signals) = slice;
         let mut touched: Vec<(String, String, String)> = Vec::new();
-        // Events that met their call here, with that call's key.
-        let mut met: Vec<(super::join::Key, super::join::Key)> = Vec::new();
         {
             let mut joins = self.joins.lock().unwrap_or_else(|e| e.into_inner());
             for (key, content) in contents {
-                if let Some(call) = joins.add_log(key.clone(), content) {
-                    if !touched.contains(&call) {
-                        touched.push(call.clone());
-                    }
-                    met.push((key, call));
+                if let Some(call) = joins.add_log(key, content)
+                    && !touched.contains(&call)
+                {
+                    touched.push(call);
                 }
             }
             // A call already stored gets a complete row again: ReplacingMergeTree keeps the newest.
-            let mut rewritten = Vec::new();
             for key in &touched {
                 if let Some((ids, draft, is_error)) = joins.merged(key) {
                     batch.calls.push(self.call_row(&key.0, &ids, &draft, is_error, now, &mut batch.contents));
-                    rewritten.push(key);
                 }
             }
-            batch.joined = met.into_iter().filter(|(_, call)| rewritten.contains(&call)).map(|(event, _)| event).collect();
         }
         let records = batch.logs.len() as u64;
         self.metrics.log_records_received.fetch_add(records, std::sync::atomic::Ordering::Relaxed);

@@ -133,25 +133,21 @@ impl Stored {
     }
 }
 
-/// Content events, except those that met their call in this collector's join cache (the
-/// call's complete row is in the same batch), and every call (those stored without their
-/// messages also for their content, which may come as events).
+/// Content events, and every call (those stored without their messages also for their
+/// content, which may come as events). Those the join cache completes meanwhile are skipped
+/// when the round reads ([`JoinCache::has_messages`](super::join::JoinCache::has_messages)).
 pub(crate) fn reported(batch: &Batch) -> Vec<Reported> {
     let empty = |json: &str| json.is_empty() || json == "[]";
-    let joined: std::collections::HashSet<(&str, &str, &str)> =
-        batch.joined.iter().map(|(p, t, s)| (p.as_str(), t.as_str(), s.as_str())).collect();
-    let events = batch
-        .logs
-        .iter()
-        .filter(|l| !l.trace_id.is_empty() && !l.span_id.is_empty() && LOG_EVENTS.contains(&l.event_name.as_str()))
-        .filter(|l| !joined.contains(&(l.project_id.as_str(), l.trace_id.as_str(), l.span_id.as_str())))
-        .map(|l| Reported {
-            project: l.project_id.clone(),
-            span: (l.trace_id.clone(), l.span_id.clone()),
-            at: l.timestamp,
-            content: true,
-            call: false,
-        });
+    let events =
+        batch.logs.iter().filter(|l| !l.trace_id.is_empty() && !l.span_id.is_empty() && LOG_EVENTS.contains(&l.event_name.as_str())).map(
+            |l| Reported {
+                project: l.project_id.clone(),
+                span: (l.trace_id.clone(), l.span_id.clone()),
+                at: l.timestamp,
+                content: true,
+                call: false,
+            },
+        );
     let calls = batch.calls.iter().map(|c| Reported {
         project: c.project_id.clone(),
         span: (c.trace_id.clone(), c.span_id.clone()),
@@ -472,10 +468,6 @@ mod tests {
             [("s".into(), false, true), ("s2".into(), true, true), ("s3".into(), true, false)],
             "every call is checked for a second recording; only calls without messages and content events for content"
         );
-        // Events that met their call in the join cache: its complete row is in the batch.
-        let batch = Batch { joined: vec![("p".into(), "t".into(), "s3".into())], ..batch };
-        let spans: Vec<String> = reported(&batch).into_iter().map(|r| r.span.1).collect();
-        assert_eq!(spans, ["s", "s2"], "nothing left to join for s3");
     }
 
     #[test]

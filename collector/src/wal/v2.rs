@@ -82,7 +82,6 @@ impl From<BatchV2> for Batch {
             logs: b.logs,
             signals: b.signals,
             encoded_spans: Vec::new(),
-            joined: Vec::new(),
         }
     }
 }
