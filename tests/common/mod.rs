@@ -198,7 +198,7 @@ impl Collector {
     /// while no collector runs: to leave it as a crash at another instant, or an older build,
     /// would have left it.
     pub fn crash_and_restart_with(mut self, config: &str, between: impl FnOnce(&Path)) -> Collector {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+        self.signal(nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
         between(&self.wal_dir());
         let db = TestDb { url: self.db.url.clone(), database: self.db.database.clone() };
@@ -217,18 +217,22 @@ impl Collector {
         Self::start_in(db, config, dir, vec![])
     }
 
-    /// The collector's write-ahead log directory.
     /// Stops the collector as an operator does (SIGTERM) and waits until it has exited; how
     /// long that took.
     #[allow(dead_code)] // the drain's tests stop a collector
     pub fn stop(mut self) -> std::time::Duration {
         let started = std::time::Instant::now();
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        self.signal(nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
         std::mem::forget(self); // exited already: no second SIGTERM on drop
         started.elapsed()
     }
 
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal);
+    }
+
+    /// The collector's write-ahead log directory.
     pub fn wal_dir(&self) -> PathBuf {
         self.dir.join("wal")
     }
@@ -362,7 +366,7 @@ impl Collector {
 
 impl Drop for Collector {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        self.signal(nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
     }
 }

@@ -179,7 +179,8 @@ impl Item {
     pub(super) fn bytes(&self) -> u64 {
         match self {
             Item::Record { record, .. } => record.payload().len() as u64,
-            Item::Undecodable { raw, .. } => raw.len() as u64,
+            // `raw` keeps the record's header before its payload.
+            Item::Undecodable { raw, .. } => (raw.len() as u64).saturating_sub(RECORD_HEADER),
         }
     }
 
