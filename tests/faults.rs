@@ -220,7 +220,8 @@ async fn a_small_log_keeps_taking_traffic_as_stored_segments_are_deleted() {
 
 /// The segments of a write-ahead log directory and the LSNs of their records, read with the
 /// on-disk layout itself (optional 16-byte header `flywal\0\0` + version, then records
-/// `[len u32][crc32 u32][lsn u64][payload]`), independently of the collector's reader.
+/// `[len u32][crc32 u32][lsn u64][payload]` up to a record header of zeros or the end of the
+/// file), independently of the collector's reader.
 fn wal_lsns(dir: &std::path::Path) -> Vec<(u64, Vec<u64>)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -233,7 +234,7 @@ fn wal_lsns(dir: &std::path::Path) -> Vec<(u64, Vec<u64>)> {
         let mut lsns = Vec::new();
         while pos + 16 <= bytes.len() {
             let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-            if pos + 16 + len > bytes.len() {
+            if bytes[pos..pos + 16] == [0; 16] || pos + 16 + len > bytes.len() {
                 break;
             }
             lsns.push(u64::from_le_bytes(bytes[pos + 8..pos + 16].try_into().unwrap()));

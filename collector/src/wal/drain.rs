@@ -310,19 +310,25 @@ fn read_chunk(
         limited = read.limited;
         out.extend(items.into_iter().filter(|r| r.lsn() > stored));
         let is_last = k + 1 == segs.len();
-        if read.torn && !is_last {
-            // A later segment exists, so this one is complete: what does not read is damage.
-            let len = std::fs::metadata(path).map_err(super::io(path))?.len();
+        if !is_last && !read.limited && read.end < read.len {
+            // A later segment exists, so this one is complete and ends at its last record (its
+            // zeros are cut before the next segment is created): what does not read is damage.
+            // Zeros alone are a cut that did not happen (a failed truncation), not data.
             let bytes = std::fs::read(path).map_err(super::io(path))?;
-            metrics.reject("wal", "torn", 1);
-            let kept = quarantine::keep(dir, &format!("torn-{first:020}-{}", read.end), &bytes[read.end as usize..])?;
-            tracing::error!(segment = %path.display(), offset = read.end, bytes = len - read.end, kept = %kept.display(), "write-ahead log segment damaged: unreadable bytes kept in quarantine");
-            cursor = Cursor { segment: *first, offset: len };
+            let damaged = segment::without_zeros(&bytes[read.end as usize..]);
+            if damaged.is_empty() {
+                tracing::info!(segment = %path.display(), offset = read.end, "write-ahead log segment ends with zeros laid ahead of records; skipped");
+            } else {
+                metrics.reject("wal", "torn", 1);
+                let kept = quarantine::keep(dir, &format!("torn-{first:020}-{}", read.end), damaged)?;
+                tracing::error!(segment = %path.display(), offset = read.end, bytes = damaged.len(), kept = %kept.display(), "write-ahead log segment damaged: unreadable bytes kept in quarantine");
+            }
+            cursor = Cursor { segment: *first, offset: read.len };
         }
         // Stopped at the limit inside this segment: its next records come first, whether or
         // not this read found any not stored yet (after a restart, a segment's head often holds
         // only stored ones) — moving on would skip the rest of the segment.
-        if !out.is_empty() || read.limited || read.torn && is_last {
+        if !out.is_empty() || read.limited || read.end < read.len && is_last {
             break;
         }
     }

@@ -155,13 +155,19 @@ fn recover(dir: &Path, checkpoint: u64, metrics: &Metrics) -> Result<u64, WalErr
         if let Some(lsn) = items.iter().map(Item::lsn).max() {
             last_lsn = last_lsn.max(lsn);
         }
-        let len = std::fs::metadata(path).map_err(io(path))?.len();
-        if read.torn && read.end < len {
+        if read.end < read.len {
+            // Past the last whole record: the zeros laid ahead of the records (the segment was
+            // the active one), and before them, if a crash cut a write, what it left of it.
             let bytes = std::fs::read(path).map_err(io(path))?;
-            let kept = quarantine::keep(dir, &format!("torn-{first:020}-{}", read.end), &bytes[read.end as usize..])?;
-            tracing::warn!(segment = %path.display(), valid_bytes = read.end, cut_bytes = len - read.end, kept = %kept.display(), "write-ahead log: torn tail cut (a crash during a write, never acknowledged)");
-            metrics.reject("wal", "torn_tail", 1);
-            OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(read.end)).map_err(io(path))?;
+            let torn = segment::without_zeros(&bytes[read.end as usize..]);
+            if !torn.is_empty() {
+                let kept = quarantine::keep(dir, &format!("torn-{first:020}-{}", read.end), torn)?;
+                tracing::warn!(segment = %path.display(), valid_bytes = read.end, cut_bytes = torn.len(), kept = %kept.display(), "write-ahead log: torn tail cut (a crash during a write, never acknowledged)");
+                metrics.reject("wal", "torn_tail", 1);
+            }
+            // Durably: the next segment is created below, and a segment followed by another
+            // must end at its last record.
+            OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(read.end).and_then(|_| f.sync_all())).map_err(io(path))?;
         }
         if items.is_empty() {
             // Nothing durable in it (a crash right after its creation): it is re-created below

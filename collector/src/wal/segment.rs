@@ -2,7 +2,9 @@
 //!
 //! A segment `<first-lsn>.wal` starts with a header — [`MAGIC`], the format version (u32 LE),
 //! 4 reserved bytes — then holds records `[len: u32 LE][crc32: u32 LE][lsn: u64 LE][payload]`,
-//! the checksum covering the LSN and the payload. The version names the payload's encoding
+//! the checksum covering the LSN and the payload. A record header of zeros (LSNs start at 1)
+//! ends the data: the active segment is written with zeros ahead of its records (the runway,
+//! see [`super::commit`]), cut when the segment is done. The version names the payload's encoding
 //! (version 4: the rows as RowBinary blocks, see [`super::record`]; version 3: `postcard(Batch)`
 //! with `error_class`; version 2: the same without, see `v2`); a build that changes the rows
 //! bumps it and keeps a decoder for the versions before, so an upgrade replays what the old
@@ -82,7 +84,8 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), WalError> {
 }
 
 /// Creates the segment of `first_lsn` with its header, durably (file and directory entry),
-/// and opens it for appending.
+/// and opens it for writing at given offsets (the group commit writes records over the zeros
+/// it laid ahead of them).
 pub(super) fn create(dir: &Path, first_lsn: u64) -> Result<File, WalError> {
     let path = segment_path(dir, first_lsn);
     let tmp = path.with_extension("wal.tmp");
@@ -95,7 +98,7 @@ pub(super) fn create(dir: &Path, first_lsn: u64) -> Result<File, WalError> {
     drop(file);
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
     sync_dir(dir)?;
-    OpenOptions::new().append(true).open(&path).map_err(io(&path))
+    OpenOptions::new().write(true).open(&path).map_err(io(&path))
 }
 
 /// The format of the segment at `path`. A version newer than this build's is an error: its
@@ -197,11 +200,12 @@ impl Item {
 pub(super) struct Scan {
     /// Where the last whole record ends.
     pub end: u64,
-    /// The data stops at `end` because of a record cut short or failing its checksum (a torn
-    /// tail in the last segment, corruption in any other), not because the file ends there.
-    pub torn: bool,
     /// The read stopped at its limit: records may follow `end` in this segment.
     pub limited: bool,
+    /// The file's length when read. Past `end`, unless the read stopped at its limit: a record
+    /// cut short or failing its checksum (a torn tail in the active segment, damage in any
+    /// other), or zeros laid ahead of records (see [`super::commit`]).
+    pub len: u64,
 }
 
 /// How much one read takes: records until either bound is reached (the record that crosses it
@@ -225,7 +229,7 @@ pub(super) fn read(path: &Path, offset: u64, limit: Limit, out: &mut Vec<Item>) 
     let len = file.metadata().map_err(io(path))?.len();
     let mut pos = offset.max(format.data_start());
     if format == Format::Empty {
-        return Ok(Scan { end: len, torn: false, limited: false });
+        return Ok(Scan { end: len, limited: false, len });
     }
     file.seek(SeekFrom::Start(pos)).map_err(io(path))?;
     let mut reader = BufReader::new(file);
@@ -234,20 +238,24 @@ pub(super) fn read(path: &Path, offset: u64, limit: Limit, out: &mut Vec<Item>) 
     while pos + RECORD_HEADER <= len && open(rows, bytes) {
         let mut header = [0u8; RECORD_HEADER as usize];
         if reader.read_exact(&mut header).is_err() {
-            return Ok(Scan { end: pos, torn: true, limited: false });
+            return Ok(Scan { end: pos, limited: false, len });
+        }
+        if header == [0; RECORD_HEADER as usize] {
+            // The end of the data: zeros laid ahead of records not written yet.
+            return Ok(Scan { end: pos, limited: false, len });
         }
         let size = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
         let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
         let lsn = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
         if size > MAX_RECORD || pos + RECORD_HEADER + size as u64 > len {
-            return Ok(Scan { end: pos, torn: true, limited: false });
+            return Ok(Scan { end: pos, limited: false, len });
         }
         let mut payload = vec![0u8; size as usize];
         if reader.read_exact(&mut payload).is_err() {
-            return Ok(Scan { end: pos, torn: true, limited: false });
+            return Ok(Scan { end: pos, limited: false, len });
         }
         if checksum(lsn, &payload) != crc {
-            return Ok(Scan { end: pos, torn: true, limited: false });
+            return Ok(Scan { end: pos, limited: false, len });
         }
         let item = match decode(format, payload) {
             Ok(record) => Item::Record { lsn, record },
@@ -263,9 +271,13 @@ pub(super) fn read(path: &Path, offset: u64, limit: Limit, out: &mut Vec<Item>) 
         pos += RECORD_HEADER + size as u64;
     }
     // Fewer bytes left than a record header: a tail cut in the header itself.
-    let limited = !open(rows, bytes);
-    let torn = !limited && pos < len;
-    Ok(Scan { end: pos, torn, limited })
+    Ok(Scan { end: pos, limited: !open(rows, bytes), len })
+}
+
+/// The bytes of `tail` up to its last non-zero byte: what is left of a torn record or damage,
+/// without the zeros laid ahead of the records.
+pub(super) fn without_zeros(tail: &[u8]) -> &[u8] {
+    &tail[..tail.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)]
 }
 
 pub(super) fn checksum(lsn: u64, payload: &[u8]) -> u32 {
