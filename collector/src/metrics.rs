@@ -131,6 +131,10 @@ pub struct Metrics {
     pub insert_errors: AtomicU64,
     pub inserted_rows: AtomicU64,
     pub insert_seconds_micros: AtomicU64,
+    /// The write-ahead log's group commit: appends acknowledged, and the fsyncs (groups) that
+    /// made them durable.
+    pub wal_appends: AtomicU64,
+    pub wal_fsyncs: AtomicU64,
     /// `(signal, reason)` → items refused (spans, log records, whole requests).
     rejected: Mutex<BTreeMap<(String, String), u64>>,
     /// OTLP metric data points received (counted, not stored), per metric.
@@ -179,6 +183,21 @@ impl Metrics {
                 "wal_oldest_pending_seconds",
                 "Age of the oldest acknowledged record not yet in ClickHouse.",
                 format!("{:.3}", w.oldest_pending.map(|d| d.as_secs_f64()).unwrap_or(0.0)),
+            );
+            let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+                let _ = writeln!(out, "# HELP flywheel_{name} {help}\n# TYPE flywheel_{name} counter\nflywheel_{name} {value}");
+            };
+            counter(
+                &mut out,
+                "wal_appends_total",
+                "Requests' rows appended to the write-ahead log (acknowledged).",
+                self.wal_appends.load(Relaxed),
+            );
+            counter(
+                &mut out,
+                "wal_fsyncs_total",
+                "Group commits of the write-ahead log: one write and fsync for the appends queued together.",
+                self.wal_fsyncs.load(Relaxed),
             );
         }
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {

@@ -56,6 +56,11 @@ impl Served {
 
     /// Acknowledged records not yet in ClickHouse (the collector's `/metrics`).
     async fn pending(&self, client: &reqwest::Client) -> Result<u64, String> {
+        self.metric(client, "flywheel_wal_pending_records").await
+    }
+
+    /// One unlabelled value of the collector's `/metrics`.
+    async fn metric(&self, client: &reqwest::Client, name: &str) -> Result<u64, String> {
         let text = client
             .get(format!("{}/metrics", self.http))
             .send()
@@ -65,9 +70,9 @@ impl Served {
             .await
             .map_err(|e| e.to_string())?;
         text.lines()
-            .find_map(|l| l.strip_prefix("flywheel_wal_pending_records "))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| "no flywheel_wal_pending_records in /metrics".to_string())
+            .ok_or_else(|| format!("no {name} in /metrics"))
     }
 
     async fn drained(&self, client: &reqwest::Client) -> Result<(), String> {
@@ -158,7 +163,7 @@ pub async fn saturation(database: &str, url: &str, runs: &[Saturation]) -> Resul
     );
     let _ = writeln!(
         out,
-        "{:>9} {:>9} {:>8} {:>12} {:>12} {:>9} {:>14} {:>12} {:>13} {:>12}",
+        "{:>9} {:>9} {:>8} {:>12} {:>12} {:>9} {:>14} {:>12} {:>13} {:>12} {:>10}",
         "spans/req",
         "requests",
         "records",
@@ -168,7 +173,8 @@ pub async fn saturation(database: &str, url: &str, runs: &[Saturation]) -> Resul
         "collector us",
         "engine us",
         "load gen us",
-        "peak RSS MB"
+        "peak RSS MB",
+        "req/fsync"
     );
     for (i, run) in runs.iter().enumerate() {
         let traffic = traffic::mixed(1000 + i as u64, run.spans, run.spans_per_request);
@@ -183,9 +189,11 @@ pub async fn saturation(database: &str, url: &str, runs: &[Saturation]) -> Resul
         let stored = started.elapsed().as_secs_f64();
         let (c1, e1, l1) = (cpu_seconds(served.pid()), cpu(engine), cpu_seconds(std::process::id()));
         let per_span = |seconds: f64| seconds / traffic.spans as f64 * 1e6;
+        let appends = served.metric(&client, "flywheel_wal_appends_total").await?;
+        let fsyncs = served.metric(&client, "flywheel_wal_fsyncs_total").await?;
         let _ = writeln!(
             out,
-            "{:>9} {:>9} {:>8} {:>12.0} {:>12.0} {:>9.1} {:>14.1} {:>12.1} {:>13.1} {:>12.0}",
+            "{:>9} {:>9} {:>8} {:>12.0} {:>12.0} {:>9.1} {:>14.1} {:>12.1} {:>13.1} {:>12.0} {:>10.1}",
             run.spans_per_request,
             traffic.traces.len() + traffic.logs.len(),
             traffic.records,
@@ -195,12 +203,13 @@ pub async fn saturation(database: &str, url: &str, runs: &[Saturation]) -> Resul
             per_span(c1 - c0),
             per_span(e1 - e0),
             per_span(l1 - l0),
-            rss_mb(served.pid()).1
+            rss_mb(served.pid()).1,
+            appends as f64 / fsyncs.max(1) as f64
         );
     }
     let _ = writeln!(
         out,
-        "(CPU per span stored, from the first request until the log is drained; the log records of the mix are sent too but not counted as spans)"
+        "(CPU per span stored, from the first request until the log is drained; the log records of the mix are sent too but not counted as spans; req/fsync: appends per group commit)"
     );
     Ok(out)
 }
@@ -411,12 +420,15 @@ pub async fn soak(database: &str, url: &str, seconds: u64, rate: u64, spans_per_
     let (_, peak) = rss_mb(served.pid());
     let third = rss_samples.len() / 3;
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+    let appends = served.metric(&client, "flywheel_wal_appends_total").await?;
+    let fsyncs = served.metric(&client, "flywheel_wal_fsyncs_total").await?;
     let _ = writeln!(
         out,
-        "log drained {:.1} s after the load stopped; collector {:.1} us/span, engine {:.1} us/span; RSS mean first third {:.0} MB, last third {:.0} MB, peak {:.0} MB",
+        "log drained {:.1} s after the load stopped; collector {:.1} us/span, engine {:.1} us/span; {:.1} requests per fsync; RSS mean first third {:.0} MB, last third {:.0} MB, peak {:.0} MB",
         drain_started.elapsed().as_secs_f64(),
         (c1 - c0) / sent_spans.max(1) as f64 * 1e6,
         (e1 - e0) / sent_spans.max(1) as f64 * 1e6,
+        appends as f64 / fsyncs.max(1) as f64,
         mean(&rss_samples[..third]),
         mean(&rss_samples[rss_samples.len() - third..]),
         peak

@@ -136,6 +136,8 @@ pub(super) fn run(mut rx: mpsc::Receiver<Append>, shared: Arc<Shared>, file: Fil
                     oldest.get_or_insert_with(Instant::now);
                 }
                 shared.appended.notify_one();
+                shared.metrics.wal_fsyncs.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.wal_appends.fetch_add(group.len() as u64, Ordering::Relaxed);
                 for a in group {
                     let _ = a.done.send(Ok(()));
                 }
