@@ -1,7 +1,7 @@
 //! The storage boundary: every ClickHouse round trip of flywheel goes through [`Store`].
 //!
 //! It wraps the official `clickhouse` crate (HTTP, RowBinary with names and types, schema
-//! validation on, LZ4 compression) and turns its errors into [`StoreError`]s that carry the
+//! validation on, LZ4 compression unless the server is on this machine) and turns its errors into [`StoreError`]s that carry the
 //! statement at fault and say how to fix the usual causes.
 
 use std::time::Duration;
@@ -26,6 +26,8 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 struct Endpoint {
     url: String,
     https: bool,
+    /// The server is on this machine (a loopback address or `localhost`).
+    loopback: bool,
     user: Option<String>,
     password: Option<String>,
 }
@@ -44,6 +46,12 @@ impl Endpoint {
                 )));
             }
         };
+        let loopback = match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
         let decode = |part: &str| percent_encoding::percent_decode_str(part).decode_utf8_lossy().into_owned();
         let user = Some(url.username()).filter(|u| !u.is_empty()).map(decode);
         let password = url.password().map(decode);
@@ -54,7 +62,7 @@ impl Endpoint {
         if url.path() == "/" && url.query().is_none() && !raw.ends_with('/') {
             printable.pop();
         }
-        Ok(Endpoint { url: printable, https, user, password })
+        Ok(Endpoint { url: printable, https, loopback, user, password })
     }
 }
 
@@ -110,7 +118,14 @@ impl Store {
         };
         // Batched lookups bind thousands of ids into one statement (`has([...], trace_id)`):
         // allow statements beyond the 256 KiB default rather than fail on a large batch.
-        let mut client = client.with_url(&endpoint.url).with_database(&cfg.database).with_setting("max_query_size", "16777216");
+        // LZ4 over a network; none to a server on this machine (the local engine), where it
+        // costs both sides CPU — a few percent of the collector's at ingest — and saves nothing.
+        let compression = if endpoint.loopback { clickhouse::Compression::None } else { clickhouse::Compression::Lz4 };
+        let mut client = client
+            .with_url(&endpoint.url)
+            .with_database(&cfg.database)
+            .with_compression(compression)
+            .with_setting("max_query_size", "16777216");
         if let Some(user) = cfg.user.as_ref().or(endpoint.user.as_ref()) {
             client = client.with_user(user);
         }
@@ -214,8 +229,8 @@ impl Store {
         // the schema once per table and caches it): a table a migration has not reached is a
         // schema error, retried, never rows refused one by one.
         drop(self.client.insert::<T>(table).await.map_err(err)?);
-        // Written through a buffer: parts are often a few KB (one request's rows), compressed
-        // and sent in frames of 256 KB.
+        // Written through a buffer: parts are often a few KB (one request's rows), sent in
+        // frames of 256 KB (compressed unless the server is local).
         let mut insert = self.client.insert_formatted_with(sql).buffered();
         for &part in parts {
             let mut part = part;
@@ -310,7 +325,11 @@ mod tests {
         assert_eq!((e.user.as_deref(), e.password.as_deref()), (Some("reader"), Some("p@ss:w0rd")));
 
         let e = Endpoint::parse("http://127.0.0.1:8123").unwrap();
-        assert_eq!(e, Endpoint { url: "http://127.0.0.1:8123".into(), https: false, user: None, password: None });
+        assert_eq!(e, Endpoint { url: "http://127.0.0.1:8123".into(), https: false, loopback: true, user: None, password: None });
+        assert!(!Endpoint::parse("https://reader@ch.example.com:8443").unwrap().loopback);
+        for local in ["http://localhost:8123", "http://127.0.0.2:8123", "http://[::1]:8123"] {
+            assert!(Endpoint::parse(local).unwrap().loopback, "{local}");
+        }
 
         for bad in ["127.0.0.1:8123", "tcp://127.0.0.1:9000", "not a url"] {
             let err = Endpoint::parse(bad).unwrap_err().to_string();

@@ -71,6 +71,11 @@ impl LogParts {
         }
     }
 
+    /// No log event seen: [`LogParts::draft`] is empty.
+    fn is_empty(&self) -> bool {
+        self.details.is_none() && self.input.is_empty() && self.choices.is_empty()
+    }
+
     pub(super) fn draft(&self) -> Draft {
         let mut d = self.details.clone().unwrap_or_default();
         if !self.input.is_empty() {
@@ -207,6 +212,8 @@ impl JoinCache {
         let logs = self.pending.remove(&wrapper).unwrap_or_default();
         let call = self.calls.get_mut(into)?;
         call.draft.merge(draft);
+        // Kept final, as `read_call` leaves a draft: `with_merged` hands it out as it is.
+        call.draft.finalize();
         call.logs.absorb(logs);
         self.aliases.insert(wrapper.clone(), into.clone());
         self.expiry.push_back((Instant::now(), wrapper.clone()));
@@ -249,11 +256,20 @@ impl JoinCache {
     }
 
     pub(super) fn merged(&self, key: &Key) -> Option<(SpanIds, Draft, bool)> {
+        self.with_merged(key, |ids, draft, is_error| (ids.clone(), draft.clone(), is_error))
+    }
+
+    /// [`JoinCache::merged`] handed to `f`: without log events, the call's own draft, not a copy
+    /// of it (the common case, content on the span: every call's row is built once this way).
+    pub(super) fn with_merged<R>(&self, key: &Key, f: impl FnOnce(&SpanIds, &Draft, bool) -> R) -> Option<R> {
         let call = self.calls.get(key)?;
+        if call.logs.is_empty() {
+            return Some(f(&call.ids, &call.draft, call.is_error));
+        }
         let mut draft = call.draft.clone();
         draft.merge(call.logs.draft());
         draft.finalize();
-        Some((call.ids.clone(), draft, call.is_error))
+        Some(f(&call.ids, &draft, call.is_error))
     }
 }
 

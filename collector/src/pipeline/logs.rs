@@ -13,7 +13,7 @@ impl Pipeline {
     #[tracing::instrument(name = "ingest logs", skip_all, fields(project = %project))]
     pub async fn logs(&self, project: &str, request: &ExportLogsServiceRequest) -> Result<Outcome, WriteError> {
         use prost::Message as _;
-        self.check_expansion(project, "logs", crate::expansion::logs(request), request.encoded_len())?;
+        self.check_expansion(project, "logs", crate::expansion::logs(request), || request.encoded_len())?;
         let now = OffsetDateTime::now_utc();
         let mut batch = Batch::default();
         let mut rejected = Vec::new();
@@ -142,8 +142,10 @@ impl Pipeline {
             }
             // A call already stored gets a complete row again: ReplacingMergeTree keeps the newest.
             for key in &touched {
-                if let Some((ids, draft, is_error)) = joins.merged(key) {
-                    batch.calls.push(self.call_row(&key.0, &ids, &draft, is_error, now, &mut batch.contents));
+                if let Some(row) =
+                    joins.with_merged(key, |ids, draft, is_error| self.call_row(&key.0, ids, draft, is_error, now, &mut batch.contents))
+                {
+                    batch.calls.push(row);
                 }
             }
         }

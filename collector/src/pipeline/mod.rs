@@ -137,7 +137,9 @@ impl Pipeline {
 
     /// Refuses a request whose rows, once built, would take more than the bound: checked on the
     /// decoded request, so that no memory is spent on rows that cannot be stored.
-    fn check_expansion(&self, project: &str, signal: &str, estimate: u64, wire: usize) -> Result<(), WriteError> {
+    /// `wire`: the request's encoded size, for the log line of a refusal only (computing it
+    /// walks the whole request).
+    fn check_expansion(&self, project: &str, signal: &str, estimate: u64, wire: impl FnOnce() -> usize) -> Result<(), WriteError> {
         if estimate <= self.max_rows_bytes {
             return Ok(());
         }
@@ -145,7 +147,7 @@ impl Pipeline {
         tracing::warn!(
             project,
             signal,
-            wire_bytes = wire,
+            wire_bytes = wire(),
             row_bytes = estimate,
             limit = self.max_rows_bytes,
             "request refused: its resource and scope attributes, copied into every row, make it too large to store"

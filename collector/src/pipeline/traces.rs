@@ -17,7 +17,7 @@ impl Pipeline {
     #[tracing::instrument(name = "ingest traces", skip_all, fields(project = %project))]
     pub async fn traces(&self, project: &str, request: &ExportTraceServiceRequest) -> Result<Outcome, WriteError> {
         use prost::Message as _;
-        self.check_expansion(project, "spans", crate::expansion::traces(request), request.encoded_len())?;
+        self.check_expansion(project, "spans", crate::expansion::traces(request), || request.encoded_len())?;
         let now = OffsetDateTime::now_utc();
         // A large request is decoded and logged in slices of whole traces, each durable before
         // the next is decoded: its spans and rows are never all in memory at once. The request
@@ -76,24 +76,26 @@ impl Pipeline {
                 })
                 .collect();
             let (wrapped, parents) = wrappers(&calls);
+            let call_spans: Vec<&DecodedSpan> = calls.iter().map(|(span, _)| *span).collect();
             let key_of = |span: &DecodedSpan| (project.to_string(), span.ids.trace_id.clone(), span.ids.span_id.clone());
             let mut joins = self.joins.lock().unwrap_or_else(|e| e.into_inner());
             let mut written: Vec<(String, String, String)> = Vec::new();
             let mut absorbed = Vec::new();
-            for (i, (span, draft)) in calls.iter().enumerate() {
+            // The drafts move into the join cache, which builds the rows from them.
+            for (i, (span, draft)) in calls.into_iter().enumerate() {
                 let key = key_of(span);
                 if let Some(&child) = wrapped.get(&i) {
-                    absorbed.push((key, draft.clone(), key_of(calls[child].0)));
+                    absorbed.push((key, draft, key_of(call_spans[child])));
                     continue;
                 }
                 // The wrapper of a call that came in an earlier request.
                 if !parents.contains(&(span.ids.trace_id.as_str(), span.ids.span_id.as_str()))
                     && let Some(child) = joins.child_of(&key).filter(|child| child.2 != span.ids.parent_span_id)
                 {
-                    absorbed.push((key, draft.clone(), child));
+                    absorbed.push((key, draft, child));
                     continue;
                 }
-                joins.add_call(key.clone(), span.ids.clone(), draft.clone(), span.status == "error");
+                joins.add_call(key.clone(), span.ids.clone(), draft, span.status == "error");
                 written.push(key);
             }
             for (wrapper, draft, child) in absorbed {
@@ -103,8 +105,10 @@ impl Pipeline {
                 }
             }
             for key in &written {
-                if let Some((ids, draft, is_error)) = joins.merged(key) {
-                    batch.calls.push(self.call_row(project, &ids, &draft, is_error, now, &mut batch.contents));
+                if let Some(row) =
+                    joins.with_merged(key, |ids, draft, is_error| self.call_row(project, ids, draft, is_error, now, &mut batch.contents))
+                {
+                    batch.calls.push(row);
                 }
             }
         }
@@ -185,7 +189,7 @@ fn slices(request: &ExportTraceServiceRequest, max: usize) -> (HashMap<&[u8], us
 ///
 /// Returns wrapper index → child index, and the parents (trace, span) of every call of the
 /// request (a span with several model-call children is an aggregate, not a wrapper).
-fn wrappers<'a>(calls: &'a [(&'a DecodedSpan, Draft)]) -> (HashMap<usize, usize>, HashSet<(&'a str, &'a str)>) {
+fn wrappers<'s>(calls: &[(&'s DecodedSpan, Draft)]) -> (HashMap<usize, usize>, HashSet<(&'s str, &'s str)>) {
     let index: HashMap<(&str, &str), usize> =
         calls.iter().enumerate().map(|(i, (s, _))| ((s.ids.trace_id.as_str(), s.ids.span_id.as_str()), i)).collect();
     let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
