@@ -171,6 +171,9 @@ impl Metrics {
 
     pub fn render(&self, wal: Option<crate::wal::WalStatus>) -> String {
         let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP flywheel_{name} {help}\n# TYPE flywheel_{name} counter\nflywheel_{name} {value}");
+        };
         if let Some(w) = wal {
             let gauge = |out: &mut String, name: &str, help: &str, value: String| {
                 let _ = writeln!(out, "# HELP flywheel_{name} {help}\n# TYPE flywheel_{name} gauge\nflywheel_{name} {value}");
@@ -184,9 +187,6 @@ impl Metrics {
                 "Age of the oldest acknowledged record not yet in ClickHouse.",
                 format!("{:.3}", w.oldest_pending.map(|d| d.as_secs_f64()).unwrap_or(0.0)),
             );
-            let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-                let _ = writeln!(out, "# HELP flywheel_{name} {help}\n# TYPE flywheel_{name} counter\nflywheel_{name} {value}");
-            };
             counter(
                 &mut out,
                 "wal_appends_total",
@@ -200,9 +200,6 @@ impl Metrics {
                 self.wal_fsyncs.load(Relaxed),
             );
         }
-        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP flywheel_{name} {help}\n# TYPE flywheel_{name} counter\nflywheel_{name} {value}");
-        };
         counter(&mut out, "requests_total", "Export requests received (all transports).", self.requests.load(Relaxed));
         counter(&mut out, "received_bytes_total", "Request body bytes received, before decompression.", self.bytes_received.load(Relaxed));
         counter(&mut out, "spans_received_total", "Spans decoded from requests.", self.spans_received.load(Relaxed));

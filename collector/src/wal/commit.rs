@@ -102,8 +102,9 @@ pub(super) fn run(mut rx: mpsc::Receiver<Append>, shared: Arc<Shared>, file: Fil
         }
         if active.len >= segment_bytes {
             if let Err(e) = active.cut_runway() {
-                // The drain skips zeros at the end of a segment; only the count of the log's
-                // bytes is off by them until the segment is deleted.
+                // The drain skips zeros at the end of a segment (`read_chunk`); the log's byte
+                // count, which never counted them, drops by them too when the segment is
+                // deleted: an undercount of at most one runway.
                 tracing::warn!(error = %e, "cannot cut the zeros after the last record of a full write-ahead log segment");
             }
             // The new segment is named after the LSN of its first record. Its creation is

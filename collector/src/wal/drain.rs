@@ -314,14 +314,14 @@ fn read_chunk(
             // A later segment exists, so this one is complete and ends at its last record (its
             // zeros are cut before the next segment is created): what does not read is damage.
             // Zeros alone are a cut that did not happen (a failed truncation), not data.
-            let bytes = std::fs::read(path).map_err(super::io(path))?;
-            let damaged = segment::without_zeros(&bytes[read.end as usize..]);
-            if damaged.is_empty() {
-                tracing::info!(segment = %path.display(), offset = read.end, "write-ahead log segment ends with zeros laid ahead of records; skipped");
-            } else {
-                metrics.reject("wal", "torn", 1);
-                let kept = quarantine::keep(dir, &format!("torn-{first:020}-{}", read.end), damaged)?;
-                tracing::error!(segment = %path.display(), offset = read.end, bytes = damaged.len(), kept = %kept.display(), "write-ahead log segment damaged: unreadable bytes kept in quarantine");
+            match quarantine::keep_tail(dir, *first, path, read.end)? {
+                Some((kept, bytes)) => {
+                    metrics.reject("wal", "torn", 1);
+                    tracing::error!(segment = %path.display(), offset = read.end, bytes, kept = %kept.display(), "write-ahead log segment damaged: unreadable bytes kept in quarantine");
+                }
+                None => {
+                    tracing::info!(segment = %path.display(), offset = read.end, "write-ahead log segment ends with zeros laid ahead of records; skipped")
+                }
             }
             cursor = Cursor { segment: *first, offset: read.len };
         }

@@ -158,11 +158,8 @@ fn recover(dir: &Path, checkpoint: u64, metrics: &Metrics) -> Result<u64, WalErr
         if read.end < read.len {
             // Past the last whole record: the zeros laid ahead of the records (the segment was
             // the active one), and before them, if a crash cut a write, what it left of it.
-            let bytes = std::fs::read(path).map_err(io(path))?;
-            let torn = segment::without_zeros(&bytes[read.end as usize..]);
-            if !torn.is_empty() {
-                let kept = quarantine::keep(dir, &format!("torn-{first:020}-{}", read.end), torn)?;
-                tracing::warn!(segment = %path.display(), valid_bytes = read.end, cut_bytes = torn.len(), kept = %kept.display(), "write-ahead log: torn tail cut (a crash during a write, never acknowledged)");
+            if let Some((kept, bytes)) = quarantine::keep_tail(dir, *first, path, read.end)? {
+                tracing::warn!(segment = %path.display(), valid_bytes = read.end, cut_bytes = bytes, kept = %kept.display(), "write-ahead log: torn tail cut (a crash during a write, never acknowledged)");
                 metrics.reject("wal", "torn_tail", 1);
             }
             // Durably: the next segment is created below, and a segment followed by another

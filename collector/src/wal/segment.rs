@@ -274,12 +274,6 @@ pub(super) fn read(path: &Path, offset: u64, limit: Limit, out: &mut Vec<Item>) 
     Ok(Scan { end: pos, limited: !open(rows, bytes), len })
 }
 
-/// The bytes of `tail` up to its last non-zero byte: what is left of a torn record or damage,
-/// without the zeros laid ahead of the records.
-pub(super) fn without_zeros(tail: &[u8]) -> &[u8] {
-    &tail[..tail.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)]
-}
-
 pub(super) fn checksum(lsn: u64, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&lsn.to_le_bytes());
