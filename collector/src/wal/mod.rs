@@ -145,11 +145,14 @@ fn recover(dir: &Path, checkpoint: u64, metrics: &Metrics) -> Result<u64, WalErr
     let mut last_lsn = segs.iter().map(|(first, _)| first.saturating_sub(1)).fold(checkpoint, u64::max);
     for (i, (first, path)) in segs.iter().enumerate() {
         segment::format(path)?; // a segment of an unknown (newer) format stops the start-up
-        if i + 1 < segs.len() {
+        let is_last = i + 1 == segs.len();
+        // Only the last segment may end with a torn record or the zeros laid ahead of records:
+        // every earlier one was cut to its last record before the next was created. One that
+        // still ends in zeros (a log left so by other means) is cut too: its zeros would count
+        // against the log's bound until it is deleted.
+        if !is_last && !segment::ends_in_zeros(path)? {
             continue;
         }
-        // Only the last segment may end with a torn record: every earlier one was complete
-        // before the next was created.
         let mut items = Vec::new();
         let read = segment::read(path, 0, segment::Limit::NONE, &mut items)?;
         if let Some(lsn) = items.iter().map(Item::lsn).max() {
@@ -166,7 +169,7 @@ fn recover(dir: &Path, checkpoint: u64, metrics: &Metrics) -> Result<u64, WalErr
             // must end at its last record.
             OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(read.end).and_then(|_| f.sync_all())).map_err(io(path))?;
         }
-        if items.is_empty() {
+        if is_last && items.is_empty() {
             // Nothing durable in it (a crash right after its creation): it is re-created below
             // with the same name, in this build's format.
             std::fs::remove_file(path).map_err(io(path))?;

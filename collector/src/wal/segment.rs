@@ -274,6 +274,21 @@ pub(super) fn read(path: &Path, offset: u64, limit: Limit, out: &mut Vec<Item>) 
     Ok(Scan { end: pos, limited: !open(rows, bytes), len })
 }
 
+/// Whether the file at `path` ends with a record header's length of zeros (past a header):
+/// the zeros laid ahead of records, or a record whose payload ends so (then a scan finds no
+/// tail). One read of 16 bytes.
+pub(super) fn ends_in_zeros(path: &Path) -> Result<bool, WalError> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path).map_err(io(path))?;
+    let len = file.metadata().map_err(io(path))?.len();
+    if len < SEGMENT_HEADER + RECORD_HEADER {
+        return Ok(false);
+    }
+    let mut tail = [0u8; RECORD_HEADER as usize];
+    file.read_exact_at(&mut tail, len - RECORD_HEADER).map_err(io(path))?;
+    Ok(tail == [0; RECORD_HEADER as usize])
+}
+
 pub(super) fn checksum(lsn: u64, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&lsn.to_le_bytes());

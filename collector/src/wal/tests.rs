@@ -299,17 +299,17 @@ async fn a_refused_chunk_read_again_reaches_its_last_record_across_segments() {
     assert_eq!(lsns(&items), vec![3, 4]);
 }
 
-/// A read of `path` once zeros are laid after its records (the group commit lays them after it
-/// acknowledges).
-async fn laid(path: &Path) -> (Vec<Item>, segment::Scan) {
+/// A read of `path` once the zeros after its records are laid up to `len` (the group commit
+/// lays them after it acknowledges, a block at a time).
+async fn laid(path: &Path, len: impl Fn(u64) -> u64) -> (Vec<Item>, segment::Scan) {
     for _ in 0..500 {
         let (items, read) = read_all(path);
-        if read.end < read.len {
+        if read.len == len(read.end) {
             return (items, read);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("no zeros laid after the records of {}", path.display());
+    panic!("the zeros after the records of {} are not laid", path.display());
 }
 
 /// The runway (`commit`): records are written over zeros laid ahead of them. The zeros read as
@@ -327,9 +327,9 @@ async fn zeros_laid_ahead_of_the_records_end_the_data_and_are_cut_when_the_segme
     big.signals[0].comment = "x".repeat(20_000);
     wal.append(&big).await.unwrap();
     let first = segment_path(dir.path(), 1);
-    let (items, read) = laid(&first).await;
+    // Up to the segment's size.
+    let (items, read) = laid(&first, |_| 256 << 10).await;
     assert_eq!(lsns(&items), vec![1]);
-    assert_eq!(read.len, 256 << 10, "zeros laid up to the segment's size");
     assert!(read.end < read.len);
     // Past the segment's size: a new segment, and the first ends at its last record.
     let mut appended = 1;
@@ -341,7 +341,7 @@ async fn zeros_laid_ahead_of_the_records_end_the_data_and_are_cut_when_the_segme
     assert_eq!(items.len(), appended - 1, "the last append went to the new segment");
     assert_eq!(read.end, read.len, "the zeros of a done segment are cut");
     let (_, active) = segment::segments(dir.path()).unwrap().pop().unwrap();
-    let (items, read) = laid(&active).await;
+    let (items, read) = laid(&active, |_| 256 << 10).await;
     assert_eq!(lsns(&items), vec![appended as u64]);
 
     // A crash while a record was written over the zeros: half of it there.
@@ -357,6 +357,15 @@ async fn zeros_laid_ahead_of_the_records_end_the_data_and_are_cut_when_the_segme
     let kept: Vec<_> = std::fs::read_dir(quarantine::dir(dir.path())).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
     assert_eq!(kept, vec![torn], "the torn record kept, without the zeros after it");
 
+    // A done segment that still ends in zeros, another after it: cut at start-up too, so that
+    // its zeros do not count against the log's bound.
+    let (_, read) = read_all(&first);
+    let zeros = OpenOptions::new().write(true).open(&first).unwrap();
+    zeros.set_len(read.end + (1 << 20)).unwrap();
+    drop(zeros);
+    assert_eq!(recover(dir.path(), 0, &Metrics::default()).unwrap(), appended as u64);
+    assert_eq!(std::fs::metadata(&first).unwrap().len(), read.end, "the earlier segment's zeros cut");
+
     // Zeros alone after the last record (a crash with nothing in flight): cut, nothing kept.
     let dir = tempfile::tempdir().unwrap();
     let (wal, drain) = Wal::open(WalConfig::new(dir.path()), unreachable_store(), Arc::new(Metrics::default())).unwrap();
@@ -364,7 +373,7 @@ async fn zeros_laid_ahead_of_the_records_end_the_data_and_are_cut_when_the_segme
     wal.append(&batch(1)).await.unwrap();
     drop(wal);
     let path = segment_path(dir.path(), 1);
-    let (_, read) = laid(&path).await;
+    let (_, read) = laid(&path, |end| end + commit::RUNWAY).await;
     let metrics = Metrics::default();
     assert_eq!(recover(dir.path(), 0, &metrics).unwrap(), 1);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), read.end);
