@@ -266,7 +266,7 @@ fn record(lsn: u64, payload: &[u8]) -> Vec<u8> {
 /// The rows the collector logs for trace request `n` of `project`, as a log record payload.
 fn payload(project: &str, n: u64) -> (Vec<u8>, Vec<String>, u64) {
     let req = flywheel_collector::bench::sample_request(n + 1, 6);
-    let (spans, rejected) = flywheel_collector::normalize::span::decode_spans(&req);
+    let (spans, rejected) = flywheel_collector::normalize::span::decode_spans(req.clone());
     assert!(rejected.is_empty());
     let now = time::OffsetDateTime::now_utc();
     let batch = flywheel_collector::writer::Batch { spans: spans.iter().map(|s| s.row(project, now)).collect(), ..Default::default() };

@@ -30,7 +30,7 @@ fn body(relative: &str) -> (Vec<u8>, Encoding) {
 fn normalise(body: &[u8], encoding: Encoding) -> (usize, usize) {
     let now = time::OffsetDateTime::now_utc();
     let request = otlp::decode_traces(body, encoding, &mut |_| true).expect("fixture decodes").request;
-    let (spans, _) = decode_spans(&request);
+    let (spans, _) = decode_spans(request);
     let rows: Vec<_> = spans.iter().map(|s| s.row("bench", now)).collect();
     let calls: Vec<_> = spans
         .iter()

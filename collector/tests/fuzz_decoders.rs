@@ -47,7 +47,7 @@ fn ingest(bytes: &[u8], json: bool, gz: bool) {
     };
     let encoding = if json { Encoding::Json } else { Encoding::Protobuf };
     if let Ok(decoded) = otlp::decode_traces(&body, encoding, &mut |_| true) {
-        let (spans, _rejected) = decode_spans(&decoded.request);
+        let (spans, _rejected) = decode_spans(decoded.request);
         let now = time::OffsetDateTime::now_utc();
         for s in &spans {
             let _ = s.row("p", now);

@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let encoding = if data.first().is_some_and(|b| *b == b'{') { Encoding::Json } else { Encoding::Protobuf };
     let Ok(decoded) = otlp::decode_traces(data, encoding, &mut |_| true) else { return };
-    let (spans, _) = decode_spans(&decoded.request);
+    let (spans, _) = decode_spans(decoded.request);
     let now = time::OffsetDateTime::now_utc();
     for s in &spans {
         let _ = s.row("p", now);

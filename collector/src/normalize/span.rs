@@ -14,7 +14,7 @@ use flywheel_schemas::rowbinary;
 use flywheel_schemas::rows::SpanRow;
 
 use super::{Attrs, Event, SpanIds, SpanView};
-use crate::otlp::{attributes, flat, flat_map, hex_id};
+use crate::otlp::{attributes, flat, flat_map, hex_id, into_attributes};
 
 /// One decoded span with everything the normaliser and the raw `spans` row need.
 #[derive(Debug, Clone)]
@@ -168,23 +168,27 @@ fn kind_name(kind: i32) -> &'static str {
 }
 
 /// Every span of a request, in order, and the ones refused.
-pub fn decode_spans(request: &ExportTraceServiceRequest) -> (Vec<DecodedSpan>, Vec<Rejected>) {
-    decode_spans_where(request, |_| true)
+pub fn decode_spans(mut request: ExportTraceServiceRequest) -> (Vec<DecodedSpan>, Vec<Rejected>) {
+    decode_spans_where(&mut request, |_| true)
 }
 
 /// The spans of a request that `keep` selects, in order, and the ones of them refused.
-pub fn decode_spans_where(request: &ExportTraceServiceRequest, keep: impl Fn(&Span) -> bool) -> (Vec<DecodedSpan>, Vec<Rejected>) {
+///
+/// The text of a kept span moves out of the request into the decoded span (a span is decoded
+/// once: the slices of a large request are disjoint); its resource and scope stay, shared by
+/// the slices. Copying it was a sixth of the collector's time at 60 spans per request.
+pub fn decode_spans_where(request: &mut ExportTraceServiceRequest, keep: impl Fn(&Span) -> bool) -> (Vec<DecodedSpan>, Vec<Rejected>) {
     let mut spans = Vec::new();
     let mut rejected = Vec::new();
-    for rs in &request.resource_spans {
+    for rs in &mut request.resource_spans {
         let resource = Arc::new(Attrs::new(rs.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default()));
         let service_name = resource.get("service.name").map(flat).unwrap_or_default();
-        for ss in &rs.scope_spans {
+        for ss in &mut rs.scope_spans {
             let (scope_name, scope_version, scope_attrs) = match &ss.scope {
                 Some(s) => (s.name.clone(), s.version.clone(), Arc::new(Attrs::new(attributes(&s.attributes)))),
                 None => Default::default(),
             };
-            for s in ss.spans.iter().filter(|s| keep(s)) {
+            for s in ss.spans.iter_mut().filter(|s| keep(s)) {
                 match decode_span(s, &resource, &service_name, &scope_name, &scope_version, &scope_attrs) {
                     Ok(span) => spans.push(span),
                     Err((cause, reason)) => rejected.push(Rejected { span_name: s.name.clone(), reason, cause }),
@@ -196,7 +200,7 @@ pub fn decode_spans_where(request: &ExportTraceServiceRequest, keep: impl Fn(&Sp
 }
 
 fn decode_span(
-    s: &Span,
+    s: &mut Span,
     resource: &Arc<Attrs>,
     service: &str,
     scope: &str,
@@ -224,33 +228,35 @@ fn decode_span(
     for e in &s.events {
         super::time_range::check_nanos(&format!("time of event `{}`", e.name), e.time_unix_nano).map_err(when)?;
     }
-    let (status, status_message) = match &s.status {
+    let (status, status_message) = match &mut s.status {
         Some(st) => (
             match status::StatusCode::try_from(st.code) {
                 Ok(status::StatusCode::Error) => "error",
                 Ok(status::StatusCode::Ok) => "ok",
                 _ => "unset",
             },
-            st.message.clone(),
+            std::mem::take(&mut st.message),
         ),
         None => ("unset", String::new()),
     };
     Ok(DecodedSpan {
         ids: SpanIds { trace_id, span_id, parent_span_id, start, end, service_name: service.to_string() },
-        name: s.name.clone(),
+        name: std::mem::take(&mut s.name),
         kind: kind_name(s.kind),
-        trace_state: s.trace_state.clone(),
+        trace_state: std::mem::take(&mut s.trace_state),
         scope_name: scope.to_string(),
         scope_version: version.to_string(),
         scope_attrs: scope_attrs.clone(),
         resource: resource.clone(),
-        attrs: Attrs::new(attributes(&s.attributes)),
-        events: s
-            .events
-            .iter()
-            .map(|e| Event { name: e.name.clone(), time: nanos(e.time_unix_nano), attrs: Attrs::new(attributes(&e.attributes)) })
+        attrs: Attrs::new(into_attributes(std::mem::take(&mut s.attributes))),
+        events: std::mem::take(&mut s.events)
+            .into_iter()
+            .map(|e| Event { name: e.name, time: nanos(e.time_unix_nano), attrs: Attrs::new(into_attributes(e.attributes)) })
             .collect(),
-        links: s.links.iter().map(|l| (hex::encode(&l.trace_id), hex::encode(&l.span_id), Attrs::new(attributes(&l.attributes)))).collect(),
+        links: std::mem::take(&mut s.links)
+            .into_iter()
+            .map(|l| (hex::encode(&l.trace_id), hex::encode(&l.span_id), Attrs::new(into_attributes(l.attributes))))
+            .collect(),
         status,
         status_message,
         dropped: (s.dropped_attributes_count, s.dropped_events_count, s.dropped_links_count),
@@ -270,7 +276,7 @@ pub fn fixture_spans(relative: &str) -> Vec<DecodedSpan> {
         (bytes, crate::otlp::Encoding::Protobuf)
     };
     let request = crate::otlp::decode_traces(&body, encoding, &mut |_| true).unwrap().request;
-    let (spans, rejected) = decode_spans(&request);
+    let (spans, rejected) = decode_spans(request);
     assert!(rejected.is_empty(), "{rejected:?}");
     spans
 }
@@ -301,7 +307,7 @@ mod tests {
                 let encoding = if name.ends_with(".json") { crate::otlp::Encoding::Json } else { crate::otlp::Encoding::Protobuf };
                 // Log and metric captures sit beside the traces.
                 let Ok(decoded) = crate::otlp::decode_traces(&body, encoding, &mut |_| true) else { continue };
-                for span in decode_spans(&decoded.request).0 {
+                for span in decode_spans(decoded.request).0 {
                     let (mut direct, mut via_row) = (Vec::new(), Vec::new());
                     span.encode_row("p", now, &mut direct).unwrap();
                     rowbinary::encode(&span.row("p", now), &mut via_row).unwrap();

@@ -232,18 +232,24 @@ pub fn encode<T: prost::Message + serde::Serialize>(message: &T, encoding: Encod
 /// An OTLP value as JSON. Bytes become base64, non-finite doubles their names as strings
 /// (`NaN`, `Infinity`, `-Infinity`).
 pub fn any_to_json(value: &AnyValue) -> Value {
-    match &value.value {
+    into_json(value.clone())
+}
+
+/// [`any_to_json`] of a value the caller gives up: its strings move into the JSON, not copied
+/// (a request's attributes are decoded once, then dropped).
+pub fn into_json(value: AnyValue) -> Value {
+    match value.value {
         None => Value::Null,
-        Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
-        Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
-        Some(any_value::Value::IntValue(i)) => Value::from(*i),
+        Some(any_value::Value::StringValue(s)) => Value::String(s),
+        Some(any_value::Value::BoolValue(b)) => Value::Bool(b),
+        Some(any_value::Value::IntValue(i)) => Value::from(i),
         Some(any_value::Value::DoubleValue(d)) => {
             // Non-finite: the names protobuf's JSON mapping gives them (what JSON clients send).
-            serde_json::Number::from_f64(*d).map(Value::Number).unwrap_or_else(|| {
+            serde_json::Number::from_f64(d).map(Value::Number).unwrap_or_else(|| {
                 Value::String(
                     if d.is_nan() {
                         "NaN"
-                    } else if *d > 0.0 {
+                    } else if d > 0.0 {
                         "Infinity"
                     } else {
                         "-Infinity"
@@ -252,9 +258,9 @@ pub fn any_to_json(value: &AnyValue) -> Value {
                 )
             })
         }
-        Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.iter().map(any_to_json).collect()),
+        Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.into_iter().map(into_json).collect()),
         Some(any_value::Value::KvlistValue(kv)) => {
-            Value::Object(kv.values.iter().map(|k| (k.key.clone(), k.value.as_ref().map(any_to_json).unwrap_or(Value::Null))).collect())
+            Value::Object(kv.values.into_iter().map(|k| (k.key, k.value.map(into_json).unwrap_or(Value::Null))).collect())
         }
         Some(any_value::Value::BytesValue(b)) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
         // Only meaningful inside OTLP profiles (an index into their string table).
@@ -264,7 +270,12 @@ pub fn any_to_json(value: &AnyValue) -> Value {
 
 /// Attributes as typed JSON values; a repeated key keeps its last value.
 pub fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, Value> {
-    kvs.iter().map(|kv| (kv.key.clone(), kv.value.as_ref().map(any_to_json).unwrap_or(Value::Null))).collect()
+    into_attributes(kvs.to_vec())
+}
+
+/// [`attributes`] of attributes the caller gives up (moved, not copied).
+pub fn into_attributes(kvs: Vec<KeyValue>) -> BTreeMap<String, Value> {
+    kvs.into_iter().map(|kv| (kv.key, kv.value.map(into_json).unwrap_or(Value::Null))).collect()
 }
 
 /// The flat string form stored in ClickHouse maps: strings as they are, everything else as
@@ -279,6 +290,19 @@ pub fn flat(value: &Value) -> String {
 
 pub fn flat_map(attrs: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
     attrs.iter().map(|(k, v)| (k.clone(), flat(v))).collect()
+}
+
+/// [`flat`] of a value the caller gives up: a string moves, not copied.
+pub fn into_flat(value: Value) -> String {
+    match value {
+        Value::String(s) => s,
+        other => flat(&other),
+    }
+}
+
+/// [`flat_map`] of attributes the caller gives up.
+pub fn into_flat_map(attrs: BTreeMap<String, Value>) -> BTreeMap<String, String> {
+    attrs.into_iter().map(|(k, v)| (k, into_flat(v))).collect()
 }
 
 /// Lowercase hex of an id; `None` when its length is not the one OTLP requires.

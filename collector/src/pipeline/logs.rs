@@ -11,9 +11,9 @@ use super::*;
 
 impl Pipeline {
     #[tracing::instrument(name = "ingest logs", skip_all, fields(project = %project))]
-    pub async fn logs(&self, project: &str, request: &ExportLogsServiceRequest) -> Result<Outcome, WriteError> {
+    pub async fn logs(&self, project: &str, mut request: ExportLogsServiceRequest) -> Result<Outcome, WriteError> {
         use prost::Message as _;
-        self.check_expansion(project, "logs", crate::expansion::logs(request), || request.encoded_len())?;
+        self.check_expansion(project, "logs", crate::expansion::logs(&request), || request.encoded_len())?;
         let now = OffsetDateTime::now_utc();
         let mut batch = Batch::default();
         let mut rejected = Vec::new();
@@ -22,13 +22,13 @@ impl Pipeline {
         let mut accepted = 0u64;
         // The place of each record in the request, part of its identity.
         let mut position = 0u64;
-        for rl in &request.resource_logs {
+        for rl in &mut request.resource_logs {
             let resource = rl.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default();
             let service = resource.get("service.name").map(flat).unwrap_or_default();
             let resource_key = normalize::content_hash(&format!("{resource:?}"));
-            for sl in &rl.scope_logs {
+            for sl in &mut rl.scope_logs {
                 let scope = sl.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
-                for record in &sl.log_records {
+                for record in &mut sl.log_records {
                     position += 1;
                     let ids = (ids_or_empty(&record.trace_id, 16), ids_or_empty(&record.span_id, 8));
                     let (Some(trace_id), Some(span_id)) = ids else {
@@ -39,8 +39,9 @@ impl Pipeline {
                         });
                         continue;
                     };
-                    let mut attrs = attributes(&record.attributes);
-                    let mut body = record.body.as_ref().map(any_to_json).unwrap_or(Value::Null);
+                    // Moved out of the request, not copied: a record is read once.
+                    let mut attrs = into_attributes(std::mem::take(&mut record.attributes));
+                    let mut body = record.body.take().map(into_json).unwrap_or(Value::Null);
                     for v in attrs.values_mut() {
                         self.redactor.redact_value(v);
                     }
@@ -100,13 +101,13 @@ impl Pipeline {
                         trace_id,
                         span_id,
                         severity_number: record.severity_number.clamp(0, 255) as u8,
-                        severity_text: record.severity_text.clone(),
+                        severity_text: std::mem::take(&mut record.severity_text),
                         event_name,
-                        body: if body.is_null() { String::new() } else { flat(&body) },
+                        body: into_flat(body),
                         service_name: service.clone(),
                         scope_name: scope.clone(),
                         resource_attributes: flat_map(&resource),
-                        attributes: flat_map(&attrs.0),
+                        attributes: into_flat_map(attrs.0),
                         ingested_at: now,
                     });
                     // A large request is logged in slices, each durable before the next is

@@ -34,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::normalize::genai::read_log_event;
 use crate::normalize::span::{DecodedSpan, Rejected, decode_spans_where, nanos};
 use crate::normalize::{self, Attrs, Draft, SpanIds, fill};
-use crate::otlp::{any_to_json, attributes, flat, flat_map, hex_id};
+use crate::otlp::{attributes, flat, flat_map, hex_id, into_attributes, into_flat, into_flat_map, into_json};
 use crate::price::{PriceTable, Usage};
 use crate::redact::Redactor;
 use crate::signals::{SOURCE_OTLP_LOG, SOURCE_SPAN_EVENT, SignalService, wire};

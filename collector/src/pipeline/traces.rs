@@ -15,18 +15,18 @@ use super::*;
 
 impl Pipeline {
     #[tracing::instrument(name = "ingest traces", skip_all, fields(project = %project))]
-    pub async fn traces(&self, project: &str, request: &ExportTraceServiceRequest) -> Result<Outcome, WriteError> {
+    pub async fn traces(&self, project: &str, mut request: ExportTraceServiceRequest) -> Result<Outcome, WriteError> {
         use prost::Message as _;
-        self.check_expansion(project, "spans", crate::expansion::traces(request), || request.encoded_len())?;
+        self.check_expansion(project, "spans", crate::expansion::traces(&request), || request.encoded_len())?;
         let now = OffsetDateTime::now_utc();
         // A large request is decoded and logged in slices of whole traces, each durable before
         // the next is decoded: its spans and rows are never all in memory at once. The request
         // is acknowledged when every slice is; a retry after a slice failed rewrites the same
         // rows (same ids), which storage collapses.
-        let (slice_of, slices) = slices(request, SLICE);
+        let (slice_of, slices) = slices(&request, SLICE);
         let (mut accepted, mut rejected) = (0, Vec::new());
         for n in 0..slices {
-            let (mut spans, refused) = decode_spans_where(request, |s| slices == 1 || slice_of.get(s.trace_id.as_slice()) == Some(&n));
+            let (mut spans, refused) = decode_spans_where(&mut request, |s| slices == 1 || slice_of.get(s.trace_id.as_slice()) == Some(&n));
             let first_refused = rejected.len();
             rejected.extend(refused);
             spans.retain(|s| match self.expired(s.ids.start, now) {
@@ -154,7 +154,7 @@ impl Pipeline {
 /// about `max` spans, in the order traces first appear (a trace is never cut: its spans inherit
 /// identity from their ancestors, and a wrapper meets the call it wraps, within it). One slice:
 /// no map.
-fn slices(request: &ExportTraceServiceRequest, max: usize) -> (HashMap<&[u8], usize>, usize) {
+fn slices(request: &ExportTraceServiceRequest, max: usize) -> (HashMap<Vec<u8>, usize>, usize) {
     let spans = request.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans);
     if spans.clone().count() <= max {
         return (HashMap::new(), 1);
@@ -175,7 +175,7 @@ fn slices(request: &ExportTraceServiceRequest, max: usize) -> (HashMap<&[u8], us
             filled = 0;
         }
         filled += size;
-        slice_of.insert(trace, slice);
+        slice_of.insert(trace.to_vec(), slice);
     }
     (slice_of, slice + 1)
 }
@@ -291,10 +291,11 @@ mod tests {
             resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }],
         };
         let names = |max| -> Vec<Vec<String>> {
+            let mut request = request.clone();
             let (slice_of, n) = slices(&request, max);
             (0..n)
                 .map(|k| {
-                    let (spans, rejected) = decode_spans_where(&request, |s| n == 1 || slice_of[s.trace_id.as_slice()] == k);
+                    let (spans, rejected) = decode_spans_where(&mut request, |s| n == 1 || slice_of[s.trace_id.as_slice()] == k);
                     assert!(rejected.is_empty());
                     spans.iter().map(|s| s.name.clone()).collect()
                 })

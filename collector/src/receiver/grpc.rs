@@ -100,9 +100,9 @@ impl Export for Traces {
         request: Request<Decoded<ExportTraceServiceRequest>>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let (project, _reservation) = service.admit(&request, "spans").await?;
-        let decoded = request.get_ref();
-        let mut outcome = service.0.pipeline.traces(&project, &decoded.request).await.map_err(write_status)?;
-        outcome.warn(&decoded.repairs);
+        let Decoded { request, repairs } = request.into_inner();
+        let mut outcome = service.0.pipeline.traces(&project, request).await.map_err(write_status)?;
+        outcome.warn(&repairs);
         Ok(Response::new(ExportTraceServiceResponse { partial_success: outcome.trace_partial() }))
     }
 }
@@ -121,9 +121,9 @@ impl Export for Logs {
         request: Request<Decoded<ExportLogsServiceRequest>>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let (project, _reservation) = service.admit(&request, "logs").await?;
-        let decoded = request.get_ref();
-        let mut outcome = service.0.pipeline.logs(&project, &decoded.request).await.map_err(write_status)?;
-        outcome.warn(&decoded.repairs);
+        let Decoded { request, repairs } = request.into_inner();
+        let mut outcome = service.0.pipeline.logs(&project, request).await.map_err(write_status)?;
+        outcome.warn(&repairs);
         Ok(Response::new(ExportLogsServiceResponse { partial_success: outcome.logs_partial() }))
     }
 }

@@ -218,7 +218,7 @@ async fn traces(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) 
         Err(e) => return decode_refusal(&r, "spans", e, encoding),
     };
     super::note_repairs("spans", &decoded.repairs);
-    match r.pipeline.traces(&project, &decoded.request).await {
+    match r.pipeline.traces(&project, decoded.request).await {
         Ok(mut outcome) => {
             outcome.warn(&decoded.repairs);
             let partial_success = outcome.trace_partial();
@@ -238,7 +238,7 @@ async fn logs(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) ->
         Err(e) => return decode_refusal(&r, "logs", e, encoding),
     };
     super::note_repairs("logs", &decoded.repairs);
-    match r.pipeline.logs(&project, &decoded.request).await {
+    match r.pipeline.logs(&project, decoded.request).await {
         Ok(mut outcome) => {
             outcome.warn(&decoded.repairs);
             let partial_success = outcome.logs_partial();
