@@ -10,6 +10,7 @@
 //! the whole window.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flywheel_schemas::messages::{Message, Part};
@@ -32,12 +33,18 @@ fn text(s: &str) -> usize {
     if s.is_empty() { 0 } else { s.len() + ALLOC }
 }
 
-/// Bytes of a key, in each of the maps and queues that hold a copy of it.
-fn key_bytes(key: &Key, copies: usize) -> usize {
-    copies * (3 * std::mem::size_of::<String>() + text(&key.0) + text(&key.1) + text(&key.2) + NODE)
+/// A call's identity: project, trace id, span id.
+type Key = (String, String, String);
+
+/// Bytes of one shared key: its allocation and its three strings (held once, however many
+/// places refer to it).
+fn key_bytes(key: &Key) -> usize {
+    ALLOC + std::mem::size_of::<Key>() + text(&key.0) + text(&key.1) + text(&key.2)
 }
 
-type Key = (String, String, String);
+/// Bytes of one place that refers to a key: a slot of a map or of the expiry queue, with the
+/// free slots around it.
+const SLOT: usize = 2 * std::mem::size_of::<(Arc<Key>, Entry)>();
 
 /// The GenAI log events of one call, accumulated.
 #[derive(Debug, Default, Clone)]
@@ -93,9 +100,35 @@ struct CachedCall {
     draft: Draft,
     is_error: bool,
     logs: LogParts,
+    /// The key of its parent span, in [`JoinCache::children`].
+    parent: Option<Arc<Key>>,
 }
 
+/// What the cache holds under a key.
+///
+/// Boxed: a map's slots are as large as their values, and most entries are small.
+enum Held {
+    Call(Box<CachedCall>),
+    /// Log events whose call has not come (yet).
+    Pending(Box<LogParts>),
+    /// A wrapper span absorbed into the call it recorded again → that call: its log events go
+    /// there.
+    Alias(Arc<Key>),
+}
+
+struct Entry {
+    held: Held,
+    /// Estimated bytes of the entry.
+    bytes: usize,
+}
+
+/// A fast keyed hash, seeded per process: keys come from clients.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Joins model calls and their GenAI log events (see the module's contract).
+///
+/// Each key is allocated once and shared (`Arc`) by the entries, the expiry queue and the
+/// parent index: copying three strings into each of them was most of the cache's cost.
 pub struct JoinCache {
     window: Duration,
     pub(crate) max_bytes: usize,
@@ -103,33 +136,16 @@ pub struct JoinCache {
     bytes: usize,
     /// Entries removed to stay within `max_bytes` (not by the window).
     pub evicted: u64,
-    calls: HashMap<Key, CachedCall>,
-    pending: HashMap<Key, LogParts>,
-    /// Estimated bytes of each entry.
-    sizes: HashMap<Key, usize>,
-    expiry: VecDeque<(Instant, Key)>,
+    entries: Map<Arc<Key>, Entry>,
+    expiry: VecDeque<(Instant, Arc<Key>)>,
     /// A call's parent span → the call, to find the one call a later wrapper span recorded
     /// again (double instrumentation).
-    children: HashMap<Key, Key>,
-    /// A wrapper span absorbed into the call it recorded again → that call: its log events go
-    /// there.
-    aliases: HashMap<Key, Key>,
+    children: Map<Arc<Key>, Arc<Key>>,
 }
 
 impl JoinCache {
     pub fn new(window: Duration, max_bytes: usize) -> JoinCache {
-        JoinCache {
-            window,
-            max_bytes,
-            bytes: 0,
-            evicted: 0,
-            calls: HashMap::new(),
-            pending: HashMap::new(),
-            sizes: HashMap::new(),
-            expiry: VecDeque::new(),
-            children: HashMap::new(),
-            aliases: HashMap::new(),
-        }
+        JoinCache { window, max_bytes, bytes: 0, evicted: 0, entries: Map::default(), expiry: VecDeque::new(), children: Map::default() }
     }
 
     /// Estimated bytes held now.
@@ -137,36 +153,56 @@ impl JoinCache {
         self.bytes
     }
 
-    fn remove(&mut self, key: &Key) {
-        if let Some(call) = self.calls.get(key) {
-            let parent = (key.0.clone(), key.1.clone(), call.ids.parent_span_id.clone());
-            if self.children.get(&parent) == Some(key) {
-                self.children.remove(&parent);
-            }
+    fn call(&self, key: &Key) -> Option<&CachedCall> {
+        match &self.entries.get(key)?.held {
+            Held::Call(call) => Some(call),
+            _ => None,
         }
-        self.aliases.remove(key);
-        self.calls.remove(key);
-        self.pending.remove(key);
-        self.bytes -= self.sizes.remove(key).unwrap_or(0);
     }
 
-    /// Re-estimates the entry of `key` after a change: what it holds, and the copies of its key
-    /// (the entry's map, the sizes, the expiry queue; a call's parent index, two more).
+    /// Removes the entry of `key`; whether there was one.
+    fn remove(&mut self, key: &Key) -> bool {
+        let Some(entry) = self.entries.remove(key) else { return false };
+        self.bytes -= entry.bytes;
+        if let Held::Call(call) = &entry.held
+            && let Some(parent) = &call.parent
+            && self.children.get(parent).is_some_and(|child| **child == *key)
+        {
+            self.children.remove(parent);
+        }
+        true
+    }
+
+    /// Holds `held` under `key` (whatever was there goes), with its estimate: what it holds,
+    /// the key once, and the places that refer to the key (the entry, the expiry queue; a
+    /// call's parent, in the parent index).
+    fn hold(&mut self, key: Arc<Key>, held: Held) {
+        let bytes = 2 * SLOT
+            + key_bytes(&key)
+            + match &held {
+                Held::Call(call) => {
+                    let ids = &call.ids;
+                    ALLOC + std::mem::size_of::<CachedCall>() - std::mem::size_of::<Draft>()
+                        + [&ids.trace_id, &ids.span_id, &ids.parent_span_id, &ids.service_name].into_iter().map(|s| text(s)).sum::<usize>()
+                        + draft_bytes(&call.draft)
+                        + call.logs.bytes()
+                        + call.parent.as_ref().map_or(0, |p| key_bytes(p) + SLOT)
+                }
+                Held::Pending(logs) => ALLOC + std::mem::size_of::<LogParts>() + logs.bytes(),
+                Held::Alias(_) => 0,
+            };
+        if let Some(old) = self.entries.insert(key, Entry { held, bytes }) {
+            self.bytes -= old.bytes;
+        }
+        self.bytes += bytes;
+    }
+
+    /// Re-estimates the entry of `key` after a change.
     fn resize(&mut self, key: &Key) {
-        let now = match (self.calls.get(key), self.pending.get(key)) {
-            (Some(call), _) => {
-                let ids = &call.ids;
-                std::mem::size_of::<CachedCall>()
-                    + [&ids.trace_id, &ids.span_id, &ids.parent_span_id, &ids.service_name].into_iter().map(|s| text(s)).sum::<usize>()
-                    + draft_bytes(&call.draft)
-                    + call.logs.bytes()
-                    + key_bytes(key, 5)
-            }
-            (None, Some(logs)) => std::mem::size_of::<LogParts>() + logs.bytes() + key_bytes(key, 3),
-            (None, None) => 0,
-        };
-        let before = self.sizes.insert(key.clone(), now).unwrap_or(0);
-        self.bytes = self.bytes + now - before;
+        if let Some((key, entry)) = self.entries.remove_entry(key) {
+            self.bytes -= entry.bytes;
+            self.hold(key, entry.held);
+        }
     }
 
     /// Drops the entries past the window, then the oldest ones while over the byte bound.
@@ -178,10 +214,9 @@ impl JoinCache {
                 break;
             }
             let (_, key) = self.expiry.pop_front().expect("front exists");
-            if over && self.sizes.contains_key(&key) {
+            if self.remove(&key) && over {
                 self.evicted += 1;
             }
-            self.remove(&key);
         }
     }
 
@@ -189,19 +224,28 @@ impl JoinCache {
     /// completed draft.
     pub(super) fn add_call(&mut self, key: Key, ids: SpanIds, draft: Draft, is_error: bool) {
         self.sweep();
-        let logs = self.pending.remove(&key).unwrap_or_default();
+        // Log events that came first; or, the same call sent again (a retry), the events it
+        // was joined with: its new row must keep them.
+        let logs = match self.entries.get_mut(&key).map(|e| &mut e.held) {
+            Some(Held::Pending(logs)) => std::mem::take(&mut **logs),
+            Some(Held::Call(call)) => std::mem::take(&mut call.logs),
+            _ => LogParts::default(),
+        };
+        self.remove(&key);
+        let key = Arc::new(key);
         self.expiry.push_back((Instant::now(), key.clone()));
-        if !ids.parent_span_id.is_empty() && ids.parent_span_id != ids.span_id {
-            self.children.insert((key.0.clone(), key.1.clone(), ids.parent_span_id.clone()), key.clone());
+        let parent = (!ids.parent_span_id.is_empty() && ids.parent_span_id != ids.span_id)
+            .then(|| Arc::new((key.0.clone(), key.1.clone(), ids.parent_span_id.clone())));
+        if let Some(parent) = &parent {
+            self.children.insert(parent.clone(), key.clone());
         }
-        self.calls.insert(key.clone(), CachedCall { ids, draft, is_error, logs });
-        self.resize(&key);
+        self.hold(key, Held::Call(Box::new(CachedCall { ids, draft, is_error, logs, parent })));
         self.sweep();
     }
 
     /// The call, already recorded, whose parent span is `key`.
     pub(super) fn child_of(&self, key: &Key) -> Option<Key> {
-        self.children.get(key).filter(|child| self.calls.contains_key(*child)).cloned()
+        self.children.get(key).filter(|child| self.call(child).is_some()).map(|child| (**child).clone())
     }
 
     /// A wrapper span that recorded the call `into` again (a second instrumentation around the
@@ -209,36 +253,57 @@ impl JoinCache {
     /// still to come) join the call. Returns the call, completed, to write again.
     pub(super) fn absorb(&mut self, wrapper: Key, draft: Draft, into: &Key) -> Option<(SpanIds, Draft, bool)> {
         self.sweep();
-        let logs = self.pending.remove(&wrapper).unwrap_or_default();
-        let call = self.calls.get_mut(into)?;
-        call.draft.merge(draft);
-        // Kept final, as `read_call` leaves a draft: `with_merged` hands it out as it is.
-        call.draft.finalize();
-        call.logs.absorb(logs);
-        self.aliases.insert(wrapper.clone(), into.clone());
+        let (into, entry) = self.entries.get_key_value(into)?;
+        if !matches!(entry.held, Held::Call(_)) {
+            return None;
+        }
+        let into = into.clone();
+        let logs = match self.entries.get_mut(&wrapper).map(|e| &mut e.held) {
+            Some(Held::Pending(logs)) => std::mem::take(&mut **logs),
+            _ => LogParts::default(),
+        };
+        if let Some(Entry { held: Held::Call(call), .. }) = self.entries.get_mut(&*into) {
+            call.draft.merge(draft);
+            // Kept final, as `read_call` leaves a draft: `with_merged` hands it out as it is.
+            call.draft.finalize();
+            call.logs.absorb(logs);
+        }
+        self.remove(&wrapper);
+        let wrapper = Arc::new(wrapper);
         self.expiry.push_back((Instant::now(), wrapper.clone()));
-        self.resize(&wrapper);
-        self.resize(into);
+        self.hold(wrapper, Held::Alias(into.clone()));
+        self.resize(&into);
         self.sweep();
-        self.merged(into)
+        self.merged(&into)
     }
 
     /// Records a log event; the key of its call when that call is known (its row must be
     /// rewritten).
     pub(super) fn add_log(&mut self, key: Key, content: LogContent) -> Option<Key> {
         self.sweep();
-        let key = self.aliases.get(&key).cloned().unwrap_or(key);
-        let known = if let Some(call) = self.calls.get_mut(&key) {
-            call.logs.add(content);
-            Some(key.clone())
-        } else {
-            if !self.pending.contains_key(&key) {
-                self.expiry.push_back((Instant::now(), key.clone()));
-            }
-            self.pending.entry(key.clone()).or_default().add(content);
-            None
+        // An absorbed wrapper's events go to the call it wrapped.
+        let target = match self.entries.get_key_value(&key) {
+            Some((_, Entry { held: Held::Alias(into), .. })) => into.clone(),
+            Some((shared, _)) => shared.clone(),
+            None => Arc::new(key),
         };
-        self.resize(&key);
+        if !self.entries.contains_key(&*target) {
+            self.expiry.push_back((Instant::now(), target.clone()));
+            self.hold(target.clone(), Held::Pending(Box::default()));
+        }
+        let known = match self.entries.get_mut(&*target).map(|e| &mut e.held) {
+            Some(Held::Call(call)) => {
+                call.logs.add(content);
+                Some((*target).clone())
+            }
+            Some(Held::Pending(logs)) => {
+                logs.add(content);
+                None
+            }
+            // Never made (a wrapper is absorbed into a call); its events are joined in storage.
+            Some(Held::Alias(_)) | None => None,
+        };
+        self.resize(&target);
         self.sweep();
         known
     }
@@ -246,8 +311,11 @@ impl JoinCache {
     /// Whether the call of `key` is held with input and output messages (from its span or its
     /// log events): the row this collector wrote of it has nothing a storage join could add.
     pub(super) fn has_messages(&self, key: &Key) -> bool {
-        let key = self.aliases.get(key).unwrap_or(key);
-        let Some(call) = self.calls.get(key) else { return false };
+        let key = match self.entries.get(key).map(|e| &e.held) {
+            Some(Held::Alias(into)) => &**into,
+            _ => key,
+        };
+        let Some(call) = self.call(key) else { return false };
         let some = |m: &Option<Vec<Message>>| m.as_ref().is_some_and(|m| !m.is_empty());
         let details = call.logs.details.as_ref();
         let input = some(&call.draft.input) || !call.logs.input.is_empty() || details.is_some_and(|d| some(&d.input));
@@ -262,7 +330,7 @@ impl JoinCache {
     /// [`JoinCache::merged`] handed to `f`: without log events, the call's own draft, not a copy
     /// of it (the common case, content on the span: every call's row is built once this way).
     pub(super) fn with_merged<R>(&self, key: &Key, f: impl FnOnce(&SpanIds, &Draft, bool) -> R) -> Option<R> {
-        let call = self.calls.get(key)?;
+        let call = self.call(key)?;
         if call.logs.is_empty() {
             return Some(f(&call.ids, &call.draft, call.is_error));
         }
@@ -388,6 +456,37 @@ mod tests {
         cache.add_call(key("o"), SpanIds { span_id: "o".into(), ..ids() }, on_span, false);
         assert!(cache.has_messages(&key("o")));
         assert!(!cache.has_messages(&key("unknown")));
+    }
+
+    /// A request sent again (a retry) records its calls again: a call must keep the log events
+    /// it was joined with, or its new row — the one storage keeps — would lose its messages. A
+    /// wrapper's events still reach the call it was absorbed into.
+    #[test]
+    fn a_call_sent_again_keeps_its_events_and_a_wrapper_forwards_them() {
+        let text =
+            |role: &str| Message { role: role.into(), name: None, parts: vec![Part::Text { content: "x".into() }], finish_reason: None };
+        let key = |s: &str| ("p".to_string(), "t".to_string(), s.to_string());
+        let mut cache = JoinCache::new(Duration::from_secs(600), usize::MAX);
+        cache.add_log(key("s"), LogContent::Input(text("user")));
+        cache.add_call(key("s"), SpanIds { parent_span_id: "w".into(), ..ids() }, Draft::default(), false);
+        assert_eq!(cache.add_log(key("s"), LogContent::Choice(0, text("assistant"))), Some(key("s")));
+        assert!(cache.has_messages(&key("s")));
+        cache.add_call(key("s"), SpanIds { parent_span_id: "w".into(), ..ids() }, Draft::default(), false);
+        assert!(cache.has_messages(&key("s")), "the retry kept the events");
+        let (_, draft, _) = cache.merged(&key("s")).unwrap();
+        assert_eq!((draft.input.map(|m| m.len()), draft.output.map(|m| m.len())), (Some(1), Some(1)));
+        // The wrapper span `w` of the call, from a later request, is absorbed; its events go to
+        // the call.
+        assert_eq!(cache.child_of(&key("w")), Some(key("s")));
+        let wrapper = Draft { feature: Some("support".into()), ..Default::default() };
+        let (_, merged, _) = cache.absorb(key("w"), wrapper, &key("s")).unwrap();
+        assert_eq!(merged.feature.as_deref(), Some("support"));
+        assert_eq!(cache.add_log(key("w"), LogContent::Choice(1, text("assistant"))), Some(key("s")));
+        assert_eq!(cache.merged(&key("s")).unwrap().1.output.map(|m| m.len()), Some(2));
+        // Gone by the window, every entry leaves none behind: no call, no alias, no parent.
+        cache.window = Duration::ZERO;
+        cache.sweep();
+        assert_eq!((cache.entries.len(), cache.children.len(), cache.bytes()), (0, 0, 0));
     }
 
     /// Counts the heap of the current thread: what the cache's estimate must stand for.
