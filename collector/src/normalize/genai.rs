@@ -10,6 +10,7 @@
 
 use flywheel_schemas::messages::{Message, Part, parse_arguments};
 use flywheel_schemas::rows::LogRecordRow;
+use serde::Deserialize as _;
 use serde_json::Value;
 
 use super::{Attrs, Draft, SpanView, fill, messages_from_openai};
@@ -87,7 +88,8 @@ fn messages(value: &Value) -> Option<Vec<Message>> {
         items
             .iter()
             .map(|item| {
-                serde_json::from_value::<Message>(item.clone()).map(normalise_parts).unwrap_or_else(|_| Message {
+                // Read from the parsed value in place (no copy of it first).
+                Message::deserialize(item).map(normalise_parts).unwrap_or_else(|_| Message {
                     role: item.get("role").and_then(Value::as_str).unwrap_or("unknown").to_string(),
                     name: None,
                     parts: vec![Part::Other(item.clone())],
