@@ -360,6 +360,8 @@ pub async fn soak(database: &str, url: &str, seconds: u64, rate: u64, spans_per_
     );
     let in_flight = Arc::new(AtomicUsize::new(0));
     let (refused, behind) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // Why the first refused request was refused: a count alone says nothing of the cause.
+    let first_refusal: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let started = Instant::now();
     let c0 = cpu_seconds(served.pid());
     let e0 = engine.map_or(0.0, cpu_seconds);
@@ -388,10 +390,11 @@ pub async fn soak(database: &str, url: &str, seconds: u64, rate: u64, spans_per_
                 sent_spans += spans_per_body as u64;
             }
             in_flight.fetch_add(1, Relaxed);
-            let (client, in_flight, refused) = (client.clone(), in_flight.clone(), refused.clone());
+            let (client, in_flight, refused, first_refusal) = (client.clone(), in_flight.clone(), refused.clone(), first_refusal.clone());
             tokio::spawn(async move {
-                if post(&client, &url, &body).await.is_err() {
+                if let Err(e) = post(&client, &url, &body).await {
                     refused.fetch_add(1, Relaxed);
+                    first_refusal.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(format!("{url}: {e}"));
                 }
                 in_flight.fetch_sub(1, Relaxed);
             });
@@ -433,5 +436,8 @@ pub async fn soak(database: &str, url: &str, seconds: u64, rate: u64, spans_per_
         mean(&rss_samples[rss_samples.len() - third..]),
         peak
     );
+    if let Some(why) = first_refusal.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        let _ = writeln!(out, "{} requests refused; the first: {why}", refused.load(Relaxed));
+    }
     Ok(out)
 }
