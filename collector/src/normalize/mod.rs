@@ -293,7 +293,7 @@ pub struct SpanIds {
 
 /// Hash of prompt content, used to store it once (`contents`) and to spot repeated requests.
 pub fn content_hash(text: &str) -> String {
-    hex::encode(&Sha256::digest(text.as_bytes())[..12])
+    crate::otlp::to_hex(&Sha256::digest(text.as_bytes())[..12])
 }
 
 /// The `llm_calls` row of a draft. Cost is priced by the caller (it needs the price table).

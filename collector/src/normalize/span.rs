@@ -14,7 +14,7 @@ use flywheel_schemas::rowbinary;
 use flywheel_schemas::rows::SpanRow;
 
 use super::{Attrs, Event, SpanIds, SpanView};
-use crate::otlp::{attributes, flat, flat_map, hex_id, into_attributes};
+use crate::otlp::{attributes, flat, flat_map, hex_id, into_attributes, to_hex};
 
 /// One decoded span with everything the normaliser and the raw `spans` row need.
 #[derive(Debug, Clone)]
@@ -255,7 +255,7 @@ fn decode_span(
             .collect(),
         links: std::mem::take(&mut s.links)
             .into_iter()
-            .map(|l| (hex::encode(&l.trace_id), hex::encode(&l.span_id), Attrs::new(into_attributes(l.attributes))))
+            .map(|l| (to_hex(&l.trace_id), to_hex(&l.span_id), Attrs::new(into_attributes(l.attributes))))
             .collect(),
         status,
         status_message,
