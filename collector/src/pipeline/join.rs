@@ -23,6 +23,10 @@ use crate::normalize::{Draft, SpanIds, fill};
 /// in storage (`rejoin`), at the price of one more write of the call's row.
 pub const DEFAULT_MAX_BYTES: usize = 32 << 20;
 
+/// Wrappers followed from a key to its call: more instrumentations around one request than any
+/// stack has.
+const MAX_WRAPPERS: usize = 4;
+
 /// Fixed cost of one allocation-carrying node (a JSON value, a message, a part).
 const NODE: usize = 64;
 /// What one heap allocation costs beyond its bytes (the allocator's header and rounding).
@@ -112,8 +116,12 @@ enum Held {
     /// Log events whose call has not come (yet).
     Pending(Box<LogParts>),
     /// A wrapper span absorbed into the call it recorded again → that call: its log events go
-    /// there.
-    Alias(Arc<Key>),
+    /// there. It keeps its own parent's link in [`JoinCache::children`]: a wrapper of the
+    /// wrapper (a third instrumentation) finds the call through it.
+    Alias {
+        into: Arc<Key>,
+        parent: Option<Arc<Key>>,
+    },
 }
 
 struct Entry {
@@ -164,13 +172,31 @@ impl JoinCache {
     fn remove(&mut self, key: &Key) -> bool {
         let Some(entry) = self.entries.remove(key) else { return false };
         self.bytes -= entry.bytes;
-        if let Held::Call(call) = &entry.held
-            && let Some(parent) = &call.parent
+        let parent = match &entry.held {
+            Held::Call(call) => call.parent.as_ref(),
+            Held::Alias { parent, .. } => parent.as_ref(),
+            Held::Pending(_) => None,
+        };
+        if let Some(parent) = parent
             && self.children.get(parent).is_some_and(|child| **child == *key)
         {
             self.children.remove(parent);
         }
         true
+    }
+
+    /// The key whose entry `key` stands for: its own, or the call an absorbed wrapper was folded
+    /// into (a wrapper of a wrapper: a few steps), held or not. `None`: nothing held under `key`.
+    fn resolve(&self, key: &Key) -> Option<Arc<Key>> {
+        let (mut at, mut entry) = self.entries.get_key_value(key)?;
+        for _ in 0..MAX_WRAPPERS {
+            let Held::Alias { into, .. } = &entry.held else { break };
+            match self.entries.get_key_value(&**into) {
+                Some(next) => (at, entry) = next,
+                None => return Some(into.clone()),
+            }
+        }
+        Some(at.clone())
     }
 
     /// Holds `held` under `key` (whatever was there goes), with its estimate: what it holds,
@@ -189,7 +215,7 @@ impl JoinCache {
                         + call.parent.as_ref().map_or(0, |p| key_bytes(p) + SLOT)
                 }
                 Held::Pending(logs) => ALLOC + std::mem::size_of::<LogParts>() + logs.bytes(),
-                Held::Alias(_) => 0,
+                Held::Alias { parent, .. } => parent.as_ref().map_or(0, |p| key_bytes(p) + SLOT),
             };
         if let Some(old) = self.entries.insert(key, Entry { held, bytes }) {
             self.bytes -= old.bytes;
@@ -220,7 +246,7 @@ impl JoinCache {
         }
     }
 
-    /// Records a call, with any log events that came first; [`JoinCache::merged`] gives its
+    /// Records a call, with any log events that came first; [`JoinCache::with_merged`] hands out its
     /// completed draft.
     pub(super) fn add_call(&mut self, key: Key, ids: SpanIds, draft: Draft, is_error: bool) {
         self.sweep();
@@ -243,24 +269,28 @@ impl JoinCache {
         self.sweep();
     }
 
-    /// The call, already recorded, whose parent span is `key`.
+    /// The call, already recorded, whose parent span is `key` (or which that child, a wrapper,
+    /// was absorbed into).
     pub(super) fn child_of(&self, key: &Key) -> Option<Key> {
-        self.children.get(key).filter(|child| self.call(child).is_some()).map(|child| (**child).clone())
+        let call = self.resolve(self.children.get(key)?)?;
+        self.call(&call).map(|_| (*call).clone())
     }
 
     /// A wrapper span that recorded the call `into` again (a second instrumentation around the
     /// same request): its draft fills what the call's lacks, its log events (already here, or
-    /// still to come) join the call. Returns the call, completed, to write again.
-    pub(super) fn absorb(&mut self, wrapper: Key, draft: Draft, into: &Key) -> Option<(SpanIds, Draft, bool)> {
+    /// still to come) join the call. Returns the key of the call (`into`, or the call `into` was
+    /// itself absorbed into), whose row is to be written again.
+    pub(super) fn absorb(&mut self, wrapper: Key, draft: Draft, into: &Key) -> Option<Key> {
         self.sweep();
-        let (into, entry) = self.entries.get_key_value(into)?;
-        if !matches!(entry.held, Held::Call(_)) {
-            return None;
-        }
-        let into = into.clone();
-        let logs = match self.entries.get_mut(&wrapper).map(|e| &mut e.held) {
-            Some(Held::Pending(logs)) => std::mem::take(&mut **logs),
-            _ => LogParts::default(),
+        // `into` may itself be a wrapper already absorbed (a chain of three in one request).
+        let into = self.resolve(into).filter(|into| self.call(into).is_some() && **into != wrapper)?;
+        // What the wrapper's key held goes to the call: its events, waiting or joined (a wrapper
+        // recorded as a call first, its child arriving later); its parent's link stays.
+        let (logs, parent) = match self.entries.get_mut(&wrapper).map(|e| &mut e.held) {
+            Some(Held::Pending(logs)) => (std::mem::take(&mut **logs), None),
+            Some(Held::Call(call)) => (std::mem::take(&mut call.logs), call.parent.take()),
+            Some(Held::Alias { parent, .. }) => (LogParts::default(), parent.take()),
+            None => (LogParts::default(), None),
         };
         if let Some(Entry { held: Held::Call(call), .. }) = self.entries.get_mut(&*into) {
             call.draft.merge(draft);
@@ -271,10 +301,14 @@ impl JoinCache {
         self.remove(&wrapper);
         let wrapper = Arc::new(wrapper);
         self.expiry.push_back((Instant::now(), wrapper.clone()));
-        self.hold(wrapper, Held::Alias(into.clone()));
+        if let Some(parent) = &parent {
+            self.children.insert(parent.clone(), wrapper.clone());
+        }
+        self.hold(wrapper, Held::Alias { into: into.clone(), parent });
         self.resize(&into);
         self.sweep();
-        self.merged(&into)
+        // None when the sweep evicted it (past the byte bound): the storage join completes it.
+        self.call(&into).map(|_| (*into).clone())
     }
 
     /// Records a log event; the key of its call when that call is known (its row must be
@@ -282,11 +316,7 @@ impl JoinCache {
     pub(super) fn add_log(&mut self, key: Key, content: LogContent) -> Option<Key> {
         self.sweep();
         // An absorbed wrapper's events go to the call it wrapped.
-        let target = match self.entries.get_key_value(&key) {
-            Some((_, Entry { held: Held::Alias(into), .. })) => into.clone(),
-            Some((shared, _)) => shared.clone(),
-            None => Arc::new(key),
-        };
+        let target = self.resolve(&key).unwrap_or_else(|| Arc::new(key));
         if !self.entries.contains_key(&*target) {
             self.expiry.push_back((Instant::now(), target.clone()));
             self.hold(target.clone(), Held::Pending(Box::default()));
@@ -300,8 +330,8 @@ impl JoinCache {
                 logs.add(content);
                 None
             }
-            // Never made (a wrapper is absorbed into a call); its events are joined in storage.
-            Some(Held::Alias(_)) | None => None,
+            // A chain of wrappers longer than any instrumentation makes: joined in storage.
+            Some(Held::Alias { .. }) | None => None,
         };
         self.resize(&target);
         self.sweep();
@@ -311,11 +341,8 @@ impl JoinCache {
     /// Whether the call of `key` is held with input and output messages (from its span or its
     /// log events): the row this collector wrote of it has nothing a storage join could add.
     pub(super) fn has_messages(&self, key: &Key) -> bool {
-        let key = match self.entries.get(key).map(|e| &e.held) {
-            Some(Held::Alias(into)) => &**into,
-            _ => key,
-        };
-        let Some(call) = self.call(key) else { return false };
+        let Some(key) = self.resolve(key) else { return false };
+        let Some(call) = self.call(&key) else { return false };
         let some = |m: &Option<Vec<Message>>| m.as_ref().is_some_and(|m| !m.is_empty());
         let details = call.logs.details.as_ref();
         let input = some(&call.draft.input) || !call.logs.input.is_empty() || details.is_some_and(|d| some(&d.input));
@@ -323,12 +350,15 @@ impl JoinCache {
         input && output
     }
 
-    pub(super) fn merged(&self, key: &Key) -> Option<(SpanIds, Draft, bool)> {
+    /// [`JoinCache::with_merged`], copied out (tests).
+    #[cfg(test)]
+    fn merged(&self, key: &Key) -> Option<(SpanIds, Draft, bool)> {
         self.with_merged(key, |ids, draft, is_error| (ids.clone(), draft.clone(), is_error))
     }
 
-    /// [`JoinCache::merged`] handed to `f`: without log events, the call's own draft, not a copy
-    /// of it (the common case, content on the span: every call's row is built once this way).
+    /// The call's draft completed with its log events, handed to `f`: without log events, the
+    /// call's own draft, not a copy of it (the common case, content on the span: every call's
+    /// row is built once this way).
     pub(super) fn with_merged<R>(&self, key: &Key, f: impl FnOnce(&SpanIds, &Draft, bool) -> R) -> Option<R> {
         let call = self.call(key)?;
         if call.logs.is_empty() {
@@ -479,11 +509,43 @@ mod tests {
         // the call.
         assert_eq!(cache.child_of(&key("w")), Some(key("s")));
         let wrapper = Draft { feature: Some("support".into()), ..Default::default() };
-        let (_, merged, _) = cache.absorb(key("w"), wrapper, &key("s")).unwrap();
+        assert_eq!(cache.absorb(key("w"), wrapper, &key("s")), Some(key("s")));
+        let (_, merged, _) = cache.merged(&key("s")).unwrap();
         assert_eq!(merged.feature.as_deref(), Some("support"));
         assert_eq!(cache.add_log(key("w"), LogContent::Choice(1, text("assistant"))), Some(key("s")));
         assert_eq!(cache.merged(&key("s")).unwrap().1.output.map(|m| m.len()), Some(2));
         // Gone by the window, every entry leaves none behind: no call, no alias, no parent.
+        cache.window = Duration::ZERO;
+        cache.sweep();
+        assert_eq!((cache.entries.len(), cache.children.len(), cache.bytes()), (0, 0, 0));
+    }
+
+    /// A span recorded as a call, then found to wrap a call that came later (its request sent
+    /// again), then wrapped itself (a third instrumentation): one call, which every event of
+    /// the three keys joins, and nothing left behind when they go.
+    #[test]
+    fn a_wrapper_of_a_wrapper_finds_the_call_and_its_events_follow() {
+        let text =
+            |role: &str| Message { role: role.into(), name: None, parts: vec![Part::Text { content: "x".into() }], finish_reason: None };
+        let key = |s: &str| ("p".to_string(), "t".to_string(), s.to_string());
+        let span = |s: &str, parent: &str| SpanIds { span_id: s.into(), parent_span_id: parent.into(), ..ids() };
+        let mut cache = JoinCache::new(Duration::from_secs(600), usize::MAX);
+        cache.add_call(key("w"), span("w", "p"), Draft::default(), false);
+        cache.add_log(key("w"), LogContent::Input(text("user")));
+        cache.add_call(key("c"), span("c", "w"), Draft::default(), false);
+        // `w` sent again: it wraps `c`; its joined event moves to `c`.
+        assert_eq!(cache.child_of(&key("w")), Some(key("c")));
+        assert_eq!(cache.absorb(key("w"), Draft::default(), &key("c")), Some(key("c")));
+        let (_, merged, _) = cache.merged(&key("c")).unwrap();
+        assert_eq!(merged.input.map(|m| m.len()), Some(1));
+        // `p` wraps `w`: it finds `c`, through `w`.
+        assert_eq!(cache.child_of(&key("p")), Some(key("c")));
+        let feature = Draft { feature: Some("support".into()), ..Default::default() };
+        assert_eq!(cache.absorb(key("p"), feature, &key("w")), Some(key("c")), "the call `w` was absorbed into");
+        assert_eq!(cache.merged(&key("c")).unwrap().1.feature.as_deref(), Some("support"));
+        // Events sent under any of the three keys join `c`.
+        assert_eq!(cache.add_log(key("p"), LogContent::Choice(0, text("assistant"))), Some(key("c")));
+        assert!(cache.has_messages(&key("w")) && cache.has_messages(&key("p")));
         cache.window = Duration::ZERO;
         cache.sweep();
         assert_eq!((cache.entries.len(), cache.children.len(), cache.bytes()), (0, 0, 0));

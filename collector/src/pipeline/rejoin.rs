@@ -278,12 +278,17 @@ impl Pipeline {
         let links =
             crate::deadline::within(store, crate::deadline::QUERY, queries::call_links_of_traces(store, project, &traces, lo, hi)).await?;
         let fresh: std::collections::HashSet<&SpanKey> = reported.iter().map(|s| &s.span).collect();
-        let pairs: Vec<(SpanKey, SpanKey)> =
-            recorded_twice(&links).into_iter().filter(|(w, c)| fresh.contains(w) || fresh.contains(c)).collect();
-        if pairs.is_empty() {
+        // Each call with the wrappers folded into it, nearest first (a chain of three
+        // instrumentations folds both outer spans into the innermost call, in one row).
+        let mut groups: BTreeMap<SpanKey, Vec<SpanKey>> = BTreeMap::new();
+        for (wrapper, wrapped) in recorded_twice(&links) {
+            groups.entry(wrapped).or_default().push(wrapper);
+        }
+        groups.retain(|call, wrappers| fresh.contains(call) || wrappers.iter().any(|w| fresh.contains(w)));
+        if groups.is_empty() {
             return Ok(0);
         }
-        let keys: Vec<SpanKey> = pairs.iter().flat_map(|(w, c)| [w.clone(), c.clone()]).collect();
+        let keys: Vec<SpanKey> = groups.iter().flat_map(|(c, ws)| std::iter::once(c.clone()).chain(ws.iter().cloned())).collect();
         let reads = async {
             tokio::try_join!(
                 queries::calls_of_spans(store, project, &keys, lo, hi),
@@ -298,15 +303,22 @@ impl Pipeline {
         let now = OffsetDateTime::now_utc();
         let mut batch = Batch::default();
         let mut wrappers = Vec::new();
-        for (wrapper, wrapped) in pairs {
-            let (Some(w), Some(c)) = (rows.get(&wrapper), rows.get(&wrapped)) else { continue };
+        for (wrapped, outer) in groups {
+            let Some(c) = rows.get(&wrapped) else { continue };
+            let outer: Vec<(&SpanKey, &LlmCallRow)> = outer.iter().filter_map(|w| rows.get(w).map(|row| (w, row))).collect();
+            if outer.is_empty() {
+                continue;
+            }
             let (ids, mut draft, is_error) = stored_draft(c, &contents);
-            draft.merge(stored_draft(w, &contents).1);
-            complete(&mut draft, [&wrapped, &wrapper].into_iter().flat_map(|k| events_of.get(k)).flatten());
-            // Newer than both rows, whatever the clocks of the collectors that wrote them.
-            let at = now.max(c.ingested_at.max(w.ingested_at) + time::Duration::nanoseconds(1));
+            for (_, w) in &outer {
+                draft.merge(stored_draft(w, &contents).1);
+            }
+            complete(&mut draft, std::iter::once(&wrapped).chain(outer.iter().map(|(k, _)| *k)).flat_map(|k| events_of.get(k)).flatten());
+            // Newer than every row, whatever the clocks of the collectors that wrote them.
+            let newest = outer.iter().map(|(_, w)| w.ingested_at).fold(c.ingested_at, |a, b| a.max(b));
+            let at = now.max(newest + time::Duration::nanoseconds(1));
             batch.calls.push(self.call_row(project, &ids, &draft, is_error, at, &mut batch.contents));
-            wrappers.push(wrapper);
+            wrappers.extend(outer.into_iter().map(|(k, _)| k.clone()));
         }
         let n = wrappers.len() as u64;
         if n > 0 {
@@ -389,7 +401,9 @@ fn complete<'a>(draft: &mut Draft, events: impl IntoIterator<Item = &'a LogRecor
 }
 
 /// The (wrapper, wrapped) pairs among a trace's calls, as `traces::wrappers` finds them in
-/// one request: a call with exactly one call child wraps it; a cycle wraps nothing.
+/// one request: a call with exactly one call child wraps it, and folds into the innermost call
+/// of a chain of wrappers; a span whose chain comes back to it (a cycle) or never ends wraps
+/// nothing. Ordered by wrapped call, nearest wrapper first.
 fn recorded_twice(links: &[queries::CallLink]) -> Vec<(SpanKey, SpanKey)> {
     let calls: std::collections::HashSet<(&str, &str)> = links.iter().map(|l| (l.trace_id.as_str(), l.span_id.as_str())).collect();
     let mut children: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
@@ -404,15 +418,24 @@ fn recorded_twice(links: &[queries::CallLink]) -> Vec<(SpanKey, SpanKey)> {
         kids.dedup();
     }
     let only = |k: (&str, &str)| children.get(&k).filter(|c| c.len() == 1).map(|c| c[0]);
-    children
+    let mut pairs: Vec<(SpanKey, SpanKey, usize)> = children
         .keys()
         .filter_map(|&(trace, wrapper)| {
-            let wrapped = only((trace, wrapper))?;
-            // A and B each the other's only child: a cycle, nobody's wrapper.
-            (only((trace, wrapped)) != Some(wrapper))
-                .then(|| ((trace.to_string(), wrapper.to_string()), (trace.to_string(), wrapped.to_string())))
+            let mut wrapped = only((trace, wrapper))?;
+            let mut depth = 1;
+            while let Some(next) = only((trace, wrapped)) {
+                // Back to the wrapper (A and B each the other's only child), or round a cycle
+                // further down: nobody's wrapper.
+                if next == wrapper || depth > children.len() {
+                    return None;
+                }
+                (wrapped, depth) = (next, depth + 1);
+            }
+            Some(((trace.to_string(), wrapper.to_string()), (trace.to_string(), wrapped.to_string()), depth))
         })
-        .collect()
+        .collect();
+    pairs.sort_by(|a, b| (&a.1, a.2).cmp(&(&b.1, b.2)));
+    pairs.into_iter().map(|(w, c, _)| (w, c)).collect()
 }
 
 #[cfg(test)]
@@ -488,5 +511,19 @@ mod tests {
             link("self", "self"),
         ];
         assert_eq!(recorded_twice(&links), vec![(key("w"), key("c"))]);
+        // Three instrumentations: both outer spans fold into the innermost call, nearest first.
+        // A chain that runs into a cycle (`f` stored twice, under `e` and under its own child
+        // `g`) folds nothing: it never ends.
+        let chain = [
+            link("x", "agent"),
+            link("y", "x"),
+            link("z", "y"),
+            link("d", ""),
+            link("e", "d"),
+            link("f", "e"),
+            link("g", "f"),
+            link("f", "g"),
+        ];
+        assert_eq!(recorded_twice(&chain), vec![(key("y"), key("z")), (key("x"), key("z"))]);
     }
 }

@@ -100,8 +100,10 @@ impl Pipeline {
             }
             for (wrapper, draft, child) in absorbed {
                 self.metrics.duplicate_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if joins.absorb(wrapper, draft, &child).is_some() && !written.contains(&child) {
-                    written.push(child);
+                if let Some(call) = joins.absorb(wrapper, draft, &child)
+                    && !written.contains(&call)
+                {
+                    written.push(call);
                 }
             }
             for key in &written {
@@ -187,8 +189,10 @@ fn slices(request: &ExportTraceServiceRequest, max: usize) -> (HashMap<Vec<u8>, 
 /// row of its own (its span stays in `spans`), so tokens and cost count once and no false
 /// regeneration is derived from the repeat.
 ///
-/// Returns wrapper index → child index, and the parents (trace, span) of every call of the
-/// request (a span with several model-call children is an aggregate, not a wrapper).
+/// Returns wrapper index → the index of the call it folds into (its child; through a chain of
+/// wrappers — three instrumentations — the innermost call), and the parents (trace, span) of
+/// every call of the request (a span with several model-call children is an aggregate, not a
+/// wrapper).
 fn wrappers<'s>(calls: &[(&'s DecodedSpan, Draft)]) -> (HashMap<usize, usize>, HashSet<(&'s str, &'s str)>) {
     let index: HashMap<(&str, &str), usize> =
         calls.iter().enumerate().map(|(i, (s, _))| ((s.ids.trace_id.as_str(), s.ids.span_id.as_str()), i)).collect();
@@ -216,8 +220,20 @@ fn wrappers<'s>(calls: &[(&'s DecodedSpan, Draft)]) -> (HashMap<usize, usize>, H
         }
         false
     };
-    let acyclic = wrapped.iter().filter(|(p, _)| !in_cycle(**p)).map(|(p, c)| (*p, *c)).collect();
-    (acyclic, parents)
+    let acyclic: HashMap<usize, usize> = wrapped.iter().filter(|(p, _)| !in_cycle(**p)).map(|(p, c)| (*p, *c)).collect();
+    // Folded into a wrapper that is folded itself, a span would find no call to join: each goes
+    // to the end of its chain (a chain ends: a cycle's spans were dropped above).
+    let innermost = |mut at: usize| {
+        for _ in 0..acyclic.len() {
+            match acyclic.get(&at) {
+                Some(&next) => at = next,
+                None => break,
+            }
+        }
+        at
+    };
+    let folded = acyclic.iter().map(|(&p, &c)| (p, innermost(c))).collect();
+    (folded, parents)
 }
 
 /// The identity of one call of a request, for the signals sent beside it.
@@ -266,8 +282,40 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-    use super::slices;
-    use crate::normalize::span::decode_spans_where;
+    use super::{slices, wrappers};
+    use crate::normalize::span::{decode_spans, decode_spans_where};
+
+    /// Three instrumentations around one request (a framework's span, a provider client's, an
+    /// HTTP client's, each the parent of the next): both outer ones fold into the innermost
+    /// call, whatever the order of the spans; a cycle folds nothing.
+    #[test]
+    fn a_wrapper_of_a_wrapper_folds_into_the_innermost_call() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
+        let span = |id: u8, parent: u8| Span {
+            trace_id: vec![1; 16],
+            span_id: vec![id; 8],
+            parent_span_id: if parent == 0 { vec![] } else { vec![parent; 8] },
+            name: format!("s{id}"),
+            start_time_unix_nano: now,
+            end_time_unix_nano: now + 1,
+            ..Default::default()
+        };
+        let folded = |spans: Vec<Span>| {
+            let request = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }],
+            };
+            let decoded = decode_spans(request).0;
+            let calls: Vec<_> = decoded.iter().map(|s| (s, crate::normalize::Draft::default())).collect();
+            let mut pairs: Vec<(String, String)> =
+                wrappers(&calls).0.into_iter().map(|(w, c)| (decoded[w].name.clone(), decoded[c].name.clone())).collect();
+            pairs.sort();
+            pairs
+        };
+        let expected = vec![("s1".to_string(), "s3".to_string()), ("s2".to_string(), "s3".to_string())];
+        assert_eq!(folded(vec![span(1, 0), span(2, 1), span(3, 2)]), expected);
+        assert_eq!(folded(vec![span(3, 2), span(1, 0), span(2, 1)]), expected);
+        assert_eq!(folded(vec![span(1, 2), span(2, 1)]), vec![], "a cycle wraps nothing");
+    }
 
     /// Slices hold whole traces, in the order traces first appear (spans in the order of the
     /// request), and a trace larger than a slice stays whole.
