@@ -432,6 +432,16 @@ mod tests {
         SpanIds { trace_id: "t".into(), span_id: "s".into(), parent_span_id: String::new(), start: t, end: t, service_name: String::new() }
     }
 
+    /// A one-part message of `role`.
+    fn text(role: &str) -> Message {
+        Message { role: role.into(), name: None, parts: vec![Part::Text { content: "x".into() }], finish_reason: None }
+    }
+
+    /// The key of span `span` of trace `t` of project `p`.
+    fn key(span: &str) -> Key {
+        ("p".to_string(), "t".to_string(), span.to_string())
+    }
+
     fn answer(bytes: usize) -> Draft {
         Draft {
             output: Some(vec![Message {
@@ -465,9 +475,6 @@ mod tests {
     /// span or from log events met here in either order; not one that still lacks a side.
     #[test]
     fn a_call_has_its_messages_once_both_sides_are_held() {
-        let text =
-            |role: &str| Message { role: role.into(), name: None, parts: vec![Part::Text { content: "x".into() }], finish_reason: None };
-        let key = |s: &str| ("p".to_string(), "t".to_string(), s.to_string());
         let mut cache = JoinCache::new(Duration::from_secs(600), usize::MAX);
         // The call first, its events after.
         cache.add_call(key("s"), ids(), Draft::default(), false);
@@ -493,9 +500,6 @@ mod tests {
     /// wrapper's events still reach the call it was absorbed into.
     #[test]
     fn a_call_sent_again_keeps_its_events_and_a_wrapper_forwards_them() {
-        let text =
-            |role: &str| Message { role: role.into(), name: None, parts: vec![Part::Text { content: "x".into() }], finish_reason: None };
-        let key = |s: &str| ("p".to_string(), "t".to_string(), s.to_string());
         let mut cache = JoinCache::new(Duration::from_secs(600), usize::MAX);
         cache.add_log(key("s"), LogContent::Input(text("user")));
         cache.add_call(key("s"), SpanIds { parent_span_id: "w".into(), ..ids() }, Draft::default(), false);
@@ -525,9 +529,6 @@ mod tests {
     /// the three keys joins, and nothing left behind when they go.
     #[test]
     fn a_wrapper_of_a_wrapper_finds_the_call_and_its_events_follow() {
-        let text =
-            |role: &str| Message { role: role.into(), name: None, parts: vec![Part::Text { content: "x".into() }], finish_reason: None };
-        let key = |s: &str| ("p".to_string(), "t".to_string(), s.to_string());
         let span = |s: &str, parent: &str| SpanIds { span_id: s.into(), parent_span_id: parent.into(), ..ids() };
         let mut cache = JoinCache::new(Duration::from_secs(600), usize::MAX);
         cache.add_call(key("w"), span("w", "p"), Draft::default(), false);
