@@ -176,7 +176,7 @@ pub fn decode_spans(mut request: ExportTraceServiceRequest) -> (Vec<DecodedSpan>
 ///
 /// The text of a kept span moves out of the request into the decoded span (a span is decoded
 /// once: the slices of a large request are disjoint); its resource and scope stay, shared by
-/// the slices. Copying it was a sixth of the collector's time at 60 spans per request.
+/// the slices. Copying it cost ~10 % of the collector's CPU at 60 spans per request.
 pub fn decode_spans_where(request: &mut ExportTraceServiceRequest, keep: impl Fn(&Span) -> bool) -> (Vec<DecodedSpan>, Vec<Rejected>) {
     let mut spans = Vec::new();
     let mut rejected = Vec::new();
