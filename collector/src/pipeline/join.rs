@@ -199,35 +199,21 @@ impl JoinCache {
         Some(at.clone())
     }
 
-    /// Holds `held` under `key` (whatever was there goes), with its estimate: what it holds,
-    /// the key once, and the places that refer to the key (the entry, the expiry queue; a
-    /// call's parent, in the parent index).
+    /// Holds `held` under `key` (whatever was there goes), with its [`estimate`].
     fn hold(&mut self, key: Arc<Key>, held: Held) {
-        let bytes = 2 * SLOT
-            + key_bytes(&key)
-            + match &held {
-                Held::Call(call) => {
-                    let ids = &call.ids;
-                    ALLOC + std::mem::size_of::<CachedCall>() - std::mem::size_of::<Draft>()
-                        + [&ids.trace_id, &ids.span_id, &ids.parent_span_id, &ids.service_name].into_iter().map(|s| text(s)).sum::<usize>()
-                        + draft_bytes(&call.draft)
-                        + call.logs.bytes()
-                        + call.parent.as_ref().map_or(0, |p| key_bytes(p) + SLOT)
-                }
-                Held::Pending(logs) => ALLOC + std::mem::size_of::<LogParts>() + logs.bytes(),
-                Held::Alias { parent, .. } => parent.as_ref().map_or(0, |p| key_bytes(p) + SLOT),
-            };
+        let bytes = estimate(&key, &held);
         if let Some(old) = self.entries.insert(key, Entry { held, bytes }) {
             self.bytes -= old.bytes;
         }
         self.bytes += bytes;
     }
 
-    /// Re-estimates the entry of `key` after a change.
+    /// Re-estimates the entry of `key` after a change, in place.
     fn resize(&mut self, key: &Key) {
-        if let Some((key, entry)) = self.entries.remove_entry(key) {
-            self.bytes -= entry.bytes;
-            self.hold(key, entry.held);
+        if let Some(entry) = self.entries.get_mut(key) {
+            let bytes = estimate(key, &entry.held);
+            self.bytes = self.bytes - entry.bytes + bytes;
+            entry.bytes = bytes;
         }
     }
 
@@ -369,6 +355,25 @@ impl JoinCache {
         draft.finalize();
         Some(f(&call.ids, &draft, call.is_error))
     }
+}
+
+/// Estimated bytes of an entry: what it holds, the key once, and the places that refer to the
+/// key (the entry, the expiry queue; a call's or an alias's parent, in the parent index).
+fn estimate(key: &Key, held: &Held) -> usize {
+    2 * SLOT
+        + key_bytes(key)
+        + match held {
+            Held::Call(call) => {
+                let ids = &call.ids;
+                ALLOC + std::mem::size_of::<CachedCall>() - std::mem::size_of::<Draft>()
+                    + [&ids.trace_id, &ids.span_id, &ids.parent_span_id, &ids.service_name].into_iter().map(|s| text(s)).sum::<usize>()
+                    + draft_bytes(&call.draft)
+                    + call.logs.bytes()
+                    + call.parent.as_ref().map_or(0, |p| key_bytes(p) + SLOT)
+            }
+            Held::Pending(logs) => ALLOC + std::mem::size_of::<LogParts>() + logs.bytes(),
+            Held::Alias { parent, .. } => parent.as_ref().map_or(0, |p| key_bytes(p) + SLOT),
+        }
 }
 
 /// Estimated heap bytes of a JSON value: its text, and [`NODE`] per value.
